@@ -1,0 +1,33 @@
+namespace ProxyOrleans.Inference.Tokenization;
+
+/// <summary>A model's tokenizer as decoders, grains and tools see it (SentencePiece or byte-level BPE).</summary>
+public interface ITextTokenizer
+{
+    /// <summary>Number of ids the tokenizer can produce, special and added tokens included.</summary>
+    int VocabSize { get; }
+    int? BosTokenId { get; }
+    int? EosTokenId { get; }
+
+    /// <summary>
+    /// Text to ids. <paramref name="parseSpecialTokens"/>: whether special tokens written in the text ("&lt;s&gt;",
+    /// "&lt;|im_start|&gt;") become their ids, as HF does for rendered chat templates; otherwise they stay plain text.
+    /// </summary>
+    int[] Encode(string text, bool addBos = true, bool parseSpecialTokens = false);
+
+    /// <summary>Ids to text, keeping SentencePiece's spaces; special tokens dropped unless asked for.</summary>
+    string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = true);
+
+    /// <summary>The chat template from tokenizer_config.json or configuration; null when the model has none.</summary>
+    IChatTemplate? ChatTemplate { get; }
+}
+
+public sealed record ChatMessage(string Role, string Content);
+
+/// <summary>Renders messages exactly as Hugging Face's Jinja template would, byte for byte.</summary>
+public interface IChatTemplate
+{
+    /// <summary>"llama2", "llama3" or "chatml".</summary>
+    string Name { get; }
+
+    string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true);
+}
