@@ -49,7 +49,7 @@ public static class GatewayApp
         var app = builder.Build();
         // Fail at start, not on the first request, when tenants or combinations are misconfigured.
         _ = app.Services.GetRequiredService<TenantStore>();
-        _ = app.Services.GetRequiredService<ModelCatalog>().Combinations;
+        _ = app.Services.GetRequiredService<ModelCatalog>().Configured;
         Map(app);
         return app;
     }
@@ -78,8 +78,8 @@ public static class GatewayApp
         {
             await catalog.RefreshAsync(ct, force: true);
             var missing = catalog.MissingModels();
-            var ready = missing.Count == 0 && catalog.Hosted.Count > 0;
-            return Results.Json(new { status = ready ? "ready" : "not ready", hosted = catalog.Hosted.Order(), missing },
+            var ready = catalog.Ready;
+            return Results.Json(new { status = ready ? "ready" : "not ready", hosted = catalog.Hosted.Order(), missing, error = catalog.Error },
                 statusCode: ready ? 200 : 503);
         });
         app.MapPrometheusScrapingEndpoint();
@@ -114,8 +114,8 @@ public static class GatewayApp
                 w.WriteEndObject();
             });
         });
-        v1.MapPost("/completions", (HttpContext ctx, CompletionHandler h) => h.HandleAsync(ctx, Endpoint.Completions));
-        v1.MapPost("/chat/completions", (HttpContext ctx, CompletionHandler h) => h.HandleAsync(ctx, Endpoint.ChatCompletions));
+        v1.MapPost("/completions", (HttpContext ctx, CompletionHandler h) => h.HandleAsync(ctx, ApiEndpoint.Completions));
+        v1.MapPost("/chat/completions", (HttpContext ctx, CompletionHandler h) => h.HandleAsync(ctx, ApiEndpoint.ChatCompletions));
 
         // The caller's own running requests; another tenant's ids are never visible (404, as if unknown).
         v1.MapGet("/requests", (HttpContext ctx, RequestRegistry registry) =>

@@ -18,7 +18,7 @@ public sealed class CompletionHandler(
 {
     static readonly byte[] DataPrefix = "data: "u8.ToArray(), EventEnd = "\n\n"u8.ToArray(), Done = "data: [DONE]\n\n"u8.ToArray();
 
-    public async Task HandleAsync(HttpContext ctx, Endpoint endpoint)
+    public async Task HandleAsync(HttpContext ctx, ApiEndpoint endpoint)
     {
         var tenant = TenantAuth.Current(ctx);
         var started = time.GetTimestamp();
@@ -33,7 +33,7 @@ public sealed class CompletionHandler(
             throw ApiError.Unavailable($"The model '{missing}' needed by '{req.Model}' is not hosted by any silo right now; retry later.", "model_not_hosted");
 
         var lease = quotas.Admit(tenant, req.Generations, req.MaxTokens);
-        var id = (endpoint == Endpoint.ChatCompletions ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
+        var id = (endpoint == ApiEndpoint.ChatCompletions ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
         registry.Add(new RequestRegistry.Entry(tenant.Name, id, req.Model, time.GetUtcNow(), req.Generations, cancel));
@@ -139,14 +139,14 @@ public sealed class CompletionHandler(
     List<GenerationJob> BuildJobs(ParsedRequest req, string tenant, string id)
     {
         List<GenerationJob> jobs = [];
-        var prompts = req.Endpoint == Endpoint.Completions ? req.Prompts.Cast<string?>().ToList() : [null];
+        var prompts = req.Endpoint == ApiEndpoint.Completions ? req.Prompts.Cast<string?>().ToList() : [null];
         foreach (var prompt in prompts)
             for (var j = 0; j < req.N; j++)
             {
                 // Choices of one request differ by seed; with a seed, each choice still repeats exactly.
                 ulong? seed = req.Seed is { } s ? unchecked((ulong)s + (ulong)j) : (req.N > 1 && req.Temperature > 0 ? (ulong)Random.Shared.NextInt64() : null);
                 jobs.Add(new GenerationJob($"{tenant}/{id}/{jobs.Count}", tenant, req.Combination, prompt,
-                    req.Endpoint == Endpoint.ChatCompletions ? req.Messages : null,
+                    req.Endpoint == ApiEndpoint.ChatCompletions ? req.Messages : null,
                     req.MaxTokens, req.Temperature, req.TopP, req.TopK, seed, req.Stop));
             }
         return jobs;
@@ -199,7 +199,7 @@ public sealed class CompletionHandler(
         ctx.Response.Headers.CacheControl = "no-cache";
         ctx.Response.Headers["X-Accel-Buffering"] = "no";
         await ctx.Response.StartAsync(ctx.RequestAborted);
-        if (req.Endpoint == Endpoint.ChatCompletions)
+        if (req.Endpoint == ApiEndpoint.ChatCompletions)
             for (var i = 0; i < choices; i++)
                 await WriteEventAsync(ctx, w => ResponseWriter.Chunk(w, req.Endpoint, id, created, req.Model, i, "", null, role: true), ctx.RequestAborted);
     }

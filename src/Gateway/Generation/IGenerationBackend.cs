@@ -1,5 +1,3 @@
-using ProxyOrleans.Gateway.OpenAi;
-
 namespace ProxyOrleans.Gateway.Generation;
 
 /// <summary>One generation the gateway asks the cluster for (one choice of one prompt).</summary>
@@ -7,9 +5,9 @@ public sealed record GenerationJob(
     /// <summary>Cluster-wide id: "&lt;tenant&gt;/&lt;request id&gt;/&lt;choice&gt;". The tenant prefix keeps tenants' ids apart.</summary>
     string GenerationId,
     string Tenant,
-    ProxySpec Combination,
+    CombinationSpec Combination,
     string? Prompt,
-    IReadOnlyList<ChatTurn>? Messages,
+    IReadOnlyList<ChatMessageSpec>? Messages,
     int MaxTokens,
     float Temperature,
     float TopP,
@@ -29,6 +27,6 @@ public interface IGenerationBackend
     /// <summary>Runs a generation; cancelling <paramref name="cancellationToken"/> stops it on every silo.</summary>
     IAsyncEnumerable<GenerationUpdate> RunAsync(GenerationJob job, CancellationToken cancellationToken);
 
-    /// <summary>Names of the models some silo of the cluster hosts now.</summary>
-    Task<IReadOnlySet<string>> GetHostedModelsAsync(CancellationToken cancellationToken);
+    /// <summary>Models hosted by the cluster now and the combinations its silos are configured with.</summary>
+    Task<ClusterModels> GetModelsAsync(CancellationToken cancellationToken);
 }

@@ -1,59 +1,71 @@
-using ProxyOrleans.Gateway.OpenAi;
-
 namespace ProxyOrleans.Gateway.Generation;
 
 /// <summary>
-/// What a "model" name can mean: a combination configured under ProxyOrleans:Combinations, or a model hosted
-/// by the cluster (cached for a few seconds). Also answers readiness.
+/// What a "model" name can mean: a combination (configured on the silos — the directory grain reports them —
+/// or in the gateway's own ProxyOrleans:Combinations, which wins on a name clash) or a model some silo hosts.
+/// The cluster's answer is cached for a few seconds. Also answers readiness.
 /// </summary>
 public sealed class ModelCatalog(IConfiguration config, IGenerationBackend backend, GatewayOptions options,
     TimeProvider time, ILogger<ModelCatalog> log)
 {
-    public IReadOnlyDictionary<string, ProxySpec> Combinations { get; } = ReadCombinations(config);
+    /// <summary>Combinations from the gateway's configuration.</summary>
+    public IReadOnlyDictionary<string, CombinationSpec> Configured { get; } = ReadCombinations(config);
 
-    volatile IReadOnlySet<string> hosted = new HashSet<string>();
+    sealed record Snapshot(IReadOnlySet<string> Hosted, IReadOnlyDictionary<string, CombinationSpec> Combinations, string? Error);
+
+    volatile Snapshot snapshot = new(new HashSet<string>(), new Dictionary<string, CombinationSpec>(), "not asked yet");
     long refreshedAt = long.MinValue;
     readonly SemaphoreSlim refreshing = new(1, 1);
 
-    public IReadOnlySet<string> Hosted => hosted;
+    public IReadOnlySet<string> Hosted => snapshot.Hosted;
+    public IReadOnlyDictionary<string, CombinationSpec> Combinations => snapshot.Combinations;
+    /// <summary>Why the cluster could not be asked at the last refresh (null when it answered).</summary>
+    public string? Error => snapshot.Error;
 
-    /// <summary>Refreshes the hosted-model list if it is stale. Never throws: a cluster that cannot be asked hosts nothing.</summary>
+    /// <summary>Refreshes from the cluster if stale. Never throws: a cluster that cannot be asked hosts nothing.</summary>
     public async Task RefreshAsync(CancellationToken ct, bool force = false)
     {
-        if (!force && refreshedAt != long.MinValue && time.GetElapsedTime(refreshedAt) < options.CatalogRefresh) return;
+        if (!force && Fresh()) return;
         await refreshing.WaitAsync(ct);
         try
         {
-            if (!force && refreshedAt != long.MinValue && time.GetElapsedTime(refreshedAt) < options.CatalogRefresh) return;
+            if (!force && Fresh()) return;
             try
             {
                 using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
                 timeout.CancelAfter(TimeSpan.FromSeconds(5));
-                hosted = await backend.GetHostedModelsAsync(timeout.Token);
+                var cluster = await backend.GetModelsAsync(timeout.Token);
+                var combos = cluster.Combinations.ToDictionary(c => c.Name, c => c.Spec, StringComparer.Ordinal);
+                foreach (var (name, spec) in Configured) combos[name] = spec;
+                snapshot = new(cluster.Models.Where(m => m.Silos.Length > 0).Select(m => m.Name).ToHashSet(StringComparer.Ordinal), combos, null);
             }
             catch (Exception e) when (!ct.IsCancellationRequested)
             {
                 log.LogWarning(e, "Could not list the models hosted by the cluster");
-                hosted = new HashSet<string>();
+                snapshot = new(new HashSet<string>(), new Dictionary<string, CombinationSpec>(Configured), e.Message);
             }
             refreshedAt = time.GetTimestamp();
         }
         finally { refreshing.Release(); }
     }
 
+    bool Fresh() => refreshedAt != long.MinValue && time.GetElapsedTime(refreshedAt) < options.CatalogRefresh;
+
     /// <summary>A combination by name, or a hosted plain model as base-only decoding; null when unknown.</summary>
-    public ProxySpec? Resolve(string model) =>
+    public CombinationSpec? Resolve(string model) =>
         Combinations.TryGetValue(model, out var c) ? c
-        : hosted.Contains(model) ? new ProxySpec(model, [], 0f)
+        : Hosted.Contains(model) ? CombinationSpec.BaseOnly(model)
         : null;
 
-    /// <summary>Models that configured combinations need and no silo hosts (empty = ready).</summary>
+    /// <summary>Models that known combinations need and no silo hosts (empty and something hosted = ready).</summary>
     public IReadOnlyList<string> MissingModels() =>
-        Combinations.Values.SelectMany(c => c.Models).Distinct().Where(m => !hosted.Contains(m)).Order().ToList();
+        Combinations.Values.SelectMany(c => c.Models).Distinct().Where(m => !Hosted.Contains(m)).Order().ToList();
 
-    public static IReadOnlyDictionary<string, ProxySpec> ReadCombinations(IConfiguration config)
+    public bool Ready => Error is null && Hosted.Count > 0 && MissingModels().Count == 0;
+
+    public static IReadOnlyDictionary<string, CombinationSpec> ReadCombinations(IConfiguration config)
     {
-        var result = new Dictionary<string, ProxySpec>(StringComparer.Ordinal);
+        var result = new Dictionary<string, CombinationSpec>(StringComparer.Ordinal);
         foreach (var c in config.GetSection("ProxyOrleans:Combinations").GetChildren())
         {
             var baseModel = c["Base"];
@@ -68,7 +80,7 @@ public sealed class ModelCatalog(IConfiguration config, IGenerationBackend backe
                 var anti = e["AntiExpert"] is { Length: > 0 } y ? y : throw new InvalidOperationException($"{at}:AntiExpert is missing.");
                 experts.Add(new ExpertSpec(ex, anti, ParseFloat(e["Weight"], 1f, $"{at}:Weight")));
             }
-            result[c.Key] = new ProxySpec(baseModel, experts, alpha);
+            result[c.Key] = new CombinationSpec(baseModel, experts.ToArray(), alpha);
         }
         return result;
     }

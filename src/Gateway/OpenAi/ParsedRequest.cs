@@ -1,28 +1,18 @@
 namespace ProxyOrleans.Gateway.OpenAi;
 
-/// <summary>The trio (or several pairs) a request decodes with: base + alpha * Σ w_i (expert_i − anti_expert_i).</summary>
-public sealed record ProxySpec(string Base, IReadOnlyList<ExpertSpec> Experts, float Alpha)
-{
-    public IEnumerable<string> Models => Experts.SelectMany(e => new[] { e.Expert, e.AntiExpert }).Prepend(Base);
-}
-
-public sealed record ExpertSpec(string Expert, string AntiExpert, float Weight);
-
-public sealed record ChatTurn(string Role, string Content);
-
-public enum Endpoint { Completions, ChatCompletions }
+public enum ApiEndpoint { Completions, ChatCompletions }
 
 /// <summary>A validated /v1/completions or /v1/chat/completions request.</summary>
 public sealed record ParsedRequest
 {
-    public required Endpoint Endpoint { get; init; }
+    public required ApiEndpoint Endpoint { get; init; }
     /// <summary>The "model" field as sent: a combination or a plain model.</summary>
     public required string Model { get; init; }
-    public required ProxySpec Combination { get; init; }
+    public required CombinationSpec Combination { get; init; }
     /// <summary>Completions: one or more prompts (each gets n choices). Chat: empty.</summary>
     public IReadOnlyList<string> Prompts { get; init; } = [];
     /// <summary>Chat: the conversation. Completions: empty.</summary>
-    public IReadOnlyList<ChatTurn> Messages { get; init; } = [];
+    public IReadOnlyList<ChatMessageSpec> Messages { get; init; } = [];
     public required int MaxTokens { get; init; }
     public required float Temperature { get; init; }
     public float TopP { get; init; } = 1f;
@@ -36,5 +26,5 @@ public sealed record ParsedRequest
     public IReadOnlyList<string> OverrideModels { get; init; } = [];
 
     /// <summary>Number of generations this request runs (prompts × n).</summary>
-    public int Generations => (Endpoint == Endpoint.Completions ? Prompts.Count : 1) * N;
+    public int Generations => (Endpoint == ApiEndpoint.Completions ? Prompts.Count : 1) * N;
 }

@@ -6,7 +6,7 @@ namespace ProxyOrleans.Gateway.OpenAi;
 /// Turns a request body into a <see cref="ParsedRequest"/> or an <see cref="ApiError"/> naming the field.
 /// Parsed by hand (JsonDocument) rather than model binding so every bad value gets its own message.
 /// </summary>
-public sealed class RequestParser(GatewayOptions options, Func<string, ProxySpec?> resolveModel)
+public sealed class RequestParser(GatewayOptions options, Func<string, CombinationSpec?> resolveModel)
 {
     static readonly HashSet<string> Roles = ["system", "user", "assistant", "developer"];
 
@@ -30,7 +30,7 @@ public sealed class RequestParser(GatewayOptions options, Func<string, ProxySpec
         }
     }
 
-    public ParsedRequest Parse(JsonElement root, Endpoint endpoint)
+    public ParsedRequest Parse(JsonElement root, ApiEndpoint endpoint)
     {
         var model = RequiredString(root, "model");
         var combination = resolveModel(model) ?? throw new ApiError(StatusCodes.Status400BadRequest,
@@ -38,9 +38,9 @@ public sealed class RequestParser(GatewayOptions options, Func<string, ProxySpec
             "invalid_request_error", "model", "model_not_found", "unknown_model");
 
         IReadOnlyList<string> prompts = [];
-        IReadOnlyList<ChatTurn> messages = [];
+        IReadOnlyList<ChatMessageSpec> messages = [];
         int promptChars;
-        if (endpoint == Endpoint.Completions)
+        if (endpoint == ApiEndpoint.Completions)
         {
             prompts = ParsePrompts(root);
             promptChars = prompts.Max(p => p.Length);
@@ -50,14 +50,14 @@ public sealed class RequestParser(GatewayOptions options, Func<string, ProxySpec
             messages = ParseMessages(root);
             promptChars = messages.Sum(m => m.Content.Length);
         }
-        var promptParam = endpoint == Endpoint.Completions ? "prompt" : "messages";
+        var promptParam = endpoint == ApiEndpoint.Completions ? "prompt" : "messages";
         if (promptChars > options.MaxPromptChars)
             throw ApiError.Invalid(promptParam,
                 $"'{promptParam}' is too long: {promptChars} characters, the limit is {options.MaxPromptChars}.",
                 "context_length_exceeded");
 
         int maxTokens = options.DefaultMaxTokens;
-        foreach (var name in endpoint == Endpoint.ChatCompletions ? new[] { "max_tokens", "max_completion_tokens" } : ["max_tokens"])
+        foreach (var name in endpoint == ApiEndpoint.ChatCompletions ? new[] { "max_tokens", "max_completion_tokens" } : ["max_tokens"])
             if (OptionalInt(root, name) is { } mt)
             {
                 if (mt < 1 || mt > options.MaxTokensLimit)
@@ -136,12 +136,12 @@ public sealed class RequestParser(GatewayOptions options, Func<string, ProxySpec
         return prompts;
     }
 
-    static IReadOnlyList<ChatTurn> ParseMessages(JsonElement root)
+    static IReadOnlyList<ChatMessageSpec> ParseMessages(JsonElement root)
     {
         var m = Get(root, "messages") ?? throw ApiError.Invalid("messages", "'messages' is required.", "missing_required_parameter");
         if (m.ValueKind != JsonValueKind.Array)
             throw ApiError.Invalid("messages", "'messages' must be a list of {role, content} objects.", "invalid_type");
-        List<ChatTurn> turns = [];
+        List<ChatMessageSpec> turns = [];
         var i = 0;
         foreach (var e in m.EnumerateArray())
         {
@@ -169,7 +169,7 @@ public sealed class RequestParser(GatewayOptions options, Func<string, ProxySpec
                 content = sb.ToString();
             }
             else throw ApiError.Invalid($"{at}.content", $"'{at}.content' must be a string or a list of text parts.", "invalid_type");
-            turns.Add(new ChatTurn(role == "developer" ? "system" : role, content));
+            turns.Add(new ChatMessageSpec(role == "developer" ? "system" : role, content));
             i++;
         }
         if (turns.Count == 0) throw ApiError.Invalid("messages", "'messages' must not be empty.");
@@ -208,7 +208,7 @@ public sealed class RequestParser(GatewayOptions options, Func<string, ProxySpec
     /// <summary>
     /// Extension fields: top-level "alpha", or "proxy": {"alpha", "base", "experts": [{"expert","anti_expert","weight"}]}.
     /// </summary>
-    (ProxySpec, IReadOnlyList<string>) ApplyOverrides(JsonElement root, ProxySpec spec)
+    (CombinationSpec, IReadOnlyList<string>) ApplyOverrides(JsonElement root, CombinationSpec spec)
     {
         List<string> named = [];
         if (OptionalFinite(root, "alpha") is { } topAlpha) spec = spec with { Alpha = CheckAlpha(topAlpha, "alpha") };
@@ -242,7 +242,7 @@ public sealed class RequestParser(GatewayOptions options, Func<string, ProxySpec
                 named.Add(anti);
             }
             if (pairs.Count > 8) throw ApiError.Invalid("proxy.experts", "'proxy.experts' has more than 8 pairs.");
-            spec = spec with { Experts = pairs };
+            spec = spec with { Experts = pairs.ToArray() };
             // A plain model given experts without an alpha steers with alpha 1, the paper's setting.
             if (spec.Alpha == 0 && pairs.Count > 0 && OptionalFinite(proxy, "alpha", "proxy.alpha") is null && Get(root, "alpha") is null)
                 spec = spec with { Alpha = 1f };
@@ -260,7 +260,7 @@ public sealed class RequestParser(GatewayOptions options, Func<string, ProxySpec
     string CheckPlainModel(string name, string param)
     {
         var s = resolveModel(name);
-        if (s is null || s.Experts.Count > 0 || s.Base != name)
+        if (s is null || s.Experts.Length > 0 || s.Base != name)
             throw new ApiError(StatusCodes.Status400BadRequest,
                 $"'{param}' names '{name}', which is not a model hosted by the cluster (combinations cannot be nested).",
                 "invalid_request_error", param, "model_not_found", "unknown_model");

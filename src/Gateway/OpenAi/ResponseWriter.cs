@@ -26,18 +26,18 @@ public static class ResponseWriter
         w.WriteNull("system_fingerprint");
     }
 
-    public static void Completion(Utf8JsonWriter w, Endpoint ep, string id, long created, string model,
+    public static void Completion(Utf8JsonWriter w, ApiEndpoint ep, string id, long created, string model,
         IReadOnlyList<Choice> choices, int promptTokens, int completionTokens)
     {
         w.WriteStartObject();
-        Header(w, id, ep == Endpoint.ChatCompletions ? "chat.completion" : "text_completion", created, model);
+        Header(w, id, ep == ApiEndpoint.ChatCompletions ? "chat.completion" : "text_completion", created, model);
         w.WritePropertyName("choices");
         w.WriteStartArray();
         foreach (var c in choices)
         {
             w.WriteStartObject();
             w.WriteNumber("index", c.Index);
-            if (ep == Endpoint.ChatCompletions)
+            if (ep == ApiEndpoint.ChatCompletions)
             {
                 w.WritePropertyName("message");
                 w.WriteStartObject();
@@ -60,16 +60,16 @@ public static class ResponseWriter
     /// One streamed chunk for one choice. Chat: <paramref name="role"/> only on a choice's first chunk;
     /// <paramref name="text"/> null with a finish reason for its last (empty delta).
     /// </summary>
-    public static void Chunk(Utf8JsonWriter w, Endpoint ep, string id, long created, string model,
+    public static void Chunk(Utf8JsonWriter w, ApiEndpoint ep, string id, long created, string model,
         int index, string? text, string? finishReason, bool role = false)
     {
         w.WriteStartObject();
-        Header(w, id, ep == Endpoint.ChatCompletions ? "chat.completion.chunk" : "text_completion", created, model);
+        Header(w, id, ep == ApiEndpoint.ChatCompletions ? "chat.completion.chunk" : "text_completion", created, model);
         w.WritePropertyName("choices");
         w.WriteStartArray();
         w.WriteStartObject();
         w.WriteNumber("index", index);
-        if (ep == Endpoint.ChatCompletions)
+        if (ep == ApiEndpoint.ChatCompletions)
         {
             w.WritePropertyName("delta");
             w.WriteStartObject();
@@ -86,10 +86,10 @@ public static class ResponseWriter
     }
 
     /// <summary>The last chunk when stream_options.include_usage is set: no choices, the request's usage.</summary>
-    public static void UsageChunk(Utf8JsonWriter w, Endpoint ep, string id, long created, string model, int prompt, int completion)
+    public static void UsageChunk(Utf8JsonWriter w, ApiEndpoint ep, string id, long created, string model, int prompt, int completion)
     {
         w.WriteStartObject();
-        Header(w, id, ep == Endpoint.ChatCompletions ? "chat.completion.chunk" : "text_completion", created, model);
+        Header(w, id, ep == ApiEndpoint.ChatCompletions ? "chat.completion.chunk" : "text_completion", created, model);
         w.WritePropertyName("choices");
         w.WriteStartArray();
         w.WriteEndArray();
