@@ -145,7 +145,7 @@ public sealed class CompletionHandler(
             {
                 // Choices of one request differ by seed; with a seed, each choice still repeats exactly.
                 ulong? seed = req.Seed is { } s ? unchecked((ulong)s + (ulong)j) : (req.N > 1 && req.Temperature > 0 ? (ulong)Random.Shared.NextInt64() : null);
-                jobs.Add(new GenerationJob($"{tenant}/{id}/{jobs.Count}", tenant, req.Combination, prompt,
+                jobs.Add(new GenerationJob($"{tenant}:{id}:{jobs.Count}", tenant, req.Combination, prompt,
                     req.Endpoint == ApiEndpoint.ChatCompletions ? req.Messages : null,
                     req.MaxTokens, req.Temperature, req.TopP, req.TopK, seed, req.Stop));
             }

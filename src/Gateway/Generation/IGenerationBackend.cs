@@ -2,7 +2,7 @@ namespace ProxyOrleans.Gateway.Generation;
 
 /// <summary>One generation the gateway asks the cluster for (one choice of one prompt).</summary>
 public sealed record GenerationJob(
-    /// <summary>Cluster-wide id: "&lt;tenant&gt;/&lt;request id&gt;/&lt;choice&gt;". The tenant prefix keeps tenants' ids apart.</summary>
+    /// <summary>Cluster-wide id: "&lt;tenant&gt;:&lt;request id&gt;:&lt;choice&gt;". The tenant prefix keeps tenants' ids apart.</summary>
     string GenerationId,
     string Tenant,
     CombinationSpec Combination,
