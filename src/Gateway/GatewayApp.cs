@@ -37,7 +37,10 @@ public static class GatewayApp
         if (config.GetValue("ProxyOrleans:Gateway:JsonLogs", true))
         {
             builder.Logging.ClearProviders();
-            builder.Logging.AddJsonConsole(o => { o.IncludeScopes = true; o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ "; o.UseUtcTimestamp = true; });
+            // Per-request framework chatter off by default; our own request logs carry RequestId/Tenant/Model.
+            builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+            builder.Logging.AddFilter("Orleans", LogLevel.Warning);
+            builder.Logging.AddJsonConsole(o => { o.IncludeScopes = true; o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ"; o.UseUtcTimestamp = true; });
         }
 
         builder.Services.AddOpenTelemetry().WithMetrics(m => m
@@ -45,6 +48,8 @@ public static class GatewayApp
             .AddPrometheusExporter());
 
         if (addOrleansClient) builder.UseOrleansClient(client => OrleansClientSetup.Configure(client, config));
+        // Kestrel answers /healthz (and /readyz: 503) while the Orleans client is still connecting.
+        builder.Services.Configure<HostOptions>(o => o.ServicesStartConcurrently = true);
 
         var app = builder.Build();
         // Fail at start, not on the first request, when tenants or combinations are misconfigured.
@@ -56,6 +61,19 @@ public static class GatewayApp
 
     static void Map(WebApplication app)
     {
+        app.Use(async (ctx, next) =>
+        {
+            try { await next(ctx); }
+            finally
+            {
+                // Route pattern, not the raw path: unknown URLs must not blow up the label set.
+                var route = (ctx.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText ?? "other";
+                ctx.RequestServices.GetRequiredService<GatewayMetrics>().Requests.Add(1,
+                    new KeyValuePair<string, object?>("route", route),
+                    new KeyValuePair<string, object?>("model", ctx.Items["proxyorleans.model"] as string ?? ""),
+                    new KeyValuePair<string, object?>("status", ctx.Response.StatusCode));
+            }
+        });
         app.Use(async (ctx, next) =>
         {
             try { await next(ctx); }

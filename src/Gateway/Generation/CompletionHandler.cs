@@ -25,8 +25,11 @@ public sealed class CompletionHandler(
         var body = await ReadBodyAsync(ctx);
         using var doc = RequestParser.ParseJson(body);
         await catalog.RefreshAsync(ctx.RequestAborted);
+        if (catalog.Error is { } down)
+            throw ApiError.Unavailable($"The model cluster cannot be reached right now ({down}); retry shortly.", "cluster_unavailable");
         var req = new RequestParser(options, catalog.Resolve).Parse(doc.RootElement, endpoint);
 
+        if (catalog.Combinations.ContainsKey(req.Model) || catalog.Hosted.Contains(req.Model)) ctx.Items["proxyorleans.model"] = req.Model;
         if (!tenant.Allows(req.Model)) throw ApiError.ModelNotAllowed("model", req.Model);
         if (req.OverrideModels.FirstOrDefault(m => !tenant.Allows(m)) is { } denied) throw ApiError.ModelNotAllowed("proxy", denied);
         if (req.Combination.Models.FirstOrDefault(m => !catalog.Hosted.Contains(m)) is { } missing)
