@@ -47,6 +47,10 @@ public sealed record OpenSessionRequest
     [Id(6)] public int MaxNewTokens { get; init; }
     /// <summary>Owner, for logs and for the pair grain's key check.</summary>
     [Id(7)] public string TenantId { get; init; } = "default";
+    /// <summary>Pair grains: the pair's weight w_i (the difference sent is w_i·(expert − antiExpert)).</summary>
+    [Id(8)] public float Weight { get; init; } = 1f;
+    /// <summary>Pair grains: the base's vocabulary size (longer expert vocabularies are truncated to it); 0 = own.</summary>
+    [Id(9)] public int OutputVocab { get; init; }
 }
 
 /// <summary>Result of an open or a step: the next-token logits (fp32 or fp16 little-endian bytes).</summary>
