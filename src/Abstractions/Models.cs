@@ -67,6 +67,8 @@ public sealed record StepResult
     [Id(4)] public int[]? PromptIds { get; init; }
     /// <summary>Time the model spent computing these logits (ms), for the benchmark's breakdown.</summary>
     [Id(5)] public double ModelMs { get; init; }
+    /// <summary>Open only: how many tokens still fit after the prompt in this model's context window.</summary>
+    [Id(6)] public int ContextRoom { get; init; } = int.MaxValue;
 }
 
 /// <summary>Tokenizer files of a model (a few hundred KB), so a coordinator on any silo can detokenize.</summary>

@@ -61,11 +61,12 @@ public sealed class GenerationGrain(
             var sw = Stopwatch.StartNew();
             var opened = await Task.WhenAll(run.Slots.Select(s => run.Call(s, () => s.Open(request.ResumeTokens), ct)));
             run.PrefillMs = sw.Elapsed.TotalMilliseconds;
-            var tokenizer = await tokenizerTask;
+            var (tokenizer, eos) = await tokenizerTask;
             var promptIds = opened[0].PromptIds ?? [];
+            run.ContextRoom = opened.Min(o => o.ContextRoom);
             var state = request.ResumeTokens.Length == 0
-                ? new GenerationState(tokenizer, sampling, promptIds)
-                : GenerationState.Resume(tokenizer, sampling, new GenerationCheckpoint(sampling.Seed!.Value, request.ResumeTokens), promptIds);
+                ? new GenerationState(tokenizer, sampling, promptIds, eos)
+                : GenerationState.Resume(tokenizer, sampling, new GenerationCheckpoint(sampling.Seed!.Value, request.ResumeTokens), promptIds, eos);
             run.State = state;
             await Publish(request, GenerationEventKind.Started, requestId, e => e);
 
@@ -98,10 +99,14 @@ public sealed class GenerationGrain(
                     };
                     break;
                 }
-                if (promptIds.Length + state.Step >= run.ContextLimit)
+                if (state.Step > run.ContextRoom)
                 {
-                    yield return ev;
-                    yield return run.Final(FinishKind.Length, state.Finish(FinishReason.Length), promptIds.Length);
+                    // A model's context window is full: end here, as max tokens would (as the single-process decoder does).
+                    var rest = state.Finish(FinishReason.Length);
+                    yield return run.Final(FinishKind.Length, outcome.TextDelta + rest, promptIds.Length) with
+                    {
+                        Step = ev.Step, TokenId = ev.TokenId, Logits = ev.Logits, TopTokens = ev.TopTokens,
+                    };
                     break;
                 }
                 yield return ev;
@@ -219,7 +224,8 @@ public sealed class GenerationGrain(
         // For each pair i: (pair slot index) or (expert slot index, anti slot index).
         private readonly List<(int Pair, int Expert, int Anti, float Weight)> _pairs = [];
         public GenerationState? State;
-        public int ContextLimit = int.MaxValue;
+        /// <summary>Tokens that still fit after the prompt in the tightest model's context (from the opens).</summary>
+        public int ContextRoom = int.MaxValue;
         public double PrefillMs, ModelMs;
         public long StepTicks, FanOutTicks, CombineTicks, SampleTicks, Bytes;
         public int Steps, Failovers;
@@ -264,7 +270,6 @@ public sealed class GenerationGrain(
                     _layout.Add($"{p.Expert}:remote,{p.AntiExpert}:remote");
                 }
             }
-            if (owner._hosted.Find(spec.Base) is { } w) ContextLimit = w.MaxSequenceLength;
         }
 
         /// <summary>Replica index of a model (or pair): this silo's when it hosts it, else spread by request.</summary>

@@ -35,6 +35,7 @@ public sealed class ModelGrain(HostedModels hosted) : Grain, IModelGrain
         {
             Step = request.Generated.Length, Logits = new(LogitsCodec.Encode(LogitsCodec.AsFloats(logits), request.Precision, logits)),
             Precision = request.Precision, PromptTokens = ids.Length, PromptIds = ids, ModelMs = ms,
+            ContextRoom = _worker.MaxSequenceLength - ids.Length,
         };
     }
 
@@ -83,13 +84,16 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
     public async Task<StepResult> Open(OpenSessionRequest expertRequest, OpenSessionRequest antiRequest)
     {
         if (hosted.Draining) throw new ModelDrainingException($"Models on {RuntimeIdentity} are draining: open the session elsewhere.");
-        var e = _expert.OpenAsync(expertRequest.SessionId, _expert.Tokenize(expertRequest.Prompt, expertRequest.Messages, expertRequest.ApplyChatTemplate),
-            expertRequest.Generated, expertRequest.MaxNewTokens);
-        var a = _anti.OpenAsync(antiRequest.SessionId, _anti.Tokenize(antiRequest.Prompt, antiRequest.Messages, antiRequest.ApplyChatTemplate),
-            antiRequest.Generated, antiRequest.MaxNewTokens);
+        var eIds = _expert.Tokenize(expertRequest.Prompt, expertRequest.Messages, expertRequest.ApplyChatTemplate);
+        var aIds = _anti.Tokenize(antiRequest.Prompt, antiRequest.Messages, antiRequest.ApplyChatTemplate);
+        var e = _expert.OpenAsync(expertRequest.SessionId, eIds, expertRequest.Generated, expertRequest.MaxNewTokens);
+        var a = _anti.OpenAsync(antiRequest.SessionId, aIds, antiRequest.Generated, antiRequest.MaxNewTokens);
         await Task.WhenAll(e, a);
         _expert.SetPairInfo(expertRequest.SessionId, expertRequest.Weight, expertRequest.OutputVocab, expertRequest.Precision);
-        return Difference(expertRequest.SessionId, expertRequest.Generated.Length, e.Result, a.Result);
+        return Difference(expertRequest.SessionId, expertRequest.Generated.Length, e.Result, a.Result) with
+        {
+            ContextRoom = Math.Min(_expert.MaxSequenceLength - eIds.Length, _anti.MaxSequenceLength - aIds.Length),
+        };
     }
 
     public async Task<StepResult> Step(string sessionId, int step, int token)

@@ -1,13 +1,22 @@
+using ProxyOrleans.Inference.Decoding;
 using ProxyOrleans.Inference.Models;
 using ProxyOrleans.Inference.Tokenization;
 
 namespace ProxyOrleans.Grains.Models;
 
-/// <summary>Loads model directories with the inference library's catalog (the same loader the single-process path uses).</summary>
+/// <summary>Loads model directories as the single-process path does (ModelCatalog.Load: weights, tokenizer, config, checks).</summary>
 public sealed class CatalogModelLoader : IModelLoader
 {
-    public (ILogitsModel Model, ITextTokenizer Tokenizer) Load(string name, string path) =>
-        throw new NotImplementedException("ModelCatalog not merged yet");
+    private static readonly ModelCatalog Catalog = new(null,
+        (dir, name) => LlamaInferenceModel.Load(dir, new InferenceOptions { Name = name }),
+        dir => TokenizerLoader.Load(dir), includeDemoModels: false);
 
-    public ITextTokenizer LoadTokenizer(string path) => throw new NotImplementedException("TokenizerLoader not merged yet");
+    public LoadedModel Load(string name, string path) => Catalog.Load(name, path);
+
+    public (ITextTokenizer Tokenizer, int[] EosTokenIds) LoadTokenizer(string path)
+    {
+        var tokenizer = TokenizerLoader.Load(path);
+        var eos = LlamaConfig.Load(path).EosTokenIds.Concat(tokenizer.EosTokenId is int e ? [e] : []).Distinct().ToArray();
+        return (tokenizer, eos);
+    }
 }

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using ProxyOrleans.Grains.Hosting;
+using ProxyOrleans.Inference.Decoding;
 using ProxyOrleans.Inference.Models;
 using ProxyOrleans.Inference.Tokenization;
 
@@ -10,10 +11,10 @@ namespace ProxyOrleans.Grains.Models;
 /// <summary>Loads a model directory (HF layout) into a model and its tokenizer.</summary>
 public interface IModelLoader
 {
-    (ILogitsModel Model, ITextTokenizer Tokenizer) Load(string name, string path);
+    LoadedModel Load(string name, string path);
 
-    /// <summary>Only the tokenizer of a model directory (coordinators on silos without the weights).</summary>
-    ITextTokenizer LoadTokenizer(string path);
+    /// <summary>Only the tokenizer of a model directory and its EOS ids (coordinators on silos without the weights).</summary>
+    (ITextTokenizer Tokenizer, int[] EosTokenIds) LoadTokenizer(string path);
 }
 
 /// <summary>
@@ -52,8 +53,9 @@ public sealed class HostedModels : IHostedService, IDisposable
             throw new DirectoryNotFoundException(
                 $"Model '{m.Name}': directory '{m.Path}' does not exist. Set ProxyOrleans:Models:N:Path to an HF-layout model directory.");
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        var (model, tokenizer) = _loader.Load(m.Name, m.Path);
-        _workers[m.Name] = new ModelWorker(m.Name, m.Path, model, tokenizer, _options.KvBudgetMB * 1024 * 1024,
+        var loaded = _loader.Load(m.Name, m.Path);
+        var model = loaded.Model;
+        _workers[m.Name] = new ModelWorker(m.Name, m.Path, loaded, _options.KvBudgetMB * 1024 * 1024,
             TimeSpan.FromMilliseconds(_options.BatchWindowMs), _options.MaxBatch,
             TimeSpan.FromSeconds(_options.SessionIdleTimeoutSeconds), _loggers.CreateLogger($"ProxyOrleans.Model.{m.Name}"));
         _log.LogInformation("Loaded model {Model} from {Path} in {Ms:F0} ms (vocab {Vocab}, context {Context})",

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
+using ProxyOrleans.Inference.Decoding;
 using ProxyOrleans.Inference.Models;
 using ProxyOrleans.Inference.Tokenization;
 
@@ -30,6 +31,8 @@ public sealed class ModelWorker : IDisposable
     public string Name { get; }
     public string Path { get; }
     public ITextTokenizer Tokenizer { get; }
+    /// <summary>EOS ids as the single-process decoder takes them: config.json's eos_token_id(s) and the tokenizer's.</summary>
+    public int[] EosTokenIds { get; }
     public int VocabSize => _model.VocabSize;
     public int MaxSequenceLength => _model.MaxSequenceLength;
     public long KvBytesPerToken => _model.KvBytesPerToken;
@@ -43,10 +46,11 @@ public sealed class ModelWorker : IDisposable
     public long Prefills;
     public double ComputeMs;
 
-    public ModelWorker(string name, string path, ILogitsModel model, ITextTokenizer tokenizer, long budgetBytes,
+    public ModelWorker(string name, string path, LoadedModel loaded, long budgetBytes,
         TimeSpan batchWindow, int maxBatch, TimeSpan idleTimeout, ILogger log)
     {
-        Name = name; Path = path; _model = model; Tokenizer = tokenizer; _log = log;
+        Name = name; Path = path; _model = loaded.Model; Tokenizer = loaded.Tokenizer; _log = log;
+        EosTokenIds = loaded.Config.EosTokenIds.Concat(loaded.Tokenizer.EosTokenId is int e ? [e] : []).Distinct().ToArray();
         _budgetBytes = budgetBytes; _batchWindow = batchWindow; _maxBatch = Math.Max(1, maxBatch); _idleTimeout = idleTimeout;
         _loop = Task.Factory.StartNew(RunAsync, TaskCreationOptions.LongRunning).Unwrap();
         var sweep = TimeSpan.FromSeconds(Math.Clamp(idleTimeout.TotalSeconds / 4, 0.5, 10));
@@ -54,23 +58,14 @@ public sealed class ModelWorker : IDisposable
     }
 
     /// <summary>The prompt as this model sees it: plain text, or messages through its chat template.</summary>
+    /// <remarks>Through <see cref="ProxyPrompt"/>, as the single-process decoder does, so both paths prefill the same ids.</remarks>
     public int[] Tokenize(string? prompt, ChatMessageSpec[]? messages, bool applyChatTemplate)
     {
-        if (messages is { Length: > 0 })
-        {
-            var template = Tokenizer.ChatTemplate;
-            if (applyChatTemplate && template is not null)
-            {
-                var rendered = template.Render(messages.Select(m => new ChatMessage(m.Role, m.Content)).ToList(), addGenerationPrompt: true);
-                return Tokenizer.Encode(rendered, addBos: false, parseSpecialTokens: true);
-            }
-            // Plain prompt for models without the template (base, anti-experts): the messages' contents.
-            return Tokenizer.Encode(string.Join("\n", messages.Select(m => m.Content)), addBos: true);
-        }
-        if (prompt is null) throw new InvalidRequestException("prompt", "Give a prompt or chat messages.");
-        if (applyChatTemplate && Tokenizer.ChatTemplate is { } t)
-            return Tokenizer.Encode(t.Render([new ChatMessage("user", prompt)], addGenerationPrompt: true), addBos: false, parseSpecialTokens: true);
-        return Tokenizer.Encode(prompt, addBos: true);
+        var p = messages is { Length: > 0 }
+            ? ProxyPrompt.FromMessages(messages.Select(m => new ChatMessage(m.Role, m.Content)).ToList())
+            : ProxyPrompt.FromText(prompt ?? throw new InvalidRequestException("prompt", "Give a prompt or chat messages."));
+        try { return applyChatTemplate ? p.ExpertTokens(Tokenizer) : p.PlainTokens(Tokenizer); }
+        catch (ArgumentException e) { throw new InvalidRequestException("prompt", e.Message); }
     }
 
     /// <summary>
@@ -82,7 +77,8 @@ public sealed class ModelWorker : IDisposable
         if (promptIds.Length == 0) throw new InvalidRequestException("prompt", "The prompt tokenized to no tokens.");
         Close(sessionId);
         int used = promptIds.Length + generated.Length;
-        int capacity = maxNewTokens > 0 ? Math.Min(_model.MaxSequenceLength, used + maxNewTokens) : _model.MaxSequenceLength;
+        // Same capacity as the single-process decoder: prompt + history + the tokens still to come.
+        int capacity = maxNewTokens > 0 ? Math.Min(_model.MaxSequenceLength, promptIds.Length + Math.Max(maxNewTokens, generated.Length)) : _model.MaxSequenceLength;
         if (used >= _model.MaxSequenceLength)
             throw new ContextLengthExceededException(
                 $"Prompt and generated tokens ({used}) exceed model '{Name}''s context of {_model.MaxSequenceLength} tokens: shorten the prompt.");
