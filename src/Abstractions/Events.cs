@@ -36,6 +36,37 @@ public sealed record TokenEvent
     [Id(6)] public Dictionary<string, TopToken[]>? TopTokens { get; init; }
     /// <summary>Error message when <see cref="Finish"/> is Error.</summary>
     [Id(7)] public string? Error { get; init; }
+    /// <summary>Seed in use (on every event), so a resumed attempt draws the same numbers.</summary>
+    [Id(8)] public ulong Seed { get; init; }
+    /// <summary>Timing and traffic figures of the whole generation (final event only).</summary>
+    [Id(9)] public GenerationStats? Stats { get; init; }
+}
+
+/// <summary>Where a generation's time went, per step on average (final event only).</summary>
+[GenerateSerializer, Immutable]
+public sealed record GenerationStats
+{
+    [Id(0)] public int Steps { get; init; }
+    /// <summary>Prefill (all models at once, wall) in ms.</summary>
+    [Id(1)] public double PrefillMs { get; init; }
+    /// <summary>Mean wall time of one decode step at the coordinator (fan-out + combine + sample + bookkeeping).</summary>
+    [Id(2)] public double StepMs { get; init; }
+    /// <summary>Mean of the slowest model's compute time per step (reported by the model grains).</summary>
+    [Id(3)] public double ModelMs { get; init; }
+    /// <summary>Mean fan-out wall time per step (calls out until the last result is in).</summary>
+    [Id(4)] public double FanOutMs { get; init; }
+    /// <summary>Mean combination time per step (decode bytes, weighted differences, base + alpha·Σ).</summary>
+    [Id(5)] public double CombineMs { get; init; }
+    /// <summary>Mean sampling + stop/text bookkeeping time per step.</summary>
+    [Id(6)] public double SampleMs { get; init; }
+    /// <summary>Mean logits bytes received by the coordinator per step (all models).</summary>
+    [Id(7)] public double BytesPerStep { get; init; }
+    /// <summary>Sessions re-created on another replica.</summary>
+    [Id(8)] public int Failovers { get; init; }
+    /// <summary>The silo that ran the coordinator.</summary>
+    [Id(9)] public string CoordinatorSilo { get; init; } = "";
+    /// <summary>How each model was reached, e.g. "base-large:local", "tuned-small~base-small:pair@...".</summary>
+    [Id(10)] public string Layout { get; init; } = "";
 }
 
 /// <summary>Published on the Orleans stream <see cref="StreamNames.GenerationEvents"/> for observers (monitors).</summary>

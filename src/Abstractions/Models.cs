@@ -47,6 +47,10 @@ public sealed record OpenSessionRequest
     [Id(6)] public int MaxNewTokens { get; init; }
     /// <summary>Owner, for logs and for the pair grain's key check.</summary>
     [Id(7)] public string TenantId { get; init; } = "default";
+    /// <summary>Pair grains: the pair's weight w_i (the difference sent is w_i·(expert − antiExpert)).</summary>
+    [Id(8)] public float Weight { get; init; } = 1f;
+    /// <summary>Pair grains: the base's vocabulary size (longer expert vocabularies are truncated to it); 0 = own.</summary>
+    [Id(9)] public int OutputVocab { get; init; }
 }
 
 /// <summary>Result of an open or a step: the next-token logits (fp32 or fp16 little-endian bytes).</summary>
@@ -63,6 +67,8 @@ public sealed record StepResult
     [Id(4)] public int[]? PromptIds { get; init; }
     /// <summary>Time the model spent computing these logits (ms), for the benchmark's breakdown.</summary>
     [Id(5)] public double ModelMs { get; init; }
+    /// <summary>Open only: how many tokens still fit after the prompt in this model's context window.</summary>
+    [Id(6)] public int ContextRoom { get; init; } = int.MaxValue;
 }
 
 /// <summary>Tokenizer files of a model (a few hundred KB), so a coordinator on any silo can detokenize.</summary>
