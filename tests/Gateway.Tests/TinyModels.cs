@@ -30,7 +30,7 @@ internal static class TinyModels
             Directory.Move(dir, target);
             ByteLevelBpeTokenizerFile.Write(target, vocab, merges, Specials, new ByteLevelBpeFileOptions
             {
-                BosToken = "<s>", EosToken = chat ? "<|im_end|>" : "</s>", AddBosToken = true,
+                BosToken = "<s>", EosToken = "</s>", AddBosToken = true,
                 ChatTemplate = chat ? ChatTemplates.ChatMlJinja : null, ModelMaxLength = context,
             });
             return target;
