@@ -66,7 +66,7 @@ public sealed class OpenAiClientTests(GatewayFixture fx)
             usage ??= u.Usage;
         }
         Assert.Equal(expected.Text, text.ToString());
-        Assert.True(contentUpdates >= 2, $"expected several content chunks, got {contentUpdates}");
+        Assert.True(contentUpdates >= 2, $"expected several content chunks, got {contentUpdates}: {JsonSerializer.Serialize(text.ToString())}");
         Assert.Equal(expected.FinishReason == "length" ? ChatFinishReason.Length : ChatFinishReason.Stop, finish);
         Assert.NotNull(usage); // the client asks for stream_options.include_usage
         Assert.Equal(expected.CompletionTokens, usage!.OutputTokenCount);
