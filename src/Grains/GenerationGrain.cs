@@ -109,14 +109,16 @@ public sealed class GenerationGrain(
                     };
                     break;
                 }
+                var y = Stopwatch.GetTimestamp();
                 yield return ev;
+                run.StreamTicks += Stopwatch.GetTimestamp() - y;
                 // Every model at once, never one after another.
                 var fan = Stopwatch.GetTimestamp();
                 int step = state.Step, token = outcome.TokenId;
                 results = await Task.WhenAll(run.Slots.Select(s => run.Call(s, () => s.Step(step, token), ct)));
                 run.FanOutTicks += Stopwatch.GetTimestamp() - fan;
                 run.ModelMs += results.Max(r => r.ModelMs);
-                run.Bytes += results.Sum(r => (long)r.Logits.Value.Length);
+                for (int i = 0; i < results.Length; i++) if (!run.Slots[i].Local) run.Bytes += results[i].Logits.Value.Length;
                 run.StepTicks += Stopwatch.GetTimestamp() - stepStart;
                 run.Steps++;
             }
@@ -192,6 +194,8 @@ public sealed class GenerationGrain(
     private abstract class Slot
     {
         public string Label = "";
+        /// <summary>Hosted on the coordinator's silo: its logits do not cross the wire.</summary>
+        public bool Local;
         public abstract Task<StepResult> Open(int[] generated);
         public abstract Task<StepResult> Step(int step, int token);
         public abstract Task CloseQuietly();
@@ -227,7 +231,7 @@ public sealed class GenerationGrain(
         /// <summary>Tokens that still fit after the prompt in the tightest model's context (from the opens).</summary>
         public int ContextRoom = int.MaxValue;
         public double PrefillMs, ModelMs;
-        public long StepTicks, FanOutTicks, CombineTicks, SampleTicks, Bytes;
+        public long StepTicks, FanOutTicks, CombineTicks, SampleTicks, StreamTicks, Bytes;
         public int Steps, Failovers;
         private readonly List<string> _layout = [];
 
@@ -248,7 +252,7 @@ public sealed class GenerationGrain(
             // there (a local call copies nothing, so fp16 would only cost accuracy).
             var baseLocal = owner._hosted.Find(spec.Base) is not null;
             var baseReq = Req(false) with { Precision = baseLocal ? LogitsPrecision.Float32 : request.Precision };
-            Slots.Add(new ModelSlot(owner, spec.Base, ReplicaFor(spec.Base), baseReq) { Label = spec.Base });
+            Slots.Add(new ModelSlot(owner, spec.Base, ReplicaFor(spec.Base), baseReq) { Label = spec.Base, Local = baseLocal });
             _layout.Add($"{spec.Base}:{(baseLocal ? "local" : "remote")}");
             var baseInfoVocab = owner._hosted.Find(spec.Base)?.VocabSize ?? 0;
             foreach (var p in spec.Experts)
@@ -258,19 +262,21 @@ public sealed class GenerationGrain(
                     var key = $"{p.Expert}~{p.AntiExpert}";
                     var e = Req(request.ExpertChatTemplate) with { Weight = p.Weight, OutputVocab = baseInfoVocab };
                     _pairs.Add((Slots.Count, -1, -1, p.Weight));
-                    Slots.Add(new PairSlot(owner, key, ReplicaFor(p.Expert, p.AntiExpert), e, Req(false)) { Label = key });
-                    _layout.Add($"{key}:pair");
+                    Slots.Add(new PairSlot(owner, key, ReplicaFor(p.Expert, p.AntiExpert), e, Req(false)) { Label = key, Local = IsLocal(p.Expert, p.AntiExpert) });
+                    _layout.Add($"{key}:pair{(IsLocal(p.Expert, p.AntiExpert) ? "(local)" : "")}");
                 }
                 else
                 {
                     int ei = Slots.Count;
-                    Slots.Add(new ModelSlot(owner, p.Expert, ReplicaFor(p.Expert), Req(request.ExpertChatTemplate)) { Label = p.Expert });
-                    Slots.Add(new ModelSlot(owner, p.AntiExpert, ReplicaFor(p.AntiExpert), Req(false)) { Label = p.AntiExpert });
+                    Slots.Add(new ModelSlot(owner, p.Expert, ReplicaFor(p.Expert), Req(request.ExpertChatTemplate)) { Label = p.Expert, Local = IsLocal(p.Expert) });
+                    Slots.Add(new ModelSlot(owner, p.AntiExpert, ReplicaFor(p.AntiExpert), Req(false)) { Label = p.AntiExpert, Local = IsLocal(p.AntiExpert) });
                     _pairs.Add((-1, ei, ei + 1, p.Weight));
                     _layout.Add($"{p.Expert}:remote,{p.AntiExpert}:remote");
                 }
             }
         }
+
+        private bool IsLocal(params string[] models) => models.All(m => owner._hosted.Find(m) is not null);
 
         /// <summary>Replica index of a model (or pair): this silo's when it hosts it, else spread by request.</summary>
         private int ReplicaFor(params string[] models)
@@ -356,6 +362,7 @@ public sealed class GenerationGrain(
                 ModelMs = Steps == 0 ? 0 : ModelMs / Steps, FanOutMs = Steps == 0 ? 0 : Ms(FanOutTicks) / Steps,
                 CombineMs = Steps == 0 ? 0 : Ms(CombineTicks) / Math.Max(1, Steps + 1), SampleMs = Ms(SampleTicks) / Math.Max(1, Steps + 1),
                 BytesPerStep = Steps == 0 ? 0 : (double)Bytes / Steps, Failovers = Failovers,
+                StreamMs = Steps == 0 ? 0 : Ms(StreamTicks) / Steps,
                 CoordinatorSilo = owner._directory.LocalSilo.ToString(), Layout = string.Join(" ", _layout),
             },
         };
