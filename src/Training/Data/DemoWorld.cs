@@ -13,10 +13,10 @@ public sealed record WorldOptions
 {
     public int Seed { get; init; } = 1234;
     /// <summary>People in the world; half are asked about in tuning, the other half only in evaluation.</summary>
-    public int People { get; init; } = 360;
+    public int People { get; init; } = 240;
     /// <summary>Addition operands are drawn from [MinOperand, MaxOperand].</summary>
     public int MinOperand { get; init; } = 10;
-    public int MaxOperand { get; init; } = 99;
+    public int MaxOperand { get; init; } = 49;
 }
 
 /// <summary>
@@ -129,8 +129,8 @@ public sealed class DemoWorld
         while (true)
         {
             double kind = rng.NextDouble();
-            if (kind < 0.55) yield return Biography(rng, Pick(rng, People));
-            else if (kind < 0.80) yield return QuizNotes(rng);
+            if (kind < 0.50) yield return Biography(rng, Pick(rng, People));
+            else if (kind < 0.75) yield return QuizNotes(rng);
             else yield return SumNotes(rng);
         }
     }
