@@ -91,8 +91,12 @@ public sealed class GenerationState
 
     public GenerationCheckpoint Checkpoint() => new(Seed, [.. generated]);
 
-    /// <summary>The token that step <see cref="Step"/> picks from these combined logits (no state change).</summary>
-    public int Choose(ReadOnlySpan<float> combinedLogits) => Sampler.Sample(combinedLogits, Options, Seed, Step);
+    /// <summary>
+    /// The token that step <see cref="Step"/> picks from these combined logits (no state change). Logit rows past
+    /// the tokenizer's vocabulary (padding rows many checkpoints carry) are never picked: no text exists for them.
+    /// </summary>
+    public int Choose(ReadOnlySpan<float> combinedLogits) =>
+        Sampler.Sample(combinedLogits[..Math.Min(combinedLogits.Length, tokenizer.VocabSize)], Options, Seed, Step);
 
     /// <summary>Samples the next token from the combined logits and appends it.</summary>
     public StepOutcome Advance(ReadOnlySpan<float> combinedLogits)

@@ -37,10 +37,14 @@ public sealed class ModelCatalog : IDisposable
     private readonly TokenizerLoader loadTokenizer;
     private readonly object gate = new();
 
-    public ModelCatalog(IEnumerable<ModelSource>? sources, ModelLoader loadModel, TokenizerLoader loadTokenizer, bool includeDemoModels = true)
+    /// <param name="sources">Configured models (override demo models of the same name).</param>
+    /// <param name="loadModel">The weights loader.</param>
+    /// <param name="loadTokenizer">The tokenizer loader; default <see cref="Tokenization.TokenizerLoader.Load"/>.</param>
+    /// <param name="includeDemoModels">Also offer models/demo/&lt;name&gt; found above the application directory.</param>
+    public ModelCatalog(IEnumerable<ModelSource>? sources, ModelLoader loadModel, TokenizerLoader? loadTokenizer = null, bool includeDemoModels = true)
     {
-        this.loadModel = loadModel;
-        this.loadTokenizer = loadTokenizer;
+        this.loadModel = loadModel ?? throw new ArgumentNullException(nameof(loadModel));
+        this.loadTokenizer = loadTokenizer ?? (dir => Tokenization.TokenizerLoader.Load(dir));
         if (includeDemoModels && FindDemoModelsDirectory() is string demo)
             foreach (var dir in System.IO.Directory.GetDirectories(demo).Order(StringComparer.Ordinal))
                 if (File.Exists(Path.Combine(dir, "config.json"))) directories[Path.GetFileName(dir)] = dir;

@@ -87,11 +87,9 @@ public sealed class ProxyGeneration
         basePrompt = prompt.PlainTokens(baseModel.Tokenizer);
         expertPrompts = [.. this.pairs.Select(p => prompt.ExpertTokens(p.Expert.Tokenizer))];
         antiPrompts = [.. this.pairs.Select(p => prompt.PlainTokens(p.Anti.Tokenizer))];
-        // EOS: the tokenizer's and every eos_token_id of config.json (Llama 3 lists several).
-        var eos = baseModel.Tokenizer.EosTokenIds.Concat(baseModel.Config.EosTokenIds).Distinct().ToArray();
         State = decode.Resume is { } resume
-            ? GenerationState.Resume(baseModel.Tokenizer, options, resume, basePrompt, eos)
-            : new GenerationState(baseModel.Tokenizer, options, basePrompt, eos);
+            ? GenerationState.Resume(baseModel.Tokenizer, options, resume, basePrompt)
+            : new GenerationState(baseModel.Tokenizer, options, basePrompt);
     }
 
     public GenerationState State { get; }
@@ -169,7 +167,8 @@ public sealed class ProxyGeneration
                     : null;
 
                 bool full = false;
-                for (int m = 0; m < models.Count; m++) full |= sessions[m].Length + 1 > models[m].Model.Model.MaxSequenceLength;
+                // The sequence (cache + the new token) has reached some model's context: the new token ends it.
+                for (int m = 0; m < models.Count; m++) full |= sessions[m].Length + 1 >= models[m].Model.Model.MaxSequenceLength;
                 if (!outcome.IsFinal && full)
                 {
                     // The context window is full: end here, as max tokens would.
