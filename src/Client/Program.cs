@@ -1,1 +1,7 @@
-Console.WriteLine("todo");
+using System.CommandLine;
+using ProxyOrleans.Client.Commands;
+
+// One file per command under Commands/, each with a static Create().
+var root = new RootCommand("ProxyOrleans command-line client: generate against a cluster; tokenize and other checkpoint tools without one.");
+root.Subcommands.Add(TokenizeCommand.Create());
+return root.Parse(args).Invoke();
