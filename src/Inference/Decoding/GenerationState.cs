@@ -20,22 +20,19 @@ public sealed record GenerationCheckpoint(ulong Seed, int[] GeneratedTokens);
 /// index, sampling, EOS, max tokens, stop sequences and streaming detokenization. The single-process
 /// <see cref="ProxyDecoder"/> and the Orleans coordinator grain both drive it with
 /// <see cref="Advance"/>(combined logits), so both paths run the same code.
-/// <para>Text: the completion is decoded as a whole (after a few prompt tokens, so SentencePiece keeps the
-/// first word's space) and released as deltas. Text is held back while it ends in an incomplete UTF-8
-/// character (U+FFFD) or while its end could be the start of a stop sequence; when a stop sequence appears
-/// the text is cut just before it and it is never emitted.</para>
+/// <para>Text: ids become text through <see cref="StreamingDetokenizer"/> (prompt context so the first word keeps
+/// its SentencePiece space; incomplete UTF-8 characters held back). On top of that, text is held back while its
+/// end could be the start of a stop sequence; when a stop sequence appears the text is cut just before it and
+/// the stop sequence is never emitted.</para>
 /// </summary>
 public sealed class GenerationState
 {
-    // Prompt tokens decoded in front of the completion so the first token keeps its leading space.
-    private const int ContextTokens = 4;
-
     private readonly ITextTokenizer tokenizer;
-    private readonly int[] context;
+    private readonly StreamingDetokenizer detokenizer;
     private readonly HashSet<int> eosTokenIds;
     private readonly List<int> generated = [];
     private readonly int maxStopLength;
-    private string text = "";   // decoded completion so far (grows, may still change at its U+FFFD tail)
+    private string text = "";   // text the detokenizer has produced (whole characters only)
     private int emitted;        // characters of `text` already released
 
     /// <param name="tokenizer">The base model's tokenizer (all models of a combination share the vocabulary).</param>
@@ -50,11 +47,7 @@ public sealed class GenerationState
         this.tokenizer = tokenizer;
         Options = options;
         Seed = options.Seed ?? Sampler.NewSeed();
-        int? bos = tokenizer.BosTokenId;
-        var tail = new List<int>();
-        for (int i = promptTokens.Length - 1; i >= 0 && tail.Count < ContextTokens; i--)
-            if (promptTokens[i] != bos) tail.Insert(0, promptTokens[i]);
-        context = [.. tail];
+        detokenizer = new StreamingDetokenizer(tokenizer, promptTokens);
         this.eosTokenIds = [.. eosTokenIds ?? tokenizer.EosTokenIds];
         maxStopLength = options.Stop.Count == 0 ? 0 : options.Stop.Max(s => s.Length);
     }
@@ -118,7 +111,7 @@ public sealed class GenerationState
         if (Options.StopAtEos && eosTokenIds.Contains(tokenId))
             return new(tokenId, Flush(FinishReason.Eos), FinishReason.Eos);
 
-        text = DecodeCompletion();
+        text += detokenizer.Push(tokenId);
         if (maxStopLength > 0)
         {
             int stopAt = FindStop();
@@ -154,6 +147,7 @@ public sealed class GenerationState
 
     private string Flush(FinishReason reason)
     {
+        text += detokenizer.Flush(); // an incomplete character at the very end shows as U+FFFD
         string delta = text.Length > emitted ? text[emitted..] : "";
         emitted = text.Length;
         FinishReason = reason;
@@ -163,22 +157,6 @@ public sealed class GenerationState
     private void ThrowIfFinished()
     {
         if (IsFinished) throw new InvalidOperationException($"The generation has finished ({FinishReason}).");
-    }
-
-    private string DecodeCompletion()
-    {
-        if (context.Length > 0)
-        {
-            int[] all = [.. context, .. generated];
-            // Shrink the context if its own text is not a prefix (it ended inside a multi-byte character).
-            for (int c = context.Length; c > 0; c--)
-            {
-                string prefix = tokenizer.Decode(context.AsSpan(context.Length - c));
-                string full = tokenizer.Decode(all.AsSpan(context.Length - c));
-                if (full.StartsWith(prefix, StringComparison.Ordinal)) return full[prefix.Length..];
-            }
-        }
-        return tokenizer.Decode(generated.ToArray());
     }
 
     // Earliest stop sequence starting in the unreleased text (released text never holds a stop's beginning).
@@ -193,11 +171,10 @@ public sealed class GenerationState
         return best;
     }
 
-    // How much of `text` can be released: not an incomplete character, not a possible stop-sequence start.
+    // How much of `text` can be released: all but a tail that could be the start of a stop sequence.
     private int SafeLength()
     {
         int safe = text.Length;
-        while (safe > emitted && text[safe - 1] == '\uFFFD') safe--;
         if (maxStopLength > 0)
         {
             int hold = 0;

@@ -1,8 +1,6 @@
 using System.Text;
 using ProxyOrleans.Inference.Decoding;
-using ProxyOrleans.Inference.Models;
 using ProxyOrleans.Inference.Tokenization;
-using TorchSharp;
 
 namespace ProxyOrleans.Inference.Tests.Decoding;
 
@@ -31,7 +29,7 @@ internal sealed class TinyFamily : IDisposable
     }
 
     public ModelCatalog Catalog() =>
-        new([.. Dirs.Select(kv => new ModelSource(kv.Key, kv.Value))], RecomputingModel.Load, includeDemoModels: false);
+        new([.. Dirs.Select(kv => new ModelSource(kv.Key, kv.Value))], includeDemoModels: false);
 
     private void Save(string name, int seed, Action<string> writeTokenizer, int vocab, int maxPos = 128)
     {
@@ -72,49 +70,5 @@ internal sealed class TinyFamily : IDisposable
     {
         try { Directory.Delete(Root, recursive: true); } catch (IOException) { }
         foreach (var dir in Dirs.Values) try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
-    }
-}
-
-/// <summary>
-/// An <see cref="ILogitsModel"/> that recomputes the full forward pass of the trainable
-/// <see cref="LlamaForCausalLM"/> on every append: slow but simple, enough to drive the decoder with real weights.
-/// </summary>
-internal sealed class RecomputingModel(string name, LlamaForCausalLM model) : ILogitsModel
-{
-    private LlamaForCausalLM Module => model;
-
-    public static ILogitsModel Load(string dir, string name) => new RecomputingModel(name, LlamaForCausalLM.FromPretrained(dir));
-
-    public string Name => name;
-    public int VocabSize => model.Config.VocabSize;
-    public int MaxSequenceLength => model.Config.MaxPositionEmbeddings;
-    public long KvBytesPerToken => 2L * model.Config.NumHiddenLayers * model.Config.KvDim * sizeof(float);
-    public IModelSession CreateSession(int capacity) => new Session(this, capacity);
-
-    public void StepBatch(IReadOnlyList<IModelSession> sessions, ReadOnlySpan<int> tokens, Span<float> logits)
-    {
-        for (int i = 0; i < sessions.Count; i++) sessions[i].Append(tokens.Slice(i, 1), logits.Slice(i * VocabSize, VocabSize));
-    }
-
-    public void Dispose() => model.Dispose();
-
-    private sealed class Session(RecomputingModel owner, int capacity) : IModelSession
-    {
-        private readonly List<int> tokens = [];
-        public int Length => tokens.Count;
-
-        public void Append(ReadOnlySpan<int> newTokens, Span<float> lastLogits)
-        {
-            if (tokens.Count + newTokens.Length > capacity)
-                throw new ContextLengthExceededException($"{tokens.Count} + {newTokens.Length} tokens exceed the session's capacity {capacity}.");
-            tokens.AddRange(newTokens);
-            using var scope = torch.NewDisposeScope();
-            using var _ = torch.no_grad();
-            var ids = torch.tensor(tokens.Select(t => (long)t).ToArray()).unsqueeze(0);
-            var logits = owner.Module.call(ids)[0, -1].contiguous();
-            logits.data<float>().ToArray().CopyTo(lastLogits);
-        }
-
-        public void Dispose() { }
     }
 }
