@@ -1,3 +1,4 @@
+using ProxyOrleans.Inference.Models;
 using ProxyOrleans.Inference.Tokenization;
 
 namespace ProxyOrleans.Inference.Decoding;
@@ -17,7 +18,7 @@ public sealed record GenerationCheckpoint(ulong Seed, int[] GeneratedTokens);
 
 /// <summary>
 /// The decoding side of one generation, independent of where the logits come from: token history, step
-/// index, sampling, EOS, max tokens, stop sequences and streaming detokenization. The single-process
+/// index, sampling, EOS, max tokens, the context window, stop sequences and streaming detokenization. The single-process
 /// <see cref="ProxyDecoder"/> and the Orleans coordinator grain both drive it with
 /// <see cref="Advance"/>(combined logits), so both paths run the same code.
 /// <para>Text: ids become text through <see cref="StreamingDetokenizer"/> (prompt context so the first word keeps
@@ -39,11 +40,19 @@ public sealed class GenerationState
     /// <param name="options">Sampling and stopping options (validated here).</param>
     /// <param name="promptTokens">The base model's prompt ids; its last tokens give the completion its context.</param>
     /// <param name="eosTokenIds">End-of-sequence ids; defaults to the tokenizer's (EOS plus config.json's eos_token_id list).</param>
+    /// <param name="contextRoom">
+    /// Tokens that fit after the prompt in the tightest model's context: min over models of
+    /// (max_position_embeddings − that model's prompt length). The generation ends with Length when prompt plus
+    /// completion fill it (the last token is sampled but never needs a position).
+    /// </param>
     public GenerationState(ITextTokenizer tokenizer, SamplingOptions options, ReadOnlySpan<int> promptTokens = default,
-        IEnumerable<int>? eosTokenIds = null)
+        IEnumerable<int>? eosTokenIds = null, int contextRoom = int.MaxValue)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
         Sampler.Validate(options);
+        if (contextRoom < 1)
+            throw new ContextLengthExceededException("The prompt leaves no room in the model's context window: shorten the prompt.");
+        ContextRoom = contextRoom;
         this.tokenizer = tokenizer;
         Options = options;
         Seed = options.Seed ?? Sampler.NewSeed();
@@ -54,9 +63,9 @@ public sealed class GenerationState
 
     /// <summary>Rebuilds a generation from its checkpoint (same tokenizer, prompt and options as the original).</summary>
     public static GenerationState Resume(ITextTokenizer tokenizer, SamplingOptions options, GenerationCheckpoint checkpoint,
-        ReadOnlySpan<int> promptTokens = default, IEnumerable<int>? eosTokenIds = null)
+        ReadOnlySpan<int> promptTokens = default, IEnumerable<int>? eosTokenIds = null, int contextRoom = int.MaxValue)
     {
-        var state = new GenerationState(tokenizer, options with { Seed = checkpoint.Seed }, promptTokens, eosTokenIds);
+        var state = new GenerationState(tokenizer, options with { Seed = checkpoint.Seed }, promptTokens, eosTokenIds, contextRoom);
         foreach (int token in checkpoint.GeneratedTokens)
         {
             if (state.IsFinished)
@@ -67,6 +76,9 @@ public sealed class GenerationState
     }
 
     public SamplingOptions Options { get; }
+
+    /// <summary>Tokens that fit after the prompt in the tightest model's context (int.MaxValue: no limit given).</summary>
+    public int ContextRoom { get; }
 
     /// <summary>The seed in use: the request's, or one chosen at random at the start (report it to repeat the run).</summary>
     public ulong Seed { get; }
@@ -125,7 +137,7 @@ public sealed class GenerationState
             }
         }
 
-        if (generated.Count >= Options.MaxNewTokens)
+        if (generated.Count >= Options.MaxNewTokens || generated.Count >= ContextRoom)
             return new(tokenId, Flush(FinishReason.Length), FinishReason.Length);
 
         int safe = SafeLength();
