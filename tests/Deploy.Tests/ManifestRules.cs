@@ -109,8 +109,15 @@ public static class ManifestRules
                 v.Add($"{name}: ProxyOrleans__HttpPort '{Env("ProxyOrleans__HttpPort")}' is not the 'http' container port {http?.ContainerPort}.");
             if (c.ReadinessProbe?.HttpGet?.Path != "/readyz") v.Add($"{name}: readinessProbe is not GET /readyz.");
             if (c.LivenessProbe?.HttpGet?.Path != "/healthz") v.Add($"{name}: livenessProbe is not GET /healthz.");
-            if ((pod.TerminationGracePeriodSeconds ?? 30) < 60)
-                v.Add($"{name}: terminationGracePeriodSeconds {pod.TerminationGracePeriodSeconds} is too short to drain generations (>= 60).");
+            // Drain on SIGTERM: running sessions get DrainTimeoutSeconds, inside the host's shutdown timeout,
+            // inside the kubelet's grace period (defaults: 30 s, 30 s, 30 s).
+            double Seconds(string k) => double.TryParse(Env(k), System.Globalization.CultureInfo.InvariantCulture, out var x) ? x : 30;
+            var drain = Seconds("ProxyOrleans__DrainTimeoutSeconds");
+            var shutdown = Seconds("DOTNET_shutdownTimeoutSeconds");
+            var grace = pod.TerminationGracePeriodSeconds ?? 30;
+            if (drain < 30) v.Add($"{name}: ProxyOrleans__DrainTimeoutSeconds {drain} is too short for running generations (>= 30).");
+            if (shutdown < drain + 10) v.Add($"{name}: DOTNET_shutdownTimeoutSeconds {shutdown} ends the host before the drain ({drain} s) can finish.");
+            if (grace < shutdown + 10) v.Add($"{name}: terminationGracePeriodSeconds {grace} kills the pod before the host's shutdown ({shutdown} s) ends.");
 
             if (!m.All<V1PodDisruptionBudget>().Any(p => Selects(p.Spec.Selector, t.Metadata.Labels)))
                 v.Add($"{name}: no PodDisruptionBudget selects its pods.");
