@@ -207,8 +207,14 @@ public static class ManifestRules
         var hosted = m.Workloads().Where(w => w.Labels.ContainsKey(RoleLabel))
             .Select(w => m.EffectiveEnv(w.Template.Spec.Containers.Single(x => x.Name == "silo")).GetValueOrDefault("ProxyOrleans__Models__0__Name"))
             .ToHashSet();
+        static string Combos(Dictionary<string, string> e) => string.Join(";", e.Where(kv => kv.Key.StartsWith("ProxyOrleans__Combinations__", StringComparison.Ordinal))
+            .OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => kv.Key + "=" + kv.Value));
         var combos = env.Where(kv => kv.Key.StartsWith("ProxyOrleans__Combinations__", StringComparison.Ordinal)).ToList();
         if (combos.Count == 0) v.Add("gateway: no ProxyOrleans__Combinations__* configured.");
+        // Silos resolve combination names too (coordinators, /readyz): they must see the gateway's list.
+        foreach (var w in m.Workloads().Where(w => w.Labels.ContainsKey(RoleLabel)))
+            if (Combos(m.EffectiveEnv(w.Template.Spec.Containers.Single(x => x.Name == "silo"))) != Combos(env))
+                v.Add($"{w.Name}: its ProxyOrleans__Combinations__* differ from the gateway's.");
         foreach (var (k, model) in combos)
             if ((k.EndsWith("__Base") || k.EndsWith("__Expert") || k.EndsWith("__AntiExpert")) && !hosted.Contains(model))
                 v.Add($"gateway: {k}={model} names a model no silo role hosts ({string.Join(", ", hosted)}).");
