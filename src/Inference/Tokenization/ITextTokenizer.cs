@@ -19,6 +19,15 @@ public interface ITextTokenizer
 
     /// <summary>The chat template from tokenizer_config.json or configuration; null when the model has none.</summary>
     IChatTemplate? ChatTemplate { get; }
+
+    /// <summary>
+    /// The vocabulary's string for an id ("▁Hello" in SentencePiece, "Ġworld" in byte-level BPE, "&lt;s&gt;");
+    /// null when the id is outside the vocabulary. Used to check that models share one vocabulary.
+    /// </summary>
+    string? IdToToken(int id) => null;
+
+    /// <summary>Every id that ends a generation: the EOS plus those listed in config.json / generation_config.json.</summary>
+    IReadOnlyCollection<int> EosTokenIds => EosTokenId is int eos ? [eos] : [];
 }
 
 public sealed record ChatMessage(string Role, string Content);
@@ -30,4 +39,7 @@ public interface IChatTemplate
     string Name { get; }
 
     string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true);
+
+    /// <summary>The token that closes a turn ("&lt;/s&gt;", "&lt;|eot_id|&gt;", "&lt;|im_end|&gt;"): a chat model's stop token.</summary>
+    string? EndOfTurnToken => null;
 }

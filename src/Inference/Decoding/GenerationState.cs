@@ -1,0 +1,211 @@
+using ProxyOrleans.Inference.Tokenization;
+
+namespace ProxyOrleans.Inference.Decoding;
+
+/// <summary>What one step produced: the token, the text it released (possibly empty) and whether it ended the run.</summary>
+public readonly record struct StepOutcome(int TokenId, string TextDelta, FinishReason Finish)
+{
+    public bool IsFinal => Finish != FinishReason.None;
+}
+
+/// <summary>
+/// Everything needed to continue a generation elsewhere: the generated tokens and the seed. With the same
+/// prompt and options, <see cref="GenerationState.Resume"/> rebuilds the state, and the next step draws the
+/// same random number it would have drawn (randomness is keyed by (seed, step), step = tokens so far).
+/// </summary>
+public sealed record GenerationCheckpoint(ulong Seed, int[] GeneratedTokens);
+
+/// <summary>
+/// The decoding side of one generation, independent of where the logits come from: token history, step
+/// index, sampling, EOS, max tokens, stop sequences and streaming detokenization. The single-process
+/// <see cref="ProxyDecoder"/> and the Orleans coordinator grain both drive it with
+/// <see cref="Advance"/>(combined logits), so both paths run the same code.
+/// <para>Text: the completion is decoded as a whole (after a few prompt tokens, so SentencePiece keeps the
+/// first word's space) and released as deltas. Text is held back while it ends in an incomplete UTF-8
+/// character (U+FFFD) or while its end could be the start of a stop sequence; when a stop sequence appears
+/// the text is cut just before it and it is never emitted.</para>
+/// </summary>
+public sealed class GenerationState
+{
+    // Prompt tokens decoded in front of the completion so the first token keeps its leading space.
+    private const int ContextTokens = 4;
+
+    private readonly ITextTokenizer tokenizer;
+    private readonly int[] context;
+    private readonly HashSet<int> eosTokenIds;
+    private readonly List<int> generated = [];
+    private readonly int maxStopLength;
+    private string text = "";   // decoded completion so far (grows, may still change at its U+FFFD tail)
+    private int emitted;        // characters of `text` already released
+
+    /// <param name="tokenizer">The base model's tokenizer (all models of a combination share the vocabulary).</param>
+    /// <param name="options">Sampling and stopping options (validated here).</param>
+    /// <param name="promptTokens">The base model's prompt ids; its last tokens give the completion its context.</param>
+    /// <param name="eosTokenIds">End-of-sequence ids; defaults to the tokenizer's EOS.</param>
+    public GenerationState(ITextTokenizer tokenizer, SamplingOptions options, ReadOnlySpan<int> promptTokens = default,
+        IEnumerable<int>? eosTokenIds = null)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        Sampler.Validate(options);
+        this.tokenizer = tokenizer;
+        Options = options;
+        Seed = options.Seed ?? Sampler.NewSeed();
+        int? bos = tokenizer.BosTokenId;
+        var tail = new List<int>();
+        for (int i = promptTokens.Length - 1; i >= 0 && tail.Count < ContextTokens; i--)
+            if (promptTokens[i] != bos) tail.Insert(0, promptTokens[i]);
+        context = [.. tail];
+        this.eosTokenIds = eosTokenIds is null
+            ? (tokenizer.EosTokenId is int eos ? [eos] : [])
+            : [.. eosTokenIds];
+        maxStopLength = options.Stop.Count == 0 ? 0 : options.Stop.Max(s => s.Length);
+    }
+
+    /// <summary>Rebuilds a generation from its checkpoint (same tokenizer, prompt and options as the original).</summary>
+    public static GenerationState Resume(ITextTokenizer tokenizer, SamplingOptions options, GenerationCheckpoint checkpoint,
+        ReadOnlySpan<int> promptTokens = default, IEnumerable<int>? eosTokenIds = null)
+    {
+        var state = new GenerationState(tokenizer, options with { Seed = checkpoint.Seed }, promptTokens, eosTokenIds);
+        foreach (int token in checkpoint.GeneratedTokens)
+        {
+            if (state.IsFinished)
+                throw new ArgumentException("The checkpoint holds tokens after the generation had already finished.", nameof(checkpoint));
+            state.Accept(token);
+        }
+        return state;
+    }
+
+    public SamplingOptions Options { get; }
+
+    /// <summary>The seed in use: the request's, or one chosen at random at the start (report it to repeat the run).</summary>
+    public ulong Seed { get; }
+
+    /// <summary>Index of the next step = number of tokens generated so far.</summary>
+    public int Step => generated.Count;
+
+    public IReadOnlyList<int> GeneratedTokens => generated;
+
+    /// <summary>Text released so far (the concatenation of all deltas).</summary>
+    public string Text => text[..emitted];
+
+    public FinishReason FinishReason { get; private set; } = FinishReason.None;
+    public bool IsFinished => FinishReason != FinishReason.None;
+
+    public GenerationCheckpoint Checkpoint() => new(Seed, [.. generated]);
+
+    /// <summary>The token that step <see cref="Step"/> picks from these combined logits (no state change).</summary>
+    public int Choose(ReadOnlySpan<float> combinedLogits) => Sampler.Sample(combinedLogits, Options, Seed, Step);
+
+    /// <summary>Samples the next token from the combined logits and appends it.</summary>
+    public StepOutcome Advance(ReadOnlySpan<float> combinedLogits)
+    {
+        ThrowIfFinished();
+        return Accept(Choose(combinedLogits));
+    }
+
+    /// <summary>
+    /// Appends a token chosen for step <see cref="Step"/> (by <see cref="Advance"/>, or when replaying a
+    /// history) and applies EOS, stop sequences and max tokens.
+    /// </summary>
+    public StepOutcome Accept(int tokenId)
+    {
+        ThrowIfFinished();
+        if (tokenId < 0) throw new ArgumentOutOfRangeException(nameof(tokenId), tokenId, "Token ids are non-negative.");
+        generated.Add(tokenId);
+
+        if (Options.StopAtEos && eosTokenIds.Contains(tokenId))
+            return new(tokenId, Flush(FinishReason.Eos), FinishReason.Eos);
+
+        text = DecodeCompletion();
+        if (maxStopLength > 0)
+        {
+            int stopAt = FindStop();
+            if (stopAt >= 0)
+            {
+                string delta = text[emitted..stopAt];
+                text = text[..stopAt];
+                emitted = stopAt;
+                FinishReason = FinishReason.Stop;
+                return new(tokenId, delta, FinishReason.Stop);
+            }
+        }
+
+        if (generated.Count >= Options.MaxNewTokens)
+            return new(tokenId, Flush(FinishReason.Length), FinishReason.Length);
+
+        int safe = SafeLength();
+        string released = safe > emitted ? text[emitted..safe] : "";
+        emitted = Math.Max(emitted, safe);
+        return new(tokenId, released, FinishReason.None);
+    }
+
+    /// <summary>
+    /// Ends the generation from outside (cancellation, context window full): releases the held-back text
+    /// (it did not turn out to be a stop sequence) and records the reason.
+    /// </summary>
+    public string Finish(FinishReason reason)
+    {
+        if (reason == FinishReason.None) throw new ArgumentException("Finish needs a reason.", nameof(reason));
+        ThrowIfFinished();
+        return Flush(reason);
+    }
+
+    private string Flush(FinishReason reason)
+    {
+        string delta = text.Length > emitted ? text[emitted..] : "";
+        emitted = text.Length;
+        FinishReason = reason;
+        return delta;
+    }
+
+    private void ThrowIfFinished()
+    {
+        if (IsFinished) throw new InvalidOperationException($"The generation has finished ({FinishReason}).");
+    }
+
+    private string DecodeCompletion()
+    {
+        if (context.Length > 0)
+        {
+            int[] all = [.. context, .. generated];
+            // Shrink the context if its own text is not a prefix (it ended inside a multi-byte character).
+            for (int c = context.Length; c > 0; c--)
+            {
+                string prefix = tokenizer.Decode(context.AsSpan(context.Length - c));
+                string full = tokenizer.Decode(all.AsSpan(context.Length - c));
+                if (full.StartsWith(prefix, StringComparison.Ordinal)) return full[prefix.Length..];
+            }
+        }
+        return tokenizer.Decode(generated.ToArray());
+    }
+
+    // Earliest stop sequence starting in the unreleased text (released text never holds a stop's beginning).
+    private int FindStop()
+    {
+        int best = -1;
+        foreach (string stop in Options.Stop)
+        {
+            int at = text.IndexOf(stop, emitted, StringComparison.Ordinal);
+            if (at >= 0 && (best < 0 || at < best)) best = at;
+        }
+        return best;
+    }
+
+    // How much of `text` can be released: not an incomplete character, not a possible stop-sequence start.
+    private int SafeLength()
+    {
+        int safe = text.Length;
+        while (safe > emitted && text[safe - 1] == '\uFFFD') safe--;
+        if (maxStopLength > 0)
+        {
+            int hold = 0;
+            foreach (string stop in Options.Stop)
+                for (int len = Math.Min(stop.Length - 1, safe - emitted); len > hold; len--)
+                    if (string.CompareOrdinal(text, safe - len, stop, 0, len) == 0) { hold = len; break; }
+            safe -= hold;
+        }
+        // Never split a surrogate pair.
+        if (safe > emitted && safe < text.Length && char.IsHighSurrogate(text[safe - 1])) safe--;
+        return Math.Max(safe, emitted);
+    }
+}

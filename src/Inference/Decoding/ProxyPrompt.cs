@@ -1,0 +1,61 @@
+using ProxyOrleans.Inference.Tokenization;
+
+namespace ProxyOrleans.Inference.Decoding;
+
+/// <summary>
+/// A request's prompt and how each model of a combination sees it (the paper's setup): experts get it
+/// through their chat template, the base and the anti-experts get the plain text. The single-process
+/// decoder and the model grains both tokenize through here, so both paths prefill the same ids.
+/// </summary>
+public sealed record ProxyPrompt
+{
+    /// <summary>A plain prompt (completions). Either this or <see cref="Messages"/>.</summary>
+    public string? Text { get; init; }
+
+    /// <summary>A conversation (chat completions). Either this or <see cref="Text"/>.</summary>
+    public IReadOnlyList<ChatMessage>? Messages { get; init; }
+
+    /// <summary>Render the experts' prompt with their chat template when they have one (default on).</summary>
+    public bool ExpertChatTemplate { get; init; } = true;
+
+    public static ProxyPrompt FromText(string text) => new() { Text = text ?? throw new ArgumentNullException(nameof(text)) };
+
+    public static ProxyPrompt FromMessages(IReadOnlyList<ChatMessage> messages) =>
+        new() { Messages = messages ?? throw new ArgumentNullException(nameof(messages)) };
+
+    /// <summary>The text the base and anti-experts see: the prompt, or the messages' contents separated by blank lines.</summary>
+    public string PlainText => Text ?? string.Join("\n\n", Messages!.Select(m => m.Content));
+
+    /// <summary>The conversation an expert's chat template renders: the messages, or the prompt as one user turn.</summary>
+    public IReadOnlyList<ChatMessage> Conversation => Messages ?? [new ChatMessage("user", Text!)];
+
+    /// <summary>Prompt ids for the base model or an anti-expert: the plain text with BOS.</summary>
+    public int[] PlainTokens(ITextTokenizer tokenizer)
+    {
+        Validate();
+        return NonEmpty(tokenizer.Encode(PlainText, addBos: true, parseSpecialTokens: false));
+    }
+
+    /// <summary>
+    /// Prompt ids for an expert: its chat template rendered with the generation prompt, tokenized as HF's
+    /// apply_chat_template does (special tokens in the text parsed, no extra BOS: the template writes its own);
+    /// the plain prompt when the expert has no template or templates are off.
+    /// </summary>
+    public int[] ExpertTokens(ITextTokenizer tokenizer)
+    {
+        Validate();
+        if (!ExpertChatTemplate || tokenizer.ChatTemplate is not IChatTemplate template) return PlainTokens(tokenizer);
+        string rendered = template.Render(Conversation, addGenerationPrompt: true);
+        return NonEmpty(tokenizer.Encode(rendered, addBos: false, parseSpecialTokens: true));
+    }
+
+    private void Validate()
+    {
+        if ((Text is null) == (Messages is null))
+            throw new ArgumentException("Give either a prompt text or chat messages, not both or neither.");
+        if (Messages is { Count: 0 }) throw new ArgumentException("The chat has no messages.");
+    }
+
+    private static int[] NonEmpty(int[] ids) => ids.Length > 0 ? ids
+        : throw new ArgumentException("The prompt is empty and the tokenizer adds no BOS token: there is nothing to condition on.");
+}

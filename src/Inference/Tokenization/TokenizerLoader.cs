@@ -1,0 +1,50 @@
+namespace ProxyOrleans.Inference.Tokenization;
+
+/// <summary>Loads a model directory's tokenizer (HF layout) as an <see cref="ITextTokenizer"/>.</summary>
+public static class TokenizerLoader
+{
+    /// <summary>
+    /// tokenizer.model (SentencePiece) is used when present, else tokenizer.json (byte-level BPE); tokenizer_config.json,
+    /// config.json and generation_config.json add BOS/EOS, added tokens and the chat template.
+    /// </summary>
+    /// <param name="modelDir">The model directory.</param>
+    /// <param name="chatTemplate">
+    /// null or "auto": the family of tokenizer_config.json's chat_template (none if it has none);
+    /// "none": no template; "llama2" / "llama3" / "chatml": that family, whatever the file says.
+    /// </param>
+    public static TextTokenizerBase Load(string modelDir, string? chatTemplate = null)
+    {
+        ArgumentNullException.ThrowIfNull(modelDir);
+        if (!Directory.Exists(modelDir))
+            throw new DirectoryNotFoundException($"Model directory '{modelDir}' does not exist. Pass the directory that holds config.json and the tokenizer files.");
+
+        string spPath = Path.Combine(modelDir, "tokenizer.model");
+        string jsonPath = Path.Combine(modelDir, "tokenizer.json");
+        bool hasSp = File.Exists(spPath), hasJson = File.Exists(jsonPath);
+        if (!hasSp && !hasJson)
+            throw new FileNotFoundException(
+                $"No tokenizer in '{modelDir}': expected tokenizer.model (SentencePiece: Llama 2, Mistral) or tokenizer.json " +
+                "(byte-level BPE: Llama 3, Qwen2). Copy the tokenizer files from the model's Hugging Face repository into the directory.",
+                jsonPath);
+
+        var config = TokenizerConfig.Load(modelDir);
+        var factory = ChatTemplateFactory(config, chatTemplate, Path.Combine(modelDir, "tokenizer_config.json"));
+        return hasSp
+            ? SentencePieceTextTokenizer.FromFile(spPath, config, factory)
+            : ByteLevelBpeTextTokenizer.FromFile(jsonPath, config, factory);
+    }
+
+    private static Func<ITextTokenizer, IChatTemplate?> ChatTemplateFactory(TokenizerConfig config, string? name, string configPath)
+    {
+        string choice = string.IsNullOrWhiteSpace(name) ? "auto" : name.Trim().ToLowerInvariant();
+        if (choice == "none") return _ => null;
+        if (choice != "auto")
+        {
+            var named = ChatTemplates.ByName(choice, config.BosToken, config.EosToken); // throws now for an unknown name
+            return _ => named;
+        }
+        if (config.ChatTemplate is null) return _ => null;
+        // Resolved on first use, so a model that never chats loads even with an unknown template.
+        return _ => ChatTemplates.FromJinja(config.ChatTemplate, config.BosToken, config.EosToken, configPath);
+    }
+}
