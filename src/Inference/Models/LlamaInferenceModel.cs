@@ -1,0 +1,405 @@
+using System.Runtime.InteropServices;
+using ProxyOrleans.Inference.Checkpoints;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ProxyOrleans.Inference.Models;
+
+/// <summary>How a model is run: device ("cpu", "cuda", "cuda:1"), CPU threads (0 = leave torch's setting), name.</summary>
+public sealed record InferenceOptions
+{
+    public string Device { get; init; } = "cpu";
+    /// <summary>torch.set_num_threads (process-wide). 0 keeps the current setting.</summary>
+    public int Threads { get; init; }
+    /// <summary>Name the model is served under; defaults to the directory name.</summary>
+    public string? Name { get; init; }
+}
+
+/// <summary>
+/// Llama-family inference with a KV cache, from the same weights as <see cref="LlamaForCausalLM"/>.
+/// Weights are rearranged once at load for speed on CPU (see platform-facts.md): stored pre-transposed
+/// [in, out] and multiplied with mm/bmm; q/k/v and gate/up fused; RMSNorm weights folded into the matrix
+/// that follows each norm and 1/sqrt(head_dim) into q (both exact in math); GQA by viewing q as
+/// [kv_heads, group, head_dim] instead of repeating K/V; RoPE (HF rotate_half layout) as
+/// x*cos + roll(x, head_dim/2)*sin_signed; at 2+ threads the big matrices are split into 2 chunks so
+/// that one bmm keeps both threads busy.
+/// </summary>
+public sealed class LlamaInferenceModel : ILogitsModel
+{
+    public LlamaConfig Config { get; }
+    public string Name { get; }
+    public int VocabSize => Config.VocabSize;
+    public int MaxSequenceLength => Config.MaxPositionEmbeddings;
+    public long KvBytesPerToken => 2L * Config.NumHiddenLayers * Config.KvDim * sizeof(float);
+    public Device Device { get; }
+
+    private readonly int heads, kvHeads, headDim, group, qkWidth, chunks;
+    private readonly Tensor embed;                 // [V, hidden]
+    private readonly Layer[] layers;
+    private readonly Tensor lmHead;                // [C, hidden, V/C], final norm folded in
+    private Tensor cosTable, sinTable;             // [n, head_dim]; sin with its first half negated
+    private readonly object ropeGate = new();
+    private static readonly Scalar One = 1.0f;
+    private bool disposed;
+
+    private sealed record Layer(Tensor Wqkv, Tensor? Bqkv, Tensor Wo, Tensor? Bo, Tensor WGateUp, Tensor WDown);
+
+    private LlamaInferenceModel(LlamaConfig config, IReadOnlyDictionary<string, Tensor> w, InferenceOptions options, string name)
+    {
+        Config = config;
+        Name = options.Name ?? name;
+        Device = torch.device(options.Device);
+        if (options.Threads > 0) torch.set_num_threads(options.Threads);
+        heads = config.NumAttentionHeads; kvHeads = config.NumKeyValueHeads; headDim = config.HeadDim;
+        group = heads / kvHeads;
+        qkWidth = (heads + kvHeads) * headDim;
+        chunks = Device.type == DeviceType.CPU && torch.get_num_threads() >= 2 ? 2 : 1;
+
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        int hidden = config.HiddenSize, inter = config.IntermediateSize;
+        float qScale = (float)(1.0 / Math.Sqrt(headDim));
+        Tensor Keep(Tensor t) => t.contiguous().to(Device).DetachFromDisposeScope();
+
+        embed = Keep(w["model.embed_tokens.weight"].clone());
+        layers = new Layer[config.NumHiddenLayers];
+        for (int l = 0; l < layers.Length; l++)
+        {
+            string p = $"model.layers.{l}.";
+            var g1 = w[p + "input_layernorm.weight"].unsqueeze(1);
+            var g2 = w[p + "post_attention_layernorm.weight"].unsqueeze(1);
+            var wqkv = cat([w[p + "self_attn.q_proj.weight"] * qScale, w[p + "self_attn.k_proj.weight"], w[p + "self_attn.v_proj.weight"]], 0);
+            Tensor? bqkv = config.AttentionBias
+                ? cat([w[p + "self_attn.q_proj.bias"] * qScale, w[p + "self_attn.k_proj.bias"], w[p + "self_attn.v_proj.bias"]], 0)
+                : null;
+            var gate = w[p + "mlp.gate_proj.weight"].t() * g2;   // [hidden, inter]
+            var up = w[p + "mlp.up_proj.weight"].t() * g2;
+            int ic = inter % chunks == 0 ? chunks : 1;
+            // Chunk c = [gate columns of slice c | up columns of slice c], so silu(gate)*up of chunk c feeds rows of slice c of down_proj.
+            var gateUp = cat([gate.reshape(hidden, ic, inter / ic), up.reshape(hidden, ic, inter / ic)], 2).permute(1, 0, 2);
+            var down = w[p + "mlp.down_proj.weight"].t().reshape(ic, inter / ic, hidden);
+            layers[l] = new Layer(
+                Keep(wqkv.t() * g1),
+                bqkv is null ? null : Keep(bqkv),
+                Keep(w[p + "self_attn.o_proj.weight"].t()),
+                config.OProjBias ? Keep(w[p + "self_attn.o_proj.bias"].clone()) : null,
+                Keep(gateUp),
+                Keep(down));
+        }
+        var head = (config.TieWordEmbeddings ? w["model.embed_tokens.weight"] : w["lm_head.weight"]).t() * w["model.norm.weight"].unsqueeze(1);
+        int vc = config.VocabSize % chunks == 0 ? chunks : 1;
+        lmHead = Keep(head.reshape(hidden, vc, config.VocabSize / vc).permute(1, 0, 2));
+        (cosTable, sinTable) = RopeTables(Math.Min(config.MaxPositionEmbeddings, 4096));
+    }
+
+    /// <summary>Loads a HF model directory (config.json + safetensors), checking every tensor's name and shape.</summary>
+    public static LlamaInferenceModel Load(string modelDir, InferenceOptions? options = null)
+    {
+        var config = LlamaConfig.Load(modelDir);
+        var expected = ExpectedShapes(config);
+        var weights = HfCheckpoint.Load(modelDir, expected, config.TieWordEmbeddings ? new HashSet<string> { "lm_head.weight" } : null);
+        try
+        {
+            return new LlamaInferenceModel(config, weights, options ?? new(), new DirectoryInfo(modelDir).Name);
+        }
+        finally
+        {
+            foreach (var t in weights.Values) t.Dispose();
+        }
+    }
+
+    /// <summary>An inference copy of a (trained) module's current weights.</summary>
+    public static LlamaInferenceModel FromModule(LlamaForCausalLM module, InferenceOptions? options = null, string name = "model")
+    {
+        var state = module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu());
+        return new LlamaInferenceModel(module.Config, state, options ?? new(), name);
+    }
+
+    /// <summary>HF tensor names and shapes for a config: the checkpoint must hold exactly these.</summary>
+    public static Dictionary<string, long[]> ExpectedShapes(LlamaConfig c)
+    {
+        long h = c.HiddenSize, q = c.NumAttentionHeads * c.HeadDim, kv = c.KvDim, i = c.IntermediateSize;
+        var s = new Dictionary<string, long[]> { ["model.embed_tokens.weight"] = [c.VocabSize, h], ["model.norm.weight"] = [h] };
+        if (!c.TieWordEmbeddings) s["lm_head.weight"] = [c.VocabSize, h];
+        for (int l = 0; l < c.NumHiddenLayers; l++)
+        {
+            string p = $"model.layers.{l}.";
+            s[p + "input_layernorm.weight"] = [h];
+            s[p + "post_attention_layernorm.weight"] = [h];
+            s[p + "self_attn.q_proj.weight"] = [q, h];
+            s[p + "self_attn.k_proj.weight"] = [kv, h];
+            s[p + "self_attn.v_proj.weight"] = [kv, h];
+            s[p + "self_attn.o_proj.weight"] = [h, q];
+            if (c.AttentionBias)
+            {
+                s[p + "self_attn.q_proj.bias"] = [q];
+                s[p + "self_attn.k_proj.bias"] = [kv];
+                s[p + "self_attn.v_proj.bias"] = [kv];
+            }
+            if (c.OProjBias) s[p + "self_attn.o_proj.bias"] = [h];
+            s[p + "mlp.gate_proj.weight"] = [i, h];
+            s[p + "mlp.up_proj.weight"] = [i, h];
+            s[p + "mlp.down_proj.weight"] = [h, i];
+        }
+        return s;
+    }
+
+    public IModelSession CreateSession(int capacity)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        if (capacity <= 0 || capacity > MaxSequenceLength)
+            throw new ArgumentOutOfRangeException(nameof(capacity), capacity,
+                $"A session of model '{Name}' holds 1..{MaxSequenceLength} tokens (max_position_embeddings).");
+        return new Session(this, capacity);
+    }
+
+    public void StepBatch(IReadOnlyList<IModelSession> sessions, ReadOnlySpan<int> tokens, Span<float> logits)
+    {
+        if (tokens.Length != sessions.Count)
+            throw new ArgumentException($"{sessions.Count} sessions but {tokens.Length} tokens: one token per session.", nameof(tokens));
+        if (logits.Length < sessions.Count * VocabSize)
+            throw new ArgumentException($"logits holds {logits.Length} floats; {sessions.Count} sessions need {sessions.Count * VocabSize}.", nameof(logits));
+        if (sessions.Count == 0) return;
+        var own = new Session[sessions.Count];
+        for (int i = 0; i < own.Length; i++)
+        {
+            own[i] = sessions[i] as Session is { } s && s.Model == this
+                ? s : throw new ArgumentException($"Session {i} does not belong to model '{Name}'.", nameof(sessions));
+            if (Array.IndexOf(own, own[i], 0, i) >= 0)
+                throw new ArgumentException($"Session {i} appears twice in one batch.", nameof(sessions));
+        }
+        Forward(own, tokens, Enumerable.Repeat(1, own.Length).ToArray(), logits);
+    }
+
+    /// <summary>
+    /// One forward over several sessions: session i appends counts[i] tokens (taken in order from
+    /// <paramref name="tokens"/>) and gets the logits of its last position in row i of <paramref name="logits"/>.
+    /// Matrix products run on all rows at once; attention runs per session against its own cache.
+    /// </summary>
+    private void Forward(Session[] ss, ReadOnlySpan<int> tokens, int[] counts, Span<float> logits)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        int longest = 0;
+        for (int i = 0; i < ss.Length; i++)
+        {
+            ss[i].Reserve(counts[i]); // all checks before any cache is written
+            longest = Math.Max(longest, ss[i].Length + counts[i]);
+        }
+        EnsureRope(longest);
+
+        int n = tokens.Length, b = ss.Length;
+        var ids = new long[n];
+        var positions = new long[n];
+        for (int i = 0, r = 0; i < b; i++)
+            for (int t = 0; t < counts[i]; t++, r++) { ids[r] = tokens[r]; positions[r] = ss[i].Length + t; }
+
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        Tensor cos, sin;
+        if (b == 1)
+        {
+            cos = cosTable.narrow(0, ss[0].Length, n).unsqueeze(1);
+            sin = sinTable.narrow(0, ss[0].Length, n).unsqueeze(1);
+        }
+        else
+        {
+            var pos = tensor(positions, device: Device);
+            cos = cosTable.index_select(0, pos).unsqueeze(1);
+            sin = sinTable.index_select(0, pos).unsqueeze(1);
+        }
+
+        var h = embed.index_select(0, tensor(ids, device: Device));             // [n, hidden]
+        double eps = Config.RmsNormEps;
+        for (int l = 0; l < layers.Length; l++)
+        {
+            var L = layers[l];
+            var x = RmsNorm(h, eps);
+            var qkv = x.mm(L.Wqkv);
+            if (L.Bqkv is not null) qkv = qkv.add_(L.Bqkv);
+            var qk = qkv.narrow(1, 0, qkWidth).view(n, heads + kvHeads, headDim);
+            qk = (qk * cos).addcmul_(qk.roll(headDim / 2, -1), sin, One);           // RoPE, rotate_half layout
+            var v = qkv.narrow(1, qkWidth, kvHeads * headDim).view(n, kvHeads, headDim);
+
+            Tensor attn;
+            if (b == 1) attn = Attend(ss[0], l, qk, v, 0, n);
+            else
+            {
+                var outs = new Tensor[b];
+                for (int i = 0, r = 0; i < b; r += counts[i], i++) outs[i] = Attend(ss[i], l, qk, v, r, counts[i]);
+                attn = cat(outs, 0);
+            }
+            var o = attn.mm(L.Wo);
+            if (L.Bo is not null) o = o.add_(L.Bo);
+            h = h + o;
+
+            x = RmsNorm(h, eps);
+            var gu = x.unsqueeze(0).expand(L.WGateUp.shape[0], n, x.shape[1]).bmm(L.WGateUp);  // [C, n, 2*inter/C]
+            long ic = gu.shape[2] / 2;
+            var act = nn.functional.silu(gu.narrow(2, 0, ic)).mul_(gu.narrow(2, ic, ic));
+            var down = act.bmm(L.WDown);                                               // [C, n, hidden]
+            h = h + (down.shape[0] == 1 ? down.select(0, 0) : down.sum(0L));
+        }
+
+        // Only each session's last position needs logits.
+        Tensor last = b == n ? h : h.index_select(0, tensor(LastRows(counts), device: Device));
+        var xs = RmsNorm(last, eps);
+        var res = xs.unsqueeze(0).expand(lmHead.shape[0], b, xs.shape[1]).bmm(lmHead);    // [C, b, V/C]
+        if (res.device.type != DeviceType.CPU) res = res.cpu();
+        res = res.contiguous();
+        var flat = MemoryMarshal.Cast<byte, float>(res.bytes);
+        int c = (int)res.shape[0], part = VocabSize / c;
+        for (int i = 0; i < b; i++)
+            for (int k = 0; k < c; k++)
+                flat.Slice((k * b + i) * part, part).CopyTo(logits.Slice(i * VocabSize + k * part, part));
+
+        for (int i = 0; i < b; i++) ss[i].Length += counts[i];
+    }
+
+    private static long[] LastRows(int[] counts)
+    {
+        var rows = new long[counts.Length];
+        for (int i = 0, r = 0; i < counts.Length; i++) { r += counts[i]; rows[i] = r - 1; }
+        return rows;
+    }
+
+    private static Tensor RmsNorm(Tensor x, double eps) => x * x.square().mean([-1L], keepdim: true).add_(eps).rsqrt_();
+
+    /// <summary>Writes rows [r, r+t) of k/v into the session's cache at its position and attends q to the whole cache.</summary>
+    private Tensor Attend(Session s, int l, Tensor qk, Tensor v, int r, int t)
+    {
+        int pos = s.Length, len = pos + t;
+        var q = qk.narrow(0, r, t).narrow(1, 0, heads);                     // [t, heads, hd]
+        var k = qk.narrow(0, r, t).narrow(1, heads, kvHeads);               // [t, kv, hd]
+        var (kc, vc) = (s.K[l], s.V[l]);                                    // [kv, cap, hd]
+        if (t == 1)
+        {
+            kc.select(1, pos).copy_(k.select(0, 0));
+            vc.select(1, pos).copy_(v.select(0, r));
+        }
+        else
+        {
+            kc.narrow(1, pos, t).copy_(k.transpose(0, 1));
+            vc.narrow(1, pos, t).copy_(v.narrow(0, r, t).transpose(0, 1));
+        }
+        var keys = kc.narrow(1, 0, len);
+        var values = vc.narrow(1, 0, len);
+        if (t == 1)
+        {
+            // GQA without repeating K/V: query heads of one kv head form the rows of one matmul.
+            var scores = q.view(kvHeads, group, headDim).matmul(keys.transpose(1, 2)).softmax(-1);
+            return scores.matmul(values).view(1, heads * headDim);
+        }
+        var qh = q.reshape(t, kvHeads, group, headDim).permute(1, 2, 0, 3).reshape(kvHeads, group * t, headDim);
+        var sc = qh.matmul(keys.transpose(1, 2)).view(kvHeads, group, t, len);
+        // Causal mask for a chunk appended after `pos` cached tokens: query i sees keys 0..pos+i (bottom-right aligned).
+        var mask = full(t, len, float.NegativeInfinity, device: Device).triu(pos + 1);
+        var p = (sc + mask).softmax(-1).view(kvHeads, group * t, len);
+        return p.matmul(values).view(kvHeads, group, t, headDim).permute(2, 0, 1, 3).reshape(t, heads * headDim);
+    }
+
+    private (Tensor cos, Tensor sin) RopeTables(int n)
+    {
+        var invFreq = Config.RopeInverseFrequencies();
+        int half = invFreq.Length;
+        var cos = new float[n * headDim];
+        var sin = new float[n * headDim];
+        for (int p = 0; p < n; p++)
+            for (int i = 0; i < half; i++)
+            {
+                double a = p * invFreq[i];
+                cos[p * headDim + i] = cos[p * headDim + half + i] = (float)Math.Cos(a);
+                float s = (float)Math.Sin(a);
+                sin[p * headDim + i] = -s;   // roll(x, half)[i] = x[i+half] enters with a minus: rotate_half
+                sin[p * headDim + half + i] = s;
+            }
+        return (tensor(cos, new long[] { n, headDim }, device: Device).DetachFromDisposeScope(),
+                tensor(sin, new long[] { n, headDim }, device: Device).DetachFromDisposeScope());
+    }
+
+    private void EnsureRope(int n)
+    {
+        if (n <= cosTable.shape[0]) return;
+        lock (ropeGate)
+        {
+            if (n <= cosTable.shape[0]) return;
+            int size = (int)Math.Min(Math.Max(n, 2 * cosTable.shape[0]), MaxSequenceLength);
+            var (c, s) = RopeTables(size);
+            // Old tables may be in use by a concurrent step on another session: let the GC free them.
+            (cosTable, sinTable) = (c, s);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (disposed) return;
+        disposed = true;
+        embed.Dispose(); lmHead.Dispose(); cosTable.Dispose(); sinTable.Dispose();
+        foreach (var l in layers) { l.Wqkv.Dispose(); l.Bqkv?.Dispose(); l.Wo.Dispose(); l.Bo?.Dispose(); l.WGateUp.Dispose(); l.WDown.Dispose(); }
+    }
+
+    /// <summary>A sequence's KV cache: one [2, L, kv_heads, n, head_dim] tensor, grown by doubling up to the capacity.</summary>
+    private sealed class Session(LlamaInferenceModel model, int capacity) : IModelSession
+    {
+        public LlamaInferenceModel Model => model;
+        public int Length { get; set; }
+        public Tensor[] K = [], V = [];
+        private Tensor? cache;
+        private int allocated;
+
+        public void Append(ReadOnlySpan<int> tokens, Span<float> lastLogits)
+        {
+            if (tokens.Length == 0) throw new ArgumentException("Append needs at least one token.", nameof(tokens));
+            if (lastLogits.Length < model.VocabSize)
+                throw new ArgumentException($"lastLogits holds {lastLogits.Length} floats; the model's vocabulary has {model.VocabSize}.", nameof(lastLogits));
+            foreach (int id in tokens)
+                if ((uint)id >= (uint)model.VocabSize)
+                    throw new ArgumentOutOfRangeException(nameof(tokens), id, $"Token id {id} is outside the vocabulary of model '{model.Name}' (0..{model.VocabSize - 1}).");
+            model.Forward([this], tokens, [tokens.Length], lastLogits);
+        }
+
+        /// <summary>Makes room for <paramref name="count"/> more tokens, or throws before anything is written.</summary>
+        public void Reserve(int count)
+        {
+            ObjectDisposedException.ThrowIf(cache is null && allocated < 0, this);
+            if (Length + count > capacity)
+                throw new ContextLengthExceededException(
+                    $"Model '{model.Name}': the session holds {Length} tokens and {count} more would exceed its capacity of {capacity} " +
+                    $"(max_position_embeddings {model.MaxSequenceLength}). Shorten the prompt or lower max_tokens.");
+            if (Length + count <= allocated) return;
+            int size = Math.Min(capacity, Math.Max(Length + count, Math.Max(64, allocated * 2)));
+            var c = model.Config;
+            var grown = zeros(new long[] { 2, c.NumHiddenLayers, c.NumKeyValueHeads, size, c.HeadDim }, device: model.Device);
+            grown.DetachFromDisposeScope();
+            if (cache is not null)
+            {
+                using (var dst = grown.narrow(3, 0, Length)) using (var src = cache.narrow(3, 0, Length)) dst.copy_(src);
+                DisposeViews();
+                cache.Dispose();
+            }
+            cache = grown;
+            allocated = size;
+            K = new Tensor[c.NumHiddenLayers];
+            V = new Tensor[c.NumHiddenLayers];
+            for (int l = 0; l < K.Length; l++)
+            {
+                K[l] = cache[0, l].DetachFromDisposeScope();
+                V[l] = cache[1, l].DetachFromDisposeScope();
+            }
+        }
+
+        private void DisposeViews()
+        {
+            foreach (var t in K) t.Dispose();
+            foreach (var t in V) t.Dispose();
+        }
+
+        public void Dispose()
+        {
+            DisposeViews();
+            K = V = [];
+            cache?.Dispose();
+            cache = null;
+            allocated = -1;
+        }
+    }
+}
