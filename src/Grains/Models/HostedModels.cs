@@ -21,7 +21,7 @@ public interface IModelLoader
 /// The models this silo hosts, each loaded once at startup (before the silo joins, so a silo never advertises a
 /// model it cannot serve). On shutdown it drains: waits for running sessions to finish.
 /// </summary>
-public sealed class HostedModels : IHostedService, IDisposable
+public sealed class HostedModels : IHostedLifecycleService, IDisposable
 {
     private readonly Dictionary<string, ModelWorker> _workers = new(StringComparer.Ordinal);
     private readonly ProxyOrleansOptions _options;
@@ -63,9 +63,16 @@ public sealed class HostedModels : IHostedService, IDisposable
     }
 
     public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    /// <summary>Graceful drain: refuse new sessions, let running ones finish (up to DrainTimeoutSeconds).</summary>
-    public async Task StopAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Graceful drain, before any hosted service (the silo included) stops: refuse new sessions (callers open them
+    /// on another replica), let running ones finish (up to DrainTimeoutSeconds).
+    /// </summary>
+    public async Task StoppingAsync(CancellationToken cancellationToken)
     {
         Draining = true;
         var open = _workers.Values.Sum(w => w.ActiveSessions);
