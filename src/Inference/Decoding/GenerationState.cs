@@ -41,7 +41,7 @@ public sealed class GenerationState
     /// <param name="tokenizer">The base model's tokenizer (all models of a combination share the vocabulary).</param>
     /// <param name="options">Sampling and stopping options (validated here).</param>
     /// <param name="promptTokens">The base model's prompt ids; its last tokens give the completion its context.</param>
-    /// <param name="eosTokenIds">End-of-sequence ids; defaults to the tokenizer's EOS.</param>
+    /// <param name="eosTokenIds">End-of-sequence ids; defaults to the tokenizer's (EOS plus config.json's eos_token_id list).</param>
     public GenerationState(ITextTokenizer tokenizer, SamplingOptions options, ReadOnlySpan<int> promptTokens = default,
         IEnumerable<int>? eosTokenIds = null)
     {
@@ -55,9 +55,7 @@ public sealed class GenerationState
         for (int i = promptTokens.Length - 1; i >= 0 && tail.Count < ContextTokens; i--)
             if (promptTokens[i] != bos) tail.Insert(0, promptTokens[i]);
         context = [.. tail];
-        this.eosTokenIds = eosTokenIds is null
-            ? (tokenizer.EosTokenId is int eos ? [eos] : [])
-            : [.. eosTokenIds];
+        this.eosTokenIds = [.. eosTokenIds ?? tokenizer.EosTokenIds];
         maxStopLength = options.Stop.Count == 0 ? 0 : options.Stop.Max(s => s.Length);
     }
 

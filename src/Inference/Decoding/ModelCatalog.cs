@@ -168,7 +168,9 @@ public static class VocabularyCheck
 
         for (int id = 0; id < a.VocabSize; id++)
         {
-            string ta = a.Decode([id], skipSpecialTokens: false), tb = b.Decode([id], skipSpecialTokens: false);
+            // The vocabulary strings ("▁Hello", "Ġworld") where the tokenizers expose them, else the decoded text.
+            string? ta = a.IdToToken(id), tb = b.IdToToken(id);
+            if (ta is null || tb is null) { ta = a.Decode([id], skipSpecialTokens: false); tb = b.Decode([id], skipSpecialTokens: false); }
             if (!string.Equals(ta, tb, StringComparison.Ordinal))
                 throw new InvalidOperationException(
                     $"{Who()} do not share a vocabulary: token {id} is {Quote(ta)} for the base but {Quote(tb)} for the {role}." + Fix);

@@ -88,7 +88,7 @@ public sealed class ProxyGeneration
         expertPrompts = [.. this.pairs.Select(p => prompt.ExpertTokens(p.Expert.Tokenizer))];
         antiPrompts = [.. this.pairs.Select(p => prompt.PlainTokens(p.Anti.Tokenizer))];
         // EOS: the tokenizer's and every eos_token_id of config.json (Llama 3 lists several).
-        var eos = baseModel.Config.EosTokenIds.Concat(baseModel.Tokenizer.EosTokenId is int e ? [e] : []).Distinct().ToArray();
+        var eos = baseModel.Tokenizer.EosTokenIds.Concat(baseModel.Config.EosTokenIds).Distinct().ToArray();
         State = decode.Resume is { } resume
             ? GenerationState.Resume(baseModel.Tokenizer, options, resume, basePrompt, eos)
             : new GenerationState(baseModel.Tokenizer, options, basePrompt, eos);

@@ -1,11 +1,12 @@
 using ProxyOrleans.Inference.Decoding;
+using ProxyOrleans.Inference.Tokenization;
 using Xunit;
 
 namespace ProxyOrleans.Inference.Tests.Decoding;
 
 public class GenerationStateTests
 {
-    private static readonly Llama2Tokenizer Tok = Llama2Tokenizer.Instance;
+    private static readonly ITextTokenizer Tok = Llama2Tokenizer.Instance;
 
     // A deterministic stand-in for "the models' combined logits given the history" (the thing under test is
     // the state machine, not a model): varied, history-dependent scores over the real 32000-token vocabulary.
