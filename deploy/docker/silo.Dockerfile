@@ -25,6 +25,7 @@ FROM mcr.microsoft.com/dotnet/aspnet:${DOTNET_VERSION}-noble AS runtime-cpu
 WORKDIR /app
 COPY --from=build-cpu /app ./
 ENV ProxyOrleans__HttpPort=8080 \
+    ProxyOrleans__Demo=false \
     DOTNET_GCLOHThreshold=0x200000
 EXPOSE 8080 11111 30000
 # The aspnet image's "app" user; numeric so that Kubernetes can check runAsNonRoot.
@@ -47,6 +48,7 @@ RUN ln -s /usr/share/dotnet/dotnet /usr/bin/dotnet
 WORKDIR /app
 COPY --from=build-cuda /app ./
 ENV ProxyOrleans__HttpPort=8080 \
+    ProxyOrleans__Demo=false \
     ProxyOrleans__Device=cuda \
     DOTNET_GCLOHThreshold=0x200000 \
     NVIDIA_VISIBLE_DEVICES=all \

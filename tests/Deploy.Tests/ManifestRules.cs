@@ -97,6 +97,7 @@ public static class ManifestRules
             if (env.TryGetValue("Orleans__Metadata__proxyorleans.models", out var meta) && meta != string.Join(',', models))
                 v.Add($"{name}: Orleans__Metadata__proxyorleans.models '{meta}' disagrees with its models '{string.Join(',', models)}'.");
 
+            if (Env("ProxyOrleans__Demo") != "false") v.Add($"{name}: ProxyOrleans__Demo is not false (a silo started without arguments prints a demo generation).");
             // Clustering through Redis, identity from the downward API.
             if (Env("ProxyOrleans__Clustering") != "redis") v.Add($"{name}: ProxyOrleans__Clustering is '{Env("ProxyOrleans__Clustering")}', not 'redis'.");
             CheckRedis(m, name, Env("ProxyOrleans__Redis"), v);
