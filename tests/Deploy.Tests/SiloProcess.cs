@@ -67,7 +67,7 @@ public sealed class SiloProcess : IDisposable
     /// <summary>The silo build next to this test build (same configuration), i.e. what the image publishes.</summary>
     public static string SiloDll()
     {
-        var configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Parent!.Parent!.Name; // bin/<cfg>/net10.0/linux-x64/
+        var configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Parent!.Name; // bin/<cfg>/net10.0/linux-x64/
         var dir = Repo.PathOf("src", "Silo", "bin", configuration, "net10.0", "linux-x64");
         var dll = Path.Combine(dir, "ProxyOrleans.Silo.dll");
         if (!File.Exists(dll))
