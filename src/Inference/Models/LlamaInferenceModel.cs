@@ -48,7 +48,7 @@ public sealed class LlamaInferenceModel : ILogitsModel
     {
         Config = config;
         Name = options.Name ?? name;
-        Device = torch.device(options.Device);
+        Device = ResolveDevice(options.Device, Name);
         if (options.Threads > 0) torch.set_num_threads(options.Threads);
         heads = config.NumAttentionHeads; kvHeads = config.NumKeyValueHeads; headDim = config.HeadDim;
         group = heads / kvHeads;
@@ -92,9 +92,23 @@ public sealed class LlamaInferenceModel : ILogitsModel
         (cosTable, sinTable) = RopeTables(Math.Min(config.MaxPositionEmbeddings, 4096));
     }
 
+    /// <summary>"cpu", "cuda" or "cuda:N" as a torch device; a clear error where this build or machine has no CUDA.</summary>
+    public static Device ResolveDevice(string device, string model)
+    {
+        string d = device.Trim().ToLowerInvariant();
+        if (d.StartsWith("cuda") && !torch.cuda.is_available())
+            throw new NotSupportedException(
+                $"Device '{device}' was asked for model '{model}', but this build has no usable CUDA backend " +
+                "(TorchSharp-cpu, or no GPU/driver). Build with -p:TorchBackend=cuda on a GPU node (docs/gpu.md) or use cpu.");
+        if (d != "cpu" && !d.StartsWith("cuda"))
+            throw new ArgumentException($"Device '{device}' for model '{model}' is not one of cpu, cuda, cuda:N.");
+        return torch.device(d);
+    }
+
     /// <summary>Loads a HF model directory (config.json + safetensors), checking every tensor's name and shape.</summary>
     public static LlamaInferenceModel Load(string modelDir, InferenceOptions? options = null)
     {
+        ResolveDevice((options ?? new()).Device, options?.Name ?? modelDir); // fail before reading weights
         var config = LlamaConfig.Load(modelDir);
         var expected = ExpectedShapes(config);
         var weights = HfCheckpoint.Load(modelDir, expected, config.TieWordEmbeddings ? new HashSet<string> { "lm_head.weight" } : null);
