@@ -1,7 +1,12 @@
 using System.CommandLine;
 using ProxyOrleans.Client.Commands;
 
-// One file per command under Commands/, each with a static Create().
-var root = new RootCommand("ProxyOrleans command-line client: generate against a cluster; tokenize and other checkpoint tools without one.");
+// proxyorleans: one file per command under Commands/, each with a static Create().
+var root = new RootCommand("ProxyOrleans: proxy-tuned generation on an Orleans cluster; tokenize, logits and benchmarks without one.");
+root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
-return root.Parse(args).Invoke();
+root.Subcommands.Add(LogitsCommand.Create());
+var bench = new Command("bench", "Benchmarks; each ends with one line of key=value figures.");
+bench.Subcommands.Add(BenchClusterCommand.Create());
+root.Subcommands.Add(bench);
+return await root.Parse(args).InvokeAsync();

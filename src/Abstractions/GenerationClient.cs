@@ -1,0 +1,60 @@
+using System.Runtime.CompilerServices;
+
+namespace ProxyOrleans.Abstractions;
+
+/// <summary>
+/// Runs a generation through its coordinator grain and survives the coordinator's silo dying: the tokens
+/// received so far and the seed are enough to resume on a new coordinator (it prefills them), and because
+/// randomness depends only on (seed, step) the continuation is exactly what the first attempt would have produced.
+/// Gateways and the CLI use this instead of calling <see cref="IGenerationGrain.Generate"/> directly.
+/// </summary>
+public static class GenerationClient
+{
+    /// <summary>Faults after which a new coordinator can pick up (the old one's silo is gone or unreachable).</summary>
+    public static bool IsCoordinatorLost(Exception e) =>
+        e is SiloUnavailableException or TimeoutException or OrleansMessageRejectionException
+            or EnumerationAbortedException;
+
+    public static async IAsyncEnumerable<TokenEvent> StreamAsync(IGrainFactory grains, GenerationRequest request, string requestId,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default, int maxResumes = 3)
+    {
+        var tokens = new List<int>(request.ResumeTokens);
+        ulong? seed = request.Sampling.Seed;
+        for (int attempt = 0; ; attempt++)
+        {
+            var r = attempt == 0 ? request : request with
+            {
+                ResumeTokens = tokens.ToArray(),
+                Sampling = request.Sampling with { Seed = seed },
+            };
+            var key = GenerationKeys.Create(request.Combination.Base, attempt == 0 ? requestId : $"{requestId}.resume{attempt}");
+            var grain = grains.GetGrain<IGenerationGrain>(key);
+            var e = grain.Generate(r, cancellationToken).GetAsyncEnumerator(cancellationToken);
+            bool lost = false;
+            try
+            {
+                while (true)
+                {
+                    bool has;
+                    try { has = await e.MoveNextAsync(); }
+                    catch (Exception ex) when (IsCoordinatorLost(ex) && attempt < maxResumes && seed is not null && !cancellationToken.IsCancellationRequested)
+                    {
+                        lost = true;
+                        break;
+                    }
+                    if (!has) yield break;
+                    var ev = e.Current;
+                    seed ??= ev.Seed;
+                    if (ev.TokenId >= 0) tokens.Add(ev.TokenId);
+                    yield return ev;
+                    if (ev.Finish != FinishKind.None) yield break;
+                }
+            }
+            finally
+            {
+                try { await e.DisposeAsync(); } catch { /* the coordinator may be gone */ }
+            }
+            if (!lost) yield break;
+        }
+    }
+}

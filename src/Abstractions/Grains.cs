@@ -1,0 +1,86 @@
+namespace ProxyOrleans.Abstractions;
+
+/// <summary>
+/// One model (or one replica of it) on a silo that hosts its weights. Key: "name" or "name#replica".
+/// Many sessions at once; concurrent sessions' steps run as one batch. Step is idempotent per (session, step):
+/// a retried step returns the same logits without advancing twice.
+/// </summary>
+public interface IModelGrain : IGrainWithStringKey
+{
+    Task<ModelInfo> GetInfo();
+
+    /// <summary>Tokenizes and prefills the prompt (+ generated tokens); returns the logits for the next step.</summary>
+    Task<StepResult> Open(OpenSessionRequest request);
+
+    /// <summary>
+    /// Appends <paramref name="token"/> (sampled at step <paramref name="step"/> − 1) and returns the logits for step
+    /// <paramref name="step"/>. Throws <see cref="SessionNotFoundException"/> when the session is unknown here (re-open it).
+    /// </summary>
+    Task<StepResult> Step(string sessionId, int step, int token);
+
+    /// <summary>Frees the session's KV cache. Unknown sessions are ignored.</summary>
+    Task Close(string sessionId);
+
+    Task<TokenizerFiles> GetTokenizerFiles();
+}
+
+/// <summary>
+/// An expert and its anti-expert hosted on one silo: returns only expert − antiExpert (one vector per step
+/// instead of two). Key: "expert~antiExpert" or "expert~antiExpert#replica".
+/// </summary>
+public interface IModelPairGrain : IGrainWithStringKey
+{
+    /// <param name="expertRequest">Prompt as the expert sees it (chat template applied).</param>
+    /// <param name="antiRequest">Prompt as the anti-expert sees it.</param>
+    Task<StepResult> Open(OpenSessionRequest expertRequest, OpenSessionRequest antiRequest);
+    Task<StepResult> Step(string sessionId, int step, int token);
+    Task Close(string sessionId);
+}
+
+/// <summary>
+/// The coordinator of one generation request. Key: <see cref="GenerationKeys.Create"/>, which places it on a silo
+/// hosting the base model when one exists (the base logits then never cross the wire).
+/// </summary>
+public interface IGenerationGrain : IGrainWithStringKey
+{
+    /// <summary>
+    /// Runs the generation and streams one event per token; the last event has Finish set and Usage.
+    /// Cancelling the token (or calling <see cref="Cancel"/>) stops the work on every silo and closes the sessions.
+    /// </summary>
+    IAsyncEnumerable<TokenEvent> Generate(GenerationRequest request, CancellationToken cancellationToken = default);
+
+    /// <summary>Cancels a running generation; only its tenant may (others get <see cref="AccessDeniedException"/>).</summary>
+    [AlwaysInterleave]
+    Task Cancel(string tenantId);
+}
+
+/// <summary>Which models are hosted where and which configured combinations are ready (for /v1/models, /readyz).</summary>
+public interface IModelDirectoryGrain : IGrainWithIntegerKey
+{
+    Task<ClusterModels> GetModels();
+
+    /// <summary>Resolves a model name: a configured combination name, or a plain model name (base-only).</summary>
+    Task<CombinationSpec?> Resolve(string name);
+}
+
+public static class GenerationKeys
+{
+    /// <summary>Key of a request's coordinator: "{baseModel}/{requestId}" (the prefix decides placement).</summary>
+    public static string Create(string baseModel, string requestId) => $"{baseModel}/{requestId}";
+
+    /// <summary>A coordinator placed on any silo (no preference; used by the benchmark's "all separate" layout).</summary>
+    public static string Anywhere(string requestId) => $"/{requestId}";
+
+    /// <summary>The model name a grain key starts with: up to '/' (coordinators), '#' (replicas) or '~' (pairs).</summary>
+    public static string ModelPrefix(string key)
+    {
+        var end = key.IndexOfAny(['/', '#', '~']);
+        return end < 0 ? key : key[..end];
+    }
+}
+
+/// <summary>Directory grain's key (one per cluster, stateless so any silo may answer).</summary>
+public static class DirectoryKeys
+{
+    public const long Default = 0;
+}

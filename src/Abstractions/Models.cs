@@ -1,0 +1,76 @@
+namespace ProxyOrleans.Abstractions;
+
+/// <summary>Metadata of a hosted model, as the model grain reports it.</summary>
+[GenerateSerializer, Immutable]
+public sealed record ModelInfo(
+    [property: Id(0)] string Name,
+    [property: Id(1)] int VocabSize,
+    [property: Id(2)] int MaxSequenceLength,
+    [property: Id(3)] long KvBytesPerToken,
+    [property: Id(4)] bool HasChatTemplate,
+    [property: Id(5)] int? EosTokenId);
+
+/// <summary>One model and the silos that host it.</summary>
+[GenerateSerializer, Immutable]
+public sealed record HostedModel([property: Id(0)] string Name, [property: Id(1)] string[] Silos);
+
+/// <summary>A named combination from configuration and whether all its models are hosted now.</summary>
+[GenerateSerializer, Immutable]
+public sealed record CombinationInfo(
+    [property: Id(0)] string Name,
+    [property: Id(1)] CombinationSpec Spec,
+    [property: Id(2)] bool Ready,
+    [property: Id(3)] string[] MissingModels);
+
+[GenerateSerializer, Immutable]
+public sealed record ClusterModels(
+    [property: Id(0)] HostedModel[] Models,
+    [property: Id(1)] CombinationInfo[] Combinations)
+{
+    /// <summary>Ready when every configured combination's models are hosted (and at least one model is).</summary>
+    public bool Ready => Models.Length > 0 && Combinations.All(c => c.Ready);
+}
+
+/// <summary>Opens a session on a model: the prompt (as text or messages) and tokens to prefill after it.</summary>
+[GenerateSerializer, Immutable]
+public sealed record OpenSessionRequest
+{
+    [Id(0)] public required string SessionId { get; init; }
+    [Id(1)] public string? Prompt { get; init; }
+    [Id(2)] public ChatMessageSpec[]? Messages { get; init; }
+    /// <summary>Render the prompt/messages through this model's chat template (experts).</summary>
+    [Id(3)] public bool ApplyChatTemplate { get; init; }
+    /// <summary>Tokens generated so far (prefilled after the prompt: failover and resume).</summary>
+    [Id(4)] public int[] Generated { get; init; } = [];
+    [Id(5)] public LogitsPrecision Precision { get; init; }
+    /// <summary>Capacity to reserve (prompt + generated + max new tokens); 0 = model maximum.</summary>
+    [Id(6)] public int MaxNewTokens { get; init; }
+    /// <summary>Owner, for logs and for the pair grain's key check.</summary>
+    [Id(7)] public string TenantId { get; init; } = "default";
+    /// <summary>Pair grains: the pair's weight w_i (the difference sent is w_i·(expert − antiExpert)).</summary>
+    [Id(8)] public float Weight { get; init; } = 1f;
+    /// <summary>Pair grains: the base's vocabulary size (longer expert vocabularies are truncated to it); 0 = own.</summary>
+    [Id(9)] public int OutputVocab { get; init; }
+}
+
+/// <summary>Result of an open or a step: the next-token logits (fp32 or fp16 little-endian bytes).</summary>
+[GenerateSerializer, Immutable]
+public sealed record StepResult
+{
+    /// <summary>Step index whose logits these are (the index of the token they predict).</summary>
+    [Id(0)] public int Step { get; init; }
+    [Id(1)] public required Immutable<byte[]> Logits { get; init; }
+    [Id(2)] public LogitsPrecision Precision { get; init; }
+    /// <summary>Prompt length in tokens as this model tokenized it (Open only).</summary>
+    [Id(3)] public int PromptTokens { get; init; }
+    /// <summary>Prompt ids (Open only; the coordinator detokenizes with the base model's ids).</summary>
+    [Id(4)] public int[]? PromptIds { get; init; }
+    /// <summary>Time the model spent computing these logits (ms), for the benchmark's breakdown.</summary>
+    [Id(5)] public double ModelMs { get; init; }
+    /// <summary>Open only: how many tokens still fit after the prompt in this model's context window.</summary>
+    [Id(6)] public int ContextRoom { get; init; } = int.MaxValue;
+}
+
+/// <summary>Tokenizer files of a model (a few hundred KB), so a coordinator on any silo can detokenize.</summary>
+[GenerateSerializer, Immutable]
+public sealed record TokenizerFiles([property: Id(0)] Dictionary<string, byte[]> Files);

@@ -1,0 +1,51 @@
+namespace ProxyOrleans.Grains.Hosting;
+
+/// <summary>One model this silo hosts: its name in the cluster and its HF-layout directory.</summary>
+public sealed class HostedModelOptions
+{
+    public string Name { get; set; } = "";
+    public string Path { get; set; } = "";
+}
+
+public sealed class ExpertOptions
+{
+    public string Expert { get; set; } = "";
+    public string AntiExpert { get; set; } = "";
+    public float Weight { get; set; } = 1f;
+}
+
+public sealed class CombinationOptions
+{
+    public string Base { get; set; } = "";
+    public float Alpha { get; set; } = 1f;
+    public List<ExpertOptions> Experts { get; set; } = [];
+
+    public CombinationSpec ToSpec() =>
+        new(Base, Experts.Select(e => new ExpertSpec(e.Expert, e.AntiExpert, e.Weight)).ToArray(), Alpha);
+}
+
+/// <summary>The "ProxyOrleans" configuration section (see the BRIEF's configuration conventions).</summary>
+public sealed class ProxyOrleansOptions
+{
+    public const string Section = "ProxyOrleans";
+    /// <summary>Silo metadata key advertising the comma-separated names of the hosted models.</summary>
+    public const string ModelsMetadataKey = "proxyorleans.models";
+
+    public List<HostedModelOptions> Models { get; set; } = [];
+    public Dictionary<string, CombinationOptions> Combinations { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>KV-cache memory budget per hosted model, in MB; an Open beyond it fails with a clear error.</summary>
+    public long KvBudgetMB { get; set; } = 2048;
+    /// <summary>How long a model waits for more sessions' steps before running a batch (only while several sessions are open).</summary>
+    public double BatchWindowMs { get; set; } = 2;
+    /// <summary>Largest batch of sessions in one forward.</summary>
+    public int MaxBatch { get; set; } = 16;
+    /// <summary>Sessions untouched this long are freed.</summary>
+    public double SessionIdleTimeoutSeconds { get; set; } = 120;
+    /// <summary>On shutdown, wait this long for running sessions to finish before stopping.</summary>
+    public double DrainTimeoutSeconds { get; set; } = 30;
+    /// <summary>Timeout of one step call (retried on transient faults).</summary>
+    public double StepTimeoutSeconds { get; set; } = 30;
+    /// <summary>Torch intra-op threads per silo (0 = leave as is).</summary>
+    public int TorchThreads { get; set; }
+}

@@ -1,0 +1,58 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Orleans.Configuration;
+using Orleans.Hosting;
+using Orleans.Placement;
+using Orleans.Runtime.MembershipService.SiloMetadata;
+using ProxyOrleans.Grains.Models;
+using ProxyOrleans.Grains.Placement;
+
+namespace ProxyOrleans.Grains.Hosting;
+
+public static class SiloHosting
+{
+    /// <summary>
+    /// Everything a ProxyOrleans silo needs besides clustering: the hosted models (loaded once), silo metadata
+    /// advertising them, placement by that metadata, memory streams for generation events, drain on shutdown.
+    /// Used by src/Silo and by the tests' in-process clusters alike.
+    /// </summary>
+    /// <param name="configuration">Root configuration (reads the "ProxyOrleans" section).</param>
+    public static ISiloBuilder AddProxyOrleans(this ISiloBuilder silo, IConfiguration configuration, IModelLoader? loader = null)
+    {
+        var section = configuration.GetSection(ProxyOrleansOptions.Section);
+        var options = section.Get<ProxyOrleansOptions>() ?? new ProxyOrleansOptions();
+        silo.Services.Configure<ProxyOrleansOptions>(section);
+        var metadata = configuration.GetSection("Orleans:Metadata").GetChildren()
+            .Where(c => c.Value is not null).ToDictionary(c => c.Key, c => c.Value!);
+        var names = options.Models.Select(m => m.Name).ToList();
+        if (metadata.TryGetValue(ProxyOrleansOptions.ModelsMetadataKey, out var extra))
+            names.AddRange(extra.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        metadata[ProxyOrleansOptions.ModelsMetadataKey] = string.Join(",", names.Distinct(StringComparer.Ordinal));
+        silo.UseSiloMetadata(metadata);
+
+        if (loader is not null) silo.Services.AddSingleton(loader);
+        else silo.Services.AddSingleton<IModelLoader, CatalogModelLoader>();
+        silo.Services.AddSingleton<HostedModels>();
+        silo.Services.AddHostedService(sp => sp.GetRequiredService<HostedModels>());
+        silo.Services.AddSingleton<ModelDirectory>();
+        silo.Services.AddSingleton<TokenizerCache>();
+        silo.Services.AddPlacementFilter<ModelPlacementFilterStrategy, ModelPlacementDirector>(ServiceLifetime.Singleton);
+        silo.AddMemoryStreams(Abstractions.StreamNames.Provider);
+        silo.AddMemoryGrainStorage("PubSubStore");
+        if (options.TorchThreads > 0) TorchSharp.torch.set_num_threads(options.TorchThreads);
+        return silo;
+    }
+
+    /// <summary>Fast failure detection (tests, loopback demos): a dead silo is declared within a few seconds.</summary>
+    public static ISiloBuilder UseFastFailureDetection(this ISiloBuilder silo) =>
+        silo.Configure<ClusterMembershipOptions>(o =>
+        {
+            o.ProbeTimeout = TimeSpan.FromSeconds(1);
+            o.NumMissedProbesLimit = 2;
+            o.NumVotesForDeathDeclaration = 1;
+            o.TableRefreshTimeout = TimeSpan.FromSeconds(1);
+            o.IAmAliveTablePublishTimeout = TimeSpan.FromSeconds(2);
+            o.DeathVoteExpirationTimeout = TimeSpan.FromSeconds(10);
+        });
+}

@@ -1,0 +1,124 @@
+using System.Runtime.InteropServices;
+using ProxyOrleans.Grains.Models;
+using ProxyOrleans.Grains.Placement;
+using ProxyOrleans.Inference.Decoding;
+
+namespace ProxyOrleans.Grains;
+
+/// <summary>
+/// A model on a silo that hosts its weights. Reentrant: calls from many requests interleave and meet in the
+/// silo's <see cref="ModelWorker"/>, which batches their steps. Sessions live in the worker, not in the activation.
+/// </summary>
+[Reentrant, ModelPlacementFilter]
+public sealed class ModelGrain(HostedModels hosted) : Grain, IModelGrain
+{
+    private ModelWorker _worker = null!;
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        _worker = hosted.Get(GenerationKeys.ModelPrefix(this.GetPrimaryKeyString()));
+        return Task.CompletedTask;
+    }
+
+    public Task<ModelInfo> GetInfo() => Task.FromResult(Info(_worker));
+
+    internal static ModelInfo Info(ModelWorker w) =>
+        new(w.Name, w.VocabSize, w.MaxSequenceLength, w.KvBytesPerToken, w.Tokenizer.ChatTemplate is not null, w.Tokenizer.EosTokenId);
+
+    public async Task<StepResult> Open(OpenSessionRequest request)
+    {
+        if (hosted.Draining) throw new ModelDrainingException($"Model '{_worker.Name}' on {RuntimeIdentity} is draining: open the session elsewhere.");
+        var ids = _worker.Tokenize(request.Prompt, request.Messages, request.ApplyChatTemplate);
+        var (logits, ms) = await _worker.OpenAsync(request.SessionId, ids, request.Generated, request.MaxNewTokens);
+        _worker.SetPrecision(request.SessionId, request.Precision);
+        return new StepResult
+        {
+            Step = request.Generated.Length, Logits = new(LogitsCodec.Encode(LogitsCodec.AsFloats(logits), request.Precision, logits)),
+            Precision = request.Precision, PromptTokens = ids.Length, PromptIds = ids, ModelMs = ms,
+            ContextRoom = _worker.MaxSequenceLength - ids.Length,
+        };
+    }
+
+    public async Task<StepResult> Step(string sessionId, int step, int token)
+    {
+        var (logits, ms) = await _worker.StepAsync(sessionId, step, token);
+        var precision = _worker.PrecisionOf(sessionId);
+        return new StepResult { Step = step, Logits = new(LogitsCodec.Encode(LogitsCodec.AsFloats(logits), precision, logits)), Precision = precision, ModelMs = ms };
+    }
+
+    public Task Close(string sessionId)
+    {
+        _worker.Close(sessionId);
+        return Task.CompletedTask;
+    }
+
+    public Task<TokenizerFiles> GetTokenizerFiles() => Task.FromResult(ReadTokenizerFiles(_worker.Path));
+
+    internal static TokenizerFiles ReadTokenizerFiles(string dir)
+    {
+        string[] names = ["tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "config.json", "generation_config.json"];
+        return new TokenizerFiles(names.Where(n => File.Exists(Path.Combine(dir, n)))
+            .ToDictionary(n => n, n => File.ReadAllBytes(Path.Combine(dir, n))));
+    }
+}
+
+/// <summary>
+/// An expert and its anti-expert on one silo: both step locally (at once) and only the weighted difference
+/// w·(expert − antiExpert) leaves the silo, computed by the same <see cref="ProxyCombiner.WeightedDifference"/>
+/// the coordinator would use, so the result is bit-identical to shipping both vectors.
+/// </summary>
+[Reentrant, ModelPlacementFilter]
+public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
+{
+    private ModelWorker _expert = null!, _anti = null!;
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        var (models, _) = ModelPlacementDirector.ParseModelKey(this.GetPrimaryKeyString());
+        if (models.Length != 2) throw new InvalidRequestException("key", $"Pair grain key '{this.GetPrimaryKeyString()}' must be 'expert~antiExpert'.");
+        _expert = hosted.Get(models[0]);
+        _anti = hosted.Get(models[1]);
+        return Task.CompletedTask;
+    }
+
+    public async Task<StepResult> Open(OpenSessionRequest expertRequest, OpenSessionRequest antiRequest)
+    {
+        if (hosted.Draining) throw new ModelDrainingException($"Models on {RuntimeIdentity} are draining: open the session elsewhere.");
+        var eIds = _expert.Tokenize(expertRequest.Prompt, expertRequest.Messages, expertRequest.ApplyChatTemplate);
+        var aIds = _anti.Tokenize(antiRequest.Prompt, antiRequest.Messages, antiRequest.ApplyChatTemplate);
+        var e = _expert.OpenAsync(expertRequest.SessionId, eIds, expertRequest.Generated, expertRequest.MaxNewTokens);
+        var a = _anti.OpenAsync(antiRequest.SessionId, aIds, antiRequest.Generated, antiRequest.MaxNewTokens);
+        await Task.WhenAll(e, a);
+        _expert.SetPairInfo(expertRequest.SessionId, expertRequest.Weight, expertRequest.OutputVocab, expertRequest.Precision);
+        return Difference(expertRequest.SessionId, expertRequest.Generated.Length, e.Result, a.Result) with
+        {
+            ContextRoom = Math.Min(_expert.MaxSequenceLength - eIds.Length, _anti.MaxSequenceLength - aIds.Length),
+        };
+    }
+
+    public async Task<StepResult> Step(string sessionId, int step, int token)
+    {
+        var e = _expert.StepAsync(sessionId, step, token);
+        var a = _anti.StepAsync(sessionId, step, token);
+        await Task.WhenAll(e, a);
+        return Difference(sessionId, step, e.Result, a.Result);
+    }
+
+    private StepResult Difference(string sessionId, int step, (byte[] Logits, double Ms) e, (byte[] Logits, double Ms) a)
+    {
+        var (weight, vocab, precision) = _expert.PairInfo(sessionId);
+        var expert = LogitsCodec.AsFloats(e.Logits);
+        var anti = LogitsCodec.AsFloats(a.Logits);
+        if (vocab <= 0) vocab = Math.Min(expert.Length, anti.Length);
+        var d = new float[vocab];
+        ProxyCombiner.WeightedDifference(expert, anti, weight, d);
+        return new StepResult { Step = step, Logits = new(LogitsCodec.Encode(d, precision)), Precision = precision, ModelMs = Math.Max(e.Ms, a.Ms) };
+    }
+
+    public Task Close(string sessionId)
+    {
+        _expert.Close(sessionId);
+        _anti.Close(sessionId);
+        return Task.CompletedTask;
+    }
+}

@@ -1,0 +1,315 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using ProxyOrleans.Inference.Decoding;
+using ProxyOrleans.Inference.Models;
+using ProxyOrleans.Inference.Tokenization;
+
+namespace ProxyOrleans.Grains.Models;
+
+/// <summary>
+/// One loaded model on this silo and all its sessions. A single loop runs the model: prefills one at a time,
+/// and the steps of all sessions that are waiting (gathered for a short window) as one StepBatch, so tenants
+/// share the model instead of queueing behind each other. Results are fp32 logits as bytes (what the wire carries).
+/// </summary>
+public sealed class ModelWorker : IDisposable
+{
+    private readonly ILogitsModel _model;
+    private readonly ILogger _log;
+    private readonly long _budgetBytes;
+    private readonly TimeSpan _batchWindow;
+    private readonly int _maxBatch;
+    private readonly TimeSpan _idleTimeout;
+    private readonly ConcurrentDictionary<string, Session> _sessions = new(StringComparer.Ordinal);
+    private readonly Channel<Work> _queue = Channel.CreateUnbounded<Work>(new() { SingleReader = true });
+    private readonly Task _loop;
+    private readonly Timer _idleSweep;
+    private long _reservedBytes;
+
+    public string Name { get; }
+    public string Path { get; }
+    public ITextTokenizer Tokenizer { get; }
+    /// <summary>EOS ids as the single-process decoder takes them: config.json's eos_token_id(s) and the tokenizer's.</summary>
+    public int[] EosTokenIds { get; }
+    public int VocabSize => _model.VocabSize;
+    public int MaxSequenceLength => _model.MaxSequenceLength;
+    public long KvBytesPerToken => _model.KvBytesPerToken;
+    public int ActiveSessions => _sessions.Count;
+    public long ReservedBytes => Interlocked.Read(ref _reservedBytes);
+    public long BudgetBytes => _budgetBytes;
+
+    // Counters for /metrics and the benchmark.
+    public long Steps;
+    public long Batches;
+    public long Prefills;
+    public double ComputeMs;
+
+    public ModelWorker(string name, string path, LoadedModel loaded, long budgetBytes,
+        TimeSpan batchWindow, int maxBatch, TimeSpan idleTimeout, ILogger log)
+    {
+        Name = name; Path = path; _model = loaded.Model; Tokenizer = loaded.Tokenizer; _log = log;
+        EosTokenIds = loaded.Config.EosTokenIds.Concat(loaded.Tokenizer.EosTokenId is int e ? [e] : []).Distinct().ToArray();
+        _budgetBytes = budgetBytes; _batchWindow = batchWindow; _maxBatch = Math.Max(1, maxBatch); _idleTimeout = idleTimeout;
+        _loop = Task.Factory.StartNew(RunAsync, TaskCreationOptions.LongRunning).Unwrap();
+        var sweep = TimeSpan.FromSeconds(Math.Clamp(idleTimeout.TotalSeconds / 4, 0.5, 10));
+        _idleSweep = new Timer(_ => SweepIdle(), null, sweep, sweep);
+    }
+
+    /// <summary>The prompt as this model sees it: plain text, or messages through its chat template.</summary>
+    /// <remarks>Through <see cref="ProxyPrompt"/>, as the single-process decoder does, so both paths prefill the same ids.</remarks>
+    public int[] Tokenize(string? prompt, ChatMessageSpec[]? messages, bool applyChatTemplate)
+    {
+        var p = messages is { Length: > 0 }
+            ? ProxyPrompt.FromMessages(messages.Select(m => new ChatMessage(m.Role, m.Content)).ToList())
+            : ProxyPrompt.FromText(prompt ?? throw new InvalidRequestException("prompt", "Give a prompt or chat messages."));
+        try { return applyChatTemplate ? p.ExpertTokens(Tokenizer) : p.PlainTokens(Tokenizer); }
+        catch (ArgumentException e) { throw new InvalidRequestException("prompt", e.Message); }
+    }
+
+    /// <summary>
+    /// Creates (or replaces) a session, prefills prompt + generated tokens, returns fp32 logits for step
+    /// <c>generated.Length</c>. Reserves KV memory for the whole request up front.
+    /// </summary>
+    public async Task<(byte[] Logits, double ModelMs)> OpenAsync(string sessionId, int[] promptIds, int[] generated, int maxNewTokens)
+    {
+        if (promptIds.Length == 0) throw new InvalidRequestException("prompt", "The prompt tokenized to no tokens.");
+        Close(sessionId);
+        int used = promptIds.Length + generated.Length;
+        // Same capacity as the single-process decoder: prompt + history + the tokens still to come.
+        int capacity = maxNewTokens > 0 ? Math.Min(_model.MaxSequenceLength, promptIds.Length + Math.Max(maxNewTokens, generated.Length)) : _model.MaxSequenceLength;
+        if (used >= _model.MaxSequenceLength)
+            throw new ContextLengthExceededException(
+                $"Prompt and generated tokens ({used}) exceed model '{Name}''s context of {_model.MaxSequenceLength} tokens: shorten the prompt.");
+        long need = capacity * _model.KvBytesPerToken;
+        long after = Interlocked.Add(ref _reservedBytes, need);
+        if (after > _budgetBytes)
+        {
+            Interlocked.Add(ref _reservedBytes, -need);
+            throw new CapacityExceededException(
+                $"Model '{Name}' KV-cache budget is full: this request needs {need / 1048576.0:F1} MB ({capacity} tokens), " +
+                $"{(after - need) / 1048576.0:F1} of {_budgetBytes / 1048576.0:F1} MB are held by {_sessions.Count} sessions. " +
+                "Retry later, lower max_tokens, add a replica, or raise ProxyOrleans:KvBudgetMB.");
+        }
+        var session = new Session(sessionId, capacity, need) { Step = generated.Length };
+        try
+        {
+            session.Inner = _model.CreateSession(capacity);
+            var tokens = promptIds.Concat(generated).ToArray();
+            var work = new Work(session, tokens, prefill: true);
+            if (!_sessions.TryAdd(sessionId, session)) throw new InvalidOperationException($"Session {sessionId} opened twice at once.");
+            await _queue.Writer.WriteAsync(work);
+            var logits = await work.Result.Task;
+            session.LastLogits = logits;
+            session.Touch();
+            return (logits, work.ModelMs);
+        }
+        catch
+        {
+            Close(sessionId);
+            session.Release(this);
+            throw;
+        }
+    }
+
+    /// <summary>Appends the token sampled at step−1 and returns the logits for <paramref name="step"/>; idempotent per step.</summary>
+    public Task<(byte[] Logits, double ModelMs)> StepAsync(string sessionId, int step, int token)
+    {
+        if (!_sessions.TryGetValue(sessionId, out var session))
+            throw new SessionNotFoundException($"Session '{sessionId}' is not open on model '{Name}' here (silo restarted or idle timeout): re-open it.");
+        session.Touch();
+        lock (session)
+        {
+            if (step == session.Step && session.LastLogits is { } last) return Task.FromResult((last, 0.0)); // retried call
+            if (step == session.Step + 1)
+            {
+                if (session.Pending is { } pending) return pending; // retried while still running
+                var work = new Work(session, [token], prefill: false);
+                var task = RunStep(session, step, work);
+                session.Pending = task;
+                if (!_queue.Writer.TryWrite(work)) throw new ObjectDisposedException(Name);
+                return task;
+            }
+            throw new InvalidRequestException("step",
+                $"Step {step} of session '{sessionId}' is out of order: model '{Name}' is at step {session.Step}.");
+        }
+    }
+
+    private static async Task<(byte[], double)> RunStep(Session session, int step, Work work)
+    {
+        var logits = await work.Result.Task;
+        lock (session)
+        {
+            session.Step = step;
+            session.LastLogits = logits;
+            session.Pending = null;
+        }
+        return (logits, work.ModelMs);
+    }
+
+    /// <summary>Transfer precision of a session (set at open).</summary>
+    public LogitsPrecision PrecisionOf(string sessionId) =>
+        _sessions.TryGetValue(sessionId, out var s) ? s.Precision
+            : throw new SessionNotFoundException($"Session '{sessionId}' is not open on model '{Name}' here: re-open it.");
+
+    public void SetPrecision(string sessionId, LogitsPrecision precision)
+    {
+        if (_sessions.TryGetValue(sessionId, out var s)) s.Precision = precision;
+    }
+
+    /// <summary>Pair sessions (expert side) remember the weight, the base's vocabulary and the precision.</summary>
+    public void SetPairInfo(string sessionId, float weight, int vocab, LogitsPrecision precision)
+    {
+        if (_sessions.TryGetValue(sessionId, out var s)) { s.Weight = weight; s.OutputVocab = vocab; s.Precision = precision; }
+    }
+
+    public (float Weight, int Vocab, LogitsPrecision Precision) PairInfo(string sessionId) =>
+        _sessions.TryGetValue(sessionId, out var s) ? (s.Weight, s.OutputVocab, s.Precision)
+            : throw new SessionNotFoundException($"Session '{sessionId}' is not open on model '{Name}' here: re-open it.");
+
+    public void Close(string sessionId)
+    {
+        if (_sessions.TryRemove(sessionId, out var session)) session.Closed = true;
+        // The KV memory is released by the loop (it may be using the session right now).
+        if (session is not null) _queue.Writer.TryWrite(new Work(session, [], prefill: false) { Free = true });
+    }
+
+    /// <summary>Waits until no session is open (drain) or the timeout passes.</summary>
+    public async Task DrainAsync(TimeSpan timeout, CancellationToken ct)
+    {
+        var sw = Stopwatch.StartNew();
+        while (!_sessions.IsEmpty && sw.Elapsed < timeout && !ct.IsCancellationRequested) await Task.Delay(100, CancellationToken.None);
+    }
+
+    private void SweepIdle()
+    {
+        var now = Environment.TickCount64;
+        foreach (var (id, s) in _sessions)
+            if (s.Pending is null && now - s.LastUsed > _idleTimeout.TotalMilliseconds)
+            {
+                _log.LogInformation("Model {Model}: freeing idle session {Session}", Name, id);
+                Close(id);
+            }
+    }
+
+    private async Task RunAsync()
+    {
+        var reader = _queue.Reader;
+        var batch = new List<Work>(_maxBatch);
+        var deferred = new Queue<Work>();
+        while (true)
+        {
+            if (deferred.Count == 0 && !await reader.WaitToReadAsync().ConfigureAwait(false)) return;
+            batch.Clear();
+            while (deferred.TryDequeue(out var d)) batch.Add(d);
+            while (batch.Count < _maxBatch && reader.TryRead(out var w)) batch.Add(w);
+            // Gather more steps for a short window while other open sessions have not yet sent theirs.
+            if (_batchWindow > TimeSpan.Zero && batch.Count > 0 && batch.All(w => !w.Prefill && !w.Free) && batch.Count < Math.Min(_maxBatch, _sessions.Count))
+            {
+                var deadline = Stopwatch.GetTimestamp() + (long)(_batchWindow.TotalSeconds * Stopwatch.Frequency);
+                while (batch.Count < Math.Min(_maxBatch, _sessions.Count) && Stopwatch.GetTimestamp() < deadline)
+                {
+                    if (reader.TryRead(out var w)) batch.Add(w);
+                    else Thread.SpinWait(200);
+                }
+            }
+            var steps = new List<Work>();
+            foreach (var w in batch)
+            {
+                if (w.Free) { w.Session.Release(this); continue; }
+                if (w.Session.Closed && !w.Prefill) { w.Result.TrySetException(new SessionNotFoundException($"Session '{w.Session.Id}' was closed.")); continue; }
+                if (w.Prefill) { RunPrefill(w); continue; }
+                if (steps.Any(s => ReferenceEquals(s.Session, w.Session))) { deferred.Enqueue(w); continue; }
+                steps.Add(w);
+            }
+            if (steps.Count > 0) RunSteps(steps);
+        }
+    }
+
+    private void RunPrefill(Work w)
+    {
+        try
+        {
+            var sw = Stopwatch.StartNew();
+            var logits = new byte[_model.VocabSize * sizeof(float)];
+            w.Session.Inner!.Append(w.Tokens, MemoryMarshal.Cast<byte, float>(logits.AsSpan()));
+            w.ModelMs = sw.Elapsed.TotalMilliseconds;
+            ComputeMs += w.ModelMs;
+            Prefills++;
+            w.Result.TrySetResult(logits);
+        }
+        catch (Exception e) { w.Result.TrySetException(e); }
+    }
+
+    private void RunSteps(List<Work> steps)
+    {
+        try
+        {
+            var sw = Stopwatch.StartNew();
+            int v = _model.VocabSize;
+            var all = new float[steps.Count * v];
+            var tokens = steps.Select(s => s.Tokens[0]).ToArray();
+            _model.StepBatch(steps.Select(s => s.Session.Inner!).ToList(), tokens, all);
+            double ms = sw.Elapsed.TotalMilliseconds;
+            ComputeMs += ms;
+            Steps += steps.Count;
+            Batches++;
+            for (int i = 0; i < steps.Count; i++)
+            {
+                var bytes = MemoryMarshal.AsBytes(all.AsSpan(i * v, v)).ToArray();
+                steps[i].ModelMs = ms;
+                steps[i].Result.TrySetResult(bytes);
+            }
+        }
+        catch (Exception e)
+        {
+            foreach (var s in steps) s.Result.TrySetException(e);
+        }
+    }
+
+    public void Dispose()
+    {
+        _idleSweep.Dispose();
+        _queue.Writer.TryComplete();
+        try { _loop.Wait(TimeSpan.FromSeconds(5)); } catch { }
+        foreach (var s in _sessions.Values) s.Inner?.Dispose();
+        _sessions.Clear();
+        _model.Dispose();
+    }
+
+    private sealed class Session(string id, int capacity, long reserved)
+    {
+        public string Id { get; } = id;
+        public int Capacity { get; } = capacity;
+        public IModelSession? Inner;
+        public int Step;                 // step whose logits LastLogits holds
+        public byte[]? LastLogits;
+        public Task<(byte[], double)>? Pending;
+        public long LastUsed = Environment.TickCount64;
+        public LogitsPrecision Precision;
+        public float Weight = 1f;
+        public int OutputVocab;
+        public volatile bool Closed;
+        private long _reserved = reserved;
+        public void Touch() => LastUsed = Environment.TickCount64;
+
+        public void Release(ModelWorker owner)
+        {
+            var r = Interlocked.Exchange(ref _reserved, 0);
+            if (r != 0) Interlocked.Add(ref owner._reservedBytes, -r);
+            Inner?.Dispose();
+            Inner = null;
+        }
+    }
+
+    private sealed class Work(Session session, int[] tokens, bool prefill)
+    {
+        public Session Session { get; } = session;
+        public int[] Tokens { get; } = tokens;
+        public bool Prefill { get; } = prefill;
+        public bool Free { get; init; }
+        public double ModelMs;
+        public TaskCompletionSource<byte[]> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+}

@@ -1,0 +1,33 @@
+using Polly;
+using Polly.Retry;
+using Polly.Timeout;
+
+namespace ProxyOrleans.Grains;
+
+/// <summary>
+/// Polly pipelines for grain calls: a timeout per attempt and retries with backoff on transient faults only —
+/// a silo that went away (its grains re-activate elsewhere once membership declares it dead), timeouts,
+/// rejected messages, a draining silo. "No active nodes are compatible" (nobody hosts the model) and
+/// request errors are not retried.
+/// </summary>
+public static class Resilience
+{
+    public static bool IsTransient(Exception e) => e is SiloUnavailableException or TimeoutException or TimeoutRejectedException
+        or OrleansMessageRejectionException or Models.ModelDrainingException
+        || (e is OrleansException && e.Message.Contains("No active nodes are compatible") is false && e is not ProxyOrleansException
+            && e.GetType() == typeof(OrleansException) && e.Message.Contains("unavailable", StringComparison.OrdinalIgnoreCase));
+
+    public static ResiliencePipeline CreateCallPipeline(TimeSpan attemptTimeout, int retries = 10) =>
+        new ResiliencePipelineBuilder()
+            .AddRetry(new RetryStrategyOptions
+            {
+                ShouldHandle = new PredicateBuilder().Handle<Exception>(IsTransient),
+                MaxRetryAttempts = retries,
+                Delay = TimeSpan.FromMilliseconds(200),
+                MaxDelay = TimeSpan.FromSeconds(2),
+                BackoffType = DelayBackoffType.Exponential,
+                UseJitter = true,
+            })
+            .AddTimeout(attemptTimeout)
+            .Build();
+}

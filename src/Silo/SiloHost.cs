@@ -1,0 +1,197 @@
+using System.Net;
+using System.Text;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Orleans.Configuration;
+using Orleans.Hosting;
+using ProxyOrleans.Abstractions;
+using ProxyOrleans.Grains.Hosting;
+using ProxyOrleans.Grains.Models;
+using ProxyOrleans.Grains.Placement;
+using ProxyOrleans.Inference.Decoding;
+
+namespace ProxyOrleans.Silo;
+
+/// <summary>
+/// Builds a ProxyOrleans silo process: models from configuration (or all bundled demo models), localhost or Redis
+/// clustering, POD_NAME/POD_IP, and /healthz /readyz /metrics on ProxyOrleans:HttpPort.
+/// </summary>
+public static class SiloHost
+{
+    public const string Usage = """
+        Usage: dotnet run --project src/Silo -c Release [-- options]
+          (no options)              one local silo hosting every bundled demo model (models/demo/*), prints a demo, keeps serving
+          --models <list>           models to host: name=dir,... or dir,... (the name is the directory's name)
+          --silo-port <n>           silo-to-silo port (11111)          --gateway-port <n>  client gateway port (30000)
+          --primary-port <n>        localhost clustering: the primary silo's port (for several silo processes on one machine)
+          --redis <conn>            Redis clustering (e.g. localhost:6379)   --cluster-id <id>  (proxyorleans)
+          --http-port <n>           /healthz /readyz /metrics (8080 + silo port − 11111; 0 = off)
+          --name <silo name>        (POD_NAME when set)               --demo / --no-demo  print the demo generation
+          --fast-failure            declare dead silos within seconds (loopback demos, tests)
+        Any configuration key also works: --ProxyOrleans:KvBudgetMB=512, env ProxyOrleans__Models__0__Name=base-large ...
+        """;
+
+    /// <summary>Translates the friendly options into configuration keys (see the BRIEF's configuration conventions).</summary>
+    public static Dictionary<string, string?> ParseArgs(string[] args, out List<string> rest)
+    {
+        var d = new Dictionary<string, string?>();
+        rest = [];
+        for (int i = 0; i < args.Length; i++)
+        {
+            string a = args[i];
+            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Option {a} needs a value.\n{Usage}");
+            switch (a)
+            {
+                case "--models":
+                    int k = 0;
+                    foreach (var item in Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                    {
+                        var eq = item.IndexOf('=');
+                        var path = eq > 0 ? item[(eq + 1)..] : item;
+                        d[$"ProxyOrleans:Models:{k}:Name"] = eq > 0 ? item[..eq] : new DirectoryInfo(path.TrimEnd('/')).Name;
+                        d[$"ProxyOrleans:Models:{k}:Path"] = Path.GetFullPath(path);
+                        k++;
+                    }
+                    break;
+                case "--silo-port": d["ProxyOrleans:SiloPort"] = Next(); break;
+                case "--gateway-port": d["ProxyOrleans:GatewayPort"] = Next(); break;
+                case "--primary-port": d["ProxyOrleans:PrimarySiloPort"] = Next(); break;
+                case "--http-port": d["ProxyOrleans:HttpPort"] = Next(); break;
+                case "--redis": d["ProxyOrleans:Clustering"] = "redis"; d["ProxyOrleans:Redis"] = Next(); break;
+                case "--cluster-id": d["ProxyOrleans:ClusterId"] = Next(); break;
+                case "--name": d["ProxyOrleans:SiloName"] = Next(); break;
+                case "--demo": d["ProxyOrleans:Demo"] = "true"; break;
+                case "--no-demo": d["ProxyOrleans:Demo"] = "false"; break;
+                case "--fast-failure": d["ProxyOrleans:FastFailureDetection"] = "true"; break;
+                case "-h" or "--help": throw new HelpRequestedException();
+                default: rest.Add(a); break;
+            }
+        }
+        return d;
+    }
+
+    public sealed class HelpRequestedException() : Exception(Usage);
+
+    public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
+    {
+        var options = ParseArgs(args, out var rest);
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [.. rest] });
+        builder.Configuration.AddInMemoryCollection(options);
+        var config = builder.Configuration;
+        AddDemoDefaults(config);
+
+        var po = config.GetSection(ProxyOrleansOptions.Section);
+        int siloPort = po.GetValue("SiloPort", 11111);
+        int gatewayPort = po.GetValue("GatewayPort", 30000);
+        int httpPort = po.GetValue("HttpPort", 8080 + siloPort - 11111);
+        string clusterId = po.GetValue("ClusterId", "proxyorleans")!;
+        string serviceId = po.GetValue("ServiceId", "proxyorleans")!;
+        string clustering = po.GetValue("Clustering", "localhost")!.ToLowerInvariant();
+
+        builder.WebHost.UseKestrel(k => { if (httpPort > 0) k.ListenAnyIP(httpPort); });
+        if (httpPort <= 0) builder.WebHost.UseUrls(); // no HTTP endpoint
+        builder.Logging.AddFilter("Orleans", Microsoft.Extensions.Logging.LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", Microsoft.Extensions.Logging.LogLevel.Warning);
+        builder.UseOrleans(silo =>
+        {
+            var podIp = Environment.GetEnvironmentVariable("POD_IP");
+            var siloName = Environment.GetEnvironmentVariable("POD_NAME") ?? po["SiloName"];
+            switch (clustering)
+            {
+                case "localhost":
+                    int? primary = po.GetValue<int?>("PrimarySiloPort");
+                    silo.UseLocalhostClustering(siloPort, gatewayPort,
+                        primary is int p && p != siloPort ? new IPEndPoint(IPAddress.Loopback, p) : null, serviceId, clusterId);
+                    break;
+                case "redis":
+                    var conn = po["Redis"] ?? throw new InvalidOperationException("ProxyOrleans:Clustering=redis needs ProxyOrleans:Redis (a connection string, e.g. localhost:6379).");
+                    silo.UseRedisClustering(conn);
+                    silo.Configure<ClusterOptions>(o => { o.ClusterId = clusterId; o.ServiceId = serviceId; });
+                    silo.ConfigureEndpoints(podIp is not null ? IPAddress.Parse(podIp) : IPAddress.Loopback, siloPort, gatewayPort, listenOnAnyHostAddress: true);
+                    break;
+                default:
+                    throw new InvalidOperationException($"ProxyOrleans:Clustering must be 'localhost' or 'redis'; got '{clustering}'.");
+            }
+            if (siloName is not null) silo.Configure<SiloOptions>(o => o.SiloName = siloName);
+            if (po.GetValue("FastFailureDetection", false)) silo.UseFastFailureDetection();
+            silo.AddProxyOrleans(config);
+        });
+        configure?.Invoke(builder);
+
+        var app = builder.Build();
+        if (httpPort > 0) MapHealth(app);
+        return app;
+    }
+
+    /// <summary>No models configured: host every bundled demo model, and the demo combination when its models are there.</summary>
+    private static void AddDemoDefaults(ConfigurationManager config)
+    {
+        var po = config.GetSection(ProxyOrleansOptions.Section);
+        // Models configured, or a model list advertised explicitly (even an empty one: a coordinator-only silo).
+        if (po.GetSection("Models").GetChildren().Any() || config["Orleans:Metadata:" + ProxyOrleansOptions.ModelsMetadataKey] is not null) return;
+        var demo = ModelCatalog.FindDemoModelsDirectory();
+        var dirs = demo is null ? [] : Directory.GetDirectories(demo).Where(d => File.Exists(Path.Combine(d, "config.json"))).Order(StringComparer.Ordinal).ToArray();
+        if (dirs.Length == 0)
+            throw new InvalidOperationException(
+                "No models to host: ProxyOrleans:Models is not configured and no bundled demo models were found in models/demo/. " +
+                "Train them with `dotnet run --project src/Training -c Release` (see README), or point the silo at model " +
+                "directories: `dotnet run --project src/Silo -c Release -- --models base=/path/to/base,expert=/path/to/expert`.");
+        var d = new Dictionary<string, string?>();
+        for (int i = 0; i < dirs.Length; i++)
+        {
+            d[$"ProxyOrleans:Models:{i}:Name"] = Path.GetFileName(dirs[i]);
+            d[$"ProxyOrleans:Models:{i}:Path"] = dirs[i];
+        }
+        var names = dirs.Select(Path.GetFileName).ToHashSet();
+        if (!po.GetSection("Combinations").GetChildren().Any() && names.IsSupersetOf(["base-large", "tuned-small", "base-small"]))
+        {
+            d["ProxyOrleans:Combinations:proxy-large:Base"] = "base-large";
+            d["ProxyOrleans:Combinations:proxy-large:Alpha"] = "1";
+            d["ProxyOrleans:Combinations:proxy-large:Experts:0:Expert"] = "tuned-small";
+            d["ProxyOrleans:Combinations:proxy-large:Experts:0:AntiExpert"] = "base-small";
+            d["ProxyOrleans:Combinations:proxy-large:Experts:0:Weight"] = "1";
+        }
+        config.AddInMemoryCollection(d);
+    }
+
+    private static void MapHealth(WebApplication app)
+    {
+        app.MapGet("/healthz", () => Results.Text("ok"));
+        app.MapGet("/readyz", async (IServiceProvider sp) =>
+        {
+            var hosted = sp.GetRequiredService<HostedModels>();
+            if (hosted.Draining) return Results.Text("draining", statusCode: 503);
+            try
+            {
+                var models = await sp.GetRequiredService<IGrainFactory>().GetGrain<IModelDirectoryGrain>(DirectoryKeys.Default).GetModels();
+                var mine = sp.GetRequiredService<ModelDirectory>();
+                var local = mine.ModelsOf(mine.LocalSilo);
+                if (!hosted.Names.All(local.Contains)) return Results.Text("models not advertised yet", statusCode: 503);
+                var missing = models.Combinations.Where(c => !c.Ready).Select(c => $"{c.Name} (missing {string.Join(", ", c.MissingModels)})").ToList();
+                return missing.Count == 0 ? Results.Text("ready") : Results.Text("not ready: " + string.Join("; ", missing), statusCode: 503);
+            }
+            catch (Exception e) { return Results.Text("not ready: " + e.Message, statusCode: 503); }
+        });
+        app.MapGet("/metrics", (HostedModels hosted) =>
+        {
+            var sb = new StringBuilder();
+            void Metric(string name, string help, string type, IEnumerable<(string Model, double Value)> values)
+            {
+                sb.Append("# HELP ").Append(name).Append(' ').AppendLine(help).Append("# TYPE ").Append(name).Append(' ').AppendLine(type);
+                foreach (var (m, v) in values) sb.Append(name).Append("{model=\"").Append(m).Append("\"} ").AppendLine(v.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            }
+            var w = hosted.Workers.ToList();
+            Metric("proxyorleans_model_sessions", "Open generation sessions", "gauge", w.Select(x => (x.Name, (double)x.ActiveSessions)));
+            Metric("proxyorleans_model_kv_reserved_bytes", "KV cache bytes reserved by open sessions", "gauge", w.Select(x => (x.Name, (double)x.ReservedBytes)));
+            Metric("proxyorleans_model_kv_budget_bytes", "KV cache budget", "gauge", w.Select(x => (x.Name, (double)x.BudgetBytes)));
+            Metric("proxyorleans_model_steps_total", "Decode steps run (sessions x batches)", "counter", w.Select(x => (x.Name, (double)x.Steps)));
+            Metric("proxyorleans_model_batches_total", "Batched forwards run", "counter", w.Select(x => (x.Name, (double)x.Batches)));
+            Metric("proxyorleans_model_prefills_total", "Prefills run", "counter", w.Select(x => (x.Name, (double)x.Prefills)));
+            Metric("proxyorleans_model_compute_seconds_total", "Time spent in the model", "counter", w.Select(x => (x.Name, x.ComputeMs / 1000)));
+            return Results.Text(sb.ToString(), "text/plain; version=0.0.4");
+        });
+    }
+}

@@ -1,0 +1,178 @@
+using System.Net;
+using k8s.Models;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Orleans.Configuration;
+using Orleans.Hosting;
+using Orleans.Runtime;
+using ProxyOrleans.Abstractions;
+using StackExchange.Redis;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace ProxyOrleans.Deploy.Tests;
+
+/// <summary>
+/// The three model-role silos, each started exactly as the cpu-demo manifests start it (the rendered
+/// Deployment's environment, ConfigMaps resolved, no arguments), form a cluster through a real redis-server;
+/// an Orleans client that finds them through Redis sees every silo under its pod name and runs a proxy-tuned
+/// generation across them. Only what a node would differ in is replaced: the pod name and IP (downward API),
+/// the Redis address, the ports (free loopback ports: tests share this machine) and the model directories
+/// (tiny random models instead of the demo weights).
+/// </summary>
+[Trait("Category", "Cluster")]
+public class SiloOnRedisTests(ITestOutputHelper log)
+{
+    sealed record Node(string Role, string PodName, string Model, int SiloPort, int GatewayPort, int HttpPort, SiloProcess Process);
+
+    [Fact]
+    public async Task Silos_started_as_the_manifests_start_them_join_a_redis_cluster_and_serve_a_generation()
+    {
+        var manifests = Manifests.Render("cpu-demo");
+        using var redis = new RedisServer();
+        var work = Path.Combine(Path.GetTempPath(), "proxyorleans-deploy-" + Guid.NewGuid().ToString("N")[..8]);
+        var nodes = new List<Node>();
+        string clusterId = "", serviceId = "";
+        try
+        {
+            foreach (var role in ManifestRules.ModelRoles)
+            {
+                var deployment = manifests.Named<V1Deployment>("silo-" + role)!;
+                var container = deployment.Spec.Template.Spec.Containers.Single(c => c.Name == "silo");
+                Assert.Null(container.Args);    // the manifests start the silo without arguments...
+                Assert.Null(container.Command); // ...through the image's entry point
+                var env = manifests.EffectiveEnv(container);
+                var model = env["ProxyOrleans__Models__0__Name"];
+                var node = new Node(role, $"silo-{role}-5d8c7b9f4-{role.Length:x}q2zt", model,
+                    RedisServer.FreePort(), RedisServer.FreePort(), RedisServer.FreePort(), null!);
+                clusterId = env["ProxyOrleans__ClusterId"];
+                serviceId = env["ProxyOrleans__ServiceId"];
+
+                // Downward API, as the kubelet fills it.
+                Assert.Equal("fieldRef:metadata.name", env["POD_NAME"]);
+                Assert.Equal("fieldRef:status.podIP", env["POD_IP"]);
+                env["POD_NAME"] = node.PodName;
+                env["POD_IP"] = "127.0.0.1";
+                // This machine instead of the cluster: Redis address, free ports, tiny weights at the manifest's model name.
+                Assert.Equal("redis", env["ProxyOrleans__Clustering"]);
+                env["ProxyOrleans__Redis"] = redis.ConnectionString;
+                env["ProxyOrleans__SiloPort"] = node.SiloPort.ToString();
+                env["ProxyOrleans__GatewayPort"] = node.GatewayPort.ToString();
+                env["ProxyOrleans__HttpPort"] = node.HttpPort.ToString();
+                env["ProxyOrleans__Models__0__Path"] = TinyModel.Save(Path.Combine(work, model), seed: nodes.Count + 1);
+                env["ProxyOrleans__TorchThreads"] = "1";
+                nodes.Add(node with { Process = new SiloProcess(node.PodName, env) });
+            }
+
+            using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+            await WaitFor("every silo's /healthz to answer 200", TimeSpan.FromSeconds(120), nodes, async () =>
+            {
+                foreach (var n in nodes)
+                    if (!await Ok(http, $"http://127.0.0.1:{n.HttpPort}/healthz")) return false;
+                return true;
+            });
+
+            // A client that knows only Redis finds the silos through the membership table.
+            using var host = Host.CreateDefaultBuilder()
+                .UseOrleansClient(c => c
+                    .UseRedisClustering(o => o.ConfigurationOptions = ConfigurationOptions.Parse(redis.ConnectionString))
+                    .Configure<ClusterOptions>(o => { o.ClusterId = clusterId; o.ServiceId = serviceId; }))
+                .Build();
+            await host.StartAsync();
+            var client = host.Services.GetRequiredService<IClusterClient>();
+
+            var management = client.GetGrain<IManagementGrain>(0);
+            MembershipEntry[] hosts = [];
+            await WaitFor("all three silos to be Active in the Redis membership table", TimeSpan.FromSeconds(60), nodes, async () =>
+            {
+                hosts = await management.GetDetailedHosts(onlyActive: true);
+                return hosts.Length == nodes.Count;
+            });
+            foreach (var n in nodes)
+            {
+                var entry = Assert.Single(hosts, h => h.SiloName == n.PodName); // POD_NAME is the silo name
+                Assert.Equal(IPAddress.Loopback, entry.SiloAddress.Endpoint.Address); // POD_IP is the advertised address
+                Assert.Equal(n.SiloPort, entry.SiloAddress.Endpoint.Port);
+                Assert.Equal(SiloStatus.Active, entry.Status);
+            }
+            Assert.Contains(clusterId, redis.Command("KEYS *")); // the membership table lives in this Redis
+
+            // Each silo advertises the model of its role; every model grain answers from the weights at its path.
+            var directory = client.GetGrain<IModelDirectoryGrain>(DirectoryKeys.Default);
+            ClusterModels models = null!;
+            await WaitFor("the cluster to report every model hosted and the combination ready", TimeSpan.FromSeconds(30), nodes, async () =>
+            {
+                models = await directory.GetModels();
+                return models.Ready && models.Models.Length == nodes.Count;
+            });
+            foreach (var n in nodes)
+            {
+                var hosted = Assert.Single(models.Models, m => m.Name == n.Model);
+                var address = Assert.Single(hosts, h => h.SiloName == n.PodName).SiloAddress.ToString();
+                Assert.Equal([address], hosted.Silos);
+                var info = await client.GetGrain<IModelGrain>(n.Model).GetInfo();
+                Assert.Equal(n.Model, info.Name);
+                Assert.Equal(TinyModel.VocabSize, info.VocabSize);
+            }
+
+            // The combination from the combinations ConfigMap runs across the three silos.
+            var combination = Assert.Single(models.Combinations);
+            var spec = await directory.Resolve(combination.Name);
+            Assert.NotNull(spec);
+            var request = new GenerationRequest
+            {
+                Combination = spec!, Prompt = "hello", ExpertChatTemplate = false,
+                Sampling = new SamplingSpec { Temperature = 0, MaxNewTokens = 6, StopAtEos = false },
+            };
+            var events = new List<TokenEvent>();
+            await foreach (var e in GenerationClient.StreamAsync(client, request, "deploy-test-1")) events.Add(e);
+            var last = events[^1];
+            Assert.True(last.Finish == FinishKind.Length, $"finish {last.Finish}: {last.Error}");
+            Assert.Equal(6, events.Count(e => e.TokenId >= 0));
+            log.WriteLine($"{combination.Name}: {string.Join(' ', events.Where(e => e.TokenId >= 0).Select(e => e.TokenId))}");
+
+            foreach (var n in nodes)
+                Assert.True(await Ok(http, $"http://127.0.0.1:{n.HttpPort}/readyz"), $"{n.PodName}: /readyz is not 200.\n{n.Process.Tail()}");
+
+            await host.StopAsync();
+
+            // The kubelet stops a pod with SIGTERM: the silo drains and exits well inside the grace period.
+            foreach (var n in nodes)
+            {
+                Assert.True(n.Process.Terminate(TimeSpan.FromSeconds(45)), $"{n.PodName} did not stop within 45 s of SIGTERM.\n{n.Process.Tail()}");
+                Assert.True(n.Process.ExitCode == 0, $"{n.PodName} exited with {n.Process.ExitCode} after SIGTERM.\n{n.Process.Tail()}");
+            }
+        }
+        catch
+        {
+            foreach (var n in nodes) log.WriteLine(n.Process.Tail());
+            throw;
+        }
+        finally
+        {
+            foreach (var n in nodes) n.Process.Dispose();
+            try { Directory.Delete(work, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    static async Task<bool> Ok(HttpClient http, string url)
+    {
+        try { return (await http.GetAsync(url)).StatusCode == HttpStatusCode.OK; }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException) { return false; }
+    }
+
+    static async Task WaitFor(string what, TimeSpan timeout, List<Node> nodes, Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            if (nodes.FirstOrDefault(n => n.Process.HasExited) is { } dead)
+                throw new Xunit.Sdk.XunitException($"{dead.PodName} exited with {dead.Process.ExitCode} while waiting for {what}.\n{dead.Process.Tail()}");
+            try { if (await condition()) return; }
+            catch (Exception e) when (DateTime.UtcNow < deadline && e is not Xunit.Sdk.XunitException) { }
+            if (DateTime.UtcNow > deadline)
+                throw new TimeoutException($"Timed out after {timeout.TotalSeconds:F0} s waiting for {what}.\n" + string.Join("\n", nodes.Select(n => n.Process.Tail(15))));
+            await Task.Delay(250);
+        }
+    }
+}
