@@ -28,6 +28,8 @@ public class SiloOnRedisTests(ITestOutputHelper log)
     [Fact]
     public async Task Silos_started_as_the_manifests_start_them_join_a_redis_cluster_and_serve_a_generation()
     {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        void Phase(string what) => log.WriteLine($"{clock.Elapsed.TotalSeconds,6:F1} s  {what}");
         var manifests = Manifests.Render("cpu-demo");
         using var redis = new RedisServer();
         var work = Path.Combine(Path.GetTempPath(), "proxyorleans-deploy-" + Guid.NewGuid().ToString("N")[..8]);
@@ -64,6 +66,7 @@ public class SiloOnRedisTests(ITestOutputHelper log)
                 nodes.Add(node with { Process = new SiloProcess(node.PodName, env) });
             }
 
+            Phase("three silo processes started (redis-server on " + redis.Port + ")");
             using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
             await WaitFor("every silo's /healthz to answer 200", TimeSpan.FromSeconds(120), nodes, async () =>
             {
@@ -72,6 +75,7 @@ public class SiloOnRedisTests(ITestOutputHelper log)
                 return true;
             });
 
+            Phase("all /healthz answer");
             // A client that knows only Redis finds the silos through the membership table.
             using var host = Host.CreateDefaultBuilder()
                 .UseOrleansClient(c => c
@@ -88,6 +92,7 @@ public class SiloOnRedisTests(ITestOutputHelper log)
                 hosts = await management.GetDetailedHosts(onlyActive: true);
                 return hosts.Length == nodes.Count;
             });
+            Phase("client connected through Redis sees three Active silos");
             foreach (var n in nodes)
             {
                 var entry = Assert.Single(hosts, h => h.SiloName == n.PodName); // POD_NAME is the silo name
@@ -115,6 +120,7 @@ public class SiloOnRedisTests(ITestOutputHelper log)
                 Assert.Equal(TinyModel.VocabSize, info.VocabSize);
             }
 
+            Phase("models advertised, model grains answer");
             // The combination from the combinations ConfigMap runs across the three silos.
             var combination = Assert.Single(models.Combinations);
             var spec = await directory.Resolve(combination.Name);
@@ -129,6 +135,7 @@ public class SiloOnRedisTests(ITestOutputHelper log)
             var last = events[^1];
             Assert.True(last.Finish == FinishKind.Length, $"finish {last.Finish}: {last.Error}");
             Assert.Equal(6, events.Count(e => e.TokenId >= 0));
+            Phase("generation done");
             log.WriteLine($"{combination.Name}: {string.Join(' ', events.Where(e => e.TokenId >= 0).Select(e => e.TokenId))}");
 
             foreach (var n in nodes)
@@ -137,11 +144,14 @@ public class SiloOnRedisTests(ITestOutputHelper log)
             await host.StopAsync();
 
             // The kubelet stops a pod with SIGTERM: the silo drains and exits well inside the grace period.
-            foreach (var n in nodes)
+            var stopped = nodes.Select(n => Task.Run(() => n.Process.Terminate(TimeSpan.FromSeconds(45)))).ToList();
+            for (int i = 0; i < nodes.Count; i++)
             {
-                Assert.True(n.Process.Terminate(TimeSpan.FromSeconds(45)), $"{n.PodName} did not stop within 45 s of SIGTERM.\n{n.Process.Tail()}");
+                var n = nodes[i];
+                Assert.True(await stopped[i], $"{n.PodName} did not stop within 45 s of SIGTERM.\n{n.Process.Tail()}");
                 Assert.True(n.Process.ExitCode == 0, $"{n.PodName} exited with {n.Process.ExitCode} after SIGTERM.\n{n.Process.Tail()}");
             }
+            Phase("all silos stopped on SIGTERM with exit code 0");
         }
         catch
         {
