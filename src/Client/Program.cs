@@ -1,1 +1,12 @@
-Console.WriteLine("todo");
+using System.CommandLine;
+using ProxyOrleans.Client.Commands;
+
+// proxyorleans: one file per command under Commands/, each with a static Create().
+var root = new RootCommand("ProxyOrleans: proxy-tuned generation on an Orleans cluster; tokenize, logits and benchmarks without one.");
+root.Subcommands.Add(GenerateCommand.Create());
+root.Subcommands.Add(TokenizeCommand.Create());
+root.Subcommands.Add(LogitsCommand.Create());
+var bench = new Command("bench", "Benchmarks; each ends with one line of key=value figures.");
+bench.Subcommands.Add(BenchClusterCommand.Create());
+root.Subcommands.Add(bench);
+return await root.Parse(args).InvokeAsync();

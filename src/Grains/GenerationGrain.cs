@@ -109,7 +109,9 @@ public sealed class GenerationGrain(
                     };
                     break;
                 }
+                var y = Stopwatch.GetTimestamp();
                 yield return ev;
+                run.StreamTicks += Stopwatch.GetTimestamp() - y;
                 // Every model at once, never one after another.
                 var fan = Stopwatch.GetTimestamp();
                 int step = state.Step, token = outcome.TokenId;
@@ -227,7 +229,7 @@ public sealed class GenerationGrain(
         /// <summary>Tokens that still fit after the prompt in the tightest model's context (from the opens).</summary>
         public int ContextRoom = int.MaxValue;
         public double PrefillMs, ModelMs;
-        public long StepTicks, FanOutTicks, CombineTicks, SampleTicks, Bytes;
+        public long StepTicks, FanOutTicks, CombineTicks, SampleTicks, StreamTicks, Bytes;
         public int Steps, Failovers;
         private readonly List<string> _layout = [];
 
@@ -356,6 +358,7 @@ public sealed class GenerationGrain(
                 ModelMs = Steps == 0 ? 0 : ModelMs / Steps, FanOutMs = Steps == 0 ? 0 : Ms(FanOutTicks) / Steps,
                 CombineMs = Steps == 0 ? 0 : Ms(CombineTicks) / Math.Max(1, Steps + 1), SampleMs = Ms(SampleTicks) / Math.Max(1, Steps + 1),
                 BytesPerStep = Steps == 0 ? 0 : (double)Bytes / Steps, Failovers = Failovers,
+                StreamMs = Steps == 0 ? 0 : Ms(StreamTicks) / Steps,
                 CoordinatorSilo = owner._directory.LocalSilo.ToString(), Layout = string.Join(" ", _layout),
             },
         };

@@ -130,7 +130,8 @@ public static class SiloHost
     private static void AddDemoDefaults(ConfigurationManager config)
     {
         var po = config.GetSection(ProxyOrleansOptions.Section);
-        if (po.GetSection("Models").GetChildren().Any() || !string.IsNullOrEmpty(config["Orleans:Metadata:" + ProxyOrleansOptions.ModelsMetadataKey])) return;
+        // Models configured, or a model list advertised explicitly (even an empty one: a coordinator-only silo).
+        if (po.GetSection("Models").GetChildren().Any() || config["Orleans:Metadata:" + ProxyOrleansOptions.ModelsMetadataKey] is not null) return;
         var demo = ModelCatalog.FindDemoModelsDirectory();
         var dirs = demo is null ? [] : Directory.GetDirectories(demo).Where(d => File.Exists(Path.Combine(d, "config.json"))).Order(StringComparer.Ordinal).ToArray();
         if (dirs.Length == 0)

@@ -15,7 +15,7 @@ public sealed class ModelPlacementFilterAttribute() : PlacementFilterAttribute(n
 /// "name" / "name#r"            model grain: only silos hosting name; replica r on the r-th of them (sorted).
 /// "expert~anti" / "...#r"      pair grain: only silos hosting both.
 /// "base/request"               coordinator: silos hosting base if any (its logits then stay local), else any silo.
-/// "/request"                   coordinator anywhere.
+/// "/request"                   coordinator on a silo hosting no model if there is one, else anywhere.
 /// No candidate: empty set, and Orleans refuses at once ("No active nodes are compatible") — not retried.
 /// </summary>
 public sealed class ModelPlacementDirector(ModelDirectory directory) : IPlacementFilterDirector
@@ -28,7 +28,12 @@ public sealed class ModelPlacementDirector(ModelDirectory directory) : IPlacemen
         if (slash >= 0)
         {
             var baseModel = key[..slash];
-            if (baseModel.Length == 0) return candidates;
+            if (baseModel.Length == 0)
+            {
+                // "Anywhere": prefer silos that host no model (a coordinator-only node), else any silo.
+                var empty = candidates.Where(s => directory.ModelsOf(s).Count == 0).ToList();
+                return empty.Count > 0 ? empty : candidates;
+            }
             var hosting = candidates.Where(s => directory.Hosts(s, baseModel)).ToList();
             return hosting.Count > 0 ? hosting : candidates;
         }

@@ -87,11 +87,17 @@ public sealed class ProxyGeneration
         basePrompt = prompt.PlainTokens(baseModel.Tokenizer);
         expertPrompts = [.. this.pairs.Select(p => prompt.ExpertTokens(p.Expert.Tokenizer))];
         antiPrompts = [.. this.pairs.Select(p => prompt.PlainTokens(p.Anti.Tokenizer))];
-        // EOS: the tokenizer's and every eos_token_id of config.json (Llama 3 lists several).
-        var eos = baseModel.Tokenizer.EosTokenIds.Concat(baseModel.Config.EosTokenIds).Distinct().ToArray();
+        // Room after the prompt in the tightest context; the prompt must leave some.
+        var roles = new List<(LoadedModel Model, int[] Prompt)> { (baseModel, basePrompt) };
+        for (int i = 0; i < pairs.Length; i++) { roles.Add((pairs[i].Item2, expertPrompts[i])); roles.Add((pairs[i].Item3, antiPrompts[i])); }
+        foreach (var (m, p) in roles)
+            if (p.Length >= m.Model.MaxSequenceLength)
+                throw new ContextLengthExceededException(
+                    $"The prompt ({p.Length} tokens) leaves no room in model '{m.Name}''s context of {m.Model.MaxSequenceLength} tokens: shorten the prompt.");
+        int room = roles.Min(r => r.Model.Model.MaxSequenceLength - r.Prompt.Length);
         State = decode.Resume is { } resume
-            ? GenerationState.Resume(baseModel.Tokenizer, options, resume, basePrompt, eos)
-            : new GenerationState(baseModel.Tokenizer, options, basePrompt, eos);
+            ? GenerationState.Resume(baseModel.Tokenizer, options, resume, basePrompt, contextRoom: room)
+            : new GenerationState(baseModel.Tokenizer, options, basePrompt, contextRoom: room);
     }
 
     public GenerationState State { get; }
@@ -131,14 +137,10 @@ public sealed class ProxyGeneration
         var sessions = new List<IModelSession>(models.Count);
         try
         {
-            int remaining = State.Options.MaxNewTokens - history.Length;
+            int remaining = Math.Max(0, State.Options.MaxNewTokens - history.Length);
             foreach (var (m, prompt, logits, _) in models)
             {
                 int needed = prompt.Length + history.Length;
-                if (needed >= m.Model.MaxSequenceLength)
-                    throw new ContextLengthExceededException(
-                        $"The prompt ({prompt.Length} tokens{(history.Length > 0 ? $" + {history.Length} generated" : "")}) leaves no room in " +
-                        $"model '{m.Name}''s context of {m.Model.MaxSequenceLength} tokens: shorten the prompt.");
                 var session = m.Model.CreateSession(Math.Min(m.Model.MaxSequenceLength, needed + remaining));
                 sessions.Add(session);
                 session.Append([.. prompt, .. history], logits);
@@ -168,15 +170,6 @@ public sealed class ProxyGeneration
                         StepAnalysis.TopTokens(combined, decode.AnalysisTopK))
                     : null;
 
-                bool full = false;
-                for (int m = 0; m < models.Count; m++) full |= sessions[m].Length + 1 > models[m].Model.Model.MaxSequenceLength;
-                if (!outcome.IsFinal && full)
-                {
-                    // The context window is full: end here, as max tokens would.
-                    string rest = State.Finish(FinishReason.Length);
-                    yield return new DecodedToken(step, outcome.TokenId, outcome.TextDelta + rest, FinishReason.Length, analysis);
-                    yield break;
-                }
                 yield return new DecodedToken(step, outcome.TokenId, outcome.TextDelta, outcome.Finish, analysis);
                 if (outcome.IsFinal) yield break;
 

@@ -1,0 +1,155 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using ProxyOrleans.Abstractions;
+
+namespace ProxyOrleans.Client.Commands;
+
+/// <summary>
+/// Several real silo processes (src/Silo) on loopback, clustered with localhost clustering and a primary, plus a
+/// client connected to their gateways. Used by `bench cluster` and the multi-process tests. Kills its processes on dispose.
+/// </summary>
+public sealed class LoopbackCluster : IAsyncDisposable
+{
+    public sealed record SiloSpec(string Name, params (string Name, string Path)[] Models);
+
+    private readonly List<Process> _processes = [];
+    private readonly TextWriter? _log;
+    public IReadOnlyList<SiloSpec> Silos { get; }
+    public int[] SiloPorts { get; }
+    public int[] GatewayPorts { get; }
+    public IHost? Client { get; private set; }
+    public IGrainFactory Grains => Client!.Services.GetRequiredService<IGrainFactory>();
+    public string ClusterId { get; } = "loopback-" + Guid.NewGuid().ToString("N")[..8];
+
+    private LoopbackCluster(IReadOnlyList<SiloSpec> silos, TextWriter? log)
+    {
+        Silos = silos;
+        _log = log;
+        SiloPorts = silos.Select(_ => FreePort()).ToArray();
+        GatewayPorts = silos.Select(_ => FreePort()).ToArray();
+    }
+
+    public static string FindRepoRoot()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "ProxyOrleans.sln"))) return d.FullName;
+        throw new DirectoryNotFoundException("ProxyOrleans.sln not found above " + AppContext.BaseDirectory);
+    }
+
+    /// <summary>The built silo host (dotnet build src/Silo -c Release).</summary>
+    public static string FindSiloDll()
+    {
+        var root = FindRepoRoot();
+        foreach (var config in new[] { "Release", "Debug" })
+        {
+            var p = Path.Combine(root, "src", "Silo", "bin", config, "net10.0", "linux-x64", "ProxyOrleans.Silo.dll");
+            if (File.Exists(p)) return p;
+        }
+        throw new FileNotFoundException("The silo host is not built: run `dotnet build src/Silo -c Release` first.");
+    }
+
+    private static int FreePort()
+    {
+        var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+
+    public static async Task<LoopbackCluster> StartAsync(IReadOnlyList<SiloSpec> silos, TextWriter? log = null,
+        IReadOnlyDictionary<string, string>? extraConfig = null, CancellationToken ct = default)
+    {
+        var c = new LoopbackCluster(silos, log);
+        try
+        {
+            var dll = FindSiloDll();
+            await c.StartSiloAsync(dll, 0, extraConfig, ct); // the primary first
+            await Task.WhenAll(Enumerable.Range(1, silos.Count - 1).Select(i => c.StartSiloAsync(dll, i, extraConfig, ct)));
+            c.Client = await ClusterConnection.ConnectAsync(c.GatewayPorts, null, c.ClusterId, ct);
+            await c.WaitForModelsAsync(silos.SelectMany(s => s.Models.Select(m => m.Name)).Distinct().ToArray(), ct);
+            return c;
+        }
+        catch
+        {
+            await c.DisposeAsync();
+            throw;
+        }
+    }
+
+    private async Task StartSiloAsync(string dll, int i, IReadOnlyDictionary<string, string>? extra, CancellationToken ct)
+    {
+        var s = Silos[i];
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(dll);
+        if (s.Models.Length > 0) { psi.ArgumentList.Add("--models"); psi.ArgumentList.Add(string.Join(",", s.Models.Select(m => $"{m.Name}={m.Path}"))); }
+        foreach (var a in new[] { "--silo-port", SiloPorts[i].ToString(), "--gateway-port", GatewayPorts[i].ToString(),
+                     "--primary-port", SiloPorts[0].ToString(), "--cluster-id", ClusterId, "--http-port", "0", "--name", s.Name,
+                     "--no-demo", "--fast-failure" })
+            psi.ArgumentList.Add(a);
+        foreach (var (k, v) in extra ?? new Dictionary<string, string>()) psi.ArgumentList.Add($"--{k}={v}");
+        // A silo with no models must not fall back to the demo models: advertise an empty model list explicitly.
+        if (s.Models.Length == 0) psi.ArgumentList.Add("--Orleans:Metadata:proxyorleans.models=");
+        psi.Environment["DOTNET_GCLOHThreshold"] = "0x200000";
+        var p = Process.Start(psi) ?? throw new InvalidOperationException("Could not start the silo process.");
+        lock (_processes) _processes.Add(p);
+        var up = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var errors = new System.Text.StringBuilder();
+        p.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            _log?.WriteLine($"[{s.Name}] {e.Data}");
+            if (e.Data.StartsWith("Silo up")) up.TrySetResult();
+        };
+        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) { lock (errors) errors.AppendLine(e.Data); _log?.WriteLine($"[{s.Name}!] {e.Data}"); } };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        p.EnableRaisingEvents = true;
+        p.Exited += (_, _) => up.TrySetException(new InvalidOperationException($"Silo {s.Name} exited with {p.ExitCode}: {errors}"));
+        await up.Task.WaitAsync(TimeSpan.FromSeconds(120), ct);
+    }
+
+    /// <summary>Waits until the cluster's directory lists every model (silo metadata has propagated).</summary>
+    public async Task WaitForModelsAsync(string[] models, CancellationToken ct = default)
+    {
+        var sw = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                var m = await Grains.GetGrain<IModelDirectoryGrain>(DirectoryKeys.Default).GetModels();
+                var hosted = m.Models.Select(x => x.Name).ToHashSet();
+                if (models.All(hosted.Contains)) return;
+            }
+            catch when (sw.Elapsed < TimeSpan.FromSeconds(60)) { }
+            if (sw.Elapsed > TimeSpan.FromSeconds(60)) throw new TimeoutException($"The cluster did not list models [{string.Join(", ", models)}] within 60 s.");
+            await Task.Delay(200, ct);
+        }
+    }
+
+    /// <summary>Kills silo <paramref name="index"/>'s process at once (no drain), as a crash would.</summary>
+    public void Kill(int index)
+    {
+        var p = _processes[index];
+        if (!p.HasExited) p.Kill(entireProcessTree: true);
+        p.WaitForExit(10_000);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Client is not null)
+        {
+            try { await Client.StopAsync(TimeSpan.FromSeconds(5)); } catch { }
+            Client.Dispose();
+        }
+        foreach (var p in _processes)
+        {
+            try { if (!p.HasExited) p.Kill(entireProcessTree: true); p.WaitForExit(10_000); } catch { }
+            p.Dispose();
+        }
+        _processes.Clear();
+    }
+}

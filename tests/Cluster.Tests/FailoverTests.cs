@@ -1,0 +1,59 @@
+using ProxyOrleans.Abstractions;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace ProxyOrleans.Cluster.Tests;
+
+/// <summary>Silos die mid-generation; the output is still exactly the single-process output.</summary>
+public sealed class FailoverTests(ITestOutputHelper output)
+{
+    private const string Prompt = "Once upon a time";
+    private const int Tokens = 30;
+
+    [Fact]
+    public async Task KillingTheBaseSiloMidGenerationYieldsIdenticalOutput()
+    {
+        // Two base replicas; the coordinator runs beside one of them (and dies with it): the client resumes on a new
+        // coordinator, which prefills the tokens so far on the surviving replica.
+        await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Base]);
+        var reference = TinyTrio.Reference(Prompt, Tokens);
+        int killed = -1;
+        var (tokens, text, events) = await TinyTrio.Collect(GenerationClient.StreamAsync(c.Grains, TinyTrio.Request(Prompt, Tokens), "kill-base"), async ev =>
+        {
+            if (ev.Step == 8 && killed < 0)
+            {
+                killed = c.SiloWithSession(TinyTrio.Base);
+                Assert.True(killed >= 0);
+                output.WriteLine($"killing silo {killed} (base) after step 8");
+                await c.Cluster.KillSiloAsync(c.Cluster.Silos[killed]);
+            }
+        });
+        Assert.True(killed >= 0);
+        Assert.Equal(reference.TokenIds, tokens);
+        Assert.Equal(reference.Text, text);
+        output.WriteLine($"identical after failover; final layout {events[^1].Stats?.Layout}, coordinator {events[^1].Stats?.CoordinatorSilo}");
+    }
+
+    [Fact]
+    public async Task KillingAModelSiloUnderALiveCoordinatorReopensTheSessionElsewhere()
+    {
+        // The coordinator stays alive (beside the only base); the anti-expert's silo dies: the coordinator re-creates
+        // that session on the other replica by prefilling the tokens so far, and the output does not change.
+        await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Anti]);
+        var reference = TinyTrio.Reference(Prompt, Tokens);
+        int killed = -1;
+        var (tokens, _, events) = await TinyTrio.Collect(GenerationClient.StreamAsync(c.Grains, TinyTrio.Request(Prompt, Tokens), "kill-anti"), async ev =>
+        {
+            if (ev.Step == 8 && killed < 0)
+            {
+                killed = c.SiloWithSession(TinyTrio.Anti);
+                output.WriteLine($"killing silo {killed} (anti-expert) after step 8");
+                await c.Cluster.KillSiloAsync(c.Cluster.Silos[killed]);
+            }
+        });
+        Assert.Equal(reference.TokenIds, tokens);
+        var stats = events[^1].Stats!;
+        output.WriteLine($"failovers {stats.Failovers}; coordinator {stats.CoordinatorSilo}");
+        Assert.True(stats.Failovers >= 1);
+    }
+}

@@ -1,0 +1,153 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using ProxyOrleans.Abstractions;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace ProxyOrleans.Cluster.Tests;
+
+/// <summary>Three in-process silos, one model each: the distributed path equals the single-process path.</summary>
+public sealed class TrioClusterFixture : IAsyncLifetime
+{
+    public InProcessCluster Cluster { get; private set; } = null!;
+    public async Task InitializeAsync() =>
+        Cluster = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti]);
+    public async Task DisposeAsync() => await Cluster.DisposeAsync();
+}
+
+public sealed class InProcessClusterTests(TrioClusterFixture fixture, ITestOutputHelper output) : IClassFixture<TrioClusterFixture>
+{
+    private IGrainFactory Grains => fixture.Cluster.Grains;
+    private const string Prompt = "The capital of France is";
+
+    [Fact]
+    public async Task ProxyTunedGreedyEqualsSingleProcessTokenForTokenWithLogitsWithin1e5()
+    {
+        var reference = TinyTrio.Reference(Prompt, 24);
+        var request = TinyTrio.Request(Prompt, 24) with { ReturnLogits = true };
+        var (tokens, text, events) = await TinyTrio.Collect(GenerationClient.StreamAsync(Grains, request, "exact-1"));
+        Assert.Equal(reference.TokenIds, tokens);
+        Assert.Equal(reference.Text, text);
+        var final = events[^1];
+        Assert.Equal(FinishKind.Length, final.Finish);
+        Assert.Equal(new UsageInfo(reference.PromptTokens, 24), final.Usage);
+
+        var expected = TinyTrio.ReferenceLogits(Prompt, tokens);
+        float worst = 0;
+        var withLogits = events.Where(e => e.Logits is not null).ToList();
+        Assert.Equal(24, withLogits.Count);
+        for (int i = 0; i < withLogits.Count; i++)
+        {
+            var got = MemoryMarshal.Cast<byte, float>(withLogits[i].Logits);
+            Assert.Equal(expected[i].Length, got.Length);
+            for (int j = 0; j < got.Length; j++) worst = Math.Max(worst, Math.Abs(got[j] - expected[i][j]));
+        }
+        output.WriteLine($"max |Δ combined logit| over 24 steps: {worst:G3}; layout {final.Stats?.Layout}");
+        Assert.True(worst <= 1e-5f, $"max |Δlogit| {worst}");
+    }
+
+    [Fact]
+    public async Task BaseOnlyAndChatPromptsEqualSingleProcess()
+    {
+        var spec = CombinationSpec.BaseOnly(TinyTrio.Base);
+        var reference = TinyTrio.Reference(Prompt, 12, spec);
+        var (tokens, _, _) = await TinyTrio.Collect(GenerationClient.StreamAsync(Grains, TinyTrio.Request(Prompt, 12, spec), "base-only-1"));
+        Assert.Equal(reference.TokenIds, tokens);
+
+        var chat = TinyTrio.Reference("Tell me a story", 12, chat: true);
+        var request = TinyTrio.Request("x", 12) with { Prompt = null, Messages = [new ChatMessageSpec("user", "Tell me a story")] };
+        var (chatTokens, _, _) = await TinyTrio.Collect(GenerationClient.StreamAsync(Grains, request, "chat-1"));
+        Assert.Equal(chat.TokenIds, chatTokens);
+    }
+
+    [Fact]
+    public async Task UnhostedModelFailsAtOnceWithAClearError()
+    {
+        var sw = Stopwatch.StartNew();
+        var spec = new CombinationSpec(TinyTrio.Base, [new ExpertSpec("no-such-model", TinyTrio.Anti)], 1f);
+        var e = await Assert.ThrowsAsync<ModelNotHostedException>(() => TinyTrio.Collect(GenerationClient.StreamAsync(Grains, TinyTrio.Request(Prompt, 4, spec), "unhosted")));
+        Assert.Contains("no-such-model", e.Message);
+        Assert.Contains(TinyTrio.Base, e.Message); // lists what is hosted
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"took {sw.Elapsed}");
+        // A direct model grain call for an unhosted model is refused by placement, not retried into a timeout.
+        await Assert.ThrowsAnyAsync<Exception>(() => Grains.GetGrain<IModelGrain>("no-such-model").GetInfo());
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10), $"took {sw.Elapsed}");
+    }
+
+    [Fact]
+    public async Task BadRequestsNameTheField()
+    {
+        var e = await Assert.ThrowsAsync<InvalidRequestException>(() => TinyTrio.Collect(Grains.GetGrain<IGenerationGrain>("x/bad-1")
+            .Generate(TinyTrio.Request(Prompt, 4) with { Combination = TinyTrio.Spec(float.NaN) })));
+        Assert.Equal("alpha", e.Field);
+        var e2 = await Assert.ThrowsAsync<InvalidRequestException>(() => TinyTrio.Collect(Grains.GetGrain<IGenerationGrain>("x/bad-2")
+            .Generate(TinyTrio.Request(Prompt, 4) with { Sampling = new SamplingSpec { TopP = 2 } })));
+        Assert.Equal("sampling", e2.Field);
+    }
+
+    [Fact]
+    public async Task StepIsIdempotentPerSessionAndStep()
+    {
+        var model = Grains.GetGrain<IModelGrain>(TinyTrio.Base);
+        var open = await model.Open(new OpenSessionRequest { SessionId = "idem-1", Prompt = Prompt, MaxNewTokens = 8 });
+        var first = await model.Step("idem-1", 1, 42);
+        var again = await model.Step("idem-1", 1, 42); // a retried call: same logits, no second append
+        Assert.Equal(first.Logits.Value, again.Logits.Value);
+        var next = await model.Step("idem-1", 2, 7);
+        Assert.NotEqual(first.Logits.Value, next.Logits.Value);
+        await Assert.ThrowsAsync<InvalidRequestException>(() => model.Step("idem-1", 5, 7));
+        await model.Close("idem-1");
+        await Assert.ThrowsAsync<SessionNotFoundException>(() => model.Step("idem-1", 3, 7));
+        Assert.True(open.PromptTokens > 1);
+    }
+
+    [Fact]
+    public async Task CancellationStopsTheGenerationAndFreesSessionsOnEverySilo()
+    {
+        using var cts = new CancellationTokenSource();
+        var events = new List<TokenEvent>();
+        try
+        {
+            await foreach (var ev in Grains.GetGrain<IGenerationGrain>(GenerationKeys.Create(TinyTrio.Base, "cancel-1")).Generate(TinyTrio.Request(Prompt, 200), cts.Token))
+            {
+                events.Add(ev);
+                if (events.Count == 3) cts.Cancel();
+            }
+        }
+        catch (OperationCanceledException) { }
+        Assert.True(events.Count < 200);
+        // Sessions are closed on all three silos.
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (DateTime.UtcNow < deadline && Enumerable.Range(0, 3).Any(i => fixture.Cluster.Hosted(i).Workers.Any(w => w.ActiveSessions > 0)))
+            await Task.Delay(100);
+        Assert.All(Enumerable.Range(0, 3), i => Assert.All(fixture.Cluster.Hosted(i).Workers, w => Assert.Equal(0, w.ActiveSessions)));
+    }
+
+    [Fact]
+    public async Task SixteenConcurrentGenerationsAreCorrectAndFasterThanSequential()
+    {
+        string[] prompts = ["The capital of France is", "Once upon a time", "In 1492, Columbus", "The best way to learn is"];
+        const int n = 16, tokens = 16;
+        var expected = prompts.Select(p => TinyTrio.Reference(p, tokens).TokenIds).ToArray();
+        await TinyTrio.Collect(GenerationClient.StreamAsync(Grains, TinyTrio.Request(prompts[0], 4), "warm")); // warm-up
+
+        var sw = Stopwatch.StartNew();
+        for (int i = 0; i < n; i++)
+        {
+            var (t, _, _) = await TinyTrio.Collect(GenerationClient.StreamAsync(Grains, TinyTrio.Request(prompts[i % 4], tokens), $"seq-{i}"));
+            Assert.Equal(expected[i % 4], t);
+        }
+        var sequential = sw.Elapsed;
+
+        sw.Restart();
+        var results = await Task.WhenAll(Enumerable.Range(0, n).Select(i =>
+            TinyTrio.Collect(GenerationClient.StreamAsync(Grains, TinyTrio.Request(prompts[i % 4], tokens), $"conc-{i}"))));
+        var concurrent = sw.Elapsed;
+        for (int i = 0; i < n; i++) Assert.Equal(expected[i % 4], results[i].Tokens);
+        var batches = Enumerable.Range(0, 3).Sum(i => fixture.Cluster.Hosted(i).Workers.Sum(w => w.Batches));
+        var steps = Enumerable.Range(0, 3).Sum(i => fixture.Cluster.Hosted(i).Workers.Sum(w => w.Steps));
+        output.WriteLine($"16 x {tokens} tokens: sequential {sequential.TotalMilliseconds:F0} ms, concurrent {concurrent.TotalMilliseconds:F0} ms " +
+                         $"(speed-up {sequential / concurrent:F2}x); mean batch size so far {(double)steps / batches:F2} (shared machine: indicative only)");
+        Assert.True(concurrent < sequential, $"concurrent {concurrent} vs sequential {sequential}");
+    }
+}

@@ -1,0 +1,142 @@
+using System.Runtime.CompilerServices;
+using ProxyOrleans.Abstractions;
+using ProxyOrleans.Inference.Decoding;
+using ProxyOrleans.Inference.Models;
+using ProxyOrleans.Inference.Runtime;
+using ProxyOrleans.Inference.Tokenization;
+using TorchSharp;
+using Xunit;
+
+[assembly: CollectionBehavior(DisableTestParallelization = true)]
+
+namespace ProxyOrleans.Cluster.Tests;
+
+/// <summary>
+/// A trio of tiny real Llama checkpoints (seeded random weights, HF layout, the Llama-2 SentencePiece tokenizer;
+/// the expert has the Llama-2 chat template), written once per machine and reused by every test and process.
+/// </summary>
+public static class TinyTrio
+{
+    [ModuleInitializer]
+    internal static void Init() => TorchRuntime.EnsureLoaded();
+
+    public const string Base = "tiny-base", Expert = "tiny-expert", Anti = "tiny-anti";
+    private const string Version = "v1";
+    private static readonly Lazy<Dictionary<string, string>> Dirs = new(Create);
+
+    public static string Dir(string name) => Dirs.Value[name];
+    public static (string Name, string Path) Model(string name) => (name, Dir(name));
+
+    public static CombinationSpec Spec(float alpha = 1f) => new(Base, [new ExpertSpec(Expert, Anti)], alpha);
+    public static ProxyCombination Combination(float alpha = 1f) => new(Base, [new ExpertPair(Expert, Anti)], alpha);
+
+    public static string RepoRoot()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "ProxyOrleans.sln"))) return d.FullName;
+        throw new DirectoryNotFoundException("ProxyOrleans.sln not found above " + AppContext.BaseDirectory);
+    }
+
+    private static Dictionary<string, string> Create()
+    {
+        var root = Path.Combine(Path.GetTempPath(), "proxyorleans-cluster-tests", Version);
+        var tokenizer = Path.Combine(RepoRoot(), "..", "shared", "data", "llama2-tokenizer", "tokenizer.model");
+        if (!File.Exists(tokenizer)) throw new FileNotFoundException("The Llama-2 tokenizer of ../shared/data is missing.", tokenizer);
+        var result = new Dictionary<string, string>();
+        int seed = 11;
+        foreach (var name in new[] { Base, Expert, Anti })
+        {
+            var dir = Path.Combine(root, name);
+            result[name] = dir;
+            seed += 10;
+            if (File.Exists(Path.Combine(dir, "done"))) continue;
+            Directory.CreateDirectory(dir);
+            var config = new LlamaConfig
+            {
+                HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, HeadDim = 16,
+                VocabSize = 32000, MaxPositionEmbeddings = 256, RmsNormEps = 1e-5, RopeTheta = 10000, TieWordEmbeddings = false,
+                ModelType = "llama", BosTokenId = 1, EosTokenIds = [2],
+            };
+            torch.manual_seed(seed);
+            using (var m = new LlamaForCausalLM(config))
+            {
+                using (torch.no_grad())
+                    foreach (var (n, p) in m.named_parameters())
+                        if (n.EndsWith("norm.weight")) p.uniform_(0.5, 1.5);
+                        else p.normal_(0, 0.3); // large enough that the top tokens are well separated
+                m.SavePretrained(dir);
+            }
+            File.Copy(tokenizer, Path.Combine(dir, "tokenizer.model"), overwrite: true);
+            var template = name == Expert
+                ? ", \"chat_template\": \"{% if messages[0]['role'] == 'system' %}<<SYS>>{% endif %}{% for message in messages %}{{ bos_token + '[INST] ' + message['content'] + ' [/INST]' }}{% endfor %}\""
+                : "";
+            File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"),
+                "{\"bos_token\": \"<s>\", \"eos_token\": \"</s>\", \"add_bos_token\": true" + template + "}");
+            File.WriteAllText(Path.Combine(dir, "done"), "");
+        }
+        return result;
+    }
+
+    /// <summary>The single-process path over the same checkpoints.</summary>
+    public static ModelCatalog NewCatalog() => new(
+        [new ModelSource(Base, Dir(Base)), new ModelSource(Expert, Dir(Expert)), new ModelSource(Anti, Dir(Anti))],
+        (dir, name) => LlamaInferenceModel.Load(dir, new InferenceOptions { Name = name }), dir => TokenizerLoader.Load(dir),
+        includeDemoModels: false);
+
+    private static readonly Lazy<ModelCatalog> SharedCatalog = new(NewCatalog);
+
+    /// <summary>Tokens the single-process ProxyDecoder produces (greedy).</summary>
+    public static GenerationResult Reference(string prompt, int maxTokens, CombinationSpec? spec = null, bool chat = false)
+    {
+        var s = spec ?? Spec();
+        var combination = new ProxyCombination(s.Base, s.Experts.Select(e => new ExpertPair(e.Expert, e.AntiExpert, e.Weight)).ToList(), s.Alpha);
+        var p = chat ? ProxyPrompt.FromMessages([new ChatMessage("user", prompt)]) : ProxyPrompt.FromText(prompt);
+        return new ProxyDecoder(SharedCatalog.Value).Generate(combination, p, new SamplingOptions { Temperature = 0, MaxNewTokens = maxTokens, StopAtEos = false });
+    }
+
+    public static GenerationRequest Request(string prompt, int maxTokens, CombinationSpec? spec = null) => new()
+    {
+        Combination = spec ?? Spec(), Prompt = prompt, TenantId = "test",
+        Sampling = new SamplingSpec { Temperature = 0, MaxNewTokens = maxTokens, StopAtEos = false },
+    };
+
+    /// <summary>Per-step combined logits of the single-process path for a given token sequence (teacher-forced).</summary>
+    public static List<float[]> ReferenceLogits(string prompt, int[] tokens)
+    {
+        var catalog = SharedCatalog.Value;
+        var p = ProxyPrompt.FromText(prompt);
+        var b = catalog.Get(Base); var e = catalog.Get(Expert); var a = catalog.Get(Anti);
+        var rows = new List<(LoadedModel M, int[] Prompt)> { (b, p.PlainTokens(b.Tokenizer)), (e, p.ExpertTokens(e.Tokenizer)), (a, p.PlainTokens(a.Tokenizer)) };
+        var sessions = rows.Select(r => r.M.Model.CreateSession(r.Prompt.Length + tokens.Length + 1)).ToList();
+        var logits = rows.Select(r => new float[r.M.Model.VocabSize]).ToList();
+        try
+        {
+            for (int m = 0; m < 3; m++) sessions[m].Append(rows[m].Prompt, logits[m]);
+            var result = new List<float[]>();
+            int n = b.Model.VocabSize;
+            for (int step = 0; step <= tokens.Length; step++)
+            {
+                var diff = new float[n];
+                ProxyCombiner.WeightedDifference(logits[1], logits[2], 1f, diff);
+                var combined = new float[n];
+                ProxyCombiner.CombineDifferences(logits[0], diff, 1f, combined);
+                result.Add(combined);
+                if (step == tokens.Length) break;
+                for (int m = 0; m < 3; m++) sessions[m].Append([tokens[step]], logits[m]);
+            }
+            return result;
+        }
+        finally { foreach (var s in sessions) s.Dispose(); }
+    }
+
+    public static async Task<(int[] Tokens, string Text, List<TokenEvent> Events)> Collect(IAsyncEnumerable<TokenEvent> events, Func<TokenEvent, Task>? onEvent = null)
+    {
+        var list = new List<TokenEvent>();
+        await foreach (var ev in events)
+        {
+            list.Add(ev);
+            if (onEvent is not null) await onEvent(ev);
+        }
+        return (list.Where(e => e.TokenId >= 0).Select(e => e.TokenId).ToArray(), string.Concat(list.Select(e => e.Text)), list);
+    }
+}
