@@ -5,19 +5,19 @@ using System.Text;
 namespace ProxyOrleans.Deploy.Tests;
 
 /// <summary>
-/// The silo host started as its container starts it: `dotnet ProxyOrleans.Silo.dll` with no arguments and only
-/// the environment the manifests give it (inherited ProxyOrleans/Orleans/DOTNET variables are removed).
+/// A host (silo or gateway) started as its container starts it: `dotnet ProxyOrleans.X.dll` from the app folder,
+/// no arguments, only the environment the manifests give it (inherited ProxyOrleans/Orleans/ASP.NET variables removed).
 /// </summary>
-public sealed class SiloProcess : IDisposable
+public sealed class HostProcess : IDisposable
 {
     readonly Process process;
     readonly StringBuilder output = new();
     public string Name { get; }
 
-    public SiloProcess(string name, IReadOnlyDictionary<string, string> environment)
+    public HostProcess(string name, string project, IReadOnlyDictionary<string, string> environment)
     {
         Name = name;
-        var dll = SiloDll();
+        var dll = BuiltDll(project);
         var psi = new ProcessStartInfo("dotnet")
         {
             RedirectStandardOutput = true,
@@ -64,14 +64,14 @@ public sealed class SiloProcess : IDisposable
         finally { process.Dispose(); }
     }
 
-    /// <summary>The silo build next to this test build (same configuration), i.e. what the image publishes.</summary>
-    public static string SiloDll()
+    /// <summary>The build of src/&lt;project&gt; next to this test build (same configuration): what the image publishes.</summary>
+    public static string BuiltDll(string project)
     {
         var configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Parent!.Name; // bin/<cfg>/net10.0/linux-x64/
-        var dir = Repo.PathOf("src", "Silo", "bin", configuration, "net10.0", "linux-x64");
-        var dll = Path.Combine(dir, "ProxyOrleans.Silo.dll");
+        var dir = Repo.PathOf("src", project, "bin", configuration, "net10.0", "linux-x64");
+        var dll = Path.Combine(dir, $"ProxyOrleans.{project}.dll");
         if (!File.Exists(dll))
-            throw new FileNotFoundException($"{dll} is missing: build tests/Deploy.Tests (it builds src/Silo) in configuration {configuration}.");
+            throw new FileNotFoundException($"{dll} is missing: build tests/Deploy.Tests (it builds src/{project}) in configuration {configuration}.");
         return dll;
     }
 }
