@@ -107,6 +107,16 @@ public class GenerationStateTests
     }
 
     [Fact]
+    public void ContextRoomEndsTheRunLikeMaxTokens()
+    {
+        var options = new SamplingOptions { Temperature = 1, Seed = 5, MaxNewTokens = 50, StopAtEos = false };
+        var (outcomes, state) = Run(new GenerationState(Tok, options, Tok.Encode("Hi"), contextRoom: 5));
+        Assert.Equal(5, outcomes.Count);
+        Assert.Equal(FinishReason.Length, state.FinishReason);
+        Assert.Throws<ProxyOrleans.Inference.Models.ContextLengthExceededException>(() => new GenerationState(Tok, options, Tok.Encode("Hi"), contextRoom: 0));
+    }
+
+    [Fact]
     public void EosEndsTheRunUnlessDisabled()
     {
         var options = new SamplingOptions { MaxNewTokens = 10 };

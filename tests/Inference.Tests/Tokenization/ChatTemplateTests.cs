@@ -124,5 +124,21 @@ public class ChatTemplateTests
         // HF: apply_chat_template(tokenize=True) encodes without adding BOS and parses "<s>" as the BOS id.
         int[] ids = tok.Encode(prompt, addBos: false, parseSpecialTokens: true);
         Assert.Equal([1, 518, 25580, 29962, 15043, 518, 29914, 25580, 29962], ids);
+        var withTemplate = TokenizerLoader.Load(Llama2Dir, chatTemplate: "llama2");
+        Assert.Equal(ids, withTemplate.EncodeChat([User("Hello")]));
+        Assert.Throws<InvalidOperationException>(() => tok.EncodeChat([User("Hello")])); // the bare directory has no template
+    }
+
+    [Fact]
+    public void Chatml_prompt_encodes_special_tokens_once_and_without_bos()
+    {
+        using var dir = NewTempDir();
+        var (vocab, merges) = ByteLevelBpeTokenizerFile.FromByteMerges(Merges("h|i"));
+        ByteLevelBpeTokenizerFile.Write(dir.Path, vocab, merges, ["<s>", "<|im_start|>", "<|im_end|>"],
+            new ByteLevelBpeFileOptions { BosToken = "<s>", AddBosToken = true, ChatTemplate = ChatTemplates.ChatMlJinja });
+        var tok = TokenizerLoader.Load(dir.Path);
+        int start = 258, end = 259; // 256 = "hi", 257 = <s>
+        Assert.Equal([start, 'u', 's', 'e', 'r', '\n', 256, end, '\n', start, 'a', 's', 's', 'i', 's', 't', 'a', 'n', 't', '\n'],
+            tok.EncodeChat([User("hi")]));
     }
 }
