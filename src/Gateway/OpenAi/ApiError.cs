@@ -54,6 +54,8 @@ public sealed class ApiError(int status, string message, string type, string? pa
     {
         response.StatusCode = Status;
         response.ContentType = "application/json";
+        // The unread rest of a too-large body makes the connection unusable: tell the client not to reuse it.
+        if (Status == StatusCodes.Status413PayloadTooLarge) response.Headers.Connection = "close";
         if (RetryAfter is { } ra)
             response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(ra.TotalSeconds)).ToString();
         await using var w = new Utf8JsonWriter(response.Body, OpenAi.JsonOut.Options);
