@@ -23,6 +23,7 @@ public static class GatewayApp
 
         var options = config.GetSection("ProxyOrleans:Gateway").Get<GatewayOptions>() ?? new GatewayOptions();
         builder.Services.AddSingleton(options);
+        builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.Encoder = JsonOut.Options.Encoder);
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton(_ => TenantStore.FromConfiguration(config));
         builder.Services.AddSingleton<TenantAuth>();
@@ -168,7 +169,7 @@ public static class GatewayApp
     {
         ctx.Response.StatusCode = status;
         ctx.Response.ContentType = "application/json";
-        await using var w = new Utf8JsonWriter(ctx.Response.Body);
+        await using var w = new Utf8JsonWriter(ctx.Response.Body, OpenAi.JsonOut.Options);
         write(w);
         await w.FlushAsync();
     }

@@ -87,6 +87,7 @@ public sealed class ErrorTests(GatewayFixture fx)
         var body = "{\"model\":\"x\",\"prompt\":\"" + new string('a', (int)fx.MaxBodyBytes + 10) + "\"}";
         using var response = await fx.Http.SendAsync(Http.Post("/v1/completions", body, GatewayFixture.AliceKey));
         await Http.AssertErrorAsync(response, 413, null, "request_too_large");
+        Assert.True(response.Headers.ConnectionClose, "the unread body makes the connection unusable: Connection: close");
     }
 
     [Fact]

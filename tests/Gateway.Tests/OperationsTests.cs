@@ -26,6 +26,10 @@ public sealed class OperationsTests(GatewayFixture fx)
         Assert.Contains("proxyorleans_gateway_rejections", metrics);
         Assert.Contains("reason=\"invalid_request\"", metrics);
         Assert.Contains("proxyorleans_gateway_active_generations", metrics);
+        Assert.Contains("proxyorleans_gateway_step_latency_seconds_bucket", metrics);
+        Assert.Contains($"proxyorleans_gateway_cluster_step_latency_seconds_count{{otel_scope_name=\"ProxyOrleans.Gateway\",model=\"{fx.Combination}\"}}", metrics);
+        Assert.Contains("proxyorleans_gateway_model_compute_latency_seconds_bucket", metrics);
+        Assert.Contains("proxyorleans_gateway_requests_total", metrics);
     }
 
     [Fact]

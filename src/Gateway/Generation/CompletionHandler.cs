@@ -79,6 +79,8 @@ public sealed class CompletionHandler(
                 else if (update is Finished f)
                 {
                     finish[index] = f.FinishReason;
+                    if (f.StepMs is { } stepMs) metrics.ClusterStepLatency.Record(stepMs / 1000, modelTag);
+                    if (f.ModelMs is { } modelMs) metrics.ModelComputeLatency.Record(modelMs / 1000, modelTag);
                     promptTokens[index] = f.PromptTokens;
                     completionTokens[index] = f.CompletionTokens;
                     if (req.Stream)
@@ -108,7 +110,7 @@ public sealed class CompletionHandler(
             {
                 var choices = jobs.Select((_, i) => new ResponseWriter.Choice(i, texts[i].ToString(), finish[i] ?? "stop")).ToList();
                 ctx.Response.ContentType = "application/json";
-                await using var w = new Utf8JsonWriter(ctx.Response.Body);
+                await using var w = new Utf8JsonWriter(ctx.Response.Body, OpenAi.JsonOut.Options);
                 ResponseWriter.Completion(w, endpoint, id, created, req.Model, choices, prompt, completion);
                 await w.FlushAsync(cancel.Token);
             }
@@ -211,7 +213,7 @@ public sealed class CompletionHandler(
     {
         var buffer = new ArrayBufferWriter<byte>(256);
         buffer.Write(DataPrefix);
-        using (var w = new Utf8JsonWriter(buffer)) write(w);
+        using (var w = new Utf8JsonWriter(buffer, OpenAi.JsonOut.Options)) write(w);
         buffer.Write(EventEnd);
         await ctx.Response.Body.WriteAsync(buffer.WrittenMemory, ct);
         await ctx.Response.Body.FlushAsync(ct);

@@ -19,7 +19,8 @@ public abstract record GenerationUpdate;
 /// <summary>New text (already detokenized, never half a character) and how many tokens produced it.</summary>
 public sealed record TextDelta(string Text, int Tokens) : GenerationUpdate;
 /// <summary>Last update of a generation. FinishReason: "stop" or "length".</summary>
-public sealed record Finished(string FinishReason, int PromptTokens, int CompletionTokens) : GenerationUpdate;
+/// StepMs / ModelMs: the coordinator's mean step time and the slowest model's mean compute time per step, when reported.
+public sealed record Finished(string FinishReason, int PromptTokens, int CompletionTokens, double? StepMs = null, double? ModelMs = null) : GenerationUpdate;
 
 /// <summary>What the HTTP layer needs from the cluster; the Orleans client implements it.</summary>
 public interface IGenerationBackend

@@ -53,7 +53,8 @@ public sealed class OrleansGenerationBackend(IClusterClient client, ILogger<Orle
             if (e.Finish != FinishKind.None)
             {
                 var usage = e.Usage ?? new UsageInfo(0, e.Step + (e.TokenId >= 0 ? 1 : 0));
-                yield return new Finished(e.Finish == FinishKind.Length ? "length" : "stop", usage.PromptTokens, usage.CompletionTokens);
+                yield return new Finished(e.Finish == FinishKind.Length ? "length" : "stop", usage.PromptTokens, usage.CompletionTokens,
+                    e.Stats is { Steps: > 0 } st ? st.StepMs : null, e.Stats is { Steps: > 0 } sm ? sm.ModelMs : null);
                 yield break;
             }
         }

@@ -54,10 +54,18 @@ public sealed class ApiError(int status, string message, string type, string? pa
     {
         response.StatusCode = Status;
         response.ContentType = "application/json";
+        // The unread rest of a too-large body makes the connection unusable: tell the client not to reuse it.
+        if (Status == StatusCodes.Status413PayloadTooLarge) response.Headers.Connection = "close";
         if (RetryAfter is { } ra)
             response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(ra.TotalSeconds)).ToString();
-        await using var w = new Utf8JsonWriter(response.Body);
+        await using var w = new Utf8JsonWriter(response.Body, OpenAi.JsonOut.Options);
         WriteBody(w);
         await w.FlushAsync();
     }
+}
+
+/// <summary>JSON as OpenAI writes it: apostrophes and angle brackets left readable (API bodies are never HTML-embedded).</summary>
+public static class JsonOut
+{
+    public static readonly JsonWriterOptions Options = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 }

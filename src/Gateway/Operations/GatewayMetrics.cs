@@ -15,6 +15,8 @@ public sealed class GatewayMetrics : IDisposable
     public Histogram<double> TimeToFirstToken { get; }
     public Histogram<double> StepLatency { get; }
     public Histogram<double> RequestDuration { get; }
+    public Histogram<double> ClusterStepLatency { get; }
+    public Histogram<double> ModelComputeLatency { get; }
     public UpDownCounter<long> ActiveGenerations { get; }
 
     public GatewayMetrics(IMeterFactory factory)
@@ -27,6 +29,8 @@ public sealed class GatewayMetrics : IDisposable
         TimeToFirstToken = meter.CreateHistogram<double>("proxyorleans.gateway.time_to_first_token", "s", "From request arrival to the first generated text, by model");
         StepLatency = meter.CreateHistogram<double>("proxyorleans.gateway.step_latency", "s", "Time between consecutive tokens of one generation as the gateway sees them, by model");
         RequestDuration = meter.CreateHistogram<double>("proxyorleans.gateway.request_duration", "s", "Whole request, by endpoint and model");
+        ClusterStepLatency = meter.CreateHistogram<double>("proxyorleans.gateway.cluster_step_latency", "s", "Mean decode step time measured by the coordinator grain, per generation, by model");
+        ModelComputeLatency = meter.CreateHistogram<double>("proxyorleans.gateway.model_compute_latency", "s", "Mean per-step compute time of the slowest model of the combination, per generation, by model");
         ActiveGenerations = meter.CreateUpDownCounter<long>("proxyorleans.gateway.active_generations", "{generation}", "Generations running now, by model");
     }
 
