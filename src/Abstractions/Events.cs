@@ -59,7 +59,7 @@ public sealed record GenerationStats
     [Id(5)] public double CombineMs { get; init; }
     /// <summary>Mean sampling + stop/text bookkeeping time per step.</summary>
     [Id(6)] public double SampleMs { get; init; }
-    /// <summary>Mean logits bytes received by the coordinator per step (all models).</summary>
+    /// <summary>Mean logits bytes per step that crossed the wire to the coordinator (local models' logits excluded).</summary>
     [Id(7)] public double BytesPerStep { get; init; }
     /// <summary>Sessions re-created on another replica.</summary>
     [Id(8)] public int Failovers { get; init; }

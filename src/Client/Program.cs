@@ -6,7 +6,5 @@ var root = new RootCommand("ProxyOrleans: proxy-tuned generation on an Orleans c
 root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(LogitsCommand.Create());
-var bench = new Command("bench", "Benchmarks; each ends with one line of key=value figures.");
-bench.Subcommands.Add(BenchClusterCommand.Create());
-root.Subcommands.Add(bench);
+root.Subcommands.Add(BenchCommand.Create());
 return await root.Parse(args).InvokeAsync();

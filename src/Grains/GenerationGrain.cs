@@ -118,7 +118,7 @@ public sealed class GenerationGrain(
                 results = await Task.WhenAll(run.Slots.Select(s => run.Call(s, () => s.Step(step, token), ct)));
                 run.FanOutTicks += Stopwatch.GetTimestamp() - fan;
                 run.ModelMs += results.Max(r => r.ModelMs);
-                run.Bytes += results.Sum(r => (long)r.Logits.Value.Length);
+                for (int i = 0; i < results.Length; i++) if (!run.Slots[i].Local) run.Bytes += results[i].Logits.Value.Length;
                 run.StepTicks += Stopwatch.GetTimestamp() - stepStart;
                 run.Steps++;
             }
@@ -194,6 +194,8 @@ public sealed class GenerationGrain(
     private abstract class Slot
     {
         public string Label = "";
+        /// <summary>Hosted on the coordinator's silo: its logits do not cross the wire.</summary>
+        public bool Local;
         public abstract Task<StepResult> Open(int[] generated);
         public abstract Task<StepResult> Step(int step, int token);
         public abstract Task CloseQuietly();
@@ -201,18 +203,20 @@ public sealed class GenerationGrain(
         public abstract void NextReplica();
     }
 
-    private sealed class ModelSlot(GenerationGrain owner, string model, int replica, OpenSessionRequest open) : Slot
+    // Slots hold the grain factory, not the grain: Polly runs retries off the activation's scheduler, where
+    // Grain.GrainFactory may not be touched.
+    private sealed class ModelSlot(IGrainFactory grains, string model, int replica, OpenSessionRequest open) : Slot
     {
-        private IModelGrain Grain => owner.GrainFactory.GetGrain<IModelGrain>($"{model}#{replica}");
+        private IModelGrain Grain => grains.GetGrain<IModelGrain>($"{model}#{replica}");
         public override Task<StepResult> Open(int[] generated) => Grain.Open(open with { Generated = generated });
         public override Task<StepResult> Step(int step, int token) => Grain.Step(open.SessionId, step, token);
         public override async Task CloseQuietly() { try { await Grain.Close(open.SessionId); } catch { } }
         public override void NextReplica() => replica++;
     }
 
-    private sealed class PairSlot(GenerationGrain owner, string key, int replica, OpenSessionRequest expert, OpenSessionRequest anti) : Slot
+    private sealed class PairSlot(IGrainFactory grains, string key, int replica, OpenSessionRequest expert, OpenSessionRequest anti) : Slot
     {
-        private IModelPairGrain Grain => owner.GrainFactory.GetGrain<IModelPairGrain>($"{key}#{replica}");
+        private IModelPairGrain Grain => grains.GetGrain<IModelPairGrain>($"{key}#{replica}");
         public override Task<StepResult> Open(int[] generated) => Grain.Open(expert with { Generated = generated }, anti with { Generated = generated });
         public override Task<StepResult> Step(int step, int token) => Grain.Step(expert.SessionId, step, token);
         public override async Task CloseQuietly() { try { await Grain.Close(expert.SessionId); } catch { } }
@@ -240,6 +244,7 @@ public sealed class GenerationGrain(
         {
             var spec = request.Combination;
             var dir = owner._directory;
+            var grains = owner.GrainFactory;
             string session = $"{requestId}@{Guid.NewGuid():N}";
             OpenSessionRequest Req(bool chat) => new()
             {
@@ -250,7 +255,7 @@ public sealed class GenerationGrain(
             // there (a local call copies nothing, so fp16 would only cost accuracy).
             var baseLocal = owner._hosted.Find(spec.Base) is not null;
             var baseReq = Req(false) with { Precision = baseLocal ? LogitsPrecision.Float32 : request.Precision };
-            Slots.Add(new ModelSlot(owner, spec.Base, ReplicaFor(spec.Base), baseReq) { Label = spec.Base });
+            Slots.Add(new ModelSlot(grains, spec.Base, ReplicaFor(spec.Base), baseReq) { Label = spec.Base, Local = baseLocal });
             _layout.Add($"{spec.Base}:{(baseLocal ? "local" : "remote")}");
             var baseInfoVocab = owner._hosted.Find(spec.Base)?.VocabSize ?? 0;
             foreach (var p in spec.Experts)
@@ -260,19 +265,21 @@ public sealed class GenerationGrain(
                     var key = $"{p.Expert}~{p.AntiExpert}";
                     var e = Req(request.ExpertChatTemplate) with { Weight = p.Weight, OutputVocab = baseInfoVocab };
                     _pairs.Add((Slots.Count, -1, -1, p.Weight));
-                    Slots.Add(new PairSlot(owner, key, ReplicaFor(p.Expert, p.AntiExpert), e, Req(false)) { Label = key });
-                    _layout.Add($"{key}:pair");
+                    Slots.Add(new PairSlot(grains, key, ReplicaFor(p.Expert, p.AntiExpert), e, Req(false)) { Label = key, Local = IsLocal(p.Expert, p.AntiExpert) });
+                    _layout.Add($"{key}:pair{(IsLocal(p.Expert, p.AntiExpert) ? "(local)" : "")}");
                 }
                 else
                 {
                     int ei = Slots.Count;
-                    Slots.Add(new ModelSlot(owner, p.Expert, ReplicaFor(p.Expert), Req(request.ExpertChatTemplate)) { Label = p.Expert });
-                    Slots.Add(new ModelSlot(owner, p.AntiExpert, ReplicaFor(p.AntiExpert), Req(false)) { Label = p.AntiExpert });
+                    Slots.Add(new ModelSlot(grains, p.Expert, ReplicaFor(p.Expert), Req(request.ExpertChatTemplate)) { Label = p.Expert, Local = IsLocal(p.Expert) });
+                    Slots.Add(new ModelSlot(grains, p.AntiExpert, ReplicaFor(p.AntiExpert), Req(false)) { Label = p.AntiExpert, Local = IsLocal(p.AntiExpert) });
                     _pairs.Add((-1, ei, ei + 1, p.Weight));
                     _layout.Add($"{p.Expert}:remote,{p.AntiExpert}:remote");
                 }
             }
         }
+
+        private bool IsLocal(params string[] models) => models.All(m => owner._hosted.Find(m) is not null);
 
         /// <summary>Replica index of a model (or pair): this silo's when it hosts it, else spread by request.</summary>
         private int ReplicaFor(params string[] models)

@@ -8,7 +8,7 @@ namespace ProxyOrleans.Training
 {
     /// <summary>
     /// dotnet run --project src/Training -c Release -- train [--out models/demo] [--seed 1234] [--threads 2] [--smoke]
-    ///   [--only small|large] [--small-steps N] [--large-steps N] [--tune-steps N] [--tokens N] [--people N]
+    ///   [--only small|large] [--small-steps N] [--large-steps N] [--tune-steps N (both sizes)] [--tokens N] [--people N]
     /// dotnet run --project src/Training -c Release -- eval [--models models/demo] [--tasks file.jsonl] ...
     /// </summary>
     public static class Cli
@@ -41,8 +41,8 @@ namespace ProxyOrleans.Training
 
         public const string Usage = """
             usage:
-              train [--out models/demo] [--seed 1234] [--threads 2] [--smoke] [--only small|large]
-                    [--small-steps N] [--large-steps N] [--tune-steps N] [--tokens N] [--people N]
+              train [--out models/demo] [--seed 1234] [--threads 2] [--smoke] [--only small|large] [--tune-only]
+                    [--small-steps N] [--large-steps N] [--tune-steps N (both sizes)] [--tokens N] [--people N]
               eval  [--models models/demo] [--tasks tasks.jsonl] [--alphas 0.25,0.5,1,1.5,2] [--per-task 100]
                     [--docs docs] [--threads 1] [--combination base=base-large,expert=tuned-small,anti=base-small]
             """;
@@ -79,6 +79,7 @@ namespace ProxyOrleans.Training
                 TuneLarge = o.TuneLarge with { Steps = Int(a, "tune-steps", o.TuneLarge.Steps) },
                 TrainSmall = a.GetValueOrDefault("only", "small") == "small" || !a.ContainsKey("only"),
                 TrainLarge = a.GetValueOrDefault("only", "large") == "large" || !a.ContainsKey("only"),
+                TuneOnly = a.ContainsKey("tune-only"),
             };
             TrainPipeline.Run(o);
             return 0;

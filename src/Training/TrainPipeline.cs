@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using ProxyOrleans.Inference.Checkpoints;
 using ProxyOrleans.Inference.Models;
+using ProxyOrleans.Inference.Tokenization;
 using ProxyOrleans.Training.Data;
 using static TorchSharp.torch;
 
@@ -20,12 +21,14 @@ public sealed record PipelineOptions
     public LlamaConfig Large { get; init; } = LargeConfig(0);
     public TrainOptions PretrainSmall { get; init; } = new() { Steps = 500, BatchSize = 32, SeqLen = 64, LearningRate = 3e-3, MinLearningRate = 3e-4, WarmupSteps = 25 };
     public TrainOptions PretrainLarge { get; init; } = new() { Steps = 500, BatchSize = 32, SeqLen = 64, LearningRate = 3e-3, MinLearningRate = 3e-4, WarmupSteps = 25 };
-    public TrainOptions TuneSmall { get; init; } = new() { Steps = 100, BatchSize = 32, SeqLen = 40, LearningRate = 1e-3, MinLearningRate = 1e-4, WarmupSteps = 10, WeightDecay = 0 };
-    public TrainOptions TuneLarge { get; init; } = new() { Steps = 100, BatchSize = 32, SeqLen = 40, LearningRate = 5e-4, MinLearningRate = 5e-5, WarmupSteps = 10, WeightDecay = 0 };
+    public TrainOptions TuneSmall { get; init; } = new() { Steps = 300, BatchSize = 32, SeqLen = 40, LearningRate = 2e-3, MinLearningRate = 2e-4, WarmupSteps = 10, WeightDecay = 0 };
+    public TrainOptions TuneLarge { get; init; } = new() { Steps = 200, BatchSize = 32, SeqLen = 40, LearningRate = 1e-3, MinLearningRate = 1e-4, WarmupSteps = 10, WeightDecay = 0 };
     public SafetensorsDType DType { get; init; } = SafetensorsDType.F16;
     /// <summary>Which models to (re)train; the others are left as they are on disk.</summary>
     public bool TrainSmall { get; init; } = true;
     public bool TrainLarge { get; init; } = true;
+    /// <summary>Keep the base models on disk and only (re)run tuning from them.</summary>
+    public bool TuneOnly { get; init; }
 
     public static LlamaConfig SmallConfig(int vocab) => new()
     {
@@ -76,23 +79,27 @@ public static class TrainPipeline
         var docs = world.PretrainingDocuments(o.Seed + 2).GetEnumerator();
         var sample = new List<string>();
         for (int i = 0; i < 3000 && docs.MoveNext(); i++) sample.Add(docs.Current);
-        sample.AddRange(tuning.Select(t => ChatBatches.RenderPrompt(t.Question) + t.Answer + ByteLevelBpe.ImEnd + "\n"));
-        var tokenizer = ByteLevelBpe.Train(sample, o.VocabSize);
-        log.WriteLine($"tokenizer: {tokenizer.VocabSize} tokens ({tokenizer.Merges.Count} merges) in {clock.Elapsed.TotalSeconds:F1}s");
+        var chatml = new ChatMlChatTemplate();
+        sample.AddRange(tuning.Select(t => ChatBatches.RenderPrompt(chatml, t.Question) + t.Answer + ByteLevelBpe.ImEnd + "\n"));
+        var bpe = ByteLevelBpe.Train(sample, o.VocabSize);
+        // All four models share these files; training encodes through the same loader that serving uses.
+        foreach (var name in ModelNames) bpe.Save(Path.Combine(o.OutDir, name));
+        var tokenizer = TokenizerLoader.Load(Path.Combine(o.OutDir, ModelNames[0]));
+        log.WriteLine($"tokenizer: {bpe.VocabSize} tokens ({bpe.Merges.Count} merges) in {clock.Elapsed.TotalSeconds:F1}s");
 
         // Pretraining stream: documents separated by <|endoftext|>, the same tokens for both sizes.
-        int eot = tokenizer.Id(ByteLevelBpe.EndOfText);
+        int eot = bpe.Id(ByteLevelBpe.EndOfText);
         var stream = new List<int>(o.PretrainTokens + 256);
         var corpus = world.PretrainingDocuments(o.Seed + 3).GetEnumerator();
         while (stream.Count < o.PretrainTokens && corpus.MoveNext())
         {
-            stream.AddRange(tokenizer.Encode(corpus.Current));
+            stream.AddRange(tokenizer.Encode(corpus.Current, addBos: false));
             stream.Add(eot);
         }
         log.WriteLine($"corpus: {stream.Count:N0} tokens, {world.People.Count} people, tuning {tuning.Count} examples, {clock.Elapsed.TotalSeconds:F1}s");
 
-        int vocab = tokenizer.VocabSize;
-        int[] eos = [tokenizer.Id(ByteLevelBpe.ImEnd), eot];
+        int vocab = bpe.VocabSize;
+        int[] eos = [bpe.Id(ByteLevelBpe.ImEnd), eot];
         var reports = new List<TrainReport>();
         foreach (var (size, config, pre, tune, enabled) in new[]
                  {
@@ -103,14 +110,19 @@ public static class TrainPipeline
             if (!enabled) continue;
             var c = config with { VocabSize = vocab, EosTokenIds = eos, BosTokenId = null };
             manual_seed(o.Seed);
-            using var model = new LlamaForCausalLM(c);
-            reports.Add(Trainer.Train("base-" + size, model, new StreamBatches(stream.ToArray(), o.Seed + 10), pre with { Seed = o.Seed }, log));
-            Save(model, tokenizer, Path.Combine(o.OutDir, "base-" + size), o.DType);
+            string baseDir = Path.Combine(o.OutDir, "base-" + size);
+            if (!o.TuneOnly)
+            {
+                using var model = new LlamaForCausalLM(c);
+                reports.Add(Trainer.Train("base-" + size, model, new StreamBatches(stream.ToArray(), o.Seed + 10), pre with { Seed = o.Seed }, log));
+                model.SavePretrained(baseDir, o.DType);
+            }
             // Tuning continues from the saved base weights as stored (F16 round trip), so that the anti-expert
             // (base) and the expert (tuned) differ only by what tuning taught.
-            using var tuned = LlamaForCausalLM.FromPretrained(Path.Combine(o.OutDir, "base-" + size));
-            reports.Add(Trainer.Train("tuned-" + size, tuned, new ChatBatches(tokenizer, tuning, o.Seed + 20), tune with { Seed = o.Seed }, log));
-            Save(tuned, tokenizer, Path.Combine(o.OutDir, "tuned-" + size), o.DType);
+            using var tuned = LlamaForCausalLM.FromPretrained(baseDir);
+            var chat = new ChatBatches(tokenizer, tuning, eot, o.Seed + 20);
+            reports.Add(Trainer.Train("tuned-" + size, tuned, chat, tune with { Seed = o.Seed, SeqLen = Math.Max(tune.SeqLen, chat.LongestExample - 1) }, log));
+            tuned.SavePretrained(Path.Combine(o.OutDir, "tuned-" + size), o.DType);
         }
         log.WriteLine($"done in {clock.Elapsed.TotalMinutes:F1} min");
         File.WriteAllText(Path.Combine(o.OutDir, "training-report.json"), JsonSerializer.Serialize(new
@@ -119,11 +131,5 @@ public static class TrainPipeline
             corpusTokens = stream.Count, totalSeconds = clock.Elapsed.TotalSeconds, phases = reports,
         }, new JsonSerializerOptions { WriteIndented = true }));
         return reports;
-    }
-
-    static void Save(LlamaForCausalLM model, ByteLevelBpe tokenizer, string dir, SafetensorsDType dtype)
-    {
-        model.SavePretrained(dir, dtype);
-        tokenizer.Save(dir);
     }
 }

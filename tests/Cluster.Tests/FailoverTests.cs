@@ -15,8 +15,11 @@ public sealed class FailoverTests(ITestOutputHelper output)
     {
         // Two base replicas; the coordinator runs beside one of them (and dies with it): the client resumes on a new
         // coordinator, which prefills the tokens so far on the surviving replica.
+        var sw = System.Diagnostics.Stopwatch.StartNew();
         await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Base]);
+        output.WriteLine($"cluster up in {sw.Elapsed.TotalSeconds:F1} s");
         var reference = TinyTrio.Reference(Prompt, Tokens);
+        sw.Restart();
         int killed = -1;
         var (tokens, text, events) = await TinyTrio.Collect(GenerationClient.StreamAsync(c.Grains, TinyTrio.Request(Prompt, Tokens), "kill-base"), async ev =>
         {
@@ -28,6 +31,7 @@ public sealed class FailoverTests(ITestOutputHelper output)
                 await c.Cluster.KillSiloAsync(c.Cluster.Silos[killed]);
             }
         });
+        output.WriteLine($"generation with failover took {sw.Elapsed.TotalSeconds:F1} s");
         Assert.True(killed >= 0);
         Assert.Equal(reference.TokenIds, tokens);
         Assert.Equal(reference.Text, text);

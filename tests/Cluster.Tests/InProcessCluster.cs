@@ -31,6 +31,8 @@ public sealed class InProcessCluster : IAsyncDisposable
             silo.AddProxyOrleans(new ConfigurationBuilder().AddInMemoryCollection(config).Build());
             silo.UseFastFailureDetection();
         });
+        // A generation's next token normally arrives within milliseconds: notice a dead coordinator's silo quickly.
+        builder.ConfigureClient(client => client.Configure<Orleans.Configuration.ClientMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromSeconds(5)));
         var cluster = builder.Build();
         await cluster.DeployAsync();
         var c = new InProcessCluster(cluster, modelsPerSilo);

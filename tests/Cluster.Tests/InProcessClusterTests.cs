@@ -42,7 +42,9 @@ public sealed class InProcessClusterTests(TrioClusterFixture fixture, ITestOutpu
             Assert.Equal(expected[i].Length, got.Length);
             for (int j = 0; j < got.Length; j++) worst = Math.Max(worst, Math.Abs(got[j] - expected[i][j]));
         }
-        output.WriteLine($"max |Δ combined logit| over 24 steps: {worst:G3}; layout {final.Stats?.Layout}");
+        var st = final.Stats!;
+        output.WriteLine($"max |Δ combined logit| over 24 steps: {worst:G3}; layout {st.Layout}; prefill {st.PrefillMs:F1} ms, step {st.StepMs:F2} ms " +
+                         $"(models {st.ModelMs:F2}, fan-out {st.FanOutMs:F2}, combine {st.CombineMs:F3}, sample {st.SampleMs:F3}, stream {st.StreamMs:F2}), {st.BytesPerStep / 1024:F0} KiB/step");
         Assert.True(worst <= 1e-5f, $"max |Δlogit| {worst}");
     }
 

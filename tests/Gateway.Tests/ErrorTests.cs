@@ -70,7 +70,9 @@ public sealed class ErrorTests(GatewayFixture fx)
     {
         // Under the gateway's character limit but far over the tiny models' context window: the silo refuses
         // it, the gateway answers 400 naming the prompt, and the silo keeps serving.
-        var words = string.Join(' ', Enumerable.Repeat("lorem ipsum dolor", fx.ModelContext));
+        // One byte-level token per 'q' (no merge applies): more tokens than the context holds, fewer characters than the gateway's limit.
+        Assert.True(fx.ModelContext + 100 < fx.MaxPromptChars);
+        var words = new string('q', fx.ModelContext + 100);
         using var response = await fx.Http.SendAsync(Http.Post("/v1/completions",
             JsonSerializer.Serialize(new { model = fx.Combination, prompt = words, max_tokens = 4 }), GatewayFixture.AliceKey));
         await Http.AssertErrorAsync(response, 400, "prompt");

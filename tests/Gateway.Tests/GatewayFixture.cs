@@ -38,9 +38,9 @@ public sealed class GatewayFixture : IAsyncLifetime
     public string AntiExpertModel => "anti-tiny";
     public string Combination => "proxy-tiny";
     public CombinationSpec CombinationSpec => new(BaseModel, [new ExpertSpec(ExpertModel, AntiExpertModel, 1f)], 1f);
-    public int ModelContext => 256;
+    public int ModelContext => 1024;
     /// <summary>A generation this long runs for a while (the tiny models never stop early: checked at start).</summary>
-    public int LongMaxTokens => 200;
+    public int LongMaxTokens => 900;
     public int MaxPromptChars => 2000;
     public long MaxBodyBytes => 32 * 1024;
 
@@ -156,6 +156,10 @@ public sealed class GatewayFixture : IAsyncLifetime
         foreach (var (k, v) in extra) settings[k] = v;
         return RunningGateway.StartAsync(settings);
     }
+
+    /// <summary>Model sessions (KV caches) open now on silo <paramref name="silo"/> (0: base; 1: expert and anti-expert).</summary>
+    public int ActiveSessions(int silo) =>
+        silos[silo].Services.GetRequiredService<ProxyOrleans.Grains.Models.HostedModels>().Workers.Sum(w => w.ActiveSessions);
 
     public sealed record DirectResult(string Text, string FinishReason, int PromptTokens, int CompletionTokens);
 

@@ -66,7 +66,7 @@ public sealed class OpenAiClientTests(GatewayFixture fx)
             usage ??= u.Usage;
         }
         Assert.Equal(expected.Text, text.ToString());
-        Assert.True(contentUpdates >= 2, $"expected several content chunks, got {contentUpdates}");
+        Assert.True(contentUpdates >= 2, $"expected several content chunks, got {contentUpdates}: {JsonSerializer.Serialize(text.ToString())}");
         Assert.Equal(expected.FinishReason == "length" ? ChatFinishReason.Length : ChatFinishReason.Stop, finish);
         Assert.NotNull(usage); // the client asks for stream_options.include_usage
         Assert.Equal(expected.CompletionTokens, usage!.OutputTokenCount);
@@ -158,6 +158,29 @@ public sealed class OpenAiClientTests(GatewayFixture fx)
         var cutText = cut.GetProperty("choices")[0].GetProperty("text").GetString()!;
         Assert.Equal(greedy[..greedy.IndexOf(stop!, StringComparison.Ordinal)], cutText);
         Assert.Equal("stop", cut.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+    }
+
+    [Fact]
+    public async Task Streaming_n_choices_interleaves_chunks_by_index_and_each_finishes()
+    {
+        using var response = await fx.Http.SendAsync(Http.Post("/v1/chat/completions",
+            JsonSerializer.Serialize(new
+            {
+                model = fx.Combination, max_tokens = 6, temperature = 0.8, seed = 3, n = 2, stream = true,
+                messages = new[] { new { role = "user", content = "Two answers please" } },
+            }), GatewayFixture.AliceKey), HttpCompletionOption.ResponseHeadersRead);
+        var events = await Http.ReadEventsAsync(response);
+        Assert.Equal("[DONE]", events[^1]);
+        var choices = events[..^1].Select(e => JsonDocument.Parse(e).RootElement.GetProperty("choices")[0]).ToList();
+        for (var j = 0; j < 2; j++)
+        {
+            var mine = choices.Where(c => c.GetProperty("index").GetInt32() == j).ToList();
+            Assert.Equal("assistant", mine[0].GetProperty("delta").GetProperty("role").GetString());
+            Assert.Equal("length", mine[^1].GetProperty("finish_reason").GetString());
+            var text = string.Concat(mine.Select(c => c.GetProperty("delta").TryGetProperty("content", out var t) ? t.GetString() : ""));
+            var expected = fx.Direct(fx.CombinationSpec, null, [new ChatMessageSpec("user", "Two answers please")], 6, temperature: 0.8f, seed: 3UL + (ulong)j);
+            Assert.Equal(expected.Text, text);
+        }
     }
 
     async Task<JsonElement> Complete(object request)

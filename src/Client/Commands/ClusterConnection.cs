@@ -25,12 +25,14 @@ public sealed class ClusterConnection
     }
 
     /// <summary>Connects (with the configured clustering) and returns the started host; dispose it to disconnect.</summary>
-    public static async Task<IHost> ConnectAsync(int[] gatewayPorts, string? redis, string clusterId = "proxyorleans", CancellationToken ct = default)
+    public static async Task<IHost> ConnectAsync(int[] gatewayPorts, string? redis, string clusterId = "proxyorleans", CancellationToken ct = default,
+        TimeSpan? responseTimeout = null)
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.UseOrleansClient(client =>
         {
+            if (responseTimeout is { } rt) client.Configure<ClientMessagingOptions>(o => o.ResponseTimeout = rt);
             if (redis is not null)
             {
                 client.UseRedisClustering(redis);

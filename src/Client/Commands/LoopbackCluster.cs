@@ -15,21 +15,26 @@ public sealed class LoopbackCluster : IAsyncDisposable
 {
     public sealed record SiloSpec(string Name, params (string Name, string Path)[] Models);
 
-    private readonly List<Process> _processes = [];
+    private readonly Dictionary<int, Process> _processes = []; // by silo index
     private readonly TextWriter? _log;
-    public IReadOnlyList<SiloSpec> Silos { get; }
-    public int[] SiloPorts { get; }
-    public int[] GatewayPorts { get; }
+    private readonly List<SiloSpec> _silos;
+    private readonly List<int> _siloPorts, _gatewayPorts, _httpPorts;
+    public IReadOnlyList<SiloSpec> Silos => _silos;
+    public IReadOnlyList<int> SiloPorts => _siloPorts;
+    public IReadOnlyList<int> GatewayPorts => _gatewayPorts;
+    /// <summary>Each silo's /healthz /readyz /metrics port.</summary>
+    public IReadOnlyList<int> HttpPorts => _httpPorts;
     public IHost? Client { get; private set; }
     public IGrainFactory Grains => Client!.Services.GetRequiredService<IGrainFactory>();
     public string ClusterId { get; } = "loopback-" + Guid.NewGuid().ToString("N")[..8];
 
     private LoopbackCluster(IReadOnlyList<SiloSpec> silos, TextWriter? log)
     {
-        Silos = silos;
+        _silos = [.. silos];
         _log = log;
-        SiloPorts = silos.Select(_ => FreePort()).ToArray();
-        GatewayPorts = silos.Select(_ => FreePort()).ToArray();
+        _siloPorts = silos.Select(_ => FreePort()).ToList();
+        _gatewayPorts = silos.Select(_ => FreePort()).ToList();
+        _httpPorts = silos.Select(_ => FreePort()).ToList();
     }
 
     public static string FindRepoRoot()
@@ -69,7 +74,9 @@ public sealed class LoopbackCluster : IAsyncDisposable
             var dll = FindSiloDll();
             await c.StartSiloAsync(dll, 0, extraConfig, ct); // the primary first
             await Task.WhenAll(Enumerable.Range(1, silos.Count - 1).Select(i => c.StartSiloAsync(dll, i, extraConfig, ct)));
-            c.Client = await ClusterConnection.ConnectAsync(c.GatewayPorts, null, c.ClusterId, ct);
+            c._extra = extraConfig;
+            // A generation's next token normally comes within milliseconds: notice a dead coordinator within seconds.
+            c.Client = await ClusterConnection.ConnectAsync([.. c.GatewayPorts], null, c.ClusterId, ct, TimeSpan.FromSeconds(10));
             await c.WaitForModelsAsync(silos.SelectMany(s => s.Models.Select(m => m.Name)).Distinct().ToArray(), ct);
             return c;
         }
@@ -87,7 +94,7 @@ public sealed class LoopbackCluster : IAsyncDisposable
         psi.ArgumentList.Add(dll);
         if (s.Models.Length > 0) { psi.ArgumentList.Add("--models"); psi.ArgumentList.Add(string.Join(",", s.Models.Select(m => $"{m.Name}={m.Path}"))); }
         foreach (var a in new[] { "--silo-port", SiloPorts[i].ToString(), "--gateway-port", GatewayPorts[i].ToString(),
-                     "--primary-port", SiloPorts[0].ToString(), "--cluster-id", ClusterId, "--http-port", "0", "--name", s.Name,
+                     "--primary-port", SiloPorts[0].ToString(), "--cluster-id", ClusterId, "--http-port", HttpPorts[i].ToString(), "--name", s.Name,
                      "--no-demo", "--fast-failure" })
             psi.ArgumentList.Add(a);
         foreach (var (k, v) in extra ?? new Dictionary<string, string>()) psi.ArgumentList.Add($"--{k}={v}");
@@ -95,7 +102,7 @@ public sealed class LoopbackCluster : IAsyncDisposable
         if (s.Models.Length == 0) psi.ArgumentList.Add("--Orleans:Metadata:proxyorleans.models=");
         psi.Environment["DOTNET_GCLOHThreshold"] = "0x200000";
         var p = Process.Start(psi) ?? throw new InvalidOperationException("Could not start the silo process.");
-        lock (_processes) _processes.Add(p);
+        lock (_processes) _processes[i] = p;
         var up = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var errors = new System.Text.StringBuilder();
         p.OutputDataReceived += (_, e) =>
@@ -110,6 +117,22 @@ public sealed class LoopbackCluster : IAsyncDisposable
         p.EnableRaisingEvents = true;
         p.Exited += (_, _) => up.TrySetException(new InvalidOperationException($"Silo {s.Name} exited with {p.ExitCode}: {errors}"));
         await up.Task.WaitAsync(TimeSpan.FromSeconds(120), ct);
+    }
+
+    private IReadOnlyDictionary<string, string>? _extra;
+
+    /// <summary>Starts one more silo process in the running cluster; returns its index.</summary>
+    public async Task<int> AddSiloAsync(SiloSpec spec, CancellationToken ct = default)
+    {
+        int i;
+        lock (_processes)
+        {
+            _silos.Add(spec); _siloPorts.Add(FreePort()); _gatewayPorts.Add(FreePort()); _httpPorts.Add(FreePort());
+            i = _silos.Count - 1;
+        }
+        await StartSiloAsync(FindSiloDll(), i, _extra, ct);
+        await WaitForModelsAsync(spec.Models.Select(m => m.Name).ToArray(), ct);
+        return i;
     }
 
     /// <summary>Waits until the cluster's directory lists every model (silo metadata has propagated).</summary>
@@ -130,6 +153,30 @@ public sealed class LoopbackCluster : IAsyncDisposable
         }
     }
 
+    /// <summary>Index of the live silo whose /metrics shows an open session of <paramref name="model"/>, or −1.</summary>
+    public async Task<int> SiloWithSessionAsync(string model)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        for (int i = 0; i < Silos.Count; i++)
+        {
+            if (!_processes.TryGetValue(i, out var proc) || proc.HasExited) continue;
+            try
+            {
+                var metrics = await http.GetStringAsync($"http://127.0.0.1:{HttpPorts[i]}/metrics");
+                var line = metrics.Split('\n').FirstOrDefault(l => l.StartsWith($"proxyorleans_model_sessions{{model=\"{model}\"}}"));
+                if (line is not null && double.Parse(line.Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture) > 0) return i;
+            }
+            catch (HttpRequestException) { }
+        }
+        return -1;
+    }
+
+    public async Task<string> GetAsync(int silo, string path)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        return await http.GetStringAsync($"http://127.0.0.1:{HttpPorts[silo]}{path}");
+    }
+
     /// <summary>Kills silo <paramref name="index"/>'s process at once (no drain), as a crash would.</summary>
     public void Kill(int index)
     {
@@ -145,7 +192,7 @@ public sealed class LoopbackCluster : IAsyncDisposable
             try { await Client.StopAsync(TimeSpan.FromSeconds(5)); } catch { }
             Client.Dispose();
         }
-        foreach (var p in _processes)
+        foreach (var p in _processes.Values)
         {
             try { if (!p.HasExited) p.Kill(entireProcessTree: true); p.WaitForExit(10_000); } catch { }
             p.Dispose();

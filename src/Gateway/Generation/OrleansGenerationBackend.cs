@@ -5,7 +5,8 @@ namespace ProxyOrleans.Gateway.Generation;
 
 /// <summary>
 /// Runs generations on the cluster: one coordinator grain per generation (placed beside the base model),
-/// its IAsyncEnumerable of token events streamed straight through. Cancellation flows into the grain call
+/// its IAsyncEnumerable of token events streamed straight through (via <see cref="GenerationClient"/>, which
+/// resumes on a new coordinator when the old one's silo dies). Cancellation flows into the grain call
 /// (Orleans cancels the remote enumeration) and is repeated with an explicit Cancel, so the coordinator
 /// closes every model session on every silo. Cluster errors become OpenAI error bodies.
 /// </summary>
@@ -29,7 +30,8 @@ public sealed class OrleansGenerationBackend(IClusterClient client, ILogger<Orle
                 MaxNewTokens = job.MaxTokens, Stop = job.Stop.ToArray(),
             },
         };
-        await using var events = grain.Generate(request, cancellationToken).GetAsyncEnumerator(cancellationToken);
+        // GenerationClient resumes on a new coordinator (same output) if the coordinator's silo dies mid-stream.
+        await using var events = GenerationClient.StreamAsync(client, request, job.GenerationId, cancellationToken).GetAsyncEnumerator(cancellationToken);
         using var onCancel = cancellationToken.Register(() => _ = CancelAsync(grain, job));
         while (true)
         {

@@ -36,8 +36,11 @@ public sealed class ProxyOrleansOptions
 
     /// <summary>KV-cache memory budget per hosted model, in MB; an Open beyond it fails with a clear error.</summary>
     public long KvBudgetMB { get; set; } = 2048;
-    /// <summary>How long a model waits for more sessions' steps before running a batch (only while several sessions are open).</summary>
-    public double BatchWindowMs { get; set; } = 2;
+    /// <summary>
+    /// How long a model waits for more sessions' steps before running a batch (only while several sessions are open).
+    /// 0 (default): natural batching only — whatever queued up while the previous batch ran goes into the next one.
+    /// </summary>
+    public double BatchWindowMs { get; set; }
     /// <summary>Largest batch of sessions in one forward.</summary>
     public int MaxBatch { get; set; } = 16;
     /// <summary>Sessions untouched this long are freed.</summary>

@@ -1,14 +1,15 @@
 using System.Text;
-using System.Text.Json;
-using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using ProxyOrleans.Inference.Tokenization;
 
 namespace ProxyOrleans.Training.Data;
 
 /// <summary>
-/// A byte-level BPE tokenizer as GPT-2 / Qwen2 define it (GPT-2 pre-tokenizer regex, bytes mapped to printable
-/// characters), trained on the demo corpus and saved as a Hugging Face tokenizer.json. Digits are never merged,
-/// so numbers are spelled digit by digit (as Llama does), which makes addition learnable by small models.
+/// Learns a byte-level BPE tokenizer as GPT-2 / Qwen2 define it (GPT-2 pre-tokenizer regex, bytes mapped to printable
+/// characters) from the demo corpus; saved through <see cref="ByteLevelBpeTokenizerFile"/> as a Hugging Face
+/// tokenizer.json, and read back (for training too) through <see cref="TokenizerLoader"/>, so training and serving
+/// tokenize with the same code. Digits are never merged, so numbers are spelled digit by digit (as Llama does),
+/// which makes addition learnable by small models.
 /// </summary>
 public sealed partial class ByteLevelBpe
 {
@@ -17,21 +18,12 @@ public sealed partial class ByteLevelBpe
     public const string ImEnd = "<|im_end|>";
     public static readonly string[] SpecialTokens = [EndOfText, ImStart, ImEnd];
 
-    /// <summary>ChatML, as Hugging Face renders it (no default system message).</summary>
-    public const string ChatMlTemplate =
-        "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-
-    [GeneratedRegex(@"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+")]
+    [GeneratedRegex(ByteLevelBpeTextTokenizer.Gpt2Pattern)]
     private static partial Regex Gpt2PreTokenizer();
-
-    static readonly char[] ByteToChar = BuildByteMap();
-    static readonly Dictionary<char, byte> CharToByte = ByteToChar.Select((c, i) => (c, (byte)i)).ToDictionary(t => t.c, t => t.Item2);
 
     public IReadOnlyList<string> Vocab { get; }
     public IReadOnlyList<(string Left, string Right)> Merges { get; }
     readonly Dictionary<string, int> ids;
-    readonly Dictionary<(string, string), int> ranks;
-    readonly Dictionary<string, int[]> cache = new();
 
     public int VocabSize => Vocab.Count;
     public int Id(string token) => ids.TryGetValue(token, out int id) ? id : throw new KeyNotFoundException($"Token '{token}' is not in the vocabulary.");
@@ -41,24 +33,9 @@ public sealed partial class ByteLevelBpe
         Vocab = vocab;
         Merges = merges;
         ids = vocab.Select((t, i) => (t, i)).ToDictionary(x => x.t, x => x.i);
-        ranks = merges.Select((m, i) => (m, i)).ToDictionary(x => x.m, x => x.i);
     }
 
-    /// <summary>GPT-2's reversible map from bytes to printable characters (space becomes 'Ġ').</summary>
-    static char[] BuildByteMap()
-    {
-        var map = new char[256];
-        var direct = new List<int>();
-        for (int b = '!'; b <= '~'; b++) direct.Add(b);
-        for (int b = 0xA1; b <= 0xAC; b++) direct.Add(b);
-        for (int b = 0xAE; b <= 0xFF; b++) direct.Add(b);
-        int n = 0;
-        for (int b = 0; b < 256; b++)
-            map[b] = direct.Contains(b) ? (char)b : (char)(256 + n++);
-        return map;
-    }
-
-    static string ToByteChars(string text) => new(Encoding.UTF8.GetBytes(text).Select(b => ByteToChar[b]).ToArray());
+    static string ToByteChars(string text) => ByteLevel.Encode(Encoding.UTF8.GetBytes(text));
 
     /// <summary>
     /// Learns merges from <paramref name="texts"/> until the vocabulary (bytes + merges + special tokens) reaches
@@ -80,7 +57,7 @@ public sealed partial class ByteLevelBpe
 
         var words = wordCounts.OrderBy(kv => kv.Key, StringComparer.Ordinal)
             .Select(kv => (Symbols: kv.Key.Select(c => c.ToString()).ToList(), Count: kv.Value)).ToList();
-        var vocab = Enumerable.Range(0, 256).Select(b => ByteToChar[b].ToString()).ToList();
+        var vocab = ByteLevel.ByteSymbols.ToList();
         var merges = new List<(string, string)>();
         while (vocab.Count + SpecialTokens.Length < vocabSize)
         {
@@ -99,7 +76,7 @@ public sealed partial class ByteLevelBpe
             if (best.Value < 2) break;
             var (left, right) = best.Key;
             merges.Add((left, right));
-            vocab.Add(left + right);
+            if (!vocab.Contains(left + right)) vocab.Add(left + right); // one id per string, as HF trainers keep it
             foreach (var (symbols, _) in words)
                 for (int i = 0; i + 1 < symbols.Count; i++)
                     if (symbols[i] == left && symbols[i + 1] == right)
@@ -133,144 +110,20 @@ public sealed partial class ByteLevelBpe
         }
     }
 
-    /// <summary>Text to ids as Hugging Face does: special tokens written in the text become their ids.</summary>
-    public int[] Encode(string text)
-    {
-        var result = new List<int>();
-        foreach (var segment in SplitSpecial(text))
-        {
-            if (segment.IsSpecial) { result.Add(ids[segment.Text]); continue; }
-            foreach (Match m in Gpt2PreTokenizer().Matches(segment.Text))
-            {
-                if (!cache.TryGetValue(m.Value, out var word))
-                    cache[m.Value] = word = EncodeWord(ToByteChars(m.Value));
-                result.AddRange(word);
-            }
-        }
-        return result.ToArray();
-    }
-
-    int[] EncodeWord(string byteChars)
-    {
-        var symbols = byteChars.Select(c => c.ToString()).ToList();
-        while (symbols.Count > 1)
-        {
-            int bestRank = int.MaxValue, at = -1;
-            for (int i = 0; i + 1 < symbols.Count; i++)
-                if (ranks.TryGetValue((symbols[i], symbols[i + 1]), out int r) && r < bestRank) { bestRank = r; at = i; }
-            if (at < 0) break;
-            var (l, rr) = Merges[bestRank];
-            for (int i = 0; i + 1 < symbols.Count; i++)
-                if (symbols[i] == l && symbols[i + 1] == rr)
-                {
-                    symbols[i] = l + rr;
-                    symbols.RemoveAt(i + 1);
-                }
-        }
-        return symbols.Select(s => ids[s]).ToArray();
-    }
-
-    public string Decode(IEnumerable<int> tokenIds, bool skipSpecial = true)
-    {
-        var bytes = new List<byte>();
-        var sb = new StringBuilder();
-        foreach (int id in tokenIds)
-        {
-            string t = Vocab[id];
-            if (SpecialTokens.Contains(t))
-            {
-                sb.Append(Encoding.UTF8.GetString(bytes.ToArray()));
-                bytes.Clear();
-                if (!skipSpecial) sb.Append(t);
-                continue;
-            }
-            bytes.AddRange(t.Select(c => CharToByte[c]));
-        }
-        sb.Append(Encoding.UTF8.GetString(bytes.ToArray()));
-        return sb.ToString();
-    }
-
-    /// <summary>Writes tokenizer.json and tokenizer_config.json (with the ChatML template) in Hugging Face's format.</summary>
+    /// <summary>
+    /// Writes tokenizer.json and tokenizer_config.json (EOS &lt;|im_end|&gt;, the ChatML template, no BOS) through the
+    /// shared writer; ids are this tokenizer's (bytes, merges, then the special tokens).
+    /// </summary>
     public void Save(string directory)
     {
-        Directory.CreateDirectory(directory);
-        var added = new JsonArray();
-        var addedDecoder = new JsonObject();
-        foreach (var s in SpecialTokens)
+        var vocab = Vocab.Select((t, i) => (t, i)).Where(x => !SpecialTokens.Contains(x.t)).ToDictionary(x => x.t, x => x.i);
+        var written = ByteLevelBpeTokenizerFile.Write(directory, vocab, Merges, SpecialTokens, new ByteLevelBpeFileOptions
         {
-            JsonObject Entry() => new()
-            {
-                ["content"] = s, ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false,
-                ["normalized"] = false, ["special"] = true,
-            };
-            var e = Entry();
-            e.Insert(0, "id", ids[s]);
-            added.Add(e);
-            addedDecoder[ids[s].ToString()] = Entry();
-        }
-        var vocab = new JsonObject();
-        for (int i = 0; i < Vocab.Count; i++)
-            if (!SpecialTokens.Contains(Vocab[i])) vocab[Vocab[i]] = i;
-        var merges = new JsonArray(Merges.Select(m => (JsonNode)new JsonArray(m.Left, m.Right)).ToArray());
-        JsonObject ByteLevel(bool prefix, bool trim) => new()
-        {
-            ["type"] = "ByteLevel", ["add_prefix_space"] = prefix, ["trim_offsets"] = trim, ["use_regex"] = true,
-        };
-        var tokenizer = new JsonObject
-        {
-            ["version"] = "1.0",
-            ["truncation"] = null,
-            ["padding"] = null,
-            ["added_tokens"] = added,
-            ["normalizer"] = null,
-            ["pre_tokenizer"] = ByteLevel(false, true),
-            ["post_processor"] = ByteLevel(false, false),
-            ["decoder"] = ByteLevel(false, true),
-            ["model"] = new JsonObject
-            {
-                ["type"] = "BPE", ["dropout"] = null, ["unk_token"] = null, ["continuing_subword_prefix"] = null,
-                ["end_of_word_suffix"] = null, ["fuse_unk"] = false, ["byte_fallback"] = false, ["ignore_merges"] = false,
-                ["vocab"] = vocab, ["merges"] = merges,
-            },
-        };
-        var options = new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
-        File.WriteAllText(Path.Combine(directory, "tokenizer.json"), tokenizer.ToJsonString(options));
-        var config = new JsonObject
-        {
-            ["add_bos_token"] = false,
-            ["add_eos_token"] = false,
-            ["added_tokens_decoder"] = addedDecoder,
-            ["bos_token"] = null,
-            ["eos_token"] = ImEnd,
-            ["pad_token"] = EndOfText,
-            ["unk_token"] = null,
-            ["chat_template"] = ChatMlTemplate,
-            ["clean_up_tokenization_spaces"] = false,
-            ["model_max_length"] = 512,
-            ["tokenizer_class"] = "PreTrainedTokenizerFast",
-        };
-        File.WriteAllText(Path.Combine(directory, "tokenizer_config.json"), config.ToJsonString(options));
-    }
-
-    /// <summary>Reads back a tokenizer.json written by <see cref="Save"/> (or any byte-level BPE file with these specials).</summary>
-    public static ByteLevelBpe Load(string directory)
-    {
-        var root = JsonNode.Parse(File.ReadAllText(Path.Combine(directory, "tokenizer.json")))!;
-        var model = root["model"]!;
-        var vocabPairs = model["vocab"]!.AsObject().Select(kv => (kv.Key, Id: kv.Value!.GetValue<int>()));
-        var addedPairs = root["added_tokens"]!.AsArray().Select(t => (Key: t!["content"]!.GetValue<string>(), Id: t["id"]!.GetValue<int>()));
-        var all = vocabPairs.Concat(addedPairs).OrderBy(x => x.Id).ToList();
-        for (int i = 0; i < all.Count; i++)
-            if (all[i].Id != i) throw new InvalidDataException($"tokenizer.json ids are not dense at {i}.");
-        var merges = model["merges"]!.AsArray().Select(m => m is JsonArray a
-            ? (a[0]!.GetValue<string>(), a[1]!.GetValue<string>())
-            : SplitMerge(m!.GetValue<string>())).ToList();
-        return new ByteLevelBpe(all.Select(x => x.Key).ToList(), merges);
-    }
-
-    static (string, string) SplitMerge(string m)
-    {
-        int space = m.IndexOf(' ');
-        return (m[..space], m[(space + 1)..]);
+            EosToken = ImEnd,
+            ChatTemplate = ChatTemplates.ChatMlJinja,
+            ModelMaxLength = 512,
+        });
+        foreach (var (token, id) in written)
+            if (ids[token] != id) throw new InvalidOperationException($"Special token {token} was written with id {id}, expected {ids[token]}.");
     }
 }

@@ -1,3 +1,5 @@
+using ProxyOrleans.Inference.Tokenization;
+
 namespace ProxyOrleans.Training.Data;
 
 /// <summary>Token batches for training: inputs [batch, seq] and next-token labels (-100 = no loss).</summary>
@@ -43,21 +45,26 @@ public sealed class ChatBatches : IBatchSource
     readonly int seed;
     readonly int padId;
 
-    public ChatBatches(ByteLevelBpe tokenizer, IEnumerable<QaPair> pairs, int seed)
+    /// <param name="tokenizer">The models' tokenizer as serving loads it (its ChatML template renders the prompt).</param>
+    /// <param name="padId">Id that fills rows after an example (no loss there).</param>
+    public ChatBatches(ITextTokenizer tokenizer, IEnumerable<QaPair> pairs, int padId, int seed)
     {
         this.seed = seed;
-        padId = tokenizer.Id(ByteLevelBpe.EndOfText);
+        this.padId = padId;
+        var template = tokenizer.ChatTemplate ?? throw new InvalidOperationException("The tokenizer has no chat template to tune with.");
+        string end = template.EndOfTurnToken ?? throw new InvalidOperationException($"Chat template '{template.Name}' names no end-of-turn token.");
         foreach (var p in pairs)
         {
-            int[] prompt = tokenizer.Encode(RenderPrompt(p.Question));
-            int[] reply = tokenizer.Encode(p.Answer + ByteLevelBpe.ImEnd + "\n");
+            // Prompt and reply are tokenized apart, exactly as at inference (prompt prefilled, reply generated).
+            int[] prompt = tokenizer.Encode(RenderPrompt(template, p.Question), addBos: false, parseSpecialTokens: true);
+            int[] reply = tokenizer.Encode(p.Answer + end + "\n", addBos: false, parseSpecialTokens: true);
             examples.Add(([.. prompt, .. reply], [.. prompt.Select(_ => false), .. reply.Select(_ => true)]));
         }
     }
 
-    /// <summary>The expert's prompt: one user turn in ChatML plus the generation prompt, as HF renders it.</summary>
-    public static string RenderPrompt(string userMessage) =>
-        $"{ByteLevelBpe.ImStart}user\n{userMessage}{ByteLevelBpe.ImEnd}\n{ByteLevelBpe.ImStart}assistant\n";
+    /// <summary>The expert's prompt: one user turn plus the generation prompt, as HF's apply_chat_template renders it.</summary>
+    public static string RenderPrompt(IChatTemplate template, string userMessage) =>
+        template.Render([new ChatMessage("user", userMessage)], addGenerationPrompt: true);
 
     public int Count => examples.Count;
     public int LongestExample => examples.Max(e => e.Ids.Length);

@@ -111,6 +111,24 @@ public class ProxyDecoderTests(TinyFamilyFixture fx) : IClassFixture<TinyFamilyF
     }
 
     [Fact]
+    public void BatchedGenerationsEqualSingleOnes()
+    {
+        ProxyPrompt[] prompts = [.. new[] { Prompt, "the cat", "a bird sang in the", "answer: the" }.Select(ProxyPrompt.FromText)];
+        var options = Greedy with { MaxNewTokens = 8, Stop = ["e."] };
+        var batched = Decoder.GenerateBatch(Proxy, prompts, options, maxBatch: 3); // a batch of 3, then one of 1
+        Assert.Equal(4, batched.Length);
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            var single = Decoder.Generate(Proxy, prompts[i], options);
+            Assert.Equal(single.TokenIds, batched[i].TokenIds);
+            Assert.Equal(single.Text, batched[i].Text);
+            Assert.Equal(single.FinishReason, batched[i].FinishReason);
+        }
+        var sampled = options with { Temperature = 1, Seed = 9 };
+        Assert.Equal(Decoder.Generate(Proxy, prompts[2], sampled).TokenIds, Decoder.GenerateBatch(Proxy, prompts, sampled)[2].TokenIds);
+    }
+
+    [Fact]
     public void FullContextWindowEndsWithLength()
     {
         // "short" holds 24 positions; the prompt takes some, so generation ends before MaxNewTokens.

@@ -69,4 +69,28 @@ public class TokenizerLoaderTests
         var e = Assert.Throws<ArgumentException>(() => TokenizerLoader.Load(Llama2Dir, chatTemplate: "vicuna"));
         Assert.Contains("llama2, llama3, chatml", e.Message);
     }
+
+    [Fact]
+    public void Chat_template_list_form_and_null_bos_are_read()
+    {
+        using var dir = NewTempDir();
+        var (vocab, merges) = ByteLevelBpeTokenizerFile.FromByteMerges(Merges("a|b"));
+        ByteLevelBpeTokenizerFile.Write(dir.Path, vocab, merges, ["<|im_start|>", "<|im_end|>"]);
+        // Newer tokenizer_config.json files hold a list of named templates; "default" is the chat one.
+        File.WriteAllText(Path.Combine(dir.Path, "tokenizer_config.json"), $$$"""
+            {
+              "bos_token": null,
+              "eos_token": {"content": "<|im_end|>", "special": true},
+              "chat_template": [
+                {"name": "tool_use", "template": "{{ 'tools' }}"},
+                {"name": "default", "template": {{{System.Text.Json.JsonSerializer.Serialize(ChatTemplates.Qwen2Jinja)}}}}
+              ]
+            }
+            """);
+        var tok = TokenizerLoader.Load(dir.Path);
+        Assert.Null(tok.BosTokenId);
+        Assert.Equal(258, tok.EosTokenId);
+        var template = Assert.IsType<ChatMlChatTemplate>(tok.ChatTemplate);
+        Assert.Equal("You are a helpful assistant.", template.DefaultSystemPrompt);
+    }
 }
