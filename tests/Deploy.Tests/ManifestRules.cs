@@ -191,6 +191,13 @@ public static class ManifestRules
         if (env.GetValueOrDefault("ProxyOrleans__Clustering") != "redis") v.Add("gateway: ProxyOrleans__Clustering is not redis.");
         CheckRedis(m, "gateway", env.GetValueOrDefault("ProxyOrleans__Redis", ""), v);
 
+        // Streams in flight finish on SIGTERM: the preStop pause plus the host's shutdown fit in the grace period.
+        var gwShutdown = double.TryParse(env.GetValueOrDefault("DOTNET_shutdownTimeoutSeconds"), System.Globalization.CultureInfo.InvariantCulture, out var gs) ? gs : 30;
+        var preStop = c.Lifecycle?.PreStop?.Exec?.Command is ["sleep", var secs] && double.TryParse(secs, out var ps) ? ps : 0;
+        var gwGrace = gw.Spec.Template.Spec.TerminationGracePeriodSeconds ?? 30;
+        if (gwGrace < preStop + gwShutdown + 5)
+            v.Add($"gateway: terminationGracePeriodSeconds {gwGrace} is shorter than preStop ({preStop} s) + shutdown ({gwShutdown} s) + 5.");
+
         // Tenants: a Secret file with hashed keys, mounted where ProxyOrleans__TenantsFile points.
         var file = env.GetValueOrDefault("ProxyOrleans__TenantsFile", "");
         var mount = c.VolumeMounts?.SingleOrDefault(x => file.StartsWith(x.MountPath + "/", StringComparison.Ordinal));
