@@ -120,6 +120,13 @@ public static class ManifestRules
             if (shutdown < drain + 10) v.Add($"{name}: DOTNET_shutdownTimeoutSeconds {shutdown} ends the host before the drain ({drain} s) can finish.");
             if (grace < shutdown + 10) v.Add($"{name}: terminationGracePeriodSeconds {grace} kills the pod before the host's shutdown ({shutdown} s) ends.");
 
+            // Network policies that select the silo must let its Orleans and HTTP ports through.
+            var policies = m.All<V1NetworkPolicy>().Where(p => Selects(p.Spec.PodSelector, t.Metadata.Labels)).ToList();
+            var allowed = policies.SelectMany(p => p.Spec.Ingress ?? []).SelectMany(i => i.Ports ?? []).Select(p => p.Port?.Value).ToHashSet();
+            if (policies.Count > 0)
+                foreach (var key in new[] { "ProxyOrleans__SiloPort", "ProxyOrleans__GatewayPort", "ProxyOrleans__HttpPort" })
+                    if (!allowed.Contains(Env(key))) v.Add($"{name}: no NetworkPolicy ingress rule allows {key} {Env(key)}.");
+
             if (!m.All<V1PodDisruptionBudget>().Any(p => Selects(p.Spec.Selector, t.Metadata.Labels)))
                 v.Add($"{name}: no PodDisruptionBudget selects its pods.");
 
