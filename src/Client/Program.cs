@@ -1,10 +1,10 @@
 using System.CommandLine;
 using ProxyOrleans.Client.Commands;
 
-// proxyorleans: one file per command under Commands/.
-var root = new RootCommand("ProxyOrleans: proxy-tuned generation on an Orleans cluster, and tools.");
+// proxyorleans: one file per command under Commands/, each with a static Create().
+var root = new RootCommand("ProxyOrleans: proxy-tuned generation on an Orleans cluster; tokenize, logits and benchmarks without one.");
 root.Subcommands.Add(GenerateCommand.Create());
-var bench = new Command("bench", "Benchmarks.");
-bench.Subcommands.Add(BenchClusterCommand.Create());
-root.Subcommands.Add(bench);
+root.Subcommands.Add(TokenizeCommand.Create());
+root.Subcommands.Add(LogitsCommand.Create());
+root.Subcommands.Add(BenchCommand.Create());
 return await root.Parse(args).InvokeAsync();

@@ -147,4 +147,15 @@ public class InferenceModelTests
         using var full = m.call(x);
         Assert.True(MaxDiff(logits, full[0, 11].data<float>().ToArray()) < 1e-4);
     }
+
+    [Fact]
+    public void UnavailableOrUnknownDeviceIsAClearError()
+    {
+        string dir = TestModels.Save(TestModels.Tiny(), "device");
+        var e = Assert.Throws<ArgumentException>(() => LlamaInferenceModel.Load(dir, new InferenceOptions { Device = "tpu" }));
+        Assert.Contains("not one of cpu, cuda, cuda:N", e.Message);
+        if (!torch.cuda.is_available())
+            Assert.Contains("-p:TorchBackend=cuda", Assert.Throws<NotSupportedException>(
+                () => LlamaInferenceModel.Load(dir, new InferenceOptions { Device = "cuda:0" })).Message);
+    }
 }

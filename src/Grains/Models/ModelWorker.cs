@@ -80,7 +80,9 @@ public sealed class ModelWorker : IDisposable
         // Same capacity as the single-process decoder: prompt + history + the tokens still to come.
         int capacity = maxNewTokens > 0 ? Math.Min(_model.MaxSequenceLength, promptIds.Length + Math.Max(maxNewTokens, generated.Length)) : _model.MaxSequenceLength;
         if (used >= _model.MaxSequenceLength)
-            throw new ContextLengthExceededException(
+            // InvalidRequestException, not the Inference library's ContextLengthExceededException: only types with an
+            // Orleans codec can travel back to the caller (that one arrived as CodecNotFoundException, a 500 at the gateway).
+            throw new InvalidRequestException("prompt",
                 $"Prompt and generated tokens ({used}) exceed model '{Name}''s context of {_model.MaxSequenceLength} tokens: shorten the prompt.");
         long need = capacity * _model.KvBytesPerToken;
         long after = Interlocked.Add(ref _reservedBytes, need);

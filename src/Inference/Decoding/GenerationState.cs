@@ -1,3 +1,4 @@
+using ProxyOrleans.Inference.Models;
 using ProxyOrleans.Inference.Tokenization;
 
 namespace ProxyOrleans.Inference.Decoding;
@@ -17,55 +18,54 @@ public sealed record GenerationCheckpoint(ulong Seed, int[] GeneratedTokens);
 
 /// <summary>
 /// The decoding side of one generation, independent of where the logits come from: token history, step
-/// index, sampling, EOS, max tokens, stop sequences and streaming detokenization. The single-process
+/// index, sampling, EOS, max tokens, the context window, stop sequences and streaming detokenization. The single-process
 /// <see cref="ProxyDecoder"/> and the Orleans coordinator grain both drive it with
 /// <see cref="Advance"/>(combined logits), so both paths run the same code.
-/// <para>Text: the completion is decoded as a whole (after a few prompt tokens, so SentencePiece keeps the
-/// first word's space) and released as deltas. Text is held back while it ends in an incomplete UTF-8
-/// character (U+FFFD) or while its end could be the start of a stop sequence; when a stop sequence appears
-/// the text is cut just before it and it is never emitted.</para>
+/// <para>Text: ids become text through <see cref="StreamingDetokenizer"/> (prompt context so the first word keeps
+/// its SentencePiece space; incomplete UTF-8 characters held back). On top of that, text is held back while its
+/// end could be the start of a stop sequence; when a stop sequence appears the text is cut just before it and
+/// the stop sequence is never emitted.</para>
 /// </summary>
 public sealed class GenerationState
 {
-    // Prompt tokens decoded in front of the completion so the first token keeps its leading space.
-    private const int ContextTokens = 4;
-
     private readonly ITextTokenizer tokenizer;
-    private readonly int[] context;
+    private readonly StreamingDetokenizer detokenizer;
     private readonly HashSet<int> eosTokenIds;
     private readonly List<int> generated = [];
     private readonly int maxStopLength;
-    private string text = "";   // decoded completion so far (grows, may still change at its U+FFFD tail)
+    private string text = "";   // text the detokenizer has produced (whole characters only)
     private int emitted;        // characters of `text` already released
 
     /// <param name="tokenizer">The base model's tokenizer (all models of a combination share the vocabulary).</param>
     /// <param name="options">Sampling and stopping options (validated here).</param>
     /// <param name="promptTokens">The base model's prompt ids; its last tokens give the completion its context.</param>
-    /// <param name="eosTokenIds">End-of-sequence ids; defaults to the tokenizer's EOS.</param>
+    /// <param name="eosTokenIds">End-of-sequence ids; defaults to the tokenizer's (EOS plus config.json's eos_token_id list).</param>
+    /// <param name="contextRoom">
+    /// Tokens that fit after the prompt in the tightest model's context: min over models of
+    /// (max_position_embeddings − that model's prompt length). The generation ends with Length when prompt plus
+    /// completion fill it (the last token is sampled but never needs a position).
+    /// </param>
     public GenerationState(ITextTokenizer tokenizer, SamplingOptions options, ReadOnlySpan<int> promptTokens = default,
-        IEnumerable<int>? eosTokenIds = null)
+        IEnumerable<int>? eosTokenIds = null, int contextRoom = int.MaxValue)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
         Sampler.Validate(options);
+        if (contextRoom < 1)
+            throw new ContextLengthExceededException("The prompt leaves no room in the model's context window: shorten the prompt.");
+        ContextRoom = contextRoom;
         this.tokenizer = tokenizer;
         Options = options;
         Seed = options.Seed ?? Sampler.NewSeed();
-        int? bos = tokenizer.BosTokenId;
-        var tail = new List<int>();
-        for (int i = promptTokens.Length - 1; i >= 0 && tail.Count < ContextTokens; i--)
-            if (promptTokens[i] != bos) tail.Insert(0, promptTokens[i]);
-        context = [.. tail];
-        this.eosTokenIds = eosTokenIds is null
-            ? (tokenizer.EosTokenId is int eos ? [eos] : [])
-            : [.. eosTokenIds];
+        detokenizer = new StreamingDetokenizer(tokenizer, promptTokens);
+        this.eosTokenIds = [.. eosTokenIds ?? tokenizer.EosTokenIds];
         maxStopLength = options.Stop.Count == 0 ? 0 : options.Stop.Max(s => s.Length);
     }
 
     /// <summary>Rebuilds a generation from its checkpoint (same tokenizer, prompt and options as the original).</summary>
     public static GenerationState Resume(ITextTokenizer tokenizer, SamplingOptions options, GenerationCheckpoint checkpoint,
-        ReadOnlySpan<int> promptTokens = default, IEnumerable<int>? eosTokenIds = null)
+        ReadOnlySpan<int> promptTokens = default, IEnumerable<int>? eosTokenIds = null, int contextRoom = int.MaxValue)
     {
-        var state = new GenerationState(tokenizer, options with { Seed = checkpoint.Seed }, promptTokens, eosTokenIds);
+        var state = new GenerationState(tokenizer, options with { Seed = checkpoint.Seed }, promptTokens, eosTokenIds, contextRoom);
         foreach (int token in checkpoint.GeneratedTokens)
         {
             if (state.IsFinished)
@@ -76,6 +76,9 @@ public sealed class GenerationState
     }
 
     public SamplingOptions Options { get; }
+
+    /// <summary>Tokens that fit after the prompt in the tightest model's context (int.MaxValue: no limit given).</summary>
+    public int ContextRoom { get; }
 
     /// <summary>The seed in use: the request's, or one chosen at random at the start (report it to repeat the run).</summary>
     public ulong Seed { get; }
@@ -93,8 +96,12 @@ public sealed class GenerationState
 
     public GenerationCheckpoint Checkpoint() => new(Seed, [.. generated]);
 
-    /// <summary>The token that step <see cref="Step"/> picks from these combined logits (no state change).</summary>
-    public int Choose(ReadOnlySpan<float> combinedLogits) => Sampler.Sample(combinedLogits, Options, Seed, Step);
+    /// <summary>
+    /// The token that step <see cref="Step"/> picks from these combined logits (no state change). Logit rows past
+    /// the tokenizer's vocabulary (padding rows many checkpoints carry) are never picked: no text exists for them.
+    /// </summary>
+    public int Choose(ReadOnlySpan<float> combinedLogits) =>
+        Sampler.Sample(combinedLogits[..Math.Min(combinedLogits.Length, tokenizer.VocabSize)], Options, Seed, Step);
 
     /// <summary>Samples the next token from the combined logits and appends it.</summary>
     public StepOutcome Advance(ReadOnlySpan<float> combinedLogits)
@@ -116,7 +123,7 @@ public sealed class GenerationState
         if (Options.StopAtEos && eosTokenIds.Contains(tokenId))
             return new(tokenId, Flush(FinishReason.Eos), FinishReason.Eos);
 
-        text = DecodeCompletion();
+        text += detokenizer.Push(tokenId);
         if (maxStopLength > 0)
         {
             int stopAt = FindStop();
@@ -130,7 +137,7 @@ public sealed class GenerationState
             }
         }
 
-        if (generated.Count >= Options.MaxNewTokens)
+        if (generated.Count >= Options.MaxNewTokens || generated.Count >= ContextRoom)
             return new(tokenId, Flush(FinishReason.Length), FinishReason.Length);
 
         int safe = SafeLength();
@@ -152,6 +159,7 @@ public sealed class GenerationState
 
     private string Flush(FinishReason reason)
     {
+        text += detokenizer.Flush(); // an incomplete character at the very end shows as U+FFFD
         string delta = text.Length > emitted ? text[emitted..] : "";
         emitted = text.Length;
         FinishReason = reason;
@@ -161,22 +169,6 @@ public sealed class GenerationState
     private void ThrowIfFinished()
     {
         if (IsFinished) throw new InvalidOperationException($"The generation has finished ({FinishReason}).");
-    }
-
-    private string DecodeCompletion()
-    {
-        if (context.Length > 0)
-        {
-            int[] all = [.. context, .. generated];
-            // Shrink the context if its own text is not a prefix (it ended inside a multi-byte character).
-            for (int c = context.Length; c > 0; c--)
-            {
-                string prefix = tokenizer.Decode(context.AsSpan(context.Length - c));
-                string full = tokenizer.Decode(all.AsSpan(context.Length - c));
-                if (full.StartsWith(prefix, StringComparison.Ordinal)) return full[prefix.Length..];
-            }
-        }
-        return tokenizer.Decode(generated.ToArray());
     }
 
     // Earliest stop sequence starting in the unreleased text (released text never holds a stop's beginning).
@@ -191,11 +183,10 @@ public sealed class GenerationState
         return best;
     }
 
-    // How much of `text` can be released: not an incomplete character, not a possible stop-sequence start.
+    // How much of `text` can be released: all but a tail that could be the start of a stop sequence.
     private int SafeLength()
     {
         int safe = text.Length;
-        while (safe > emitted && text[safe - 1] == '\uFFFD') safe--;
         if (maxStopLength > 0)
         {
             int hold = 0;

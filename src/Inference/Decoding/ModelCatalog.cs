@@ -37,10 +37,15 @@ public sealed class ModelCatalog : IDisposable
     private readonly TokenizerLoader loadTokenizer;
     private readonly object gate = new();
 
-    public ModelCatalog(IEnumerable<ModelSource>? sources, ModelLoader loadModel, TokenizerLoader loadTokenizer, bool includeDemoModels = true)
+    /// <param name="sources">Configured models (override demo models of the same name).</param>
+    /// <param name="loadModel">The weights loader; default <see cref="LlamaInferenceModel.Load"/>.</param>
+    /// <param name="loadTokenizer">The tokenizer loader; default <see cref="Tokenization.TokenizerLoader.Load"/>.</param>
+    /// <param name="includeDemoModels">Also offer models/demo/&lt;name&gt; found above the application directory.</param>
+    public ModelCatalog(IEnumerable<ModelSource>? sources = null, ModelLoader? loadModel = null, TokenizerLoader? loadTokenizer = null,
+        bool includeDemoModels = true)
     {
-        this.loadModel = loadModel;
-        this.loadTokenizer = loadTokenizer;
+        this.loadModel = loadModel ?? DefaultModelLoader;
+        this.loadTokenizer = loadTokenizer ?? (dir => Tokenization.TokenizerLoader.Load(dir));
         if (includeDemoModels && FindDemoModelsDirectory() is string demo)
             foreach (var dir in System.IO.Directory.GetDirectories(demo).Order(StringComparer.Ordinal))
                 if (File.Exists(Path.Combine(dir, "config.json"))) directories[Path.GetFileName(dir)] = dir;
@@ -53,6 +58,10 @@ public sealed class ModelCatalog : IDisposable
             directories[source.Name] = Path.GetFullPath(source.Path); // configuration overrides a demo model of the same name
         }
     }
+
+    /// <summary>The inference model (KV cache, CPU-tuned weights) on the CPU, served under the given name.</summary>
+    public static ILogitsModel DefaultModelLoader(string directory, string name) =>
+        LlamaInferenceModel.Load(directory, new InferenceOptions { Name = name });
 
     /// <summary>The directory models/demo above <see cref="AppContext.BaseDirectory"/>, or null.</summary>
     public static string? FindDemoModelsDirectory(string? start = null)
@@ -166,13 +175,12 @@ public static class VocabularyCheck
             throw new InvalidOperationException(
                 $"{Who()} do not share a vocabulary: their tokenizers have {a.VocabSize} and {b.VocabSize} tokens." + Fix);
 
-        for (int id = 0; id < a.VocabSize; id++)
-        {
-            string ta = a.Decode([id], skipSpecialTokens: false), tb = b.Decode([id], skipSpecialTokens: false);
-            if (!string.Equals(ta, tb, StringComparison.Ordinal))
-                throw new InvalidOperationException(
-                    $"{Who()} do not share a vocabulary: token {id} is {Quote(ta)} for the base but {Quote(tb)} for the {role}." + Fix);
-        }
+        var comparison = TokenizerVocabulary.Compare(a, b);
+        if (!comparison.SharedIdsMatch)
+            throw new InvalidOperationException(
+                $"{Who()} do not share a vocabulary: {comparison.MismatchCount} of {comparison.SharedCount} ids differ; token " +
+                $"{comparison.FirstMismatchId} is {Quote(comparison.FirstMismatchFirst)} for the base but {Quote(comparison.FirstMismatchSecond)} for the {role}." + Fix);
+        // Same tokens, but the same text must also split the same way (BPE merges, SentencePiece scores).
         foreach (string probe in Probes)
         {
             int[] ia = a.Encode(probe, addBos: false), ib = b.Encode(probe, addBos: false);
@@ -183,5 +191,5 @@ public static class VocabularyCheck
         }
     }
 
-    private static string Quote(string s) => "\"" + s.Replace("\n", "\\n").Replace("\t", "\\t").Replace("\r", "\\r") + "\"";
+    private static string Quote(string? s) => s is null ? "(none)" : "\"" + s.Replace("\n", "\\n").Replace("\t", "\\t").Replace("\r", "\\r") + "\"";
 }

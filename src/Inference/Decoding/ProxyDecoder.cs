@@ -64,46 +64,108 @@ public sealed class ProxyDecoder(Func<string, LoadedModel> resolve, Action<Proxy
     public GenerationResult Generate(ProxyCombination combination, string prompt, SamplingOptions options,
         CancellationToken cancellationToken = default) =>
         Generate(combination, ProxyPrompt.FromText(prompt), options, null, cancellationToken);
+
+    /// <summary>
+    /// Runs several generations of one combination in lockstep: per step, each model advances all still-running
+    /// sessions with one <see cref="ILogitsModel.StepBatch"/> (several times the throughput of one stream on CPU).
+    /// Each generation keeps its own <see cref="GenerationState"/> (its own seed, stops and text), so its
+    /// result is what <see cref="Generate(ProxyCombination, ProxyPrompt, SamplingOptions, DecodeOptions?, CancellationToken)"/>
+    /// gives for it alone, as far as StepBatch equals one Append per session. For evaluation runs.
+    /// </summary>
+    public GenerationResult[] GenerateBatch(ProxyCombination combination, IReadOnlyList<ProxyPrompt> prompts, SamplingOptions options,
+        int maxBatch = 8, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
+        var results = new List<GenerationResult>(prompts.Count);
+        for (int start = 0; start < prompts.Count; start += maxBatch)
+            results.AddRange(RunLockstep([.. prompts.Skip(start).Take(maxBatch).Select(p => Start(combination, p, options))], cancellationToken));
+        return [.. results];
+    }
+
+    private static IEnumerable<GenerationResult> RunLockstep(ProxyGeneration[] generations, CancellationToken cancellationToken)
+    {
+        try
+        {
+            foreach (var g in generations) g.Prefill();
+            var running = generations.Where(g => !g.State.IsFinished).ToList();
+            while (running.Count > 0)
+            {
+                if (cancellationToken.IsCancellationRequested)
+                {
+                    foreach (var g in running) g.State.Finish(FinishReason.Cancelled);
+                    break;
+                }
+                var still = new List<ProxyGeneration>(running.Count);
+                var next = new List<int>(running.Count);
+                foreach (var g in running)
+                {
+                    var token = g.Decide();
+                    if (!token.IsFinal) { still.Add(g); next.Add(token.TokenId); }
+                }
+                running = still;
+                if (running.Count == 0) break;
+                for (int m = 0; m < running[0].ModelCount; m++)
+                {
+                    var model = running[0].ModelAt(m);
+                    float[] rows = new float[running.Count * model.VocabSize];
+                    model.StepBatch([.. running.Select(g => g.SessionAt(m))], next.ToArray(), rows);
+                    for (int r = 0; r < running.Count; r++)
+                        rows.AsSpan(r * model.VocabSize, model.VocabSize).CopyTo(running[r].LogitsAt(m));
+                }
+            }
+            return [.. generations.Select(g => g.Result())];
+        }
+        finally
+        {
+            foreach (var g in generations) g.Release();
+        }
+    }
 }
 
 /// <summary>One running single-process generation: enumerate <see cref="Steps"/> once.</summary>
 public sealed class ProxyGeneration
 {
     private readonly ProxyCombination combination;
-    private readonly LoadedModel baseModel;
-    private readonly (ExpertPair Pair, LoadedModel Expert, LoadedModel Anti)[] pairs;
-    private readonly int[] basePrompt;
-    private readonly int[][] expertPrompts, antiPrompts;
+    private readonly (LoadedModel Model, int[] Prompt, float[] Logits, string Role)[] models; // base, then expert/anti per pair
+    private readonly float[] weights;
     private readonly DecodeOptions decode;
+    private readonly List<IModelSession> sessions = [];
+    private float[]? combined, differences;
     private bool started;
 
     internal ProxyGeneration(ProxyCombination combination, LoadedModel baseModel,
-        (ExpertPair, LoadedModel, LoadedModel)[] pairs, ProxyPrompt prompt, SamplingOptions options, DecodeOptions decode)
+        (ExpertPair Pair, LoadedModel Expert, LoadedModel Anti)[] pairs, ProxyPrompt prompt, SamplingOptions options, DecodeOptions decode)
     {
         this.combination = combination;
-        this.baseModel = baseModel;
-        this.pairs = pairs;
         this.decode = decode;
-        basePrompt = prompt.PlainTokens(baseModel.Tokenizer);
-        expertPrompts = [.. this.pairs.Select(p => prompt.ExpertTokens(p.Expert.Tokenizer))];
-        antiPrompts = [.. this.pairs.Select(p => prompt.PlainTokens(p.Anti.Tokenizer))];
-        // EOS: the tokenizer's and every eos_token_id of config.json (Llama 3 lists several).
-        var eos = baseModel.Config.EosTokenIds.Concat(baseModel.Tokenizer.EosTokenId is int e ? [e] : []).Distinct().ToArray();
+        weights = [.. pairs.Select(p => p.Pair.Weight)];
+        var roles = new List<(LoadedModel, int[], float[], string)> { (baseModel, prompt.PlainTokens(baseModel.Tokenizer), new float[baseModel.Model.VocabSize], "base") };
+        foreach (var (_, expert, anti) in pairs)
+        {
+            roles.Add((expert, prompt.ExpertTokens(expert.Tokenizer), new float[expert.Model.VocabSize], "expert"));
+            roles.Add((anti, prompt.PlainTokens(anti.Tokenizer), new float[anti.Model.VocabSize], "anti-expert"));
+        }
+        models = [.. roles];
+
+        // Room after the prompt in the tightest context; the prompt must leave some.
+        foreach (var (m, p, _, _) in models)
+            if (p.Length >= m.Model.MaxSequenceLength)
+                throw new ContextLengthExceededException(
+                    $"The prompt ({p.Length} tokens) leaves no room in model '{m.Name}''s context of {m.Model.MaxSequenceLength} tokens: shorten the prompt.");
+        int room = models.Min(r => r.Model.Model.MaxSequenceLength - r.Prompt.Length);
         State = decode.Resume is { } resume
-            ? GenerationState.Resume(baseModel.Tokenizer, options, resume, basePrompt, eos)
-            : new GenerationState(baseModel.Tokenizer, options, basePrompt, eos);
+            ? GenerationState.Resume(baseModel.Tokenizer, options, resume, models[0].Prompt, contextRoom: room)
+            : new GenerationState(baseModel.Tokenizer, options, models[0].Prompt, contextRoom: room);
     }
 
     public GenerationState State { get; }
     public ulong Seed => State.Seed;
-    public int PromptTokens => basePrompt.Length;
+    public int PromptTokens => models[0].Prompt.Length;
     public int CompletionTokens => State.Step;
     public FinishReason FinishReason => State.FinishReason;
 
-    /// <summary>Prompt ids per role, as prefilled (base, then per pair expert and anti-expert).</summary>
-    public IReadOnlyList<int> BasePromptTokens => basePrompt;
-    public IReadOnlyList<int[]> ExpertPromptTokens => expertPrompts;
-    public IReadOnlyList<int[]> AntiExpertPromptTokens => antiPrompts;
+    /// <summary>Prompt ids per role, as prefilled: base, then per pair expert and anti-expert.</summary>
+    public IReadOnlyList<int[]> PromptTokensByModel => [.. models.Select(m => m.Prompt)];
 
     public GenerationResult Result(IReadOnlyList<StepAnalysis>? analysis = null) =>
         new(State.Text, [.. State.GeneratedTokens], State.FinishReason, PromptTokens, CompletionTokens, Seed, analysis ?? []);
@@ -114,38 +176,10 @@ public sealed class ProxyGeneration
     /// </summary>
     public IEnumerable<DecodedToken> Steps(CancellationToken cancellationToken = default)
     {
-        if (started) throw new InvalidOperationException("A generation's steps can be enumerated only once.");
-        started = true;
         if (State.IsFinished) yield break;
-
-        int vocab = baseModel.Model.VocabSize;
-        int n = pairs.Length;
-        var history = State.GeneratedTokens.ToArray();
-        var models = new List<(LoadedModel Model, int[] Prompt, float[] Logits, string Role)> { (baseModel, basePrompt, new float[vocab], "base") };
-        for (int i = 0; i < n; i++)
-        {
-            models.Add((pairs[i].Expert, expertPrompts[i], new float[pairs[i].Expert.Model.VocabSize], "expert"));
-            models.Add((pairs[i].Anti, antiPrompts[i], new float[pairs[i].Anti.Model.VocabSize], "anti-expert"));
-        }
-
-        var sessions = new List<IModelSession>(models.Count);
         try
         {
-            int remaining = State.Options.MaxNewTokens - history.Length;
-            foreach (var (m, prompt, logits, _) in models)
-            {
-                int needed = prompt.Length + history.Length;
-                if (needed >= m.Model.MaxSequenceLength)
-                    throw new ContextLengthExceededException(
-                        $"The prompt ({prompt.Length} tokens{(history.Length > 0 ? $" + {history.Length} generated" : "")}) leaves no room in " +
-                        $"model '{m.Name}''s context of {m.Model.MaxSequenceLength} tokens: shorten the prompt.");
-                var session = m.Model.CreateSession(Math.Min(m.Model.MaxSequenceLength, needed + remaining));
-                sessions.Add(session);
-                session.Append([.. prompt, .. history], logits);
-            }
-
-            float[] combined = new float[vocab];
-            float[] differences = new float[n * vocab];
+            Prefill();
             while (true)
             {
                 if (cancellationToken.IsCancellationRequested)
@@ -154,39 +188,63 @@ public sealed class ProxyGeneration
                     yield return new DecodedToken(State.Step, -1, rest, FinishReason.Cancelled);
                     yield break;
                 }
-
-                for (int i = 0; i < n; i++)
-                    ProxyCombiner.WeightedDifference(models[1 + 2 * i].Logits, models[2 + 2 * i].Logits,
-                        pairs[i].Pair.Weight, differences.AsSpan(i * vocab, vocab));
-                ProxyCombiner.CombineDifferences(models[0].Logits, differences, combination.Alpha, combined);
-
-                int step = State.Step;
-                var outcome = State.Advance(combined);
-                StepAnalysis? analysis = decode.AnalysisTopK > 0
-                    ? new StepAnalysis(step, outcome.TokenId,
-                        [.. models.Select(m => new ModelTopTokens(m.Model.Name, m.Role, StepAnalysis.TopTokens(m.Logits, decode.AnalysisTopK)))],
-                        StepAnalysis.TopTokens(combined, decode.AnalysisTopK))
-                    : null;
-
-                bool full = false;
-                for (int m = 0; m < models.Count; m++) full |= sessions[m].Length + 1 > models[m].Model.Model.MaxSequenceLength;
-                if (!outcome.IsFinal && full)
-                {
-                    // The context window is full: end here, as max tokens would.
-                    string rest = State.Finish(FinishReason.Length);
-                    yield return new DecodedToken(step, outcome.TokenId, outcome.TextDelta + rest, FinishReason.Length, analysis);
-                    yield break;
-                }
-                yield return new DecodedToken(step, outcome.TokenId, outcome.TextDelta, outcome.Finish, analysis);
-                if (outcome.IsFinal) yield break;
-
-                int[] token = [outcome.TokenId];
-                for (int m = 0; m < models.Count; m++) sessions[m].Append(token, models[m].Logits);
+                var token = Decide();
+                yield return token;
+                if (token.IsFinal) yield break;
+                int[] next = [token.TokenId];
+                for (int m = 0; m < models.Length; m++) sessions[m].Append(next, models[m].Logits);
             }
         }
         finally
         {
-            foreach (var s in sessions) s.Dispose();
+            Release();
         }
+    }
+
+    internal int ModelCount => models.Length;
+    internal ILogitsModel ModelAt(int m) => models[m].Model.Model;
+    internal IModelSession SessionAt(int m) => sessions[m];
+    internal float[] LogitsAt(int m) => models[m].Logits;
+
+    /// <summary>Opens a session per model and prefills prompt + tokens generated so far (a resumed history).</summary>
+    internal void Prefill()
+    {
+        if (started) throw new InvalidOperationException("A generation runs only once.");
+        started = true;
+        int[] history = [.. State.GeneratedTokens];
+        int remaining = Math.Max(0, State.Options.MaxNewTokens - history.Length);
+        foreach (var (m, prompt, logits, _) in models)
+        {
+            int needed = prompt.Length + history.Length;
+            var session = m.Model.CreateSession(Math.Min(m.Model.MaxSequenceLength, needed + remaining));
+            sessions.Add(session);
+            session.Append([.. prompt, .. history], logits);
+        }
+    }
+
+    /// <summary>Combines the current logits and advances the state by one token.</summary>
+    internal DecodedToken Decide()
+    {
+        int vocab = models[0].Logits.Length, n = weights.Length;
+        combined ??= new float[vocab];
+        differences ??= new float[n * vocab];
+        for (int i = 0; i < n; i++)
+            ProxyCombiner.WeightedDifference(models[1 + 2 * i].Logits, models[2 + 2 * i].Logits, weights[i], differences.AsSpan(i * vocab, vocab));
+        ProxyCombiner.CombineDifferences(models[0].Logits, differences, combination.Alpha, combined);
+
+        int step = State.Step;
+        var outcome = State.Advance(combined);
+        StepAnalysis? analysis = decode.AnalysisTopK > 0
+            ? new StepAnalysis(step, outcome.TokenId,
+                [.. models.Select(m => new ModelTopTokens(m.Model.Name, m.Role, StepAnalysis.TopTokens(m.Logits, decode.AnalysisTopK)))],
+                StepAnalysis.TopTokens(combined, decode.AnalysisTopK))
+            : null;
+        return new DecodedToken(step, outcome.TokenId, outcome.TextDelta, outcome.Finish, analysis);
+    }
+
+    internal void Release()
+    {
+        foreach (var s in sessions) s.Dispose();
+        sessions.Clear();
     }
 }

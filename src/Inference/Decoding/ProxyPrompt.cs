@@ -23,8 +23,8 @@ public sealed record ProxyPrompt
     public static ProxyPrompt FromMessages(IReadOnlyList<ChatMessage> messages) =>
         new() { Messages = messages ?? throw new ArgumentNullException(nameof(messages)) };
 
-    /// <summary>The text the base and anti-experts see: the prompt, or the messages' contents separated by blank lines.</summary>
-    public string PlainText => Text ?? string.Join("\n\n", Messages!.Select(m => m.Content));
+    /// <summary>The text the base and anti-experts see: the prompt, or the messages' contents one per line.</summary>
+    public string PlainText => Text ?? string.Join("\n", Messages!.Select(m => m.Content));
 
     /// <summary>The conversation an expert's chat template renders: the messages, or the prompt as one user turn.</summary>
     public IReadOnlyList<ChatMessage> Conversation => Messages ?? [new ChatMessage("user", Text!)];

@@ -69,36 +69,94 @@ public static class Sampler
 
         if (options.TopK > 0 && options.TopK < scores.Length)
         {
-            float kth = KthLargest(scores, options.TopK);
+            var (values, _) = Survivors(scores, withProbabilities: false);
+            float kth = Threshold(values, null, options.TopK);
             for (int j = 0; j < scores.Length; j++) if (scores[j] < kth) scores[j] = float.NegativeInfinity;
         }
 
         if (options.TopP < 1f)
         {
-            // Sort the surviving tokens highest first (ties: lower id first) and accumulate their probabilities.
-            int count = 0;
-            for (int j = 0; j < scores.Length; j++) if (scores[j] != float.NegativeInfinity) count++;
-            if (count == 0) return;
-            int[] order = new int[count];
-            float[] keys = new float[count];
-            for (int j = 0, c = 0; j < scores.Length; j++)
-                if (scores[j] != float.NegativeInfinity) { order[c] = j; keys[c] = -scores[j]; c++; }
-            Array.Sort(keys, order); // keys ascending = scores descending
-            SortTiesById(keys, order);
-
-            double max = -keys[0], total = 0;
-            for (int c = 0; c < count; c++) total += Math.Exp(-keys[c] - max);
-            double cumulative = 0;
-            float threshold = -keys[0];
-            for (int c = 0; c < count; c++)
-            {
-                threshold = -keys[c];
-                cumulative += Math.Exp(-keys[c] - max) / total;
-                if (cumulative >= options.TopP) break;
-            }
-            for (int j = 0; j < scores.Length; j++) if (scores[j] < threshold) scores[j] = float.NegativeInfinity;
+            var (values, probabilities) = Survivors(scores, withProbabilities: true);
+            if (values.Length == 0) return;
+            float last = Threshold(values, probabilities, options.TopP);
+            for (int j = 0; j < scores.Length; j++) if (scores[j] < last) scores[j] = float.NegativeInfinity;
         }
     }
+
+    // The finite scores, and (optionally) their softmax probabilities in double.
+    private static (float[] Values, double[]? Probabilities) Survivors(ReadOnlySpan<float> scores, bool withProbabilities)
+    {
+        int count = 0;
+        float max = float.NegativeInfinity;
+        foreach (float x in scores) if (x != float.NegativeInfinity) { count++; if (x > max) max = x; }
+        var values = new float[count];
+        for (int j = 0, c = 0; j < scores.Length; j++) if (scores[j] != float.NegativeInfinity) values[c++] = scores[j];
+        if (!withProbabilities) return (values, null);
+        var p = new double[count];
+        double total = 0;
+        for (int c = 0; c < count; c++) total += p[c] = Math.Exp((double)values[c] - max);
+        for (int c = 0; c < count; c++) p[c] /= total;
+        return (values, p);
+    }
+
+    /// <summary>
+    /// The score v of the last token kept when tokens are taken highest first until their weight reaches
+    /// <paramref name="target"/>: W(score &gt; v) &lt; target ≤ W(score ≥ v), W = count (top-k, weights null) or
+    /// probability (top-p). Keeping every score ≥ v keeps ties with the last token. Expected linear time
+    /// (quickselect on weight) instead of sorting the vocabulary. If the total weight never reaches the
+    /// target (rounding), the lowest score: everything is kept.
+    /// </summary>
+    private static float Threshold(float[] values, double[]? weights, double target)
+    {
+        float[] v = values;
+        double[]? w = weights;
+        int n = v.Length;
+        while (true)
+        {
+            float pivot = MedianOfThree(v[0], v[n / 2], v[n - 1]);
+            double high = 0, equal = 0;
+            int highCount = 0, lowCount = 0;
+            for (int c = 0; c < n; c++)
+            {
+                double wc = w?[c] ?? 1;
+                if (v[c] > pivot) { high += wc; highCount++; }
+                else if (v[c] == pivot) equal += wc;
+                else lowCount++;
+            }
+            if (high >= target)
+            {
+                (v, w) = Keep(v, w, n, highCount, x => x > pivot);
+                n = highCount;
+            }
+            else if (high + equal >= target) return pivot;
+            else if (lowCount == 0) return Min(v, n);
+            else
+            {
+                target -= high + equal;
+                (v, w) = Keep(v, w, n, lowCount, x => x < pivot);
+                n = lowCount;
+            }
+        }
+    }
+
+    private static (float[], double[]?) Keep(float[] v, double[]? w, int n, int count, Func<float, bool> keep)
+    {
+        var nv = new float[count];
+        var nw = w is null ? null : new double[count];
+        for (int c = 0, k = 0; c < n; c++)
+            if (keep(v[c])) { nv[k] = v[c]; if (nw is not null) nw[k] = w![c]; k++; }
+        return (nv, nw);
+    }
+
+    private static float Min(float[] v, int n)
+    {
+        float m = v[0];
+        for (int c = 1; c < n; c++) if (v[c] < m) m = v[c];
+        return m;
+    }
+
+    private static float MedianOfThree(float a, float b, float c) =>
+        a > b ? (b > c ? b : a > c ? c : a) : (a > c ? a : b > c ? c : b);
 
     /// <summary>
     /// Inverse-CDF draw from softmax(scores) in id order with a uniform <paramref name="u"/> in [0, 1):
@@ -109,14 +167,16 @@ public static class Sampler
         float max = float.NegativeInfinity;
         foreach (float s in scores) if (s > max) max = s;
         if (max == float.NegativeInfinity) throw new InvalidOperationException("Every token was filtered out; nothing to sample.");
+        double[] weights = new double[scores.Length];
         double total = 0;
-        foreach (float s in scores) if (s != float.NegativeInfinity) total += Math.Exp((double)s - max);
+        for (int j = 0; j < scores.Length; j++)
+            if (scores[j] != float.NegativeInfinity) total += weights[j] = Math.Exp((double)scores[j] - max);
         double target = u * total, cumulative = 0;
         int last = -1;
         for (int j = 0; j < scores.Length; j++)
         {
-            if (scores[j] == float.NegativeInfinity) continue;
-            cumulative += Math.Exp((double)scores[j] - max);
+            if (weights[j] == 0) continue;
+            cumulative += weights[j];
             last = j;
             if (cumulative > target) return j;
         }
@@ -136,27 +196,6 @@ public static class Sampler
             total += p;
         }
         for (int j = 0; j < scores.Length; j++) probabilities[j] /= total;
-    }
-
-    private static float KthLargest(ReadOnlySpan<float> scores, int k)
-    {
-        float[] copy = scores.ToArray();
-        Array.Sort(copy);
-        return copy[copy.Length - k];
-    }
-
-    // Array.Sort is not stable: put equal keys back in ascending id order so the order is fully defined.
-    private static void SortTiesById(float[] keys, int[] order)
-    {
-        int start = 0;
-        for (int c = 1; c <= keys.Length; c++)
-        {
-            if (c == keys.Length || keys[c] != keys[start])
-            {
-                if (c - start > 1) Array.Sort(order, start, c - start);
-                start = c;
-            }
-        }
     }
 }
 

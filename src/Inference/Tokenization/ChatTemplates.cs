@@ -162,3 +162,17 @@ public sealed class ChatMlChatTemplate(string? defaultSystemPrompt = null) : ICh
         return sb.ToString();
     }
 }
+
+public static class ChatTokenizerExtensions
+{
+    /// <summary>
+    /// The expert's prompt ids, as HF's apply_chat_template(messages, tokenize=True): the rendered text is encoded
+    /// without adding BOS (the template writes it where the family has one) and with special tokens parsed.
+    /// </summary>
+    public static int[] EncodeChat(this ITextTokenizer tokenizer, IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true)
+    {
+        var template = tokenizer.ChatTemplate ?? throw new InvalidOperationException(
+            $"This model has no chat template; configure one of: {string.Join(", ", ChatTemplates.Names)}.");
+        return tokenizer.Encode(template.Render(messages, addGenerationPrompt), addBos: false, parseSpecialTokens: true);
+    }
+}

@@ -45,7 +45,7 @@ public sealed class SentencePieceTextTokenizer : TextTokenizerBase
         {
             return new SentencePieceTextTokenizer(stream, config, chatTemplateFactory);
         }
-        catch (Exception e) when (e is not IOException and not UnauthorizedAccessException)
+        catch (Exception e) // protobuf parse errors derive from IOException: the file is open already, so all are content errors
         {
             throw new InvalidDataException(
                 $"{path} is not a SentencePiece BPE model that can be read ({e.Message}). Replace it with the tokenizer.model " +

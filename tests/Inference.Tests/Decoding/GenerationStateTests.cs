@@ -1,11 +1,12 @@
 using ProxyOrleans.Inference.Decoding;
+using ProxyOrleans.Inference.Tokenization;
 using Xunit;
 
 namespace ProxyOrleans.Inference.Tests.Decoding;
 
 public class GenerationStateTests
 {
-    private static readonly Llama2Tokenizer Tok = Llama2Tokenizer.Instance;
+    private static readonly ITextTokenizer Tok = Llama2Tokenizer.Instance;
 
     // A deterministic stand-in for "the models' combined logits given the history" (the thing under test is
     // the state machine, not a model): varied, history-dependent scores over the real 32000-token vocabulary.
@@ -103,6 +104,16 @@ public class GenerationStateTests
         Assert.Equal(FinishReason.Length, state.FinishReason);
         Assert.All(outcomes[..^1], o => Assert.Equal(FinishReason.None, o.Finish));
         Assert.Throws<InvalidOperationException>(() => state.Advance(LogitsFor(state.GeneratedTokens)));
+    }
+
+    [Fact]
+    public void ContextRoomEndsTheRunLikeMaxTokens()
+    {
+        var options = new SamplingOptions { Temperature = 1, Seed = 5, MaxNewTokens = 50, StopAtEos = false };
+        var (outcomes, state) = Run(new GenerationState(Tok, options, Tok.Encode("Hi"), contextRoom: 5));
+        Assert.Equal(5, outcomes.Count);
+        Assert.Equal(FinishReason.Length, state.FinishReason);
+        Assert.Throws<ProxyOrleans.Inference.Models.ContextLengthExceededException>(() => new GenerationState(Tok, options, Tok.Encode("Hi"), contextRoom: 0));
     }
 
     [Fact]

@@ -66,6 +66,45 @@ public class SamplerTests
         Assert.Equal([0, 1], Kept(logits, new SamplingOptions { Temperature = 1, TopP = 0.6f }));
     }
 
+    [Theory]
+    [InlineData(1, 0, 0.9f)]
+    [InlineData(2, 40, 1f)]
+    [InlineData(3, 40, 0.5f)]
+    [InlineData(4, 0, 0.999f)]
+    [InlineData(5, 1, 1f)]
+    public void FilteringMatchesASortedReferenceOnLargeVocabulariesWithTies(int seed, int topK, float topP)
+    {
+        var rng = new Random(seed);
+        // Rounded to 0.05 so that many scores tie, at the k-th value and at the top-p boundary too.
+        float[] logits = [.. Enumerable.Range(0, 32000).Select(_ => MathF.Round((float)(rng.NextDouble() * 12), 1) / 2)];
+        var options = new SamplingOptions { Temperature = 0.7f, TopK = topK, TopP = topP };
+
+        // Reference: sort, walk highest first, keep everything tied with the boundary token.
+        float[] scaled = [.. logits.Select(x => x / 0.7f)];
+        var keep = Enumerable.Range(0, scaled.Length).ToHashSet();
+        if (topK > 0)
+        {
+            float kth = scaled.OrderByDescending(x => x).ElementAt(topK - 1);
+            keep.RemoveWhere(j => scaled[j] < kth);
+        }
+        if (topP < 1)
+        {
+            double max = keep.Max(j => (double)scaled[j]);
+            double total = keep.Sum(j => Math.Exp(scaled[j] - max));
+            double cumulative = 0;
+            float last = 0;
+            foreach (float x in keep.Select(j => scaled[j]).OrderByDescending(x => x))
+            {
+                last = x;
+                cumulative += Math.Exp(x - max) / total;
+                if (cumulative >= topP) break;
+            }
+            keep.RemoveWhere(j => scaled[j] < last);
+        }
+        Assert.Equal(keep.Order(), Kept(logits, options));
+        Assert.True(keep.Count > (topK > 0 ? topK : 1), "ties at the boundary were part of the case");
+    }
+
     [Fact]
     public void SamplingNeverPicksFilteredTokensAndFollowsTheDistribution()
     {

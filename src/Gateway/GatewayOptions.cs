@@ -1,0 +1,27 @@
+namespace ProxyOrleans.Gateway;
+
+/// <summary>Gateway limits, from configuration section ProxyOrleans:Gateway.</summary>
+public sealed class GatewayOptions
+{
+    /// <summary>Longest prompt (or all chat messages together) in characters.</summary>
+    public int MaxPromptChars { get; set; } = 16_384;
+    /// <summary>Upper bound of max_tokens / max_completion_tokens.</summary>
+    public int MaxTokensLimit { get; set; } = 4096;
+    /// <summary>max_tokens when the request gives none.</summary>
+    public int DefaultMaxTokens { get; set; } = 128;
+    /// <summary>temperature when the request gives none (OpenAI's default is 1).</summary>
+    public float DefaultTemperature { get; set; } = 1f;
+    /// <summary>Upper bound of n (generations per prompt) and of prompts × n.</summary>
+    public int MaxChoices { get; set; } = 8;
+    /// <summary>At most this many stop sequences (OpenAI allows 4), each at most MaxStopChars long.</summary>
+    public int MaxStopSequences { get; set; } = 4;
+    public int MaxStopChars { get; set; } = 256;
+    /// <summary>|alpha| and |weight| bound: larger values only produce garbage.</summary>
+    public float MaxAbsAlpha { get; set; } = 100f;
+    /// <summary>Largest request body accepted (bytes).</summary>
+    public long MaxRequestBodyBytes { get; set; } = 1 << 20;
+    /// <summary>No tenants configured: serve everything without a key (local development only).</summary>
+    public bool AllowAnonymous { get; set; }
+    /// <summary>How long the list of models hosted by the cluster is cached.</summary>
+    public TimeSpan CatalogRefresh { get; set; } = TimeSpan.FromSeconds(5);
+}

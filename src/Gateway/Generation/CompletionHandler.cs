@@ -1,0 +1,242 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Text.Json;
+using System.Threading.Channels;
+using ProxyOrleans.Gateway.OpenAi;
+using ProxyOrleans.Gateway.Operations;
+using ProxyOrleans.Gateway.Tenants;
+
+namespace ProxyOrleans.Gateway.Generation;
+
+/// <summary>
+/// POST /v1/completions and /v1/chat/completions: validate, authorize the model, admit against the tenant's
+/// quotas, run the generations (n per prompt, concurrently) on the cluster and answer as JSON or SSE.
+/// </summary>
+public sealed class CompletionHandler(
+    GatewayOptions options, ModelCatalog catalog, IGenerationBackend backend, QuotaLimiter quotas,
+    RequestRegistry registry, GatewayMetrics metrics, TimeProvider time, ILogger<CompletionHandler> log)
+{
+    static readonly byte[] DataPrefix = "data: "u8.ToArray(), EventEnd = "\n\n"u8.ToArray(), Done = "data: [DONE]\n\n"u8.ToArray();
+
+    public async Task HandleAsync(HttpContext ctx, ApiEndpoint endpoint)
+    {
+        var tenant = TenantAuth.Current(ctx);
+        var started = time.GetTimestamp();
+        var body = await ReadBodyAsync(ctx);
+        using var doc = RequestParser.ParseJson(body);
+        await catalog.RefreshAsync(ctx.RequestAborted);
+        if (catalog.Error is { } down)
+            throw ApiError.Unavailable($"The model cluster cannot be reached right now ({down}); retry shortly.", "cluster_unavailable");
+        var req = new RequestParser(options, catalog.Resolve).Parse(doc.RootElement, endpoint);
+
+        if (catalog.Combinations.ContainsKey(req.Model) || catalog.Hosted.Contains(req.Model)) ctx.Items["proxyorleans.model"] = req.Model;
+        if (!tenant.Allows(req.Model)) throw ApiError.ModelNotAllowed("model", req.Model);
+        if (req.OverrideModels.FirstOrDefault(m => !tenant.Allows(m)) is { } denied) throw ApiError.ModelNotAllowed("proxy", denied);
+        if (req.Combination.Models.FirstOrDefault(m => !catalog.Hosted.Contains(m)) is { } missing)
+            throw ApiError.Unavailable($"The model '{missing}' needed by '{req.Model}' is not hosted by any silo right now; retry later.", "model_not_hosted");
+
+        var lease = quotas.Admit(tenant, req.Generations, req.MaxTokens);
+        var id = (endpoint == ApiEndpoint.ChatCompletions ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
+        var created = time.GetUtcNow().ToUnixTimeSeconds();
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
+        registry.Add(new RequestRegistry.Entry(tenant.Name, id, req.Model, time.GetUtcNow(), req.Generations, cancel));
+        ctx.Response.Headers["x-request-id"] = id;
+        using var scope = log.BeginScope(new Dictionary<string, object> { ["RequestId"] = id, ["Tenant"] = tenant.Name, ["Model"] = req.Model });
+        log.LogInformation("Request {RequestId} admitted: {Generations} generation(s), max_tokens {MaxTokens}, stream {Stream}",
+            id, req.Generations, req.MaxTokens, req.Stream);
+        var modelTag = new KeyValuePair<string, object?>("model", req.Model);
+        var tenantTag = new KeyValuePair<string, object?>("tenant", tenant.Name);
+        long used = 0;
+        try
+        {
+            var jobs = BuildJobs(req, tenant.Name, id);
+            var promptTokens = new int[jobs.Count];
+            var completionTokens = new int[jobs.Count];
+            var texts = jobs.Select(_ => new System.Text.StringBuilder()).ToArray();
+            var finish = new string?[jobs.Count];
+            var lastAt = new long[jobs.Count];
+            var firstTextSeen = false;
+            var streamStarted = false;
+
+            await foreach (var (index, update) in RunAll(jobs, modelTag, cancel.Token))
+            {
+                if (update is TextDelta d)
+                {
+                    var now = time.GetTimestamp();
+                    if (!firstTextSeen) { firstTextSeen = true; metrics.TimeToFirstToken.Record(time.GetElapsedTime(started, now).TotalSeconds, modelTag); }
+                    else if (lastAt[index] != 0 && d.Tokens > 0)
+                        metrics.StepLatency.Record(time.GetElapsedTime(lastAt[index], now).TotalSeconds / d.Tokens, modelTag);
+                    lastAt[index] = now;
+                    completionTokens[index] += d.Tokens;
+                    if (req.Stream)
+                    {
+                        if (!streamStarted) { streamStarted = true; await StartStreamAsync(ctx, req, id, created, jobs.Count); }
+                        if (d.Text.Length > 0)
+                            await WriteEventAsync(ctx, w => ResponseWriter.Chunk(w, endpoint, id, created, req.Model, index, d.Text, null), cancel.Token);
+                    }
+                    else texts[index].Append(d.Text);
+                }
+                else if (update is Finished f)
+                {
+                    finish[index] = f.FinishReason;
+                    if (f.StepMs is { } stepMs) metrics.ClusterStepLatency.Record(stepMs / 1000, modelTag);
+                    if (f.ModelMs is { } modelMs) metrics.ModelComputeLatency.Record(modelMs / 1000, modelTag);
+                    promptTokens[index] = f.PromptTokens;
+                    completionTokens[index] = f.CompletionTokens;
+                    if (req.Stream)
+                    {
+                        if (!streamStarted) { streamStarted = true; await StartStreamAsync(ctx, req, id, created, jobs.Count); }
+                        await WriteEventAsync(ctx, w => ResponseWriter.Chunk(w, endpoint, id, created, req.Model, index, null, f.FinishReason), cancel.Token);
+                    }
+                }
+            }
+
+            // Usage counts each prompt once (its n choices share it), as OpenAI does.
+            var prompt = Enumerable.Range(0, jobs.Count).Where(i => i % req.N == 0).Sum(i => promptTokens[i]);
+            var completion = completionTokens.Sum();
+            used = promptTokens.Sum() + completion;
+            metrics.PromptTokens.Add(prompt, modelTag, tenantTag);
+            metrics.CompletionTokens.Add(completion, modelTag, tenantTag);
+
+            if (req.Stream)
+            {
+                if (!streamStarted) await StartStreamAsync(ctx, req, id, created, jobs.Count);
+                if (req.IncludeUsage)
+                    await WriteEventAsync(ctx, w => ResponseWriter.UsageChunk(w, endpoint, id, created, req.Model, prompt, completion), cancel.Token);
+                await ctx.Response.Body.WriteAsync(Done, cancel.Token);
+                await ctx.Response.Body.FlushAsync(cancel.Token);
+            }
+            else
+            {
+                var choices = jobs.Select((_, i) => new ResponseWriter.Choice(i, texts[i].ToString(), finish[i] ?? "stop")).ToList();
+                ctx.Response.ContentType = "application/json";
+                await using var w = new Utf8JsonWriter(ctx.Response.Body, OpenAi.JsonOut.Options);
+                ResponseWriter.Completion(w, endpoint, id, created, req.Model, choices, prompt, completion);
+                await w.FlushAsync(cancel.Token);
+            }
+            log.LogInformation("Request {RequestId} done: {PromptTokens} prompt + {CompletionTokens} completion tokens, finish {Finish}, {Seconds:F3} s",
+                id, prompt, completion, string.Join(",", finish), time.GetElapsedTime(started).TotalSeconds);
+        }
+        catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+        {
+            var why = ctx.RequestAborted.IsCancellationRequested ? "client disconnected" : "cancelled through DELETE /v1/requests";
+            log.LogInformation("Request {RequestId} cancelled: {Reason}; generations stopped on the cluster", id, why);
+            metrics.Reject(ctx.RequestAborted.IsCancellationRequested ? "client_disconnected" : "cancelled");
+            if (!ctx.Response.HasStarted && !ctx.RequestAborted.IsCancellationRequested)
+                throw new ApiError(499, "The request was cancelled.", "invalid_request_error", null, "request_cancelled", "cancelled");
+        }
+        catch (ApiError e) when (ctx.Response.HasStarted)
+        {
+            // Headers are gone: report the error as a last SSE event, as OpenAI does mid-stream.
+            metrics.Reject(e.RejectionReason);
+            log.LogWarning("Request {RequestId} failed mid-stream: {Message}", id, e.Message);
+            await WriteEventAsync(ctx, e.WriteBody, CancellationToken.None);
+        }
+        finally
+        {
+            registry.Remove(tenant.Name, id);
+            quotas.Release(tenant, lease, used);
+            metrics.RequestDuration.Record(time.GetElapsedTime(started).TotalSeconds,
+                new KeyValuePair<string, object?>("endpoint", endpoint.ToString()), modelTag);
+        }
+    }
+
+    List<GenerationJob> BuildJobs(ParsedRequest req, string tenant, string id)
+    {
+        List<GenerationJob> jobs = [];
+        var prompts = req.Endpoint == ApiEndpoint.Completions ? req.Prompts.Cast<string?>().ToList() : [null];
+        foreach (var prompt in prompts)
+            for (var j = 0; j < req.N; j++)
+            {
+                // Choices of one request differ by seed; with a seed, each choice still repeats exactly.
+                ulong? seed = req.Seed is { } s ? unchecked((ulong)s + (ulong)j) : (req.N > 1 && req.Temperature > 0 ? (ulong)Random.Shared.NextInt64() : null);
+                jobs.Add(new GenerationJob($"{tenant}:{id}:{jobs.Count}", tenant, req.Combination, prompt,
+                    req.Endpoint == ApiEndpoint.ChatCompletions ? req.Messages : null,
+                    req.MaxTokens, req.Temperature, req.TopP, req.TopK, seed, req.Stop));
+            }
+        return jobs;
+    }
+
+    /// <summary>Runs every generation at once and merges their updates; the first failure cancels the others.</summary>
+    async IAsyncEnumerable<(int, GenerationUpdate)> RunAll(List<GenerationJob> jobs, KeyValuePair<string, object?> modelTag,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        if (jobs.Count == 1)
+        {
+            metrics.ActiveGenerations.Add(1, modelTag);
+            try
+            {
+                await foreach (var u in backend.RunAsync(jobs[0], ct).WithCancellation(ct)) yield return (0, u);
+            }
+            finally { metrics.ActiveGenerations.Add(-1, modelTag); }
+            yield break;
+        }
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var channel = Channel.CreateUnbounded<(int, GenerationUpdate)>(new UnboundedChannelOptions { SingleReader = true });
+        var tasks = jobs.Select(async (job, i) =>
+        {
+            metrics.ActiveGenerations.Add(1, modelTag);
+            try
+            {
+                await foreach (var u in backend.RunAsync(job, linked.Token).WithCancellation(linked.Token))
+                    await channel.Writer.WriteAsync((i, u), linked.Token);
+            }
+            catch { linked.Cancel(); throw; }
+            finally { metrics.ActiveGenerations.Add(-1, modelTag); }
+        }).ToArray();
+        var all = Task.WhenAll(tasks).ContinueWith(t => channel.Writer.TryComplete(t.Exception?.InnerExceptions.FirstOrDefault(e => e is not OperationCanceledException) ?? t.Exception?.InnerException),
+            TaskScheduler.Default);
+        try
+        {
+            await foreach (var item in channel.Reader.ReadAllAsync(CancellationToken.None)) yield return item;
+        }
+        finally
+        {
+            linked.Cancel();
+            await all;
+        }
+    }
+
+    async Task StartStreamAsync(HttpContext ctx, ParsedRequest req, string id, long created, int choices)
+    {
+        ctx.Response.StatusCode = 200;
+        ctx.Response.ContentType = "text/event-stream";
+        ctx.Response.Headers.CacheControl = "no-cache";
+        ctx.Response.Headers["X-Accel-Buffering"] = "no";
+        await ctx.Response.StartAsync(ctx.RequestAborted);
+        if (req.Endpoint == ApiEndpoint.ChatCompletions)
+            for (var i = 0; i < choices; i++)
+                await WriteEventAsync(ctx, w => ResponseWriter.Chunk(w, req.Endpoint, id, created, req.Model, i, "", null, role: true), ctx.RequestAborted);
+    }
+
+    static async Task WriteEventAsync(HttpContext ctx, Action<Utf8JsonWriter> write, CancellationToken ct)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        buffer.Write(DataPrefix);
+        using (var w = new Utf8JsonWriter(buffer, OpenAi.JsonOut.Options)) write(w);
+        buffer.Write(EventEnd);
+        await ctx.Response.Body.WriteAsync(buffer.WrittenMemory, ct);
+        await ctx.Response.Body.FlushAsync(ct);
+    }
+
+    async Task<ReadOnlyMemory<byte>> ReadBodyAsync(HttpContext ctx)
+    {
+        if (ctx.Request.ContentLength > options.MaxRequestBodyBytes) throw TooLarge();
+        using var ms = new MemoryStream();
+        var buf = ArrayPool<byte>.Shared.Rent(16 * 1024);
+        try
+        {
+            int n;
+            while ((n = await ctx.Request.Body.ReadAsync(buf, ctx.RequestAborted)) > 0)
+            {
+                if (ms.Length + n > options.MaxRequestBodyBytes) throw TooLarge();
+                ms.Write(buf, 0, n);
+            }
+        }
+        finally { ArrayPool<byte>.Shared.Return(buf); }
+        return ms.GetBuffer().AsMemory(0, (int)ms.Length);
+    }
+
+    ApiError TooLarge() => new(StatusCodes.Status413PayloadTooLarge,
+        $"The request body is larger than {options.MaxRequestBodyBytes} bytes.", "invalid_request_error", null, "request_too_large", "invalid_request");
+}

@@ -1,0 +1,33 @@
+namespace ProxyOrleans.Gateway.Generation;
+
+/// <summary>One generation the gateway asks the cluster for (one choice of one prompt).</summary>
+public sealed record GenerationJob(
+    /// <summary>Cluster-wide id: "&lt;tenant&gt;:&lt;request id&gt;:&lt;choice&gt;". The tenant prefix keeps tenants' ids apart.</summary>
+    string GenerationId,
+    string Tenant,
+    CombinationSpec Combination,
+    string? Prompt,
+    IReadOnlyList<ChatMessageSpec>? Messages,
+    int MaxTokens,
+    float Temperature,
+    float TopP,
+    int TopK,
+    ulong? Seed,
+    IReadOnlyList<string> Stop);
+
+public abstract record GenerationUpdate;
+/// <summary>New text (already detokenized, never half a character) and how many tokens produced it.</summary>
+public sealed record TextDelta(string Text, int Tokens) : GenerationUpdate;
+/// <summary>Last update of a generation. FinishReason: "stop" or "length".</summary>
+/// StepMs / ModelMs: the coordinator's mean step time and the slowest model's mean compute time per step, when reported.
+public sealed record Finished(string FinishReason, int PromptTokens, int CompletionTokens, double? StepMs = null, double? ModelMs = null) : GenerationUpdate;
+
+/// <summary>What the HTTP layer needs from the cluster; the Orleans client implements it.</summary>
+public interface IGenerationBackend
+{
+    /// <summary>Runs a generation; cancelling <paramref name="cancellationToken"/> stops it on every silo.</summary>
+    IAsyncEnumerable<GenerationUpdate> RunAsync(GenerationJob job, CancellationToken cancellationToken);
+
+    /// <summary>Models hosted by the cluster now and the combinations its silos are configured with.</summary>
+    Task<ClusterModels> GetModelsAsync(CancellationToken cancellationToken);
+}

@@ -1,0 +1,326 @@
+using System.Text.Json;
+
+namespace ProxyOrleans.Gateway.OpenAi;
+
+/// <summary>
+/// Turns a request body into a <see cref="ParsedRequest"/> or an <see cref="ApiError"/> naming the field.
+/// Parsed by hand (JsonDocument) rather than model binding so every bad value gets its own message.
+/// </summary>
+public sealed class RequestParser(GatewayOptions options, Func<string, CombinationSpec?> resolveModel)
+{
+    static readonly HashSet<string> Roles = ["system", "user", "assistant", "developer"];
+
+    public static JsonDocument ParseJson(ReadOnlyMemory<byte> body)
+    {
+        if (body.Length == 0)
+            throw ApiError.Invalid(null, "The request body is empty; send a JSON object.", "invalid_json");
+        try
+        {
+            var doc = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 32 });
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+            {
+                doc.Dispose();
+                throw ApiError.Invalid(null, "The request body must be a JSON object.", "invalid_json");
+            }
+            return doc;
+        }
+        catch (JsonException e)
+        {
+            throw ApiError.Invalid(null, $"The request body is not valid JSON: {e.Message}", "invalid_json");
+        }
+    }
+
+    public ParsedRequest Parse(JsonElement root, ApiEndpoint endpoint)
+    {
+        var model = RequiredString(root, "model");
+        var combination = resolveModel(model) ?? throw new ApiError(StatusCodes.Status400BadRequest,
+            $"The model '{model}' does not exist. GET /v1/models lists the models and combinations you can use.",
+            "invalid_request_error", "model", "model_not_found", "unknown_model");
+
+        IReadOnlyList<string> prompts = [];
+        IReadOnlyList<ChatMessageSpec> messages = [];
+        int promptChars;
+        if (endpoint == ApiEndpoint.Completions)
+        {
+            prompts = ParsePrompts(root);
+            promptChars = prompts.Max(p => p.Length);
+        }
+        else
+        {
+            messages = ParseMessages(root);
+            promptChars = messages.Sum(m => m.Content.Length);
+        }
+        var promptParam = endpoint == ApiEndpoint.Completions ? "prompt" : "messages";
+        if (promptChars > options.MaxPromptChars)
+            throw ApiError.Invalid(promptParam,
+                $"'{promptParam}' is too long: {promptChars} characters, the limit is {options.MaxPromptChars}.",
+                "context_length_exceeded");
+
+        int maxTokens = options.DefaultMaxTokens;
+        foreach (var name in endpoint == ApiEndpoint.ChatCompletions ? new[] { "max_tokens", "max_completion_tokens" } : ["max_tokens"])
+            if (OptionalInt(root, name) is { } mt)
+            {
+                if (mt < 1 || mt > options.MaxTokensLimit)
+                    throw ApiError.Invalid(name, $"'{name}' must be between 1 and {options.MaxTokensLimit}; got {mt}.");
+                maxTokens = (int)mt;
+            }
+
+        var temperature = OptionalFinite(root, "temperature") ?? options.DefaultTemperature;
+        if (temperature < 0 || temperature > 2)
+            throw ApiError.Invalid("temperature", $"'temperature' must be between 0 and 2; got {temperature}.");
+        var topP = OptionalFinite(root, "top_p") ?? 1.0;
+        if (topP <= 0 || topP > 1)
+            throw ApiError.Invalid("top_p", $"'top_p' must be greater than 0 and at most 1; got {topP}.");
+        var topK = OptionalInt(root, "top_k") ?? 0;
+        if (topK < 0 || topK > int.MaxValue)
+            throw ApiError.Invalid("top_k", $"'top_k' must be 0 (off) or a positive integer; got {topK}.");
+        var seed = OptionalInt(root, "seed");
+        var n = OptionalInt(root, "n") ?? 1;
+        if (n < 1 || n > options.MaxChoices)
+            throw ApiError.Invalid("n", $"'n' must be between 1 and {options.MaxChoices}; got {n}.");
+        var stop = ParseStop(root);
+        var stream = OptionalBool(root, "stream") ?? false;
+        var includeUsage = false;
+        if (Get(root, "stream_options") is { } so)
+        {
+            if (so.ValueKind != JsonValueKind.Object)
+                throw ApiError.Invalid("stream_options", "'stream_options' must be an object such as {\"include_usage\": true}.", "invalid_type");
+            if (!stream)
+                throw ApiError.Invalid("stream_options", "'stream_options' is only allowed when 'stream' is true.");
+            includeUsage = OptionalBool(so, "include_usage", "stream_options.include_usage") ?? false;
+        }
+        if (OptionalBool(root, "echo") == true)
+            throw ApiError.Invalid("echo", "'echo' is not supported by this server.", "unsupported_parameter");
+        if (Get(root, "logprobs") is { } lp && lp.ValueKind is not (JsonValueKind.False or JsonValueKind.Null)
+            && !(lp.ValueKind == JsonValueKind.Number && lp.TryGetInt32(out var lpi) && lpi == 0))
+            throw ApiError.Invalid("logprobs", "'logprobs' is not supported by this server.", "unsupported_parameter");
+        if (Get(root, "tools") is { ValueKind: JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
+            throw ApiError.Invalid("tools", "'tools' (function calling) is not supported by this server.", "unsupported_parameter");
+
+        var (spec, overrides) = ApplyOverrides(root, combination);
+
+        var request = new ParsedRequest
+        {
+            Endpoint = endpoint, Model = model, Combination = spec, Prompts = prompts, Messages = messages,
+            MaxTokens = maxTokens, Temperature = (float)temperature, TopP = (float)topP, TopK = (int)topK,
+            Seed = seed, Stop = stop, N = (int)n, Stream = stream, IncludeUsage = includeUsage, OverrideModels = overrides,
+        };
+        if (request.Generations > options.MaxChoices)
+            throw ApiError.Invalid("n", $"prompts × n = {request.Generations} exceeds the limit of {options.MaxChoices} generations per request.");
+        return request;
+    }
+
+    IReadOnlyList<string> ParsePrompts(JsonElement root)
+    {
+        var p = Get(root, "prompt") ?? throw ApiError.Invalid("prompt", "'prompt' is required.", "missing_required_parameter");
+        List<string> prompts = [];
+        switch (p.ValueKind)
+        {
+            case JsonValueKind.String:
+                prompts.Add(p.GetString()!);
+                break;
+            case JsonValueKind.Array:
+                foreach (var e in p.EnumerateArray())
+                {
+                    if (e.ValueKind != JsonValueKind.String)
+                        throw ApiError.Invalid("prompt", "'prompt' must be a string or a list of strings (token-id prompts are not supported).", "invalid_type");
+                    prompts.Add(e.GetString()!);
+                }
+                if (prompts.Count == 0) throw ApiError.Invalid("prompt", "'prompt' is an empty list.");
+                break;
+            default:
+                throw ApiError.Invalid("prompt", "'prompt' must be a string or a list of strings.", "invalid_type");
+        }
+        if (prompts.Any(string.IsNullOrEmpty))
+            throw ApiError.Invalid("prompt", "'prompt' must not be empty.");
+        return prompts;
+    }
+
+    static IReadOnlyList<ChatMessageSpec> ParseMessages(JsonElement root)
+    {
+        var m = Get(root, "messages") ?? throw ApiError.Invalid("messages", "'messages' is required.", "missing_required_parameter");
+        if (m.ValueKind != JsonValueKind.Array)
+            throw ApiError.Invalid("messages", "'messages' must be a list of {role, content} objects.", "invalid_type");
+        List<ChatMessageSpec> turns = [];
+        var i = 0;
+        foreach (var e in m.EnumerateArray())
+        {
+            var at = $"messages[{i}]";
+            if (e.ValueKind != JsonValueKind.Object)
+                throw ApiError.Invalid(at, $"'{at}' must be an object with 'role' and 'content'.", "invalid_type");
+            var role = RequiredString(e, "role", $"{at}.role");
+            if (!Roles.Contains(role))
+                throw ApiError.Invalid($"{at}.role", $"'{at}.role' must be one of system, developer, user, assistant; got '{role}'.");
+            var c = Get(e, "content") ?? throw ApiError.Invalid($"{at}.content", $"'{at}.content' is required.", "missing_required_parameter");
+            string content;
+            if (c.ValueKind == JsonValueKind.String) content = c.GetString()!;
+            else if (c.ValueKind == JsonValueKind.Array)
+            {
+                // Content parts: only text parts carry meaning for a text model.
+                var sb = new System.Text.StringBuilder();
+                var j = 0;
+                foreach (var part in c.EnumerateArray())
+                {
+                    var pat = $"{at}.content[{j++}]";
+                    if (part.ValueKind != JsonValueKind.Object || RequiredString(part, "type", $"{pat}.type") != "text")
+                        throw ApiError.Invalid(pat, $"'{pat}' must be a text part {{\"type\":\"text\",\"text\":...}}; images and audio are not supported.");
+                    sb.Append(RequiredString(part, "text", $"{pat}.text"));
+                }
+                content = sb.ToString();
+            }
+            else throw ApiError.Invalid($"{at}.content", $"'{at}.content' must be a string or a list of text parts.", "invalid_type");
+            turns.Add(new ChatMessageSpec(role == "developer" ? "system" : role, content));
+            i++;
+        }
+        if (turns.Count == 0) throw ApiError.Invalid("messages", "'messages' must not be empty.");
+        if (turns.All(t => t.Content.Length == 0)) throw ApiError.Invalid("messages", "'messages' has no text: every content is empty.");
+        return turns;
+    }
+
+    IReadOnlyList<string> ParseStop(JsonElement root)
+    {
+        if (Get(root, "stop") is not { } s) return [];
+        List<string> stops = [];
+        if (s.ValueKind == JsonValueKind.String) stops.Add(s.GetString()!);
+        else if (s.ValueKind == JsonValueKind.Array)
+        {
+            var i = 0;
+            foreach (var e in s.EnumerateArray())
+            {
+                if (e.ValueKind != JsonValueKind.String)
+                    throw ApiError.Invalid("stop", $"'stop[{i}]' must be a string.", "invalid_type");
+                stops.Add(e.GetString()!);
+                i++;
+            }
+        }
+        else throw ApiError.Invalid("stop", "'stop' must be a string or a list of strings.", "invalid_type");
+        if (stops.Count > options.MaxStopSequences)
+            throw ApiError.Invalid("stop", $"'stop' has {stops.Count} sequences; at most {options.MaxStopSequences} are allowed.");
+        for (var i = 0; i < stops.Count; i++)
+        {
+            if (stops[i].Length == 0) throw ApiError.Invalid("stop", $"'stop[{i}]' is empty; stop sequences must have at least one character.");
+            if (stops[i].Length > options.MaxStopChars)
+                throw ApiError.Invalid("stop", $"'stop[{i}]' is {stops[i].Length} characters; the limit is {options.MaxStopChars}.");
+        }
+        return stops;
+    }
+
+    /// <summary>
+    /// Extension fields: top-level "alpha", or "proxy": {"alpha", "base", "experts": [{"expert","anti_expert","weight"}]}.
+    /// </summary>
+    (CombinationSpec, IReadOnlyList<string>) ApplyOverrides(JsonElement root, CombinationSpec spec)
+    {
+        List<string> named = [];
+        if (OptionalFinite(root, "alpha") is { } topAlpha) spec = spec with { Alpha = CheckAlpha(topAlpha, "alpha") };
+        if (Get(root, "proxy") is not { } proxy) return (spec, named);
+        if (proxy.ValueKind != JsonValueKind.Object)
+            throw ApiError.Invalid("proxy", "'proxy' must be an object: {\"alpha\", \"base\", \"experts\": [{\"expert\", \"anti_expert\", \"weight\"}]}.", "invalid_type");
+        if (OptionalFinite(proxy, "alpha", "proxy.alpha") is { } a) spec = spec with { Alpha = CheckAlpha(a, "proxy.alpha") };
+        if (OptionalString(proxy, "base", "proxy.base") is { } b)
+        {
+            spec = spec with { Base = CheckPlainModel(b, "proxy.base") };
+            named.Add(b);
+        }
+        if (Get(proxy, "experts") is { } experts)
+        {
+            if (experts.ValueKind != JsonValueKind.Array)
+                throw ApiError.Invalid("proxy.experts", "'proxy.experts' must be a list of {expert, anti_expert, weight}.", "invalid_type");
+            List<ExpertSpec> pairs = [];
+            var i = 0;
+            foreach (var e in experts.EnumerateArray())
+            {
+                var at = $"proxy.experts[{i++}]";
+                if (e.ValueKind != JsonValueKind.Object)
+                    throw ApiError.Invalid(at, $"'{at}' must be an object {{expert, anti_expert, weight}}.", "invalid_type");
+                var ex = CheckPlainModel(RequiredString(e, "expert", $"{at}.expert"), $"{at}.expert");
+                var anti = CheckPlainModel(RequiredString(e, "anti_expert", $"{at}.anti_expert"), $"{at}.anti_expert");
+                var w = OptionalFinite(e, "weight", $"{at}.weight") ?? 1.0;
+                if (Math.Abs(w) > options.MaxAbsAlpha)
+                    throw ApiError.Invalid($"{at}.weight", $"'{at}.weight' must be within ±{options.MaxAbsAlpha}; got {w}.");
+                pairs.Add(new ExpertSpec(ex, anti, (float)w));
+                named.Add(ex);
+                named.Add(anti);
+            }
+            if (pairs.Count > 8) throw ApiError.Invalid("proxy.experts", "'proxy.experts' has more than 8 pairs.");
+            spec = spec with { Experts = pairs.ToArray() };
+            // A plain model given experts without an alpha steers with alpha 1, the paper's setting.
+            if (spec.Alpha == 0 && pairs.Count > 0 && OptionalFinite(proxy, "alpha", "proxy.alpha") is null && Get(root, "alpha") is null)
+                spec = spec with { Alpha = 1f };
+        }
+        return (spec, named);
+    }
+
+    float CheckAlpha(double a, string param)
+    {
+        if (Math.Abs(a) > options.MaxAbsAlpha)
+            throw ApiError.Invalid(param, $"'{param}' must be within ±{options.MaxAbsAlpha}; got {a}.");
+        return (float)a;
+    }
+
+    string CheckPlainModel(string name, string param)
+    {
+        var s = resolveModel(name);
+        if (s is null || s.Experts.Length > 0 || s.Base != name)
+            throw new ApiError(StatusCodes.Status400BadRequest,
+                $"'{param}' names '{name}', which is not a model hosted by the cluster (combinations cannot be nested).",
+                "invalid_request_error", param, "model_not_found", "unknown_model");
+        return name;
+    }
+
+    // ---- typed field readers: every failure names the field ----
+
+    static JsonElement? Get(JsonElement obj, string name) =>
+        obj.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
+
+    static string RequiredString(JsonElement obj, string name, string? param = null)
+    {
+        param ??= name;
+        var v = Get(obj, name) ?? throw ApiError.Invalid(param, $"'{param}' is required.", "missing_required_parameter");
+        if (v.ValueKind != JsonValueKind.String)
+            throw ApiError.Invalid(param, $"'{param}' must be a string.", "invalid_type");
+        var s = v.GetString()!;
+        if (s.Length == 0) throw ApiError.Invalid(param, $"'{param}' must not be empty.");
+        return s;
+    }
+
+    static string? OptionalString(JsonElement obj, string name, string? param = null)
+    {
+        if (Get(obj, name) is not { } v) return null;
+        return RequiredString(obj, name, param);
+    }
+
+    static long? OptionalInt(JsonElement obj, string name, string? param = null)
+    {
+        param ??= name;
+        if (Get(obj, name) is not { } v) return null;
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt64(out var x))
+            throw ApiError.Invalid(param, $"'{param}' must be an integer.", "invalid_type");
+        return x;
+    }
+
+    static double? OptionalFinite(JsonElement obj, string name, string? param = null)
+    {
+        param ??= name;
+        if (Get(obj, name) is not { } v) return null;
+        if (v.ValueKind == JsonValueKind.String)
+            throw ApiError.Invalid(param, $"'{param}' must be a finite number, not a string ('{Trim(v.GetString()!)}').", "invalid_type");
+        // 1e999 parses to infinity: refuse it like NaN.
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out var x) || !double.IsFinite(x))
+            throw ApiError.Invalid(param, $"'{param}' must be a finite number.", "invalid_type");
+        return x;
+    }
+
+    static bool? OptionalBool(JsonElement obj, string name, string? param = null)
+    {
+        param ??= name;
+        if (Get(obj, name) is not { } v) return null;
+        return v.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw ApiError.Invalid(param, $"'{param}' must be true or false.", "invalid_type"),
+        };
+    }
+
+    static string Trim(string s) => s.Length <= 32 ? s : s[..32] + "…";
+}

@@ -1,0 +1,37 @@
+using System.Net;
+using Orleans.Configuration;
+
+namespace ProxyOrleans.Gateway;
+
+/// <summary>
+/// The gateway's Orleans client, configured by the shared conventions: ProxyOrleans:Clustering = localhost | redis,
+/// ProxyOrleans:Redis, ProxyOrleans:GatewayPort (localhost; several silos: ProxyOrleans:GatewayPorts:0..n),
+/// ProxyOrleans:ClusterId, ProxyOrleans:ServiceId.
+/// </summary>
+public static class OrleansClientSetup
+{
+    public static void Configure(IClientBuilder client, IConfiguration config)
+    {
+        var clusterId = config["ProxyOrleans:ClusterId"] ?? "proxyorleans";
+        var serviceId = config["ProxyOrleans:ServiceId"] ?? "proxyorleans";
+        var clustering = (config["ProxyOrleans:Clustering"] ?? "localhost").ToLowerInvariant();
+        switch (clustering)
+        {
+            case "localhost":
+                var ports = config.GetSection("ProxyOrleans:GatewayPorts").Get<int[]>() is { Length: > 0 } many ? many
+                    : [config.GetValue("ProxyOrleans:GatewayPort", 30000)];
+                client.UseStaticClustering(ports.Select(p => new IPEndPoint(IPAddress.Loopback, p)).ToArray());
+                break;
+            case "redis":
+                var redis = config["ProxyOrleans:Redis"]
+                    ?? throw new InvalidOperationException("ProxyOrleans:Clustering is 'redis' but ProxyOrleans:Redis (connection string, e.g. redis:6379) is not set.");
+                client.UseRedisClustering(redis);
+                break;
+            default:
+                throw new InvalidOperationException($"ProxyOrleans:Clustering is '{clustering}'; use 'localhost' or 'redis'.");
+        }
+        client.Configure<ClusterOptions>(o => { o.ClusterId = clusterId; o.ServiceId = serviceId; });
+        // Keep trying while the silos are not up yet (pods start in any order); /readyz says 503 meanwhile.
+        client.UseConnectionRetryFilter(async (_, ct) => { await Task.Delay(TimeSpan.FromSeconds(2), ct); return true; });
+    }
+}

@@ -1,0 +1,89 @@
+using ProxyOrleans.Inference.Tokenization;
+
+namespace ProxyOrleans.Training.Data;
+
+/// <summary>Token batches for training: inputs [batch, seq] and next-token labels (-100 = no loss).</summary>
+public interface IBatchSource
+{
+    /// <summary>Fills <paramref name="inputs"/> and <paramref name="labels"/> (batch*seq each) for the given step.</summary>
+    void Fill(int step, int batch, int seq, long[] inputs, long[] labels);
+    /// <summary>Label positions that count in the loss, per batch (for tokens/s figures).</summary>
+    string Describe();
+}
+
+/// <summary>Pretraining: random windows of one long token stream (documents joined by &lt;|endoftext|&gt;).</summary>
+public sealed class StreamBatches(int[] stream, int seed) : IBatchSource
+{
+    public int[] Stream => stream;
+
+    public void Fill(int step, int batch, int seq, long[] inputs, long[] labels)
+    {
+        if (stream.Length < seq + 2) throw new InvalidOperationException($"Token stream ({stream.Length}) is shorter than one window ({seq + 1}).");
+        // Randomness depends only on (seed, step): a run repeats exactly.
+        var rng = new Random(HashCode.Combine(seed, step));
+        for (int b = 0; b < batch; b++)
+        {
+            int offset = rng.Next(0, stream.Length - seq - 1);
+            for (int t = 0; t < seq; t++)
+            {
+                inputs[b * seq + t] = stream[offset + t];
+                labels[b * seq + t] = stream[offset + t + 1];
+            }
+        }
+    }
+
+    public string Describe() => $"{stream.Length:N0} tokens";
+}
+
+/// <summary>
+/// Tuning: chat-formatted examples; the loss covers only the assistant's reply (its answer,
+/// &lt;|im_end|&gt; and the newline after it), as in supervised instruction tuning.
+/// </summary>
+public sealed class ChatBatches : IBatchSource
+{
+    readonly List<(int[] Ids, bool[] Train)> examples = new();
+    readonly int seed;
+    readonly int padId;
+
+    /// <param name="tokenizer">The models' tokenizer as serving loads it (its ChatML template renders the prompt).</param>
+    /// <param name="padId">Id that fills rows after an example (no loss there).</param>
+    public ChatBatches(ITextTokenizer tokenizer, IEnumerable<QaPair> pairs, int padId, int seed)
+    {
+        this.seed = seed;
+        this.padId = padId;
+        var template = tokenizer.ChatTemplate ?? throw new InvalidOperationException("The tokenizer has no chat template to tune with.");
+        string end = template.EndOfTurnToken ?? throw new InvalidOperationException($"Chat template '{template.Name}' names no end-of-turn token.");
+        foreach (var p in pairs)
+        {
+            // Prompt and reply are tokenized apart, exactly as at inference (prompt prefilled, reply generated).
+            int[] prompt = tokenizer.Encode(RenderPrompt(template, p.Question), addBos: false, parseSpecialTokens: true);
+            int[] reply = tokenizer.Encode(p.Answer + end + "\n", addBos: false, parseSpecialTokens: true);
+            examples.Add(([.. prompt, .. reply], [.. prompt.Select(_ => false), .. reply.Select(_ => true)]));
+        }
+    }
+
+    /// <summary>The expert's prompt: one user turn plus the generation prompt, as HF's apply_chat_template renders it.</summary>
+    public static string RenderPrompt(IChatTemplate template, string userMessage) =>
+        template.Render([new ChatMessage("user", userMessage)], addGenerationPrompt: true);
+
+    public int Count => examples.Count;
+    public int LongestExample => examples.Max(e => e.Ids.Length);
+
+    public void Fill(int step, int batch, int seq, long[] inputs, long[] labels)
+    {
+        if (seq < LongestExample - 1) throw new ArgumentException($"seq {seq} is shorter than the longest example ({LongestExample - 1} positions).");
+        var rng = new Random(HashCode.Combine(seed, step));
+        for (int b = 0; b < batch; b++)
+        {
+            // One example per row, from position 0, right-padded: exactly the context the model sees at inference.
+            var (ids, train) = examples[rng.Next(examples.Count)];
+            for (int t = 0; t < seq; t++)
+            {
+                inputs[b * seq + t] = t < ids.Length ? ids[t] : padId;
+                labels[b * seq + t] = t + 1 < ids.Length && train[t + 1] ? ids[t + 1] : -100;
+            }
+        }
+    }
+
+    public string Describe() => $"{examples.Count:N0} examples";
+}

@@ -1,0 +1,133 @@
+using System.Text.Json;
+
+namespace ProxyOrleans.Gateway.Tests;
+
+/// <summary>Every kind of bad input gets a 400 (or 401/403/404/413) with OpenAI's error body naming the field.</summary>
+[Collection(GatewayCollection.Name)]
+public sealed class ErrorTests(GatewayFixture fx)
+{
+    public static TheoryData<string, string, string?, string> BadCompletions => new()
+    {
+        // path, body, param, code
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\"", null, "invalid_json" },
+        { "/v1/completions", "[1,2,3]", null, "invalid_json" },
+        { "/v1/completions", "", null, "invalid_json" },
+        { "/v1/completions", "{\"prompt\": \"hi\"}", "model", "missing_required_parameter" },
+        { "/v1/completions", "{\"model\": \"no-such-model\", \"prompt\": \"hi\"}", "model", "model_not_found" },
+        { "/v1/completions", "{\"model\": 42, \"prompt\": \"hi\"}", "model", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\"}", "prompt", "missing_required_parameter" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"\"}", "prompt", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": []}", "prompt", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": [1, 2, 3]}", "prompt", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"@LONG\"}", "prompt", "context_length_exceeded" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"max_tokens\": 0}", "max_tokens", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"max_tokens\": 100000}", "max_tokens", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"max_tokens\": -5}", "max_tokens", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"max_tokens\": 2.5}", "max_tokens", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"max_tokens\": \"10\"}", "max_tokens", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"temperature\": \"NaN\"}", "temperature", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"temperature\": 1e999}", "temperature", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"temperature\": -1e999}", "temperature", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"temperature\": 3}", "temperature", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"top_p\": 0}", "top_p", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"alpha\": \"Infinity\"}", "alpha", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"alpha\": 1e400}", "alpha", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"proxy\": {\"alpha\": \"NaN\"}}", "proxy.alpha", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"proxy\": {\"experts\": [{\"expert\": \"nope\", \"anti_expert\": \"@B\"}]}}", "proxy.experts[0].expert", "model_not_found" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"proxy\": {\"experts\": [{\"expert\": \"@B\", \"anti_expert\": \"@B\", \"weight\": 1e309}]}}", "proxy.experts[0].weight", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"proxy\": 7}", "proxy", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"stop\": 5}", "stop", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"stop\": [\"a\", 5]}", "stop", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"stop\": [\"\"]}", "stop", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"stop\": [\"a\",\"b\",\"c\",\"d\",\"e\"]}", "stop", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"n\": 0}", "n", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"n\": 1000}", "n", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"stream\": \"yes\"}", "stream", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"stream_options\": {\"include_usage\": true}}", "stream_options", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"echo\": true}", "echo", "unsupported_parameter" },
+        { "/v1/chat/completions", "{\"model\": \"@M\"}", "messages", "missing_required_parameter" },
+        { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": []}", "messages", "invalid_value" },
+        { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": \"hi\"}", "messages", "invalid_type" },
+        { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"wizard\", \"content\": \"hi\"}]}", "messages[0].role", "invalid_value" },
+        { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\"}]}", "messages[0].content", "missing_required_parameter" },
+        { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"\"}]}", "messages", "invalid_value" },
+        { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"image_url\"}]}]}", "messages[0].content[0]", "invalid_value" },
+        { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"max_completion_tokens\": 0}", "max_completion_tokens", "invalid_value" },
+        { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"temperature\": null, \"top_p\": 1.5}", "top_p", "invalid_value" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadCompletions))]
+    public async Task Bad_request_is_400_naming_the_field(string path, string body, string? param, string code)
+    {
+        body = body.Replace("@M", fx.Combination).Replace("@B", fx.BaseModel).Replace("@LONG", new string('x', fx.MaxPromptChars + 1));
+        using var response = await fx.Http.SendAsync(Http.Post(path, body, GatewayFixture.AliceKey));
+        await Http.AssertErrorAsync(response, 400, param, code);
+    }
+
+    [Fact]
+    public async Task Prompt_longer_than_the_models_context_is_400_from_the_cluster()
+    {
+        // Under the gateway's character limit but far over the tiny models' context window: the silo refuses
+        // it, the gateway answers 400 naming the prompt, and the silo keeps serving.
+        // One byte-level token per 'q' (no merge applies): more tokens than the context holds, fewer characters than the gateway's limit.
+        Assert.True(fx.ModelContext + 100 < fx.MaxPromptChars);
+        var words = new string('q', fx.ModelContext + 100);
+        using var response = await fx.Http.SendAsync(Http.Post("/v1/completions",
+            JsonSerializer.Serialize(new { model = fx.Combination, prompt = words, max_tokens = 4 }), GatewayFixture.AliceKey));
+        await Http.AssertErrorAsync(response, 400, "prompt");
+        using var ok = await fx.Http.SendAsync(Http.Post("/v1/completions",
+            JsonSerializer.Serialize(new { model = fx.Combination, prompt = "still alive?", max_tokens = 2, temperature = 0 }), GatewayFixture.AliceKey));
+        Assert.Equal(200, (int)ok.StatusCode);
+    }
+
+    [Fact]
+    public async Task Oversized_body_is_413()
+    {
+        var body = "{\"model\":\"x\",\"prompt\":\"" + new string('a', (int)fx.MaxBodyBytes + 10) + "\"}";
+        using var response = await fx.Http.SendAsync(Http.Post("/v1/completions", body, GatewayFixture.AliceKey));
+        await Http.AssertErrorAsync(response, 413, null, "request_too_large");
+        Assert.True(response.Headers.ConnectionClose, "the unread body makes the connection unusable: Connection: close");
+    }
+
+    [Fact]
+    public async Task Deeply_nested_json_is_400_not_a_crash()
+    {
+        var body = "{\"model\":" + new string('[', 5000) + new string(']', 5000) + "}";
+        using var response = await fx.Http.SendAsync(Http.Post("/v1/completions", body, GatewayFixture.AliceKey));
+        await Http.AssertErrorAsync(response, 400, null, "invalid_json");
+        using var health = await fx.Http.GetAsync("/healthz");
+        Assert.Equal(200, (int)health.StatusCode);
+    }
+
+    [Fact]
+    public async Task Missing_or_wrong_key_is_401()
+    {
+        using var none = await fx.Http.SendAsync(Http.Post("/v1/completions", "{}", null));
+        await Http.AssertErrorAsync(none, 401, null, "invalid_api_key");
+        using var wrong = await fx.Http.SendAsync(Http.Post("/v1/completions", "{}", "sk-not-a-tenant"));
+        await Http.AssertErrorAsync(wrong, 401, null, "invalid_api_key");
+        using var models = await fx.Http.SendAsync(Http.Get("/v1/models", "sk-not-a-tenant"));
+        await Http.AssertErrorAsync(models, 401, null, "invalid_api_key");
+    }
+
+    [Fact]
+    public async Task Model_not_allowed_is_403()
+    {
+        // Carol may use the base model only: the combination, and naming other models in an override, are refused.
+        using var combo = await fx.Http.SendAsync(Http.Post("/v1/completions",
+            JsonSerializer.Serialize(new { model = fx.Combination, prompt = "hi" }), GatewayFixture.CarolKey));
+        await Http.AssertErrorAsync(combo, 403, "model", "model_not_allowed");
+        using var trio = await fx.Http.SendAsync(Http.Post("/v1/completions",
+            JsonSerializer.Serialize(new { model = fx.BaseModel, prompt = "hi", proxy = new { experts = new[] { new { expert = fx.ExpertModel, anti_expert = fx.AntiExpertModel } } } }),
+            GatewayFixture.CarolKey));
+        await Http.AssertErrorAsync(trio, 403, "proxy", "model_not_allowed");
+    }
+
+    [Fact]
+    public async Task Unknown_path_is_404_with_error_body()
+    {
+        using var response = await fx.Http.SendAsync(Http.Get("/v1/engines", GatewayFixture.AliceKey));
+        await Http.AssertErrorAsync(response, 404, null, "unknown_url");
+    }
+}

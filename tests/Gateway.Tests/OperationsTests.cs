@@ -1,0 +1,55 @@
+using System.Text.Json;
+
+namespace ProxyOrleans.Gateway.Tests;
+
+[Collection(GatewayCollection.Name)]
+public sealed class OperationsTests(GatewayFixture fx)
+{
+    [Fact]
+    public async Task Healthz_readyz_and_metrics()
+    {
+        using var health = await fx.Http.GetAsync("/healthz");
+        Assert.Equal(200, (int)health.StatusCode);
+
+        using var ready = await fx.Http.GetAsync("/readyz");
+        var readyBody = await ready.Content.ReadAsStringAsync();
+        Assert.True(ready.IsSuccessStatusCode, readyBody);
+        Assert.Contains(fx.BaseModel, readyBody);
+
+        // A request first, so the counters have something to show.
+        using var _ = await fx.Http.SendAsync(Http.Post("/v1/completions",
+            JsonSerializer.Serialize(new { model = fx.Combination, prompt = "metrics", max_tokens = 3, temperature = 0 }), GatewayFixture.AliceKey));
+        using var __ = await fx.Http.SendAsync(Http.Post("/v1/completions", "{", GatewayFixture.AliceKey));
+        var metrics = await fx.Http.GetStringAsync("/metrics");
+        Assert.Contains("proxyorleans_gateway_completion_tokens", metrics);
+        Assert.Contains("proxyorleans_gateway_time_to_first_token_seconds_bucket", metrics);
+        Assert.Contains("proxyorleans_gateway_rejections", metrics);
+        Assert.Contains("reason=\"invalid_request\"", metrics);
+        Assert.Contains("proxyorleans_gateway_active_generations", metrics);
+        Assert.Contains("proxyorleans_gateway_step_latency_seconds_bucket", metrics);
+        Assert.Contains($"proxyorleans_gateway_cluster_step_latency_seconds_count{{otel_scope_name=\"ProxyOrleans.Gateway\",model=\"{fx.Combination}\"}}", metrics);
+        Assert.Contains("proxyorleans_gateway_model_compute_latency_seconds_bucket", metrics);
+        Assert.Contains("proxyorleans_gateway_requests_total", metrics);
+    }
+
+    [Fact]
+    public async Task Readyz_is_503_while_a_combination_names_a_model_nobody_hosts()
+    {
+        // A second gateway on the same cluster whose configuration adds a combination with an unhosted expert.
+        await using var other = await GatewayFixture.StartGatewayAsync(fx, new Dictionary<string, string?>
+        {
+            ["ProxyOrleans:Combinations:needs-missing:Base"] = fx.BaseModel,
+            ["ProxyOrleans:Combinations:needs-missing:Experts:0:Expert"] = "model-nobody-hosts",
+            ["ProxyOrleans:Combinations:needs-missing:Experts:0:AntiExpert"] = fx.AntiExpertModel,
+        });
+        using var ready = await other.Http.GetAsync("/readyz");
+        var body = await ready.Content.ReadAsStringAsync();
+        Assert.Equal(503, (int)ready.StatusCode);
+        Assert.Contains("model-nobody-hosts", body);
+
+        // Using that combination is a clear 503, not a hang.
+        using var r = await other.Http.SendAsync(Http.Post("/v1/completions",
+            JsonSerializer.Serialize(new { model = "needs-missing", prompt = "hi", max_tokens = 2 }), GatewayFixture.AliceKey));
+        await Http.AssertErrorAsync(r, 503, null, "model_not_hosted");
+    }
+}
