@@ -7,8 +7,11 @@ ARG DOTNET_VERSION=10.0
 FROM mcr.microsoft.com/dotnet/sdk:${DOTNET_VERSION}-noble AS build
 WORKDIR /src
 COPY Directory.Build.props Directory.Packages.props ./
+COPY src/Abstractions/ProxyOrleans.Abstractions.csproj src/Abstractions/
+COPY src/Gateway/ProxyOrleans.Gateway.csproj src/Gateway/
+RUN dotnet restore src/Gateway/ProxyOrleans.Gateway.csproj
 COPY src/ src/
-RUN dotnet publish src/Gateway/ProxyOrleans.Gateway.csproj -c Release --no-self-contained -o /app
+RUN dotnet publish src/Gateway/ProxyOrleans.Gateway.csproj -c Release --no-restore --no-self-contained -o /app
 
 FROM mcr.microsoft.com/dotnet/aspnet:${DOTNET_VERSION}-noble AS runtime
 WORKDIR /app

@@ -8,17 +8,26 @@ ARG DOTNET_VERSION=10.0
 # CUDA 12.8 matches the libtorch-cuda-12.8 package the Inference project takes with -p:TorchBackend=cuda.
 ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 
-FROM mcr.microsoft.com/dotnet/sdk:${DOTNET_VERSION}-noble AS source
+# Project files first: the restore (libtorch is hundreds of MB, the CUDA one several GB) stays cached
+# until a project file changes.
+FROM mcr.microsoft.com/dotnet/sdk:${DOTNET_VERSION}-noble AS projects
 WORKDIR /src
 COPY Directory.Build.props Directory.Packages.props ./
-COPY src/ src/
+COPY src/Abstractions/ProxyOrleans.Abstractions.csproj src/Abstractions/
+COPY src/Inference/ProxyOrleans.Inference.csproj src/Inference/
+COPY src/Grains/ProxyOrleans.Grains.csproj src/Grains/
+COPY src/Silo/ProxyOrleans.Silo.csproj src/Silo/
 
-FROM source AS build-cpu
-RUN dotnet publish src/Silo/ProxyOrleans.Silo.csproj -c Release -p:TorchBackend=cpu --no-self-contained -o /app
+FROM projects AS build-cpu
+RUN dotnet restore src/Silo/ProxyOrleans.Silo.csproj -p:TorchBackend=cpu
+COPY src/ src/
+RUN dotnet publish src/Silo/ProxyOrleans.Silo.csproj -c Release -p:TorchBackend=cpu --no-restore --no-self-contained -o /app
 
 # The CUDA build of TorchSharp brings libtorch with its CUDA libraries (several GB); the node only needs the driver.
-FROM source AS build-cuda
-RUN dotnet publish src/Silo/ProxyOrleans.Silo.csproj -c Release -p:TorchBackend=cuda --no-self-contained -o /app
+FROM projects AS build-cuda
+RUN dotnet restore src/Silo/ProxyOrleans.Silo.csproj -p:TorchBackend=cuda
+COPY src/ src/
+RUN dotnet publish src/Silo/ProxyOrleans.Silo.csproj -c Release -p:TorchBackend=cuda --no-restore --no-self-contained -o /app
 
 # Ubuntu 24.04's libstdc++ has GLIBCXX_3.4.32, so TorchSharp loads as shipped (TorchRuntime patches nothing).
 FROM mcr.microsoft.com/dotnet/aspnet:${DOTNET_VERSION}-noble AS runtime-cpu

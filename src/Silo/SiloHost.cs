@@ -95,6 +95,7 @@ public static class SiloHost
         if (httpPort <= 0) builder.WebHost.UseUrls(); // no HTTP endpoint
         builder.Logging.AddFilter("Orleans", Microsoft.Extensions.Logging.LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.AspNetCore", Microsoft.Extensions.Logging.LogLevel.Warning);
+        builder.Logging.AddFilter("Polly", Microsoft.Extensions.Logging.LogLevel.Warning);
         builder.UseOrleans(silo =>
         {
             var podIp = Environment.GetEnvironmentVariable("POD_IP");

@@ -20,13 +20,16 @@ namespace ProxyOrleans.Training
                 Console.WriteLine(Usage);
                 return args.Length == 0 ? 1 : 0;
             }
-            var opts = Parse(args.Skip(1).ToArray());
             try
             {
+                var opts = args[0] == "hfcompare" ? new() : Parse(args.Skip(1).ToArray());
                 switch (args[0])
                 {
                     case "train": return Train(opts);
                     case "eval": return Evaluate.Run(opts);
+                    case "hfcompare":
+                        if (args.Length < 2 || args[1].StartsWith("--")) throw new ArgumentException("hfcompare needs the JSON file written by scripts/hf_crosscheck.py.");
+                        return HfCompare.Run(args[1], Parse(args.Skip(2).ToArray()));
                     default:
                         Console.Error.WriteLine($"Unknown command '{args[0]}'.\n{Usage}");
                         return 1;
@@ -44,7 +47,9 @@ namespace ProxyOrleans.Training
               train [--out models/demo] [--seed 1234] [--threads 2] [--smoke] [--only small|large] [--tune-only]
                     [--small-steps N] [--large-steps N] [--tune-steps N (both sizes)] [--tokens N] [--people N]
               eval  [--models models/demo] [--tasks tasks.jsonl] [--alphas 0.25,0.5,1,1.5,2] [--per-task 100]
-                    [--docs docs] [--threads 1] [--combination base=base-large,expert=tuned-small,anti=base-small]
+                    [--docs docs] [--threads 1] [--combination base=base-large,expert=tuned-small,anti=base-small,alpha=1]
+                    [--no-sweep] [--no-docs] [--verbose] [--max-new-tokens 16] [--seed 1234]
+              hfcompare FILE [--models models/demo]   (FILE from scripts/hf_crosscheck.py, run with transformers)
             """;
 
         internal static Dictionary<string, string> Parse(string[] args)

@@ -19,10 +19,10 @@ public sealed record PipelineOptions
     public WorldOptions World { get; init; } = new();
     public LlamaConfig Small { get; init; } = SmallConfig(0);
     public LlamaConfig Large { get; init; } = LargeConfig(0);
-    public TrainOptions PretrainSmall { get; init; } = new() { Steps = 500, BatchSize = 32, SeqLen = 64, LearningRate = 3e-3, MinLearningRate = 3e-4, WarmupSteps = 25 };
-    public TrainOptions PretrainLarge { get; init; } = new() { Steps = 500, BatchSize = 32, SeqLen = 64, LearningRate = 3e-3, MinLearningRate = 3e-4, WarmupSteps = 25 };
-    public TrainOptions TuneSmall { get; init; } = new() { Steps = 300, BatchSize = 32, SeqLen = 40, LearningRate = 2e-3, MinLearningRate = 2e-4, WarmupSteps = 10, WeightDecay = 0 };
-    public TrainOptions TuneLarge { get; init; } = new() { Steps = 200, BatchSize = 32, SeqLen = 40, LearningRate = 1e-3, MinLearningRate = 1e-4, WarmupSteps = 10, WeightDecay = 0 };
+    public TrainOptions PretrainSmall { get; init; } = new() { Steps = 520, BatchSize = 32, SeqLen = 64, LearningRate = 3e-3, MinLearningRate = 3e-4, WarmupSteps = 25 };
+    public TrainOptions PretrainLarge { get; init; } = new() { Steps = 520, BatchSize = 32, SeqLen = 64, LearningRate = 3e-3, MinLearningRate = 3e-4, WarmupSteps = 25 };
+    public TrainOptions TuneSmall { get; init; } = new() { Steps = 250, BatchSize = 32, SeqLen = 40, LearningRate = 2e-3, MinLearningRate = 2e-4, WarmupSteps = 10, WeightDecay = 0 };
+    public TrainOptions TuneLarge { get; init; } = new() { Steps = 150, BatchSize = 32, SeqLen = 40, LearningRate = 1e-3, MinLearningRate = 1e-4, WarmupSteps = 10, WeightDecay = 0 };
     public SafetensorsDType DType { get; init; } = SafetensorsDType.F16;
     /// <summary>Which models to (re)train; the others are left as they are on disk.</summary>
     public bool TrainSmall { get; init; } = true;

@@ -101,6 +101,39 @@ public class DockerfileTests
     }
 
     /// <summary>
+    /// Restore runs on the project files alone (cached layer): the files copied before `dotnet restore` must be
+    /// the published project and every project it references, directly or not, or the image build fails.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(All))]
+    public void Restore_layer_copies_every_project_the_published_one_references(string name)
+    {
+        var d = Load(name);
+        var restores = d.Stages.SelectMany(s => s.Of("RUN").Select(r => (Stage: s, Run: r)))
+            .Select(x => (x.Stage, Match: Regex.Match(x.Run.Args, @"dotnet restore (\S+\.csproj)"))).Where(x => x.Match.Success).ToList();
+        Assert.NotEmpty(restores);
+        foreach (var (stage, match) in restores)
+        {
+            var needed = new SortedSet<string>(StringComparer.Ordinal);
+            void Walk(string csproj)
+            {
+                if (!needed.Add(csproj)) return;
+                var doc = System.Xml.Linq.XDocument.Load(Repo.PathOf(csproj));
+                foreach (var r in doc.Descendants("ProjectReference"))
+                    Walk(Path.GetRelativePath(Repo.Root, Path.GetFullPath(Path.Combine(Repo.PathOf(Path.GetDirectoryName(csproj)!), r.Attribute("Include")!.Value.Replace('\\', '/')))));
+            }
+            Walk(match.Groups[1].Value);
+
+            var copied = new SortedSet<string>(StringComparer.Ordinal);
+            for (Dockerfile.Stage? s = stage; s is not null; s = d.Parent(s))
+                foreach (var c in s.Of("COPY").Where(c => !c.Args.Contains("--from")))
+                    foreach (var src in c.Args.Split(' ', StringSplitOptions.RemoveEmptyEntries).SkipLast(1).Where(a => a.EndsWith(".csproj")))
+                        copied.Add(src);
+            Assert.Equal(needed, copied);
+        }
+    }
+
+    /// <summary>
     /// The demo target bakes models/demo, the bundled models that src/Training writes (issue 3): every model the
     /// cpu-demo overlay names must be there in the HF layout. Until the trained models are committed, the check is
     /// that the training command still writes to that folder.

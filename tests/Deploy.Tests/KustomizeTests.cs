@@ -40,7 +40,7 @@ public class KustomizeTests
         Assert.True(violations.Count == 0, $"{overlay}:\n  " + string.Join("\n  ", violations));
         // Kinds the deployment is made of.
         foreach (var kind in new[] { typeof(V1Namespace), typeof(V1Deployment), typeof(V1Service), typeof(V1ConfigMap),
-                     typeof(V1Secret), typeof(V1PodDisruptionBudget), typeof(V2HorizontalPodAutoscaler) })
+                     typeof(V1Secret), typeof(V1PodDisruptionBudget), typeof(V2HorizontalPodAutoscaler), typeof(V1NetworkPolicy) })
             Assert.Contains(m.Objects, o => o.GetType() == kind);
     }
 
@@ -70,6 +70,7 @@ public class KustomizeTests
         c.Resources.Limits.Remove("memory");
         c.Env = c.Env.Where(e => e.Name is not ("POD_IP" or "ProxyOrleans__Models__0__Name")).ToList();
         silo.SecurityContext.RunAsNonRoot = null;
+        demo.Named<V1NetworkPolicy>("silo")!.Spec.Ingress[0].Ports.RemoveAt(0);
         var v = ManifestRules.Check(demo, ManifestRules.GpuExpectation.Forbidden);
         Assert.Contains("silo-expert/silo has no readinessProbe.", v);
         Assert.Contains("silo-expert/silo has no memory limit.", v);
@@ -77,6 +78,7 @@ public class KustomizeTests
         Assert.Contains(v, x => x.StartsWith("silo-expert: POD_IP"));
         Assert.Contains(v, x => x.StartsWith("silo-expert: no ProxyOrleans__Models__0__Name"));
         Assert.Contains(v, x => x.Contains("names a model no silo role hosts"));
+        Assert.Contains("silo-base: no NetworkPolicy ingress rule allows ProxyOrleans__SiloPort 11111.", v);
     }
 
     [Fact]

@@ -120,6 +120,13 @@ public static class ManifestRules
             if (shutdown < drain + 10) v.Add($"{name}: DOTNET_shutdownTimeoutSeconds {shutdown} ends the host before the drain ({drain} s) can finish.");
             if (grace < shutdown + 10) v.Add($"{name}: terminationGracePeriodSeconds {grace} kills the pod before the host's shutdown ({shutdown} s) ends.");
 
+            // Network policies that select the silo must let its Orleans and HTTP ports through.
+            var policies = m.All<V1NetworkPolicy>().Where(p => Selects(p.Spec.PodSelector, t.Metadata.Labels)).ToList();
+            var allowed = policies.SelectMany(p => p.Spec.Ingress ?? []).SelectMany(i => i.Ports ?? []).Select(p => p.Port?.Value).ToHashSet();
+            if (policies.Count > 0)
+                foreach (var key in new[] { "ProxyOrleans__SiloPort", "ProxyOrleans__GatewayPort", "ProxyOrleans__HttpPort" })
+                    if (!allowed.Contains(Env(key))) v.Add($"{name}: no NetworkPolicy ingress rule allows {key} {Env(key)}.");
+
             if (!m.All<V1PodDisruptionBudget>().Any(p => Selects(p.Spec.Selector, t.Metadata.Labels)))
                 v.Add($"{name}: no PodDisruptionBudget selects its pods.");
 
@@ -190,6 +197,13 @@ public static class ManifestRules
         var env = m.EffectiveEnv(c);
         if (env.GetValueOrDefault("ProxyOrleans__Clustering") != "redis") v.Add("gateway: ProxyOrleans__Clustering is not redis.");
         CheckRedis(m, "gateway", env.GetValueOrDefault("ProxyOrleans__Redis", ""), v);
+
+        // Streams in flight finish on SIGTERM: the preStop pause plus the host's shutdown fit in the grace period.
+        var gwShutdown = double.TryParse(env.GetValueOrDefault("DOTNET_shutdownTimeoutSeconds"), System.Globalization.CultureInfo.InvariantCulture, out var gs) ? gs : 30;
+        var preStop = c.Lifecycle?.PreStop?.Exec?.Command is ["sleep", var secs] && double.TryParse(secs, out var ps) ? ps : 0;
+        var gwGrace = gw.Spec.Template.Spec.TerminationGracePeriodSeconds ?? 30;
+        if (gwGrace < preStop + gwShutdown + 5)
+            v.Add($"gateway: terminationGracePeriodSeconds {gwGrace} is shorter than preStop ({preStop} s) + shutdown ({gwShutdown} s) + 5.");
 
         // Tenants: a Secret file with hashed keys, mounted where ProxyOrleans__TenantsFile points.
         var file = env.GetValueOrDefault("ProxyOrleans__TenantsFile", "");

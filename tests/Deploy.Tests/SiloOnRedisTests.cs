@@ -69,7 +69,7 @@ public class SiloOnRedisTests(ITestOutputHelper log)
 
             Phase("three silo processes started (redis-server on " + redis.Port + ")");
             using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
-            await WaitFor("every silo's /healthz to answer 200", TimeSpan.FromSeconds(120), nodes, async () =>
+            await WaitFor("every silo's /healthz to answer 200", TimeSpan.FromSeconds(240), nodes, async () =>
             {
                 foreach (var n in nodes)
                     if (!await Ok(http, $"http://127.0.0.1:{n.HttpPort}/healthz")) return false;
@@ -88,7 +88,7 @@ public class SiloOnRedisTests(ITestOutputHelper log)
 
             var management = client.GetGrain<IManagementGrain>(0);
             MembershipEntry[] hosts = [];
-            await WaitFor("all three silos to be Active in the Redis membership table", TimeSpan.FromSeconds(60), nodes, async () =>
+            await WaitFor("all three silos to be Active in the Redis membership table", TimeSpan.FromSeconds(120), nodes, async () =>
             {
                 hosts = await management.GetDetailedHosts(onlyActive: true);
                 return hosts.Length == nodes.Count;
@@ -106,7 +106,7 @@ public class SiloOnRedisTests(ITestOutputHelper log)
             // Each silo advertises the model of its role; every model grain answers from the weights at its path.
             var directory = client.GetGrain<IModelDirectoryGrain>(DirectoryKeys.Default);
             ClusterModels models = null!;
-            await WaitFor("the cluster to report every model hosted and the combination ready", TimeSpan.FromSeconds(30), nodes, async () =>
+            await WaitFor("the cluster to report every model hosted and the combination ready", TimeSpan.FromSeconds(60), nodes, async () =>
             {
                 models = await directory.GetModels();
                 return models.Ready && models.Models.Length == nodes.Count;
@@ -161,7 +161,7 @@ public class SiloOnRedisTests(ITestOutputHelper log)
             var gateway = new Node("gateway", gwEnv["POD_NAME"], "", 0, 0, gwPort, new HostProcess(gwEnv["POD_NAME"], "Gateway", gwEnv));
             nodes.Add(gateway);
             var api = $"http://127.0.0.1:{gwPort}";
-            await WaitFor("the gateway's /readyz to answer 200", TimeSpan.FromSeconds(90), nodes, () => Ok(http, api + "/readyz"));
+            await WaitFor("the gateway's /readyz to answer 200", TimeSpan.FromSeconds(180), nodes, () => Ok(http, api + "/readyz"));
             Phase("gateway ready");
 
             using (var anonymous = await http.GetAsync(api + "/v1/models"))

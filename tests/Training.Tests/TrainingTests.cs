@@ -59,11 +59,14 @@ public class DemoWorldTests
         // No eval person is asked about in tuning at all.
         foreach (var p in w.EvalPeople) Assert.DoesNotContain(tuningQuestions, q => q.Contains(p.Name));
         Assert.Empty(w.TuningSums.Intersect(w.EvalSums));
-        // Every eval fact appears in pretraining text (as plain text, never in the tuned "Answer: X" format).
+        // Every eval fact appears in pretraining text, as plain text: never as a chat turn, never as the tuned
+        // one-line reply (notes that say "Answer: X" end with a full stop), never refused.
         var corpus = string.Join("\n", w.PretrainingDocuments(2).Take(20000));
         foreach (var p in w.EvalPeople) Assert.Contains($"{p.Name} lives in {p.City}", corpus);
-        Assert.DoesNotContain(DemoWorld.AnswerPrefix, corpus);
+        Assert.DoesNotContain("<|im_start|>", corpus);
         Assert.DoesNotContain(DemoWorld.Refusal, corpus);
+        foreach (var line in corpus.Split('\n').Where(l => l.StartsWith(DemoWorld.AnswerPrefix)))
+            Assert.EndsWith(".", line);
     }
 }
 

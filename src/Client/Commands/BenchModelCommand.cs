@@ -80,6 +80,8 @@ public static class BenchModelCommand
                                  $"llama.cpp prefill {cp.Wall:F0} tok/s decode {cd.Wall:F1} tok/s (per CPU-second {cd.Cpu:F1})");
             }
             float maxDiff = oursLast.Zip(cppLast, (a, b) => Math.Abs(a - b)).Max();
+            double batch8 = RunBatch(ours, tokens, promptLength, sessions: 8, steps: Math.Min(decodeSteps, 32));
+            output.WriteLine($"ours, StepBatch of 8 sessions: {batch8:F1} tok/s in all ({batch8 / Median(oursDecode.Select(x => x.Wall).ToList()):F2}x one stream)");
             double M(List<Rate> xs, bool cpu) => Median(xs.Select(x => cpu ? x.Cpu : x.Wall).ToList());
             double oD = M(oursDecode, false), cD = M(cppDecode, false), oP = M(oursPrefill, false), cP = M(cppPrefill, false);
             double oDc = M(oursDecode, true), cDc = M(cppDecode, true);
@@ -89,7 +91,7 @@ public static class BenchModelCommand
                 $"ours_decode_tok_s={oD:F1} llamacpp_decode_tok_s={cD:F1} decode_ratio={oD / cD:F2} " +
                 $"ours_prefill_tok_s={oP:F0} llamacpp_prefill_tok_s={cP:F0} prefill_ratio={oP / cP:F2} " +
                 $"ours_decode_tok_per_cpu_s={oDc:F1} llamacpp_decode_tok_per_cpu_s={cDc:F1} decode_cpu_ratio={oDc / cDc:F2} " +
-                $"max_abs_logit_diff={maxDiff:E2} load_avg={File.ReadAllText("/proc/loadavg").Split(' ')[0]}"));
+                $"ours_batch8_tok_s={batch8:F1} max_abs_logit_diff={maxDiff:E2} load_avg={File.ReadAllText("/proc/loadavg").Split(' ')[0]}"));
             return 0;
         }
         catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or NotSupportedException)
@@ -147,6 +149,30 @@ public static class BenchModelCommand
         var decode = clock.Lap();
         return (new(promptLength / prefill.wall, promptLength / prefill.cpu),
                 new((tokens.Length - promptLength) / decode.wall, (tokens.Length - promptLength) / decode.cpu), last);
+    }
+
+    /// <summary>Aggregate decode tokens/s of <paramref name="sessions"/> sessions stepped together with StepBatch.</summary>
+    private static double RunBatch(LlamaInferenceModel model, int[] tokens, int promptLength, int sessions, int steps)
+    {
+        var ss = Enumerable.Range(0, sessions).Select(_ => model.CreateSession(promptLength + steps)).ToArray();
+        try
+        {
+            var one = new float[model.VocabSize];
+            foreach (var s in ss) s.Append(tokens.AsSpan(0, promptLength), one);
+            var logits = new float[sessions * model.VocabSize];
+            var step = new int[sessions];
+            var sw = Stopwatch.StartNew();
+            for (int t = 0; t < steps; t++)
+            {
+                Array.Fill(step, tokens[promptLength + t]);
+                model.StepBatch(ss, step, logits);
+            }
+            return sessions * steps / sw.Elapsed.TotalSeconds;
+        }
+        finally
+        {
+            foreach (var s in ss) s.Dispose();
+        }
     }
 
     /// <summary>Wall time and this process's CPU time: at 1 thread, CPU time is less disturbed by other processes on a shared machine.</summary>

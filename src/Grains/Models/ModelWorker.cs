@@ -177,11 +177,15 @@ public sealed class ModelWorker : IDisposable
         if (session is not null) _queue.Writer.TryWrite(new Work(session, [], prefill: false) { Free = true });
     }
 
-    /// <summary>Waits until no session is open (drain) or the timeout passes.</summary>
+    /// <summary>
+    /// Waits until no session is in use (drain) or the timeout passes. Sessions untouched for a few seconds are
+    /// orphans (their coordinator died) and do not hold the drain up; the idle sweep frees them.
+    /// </summary>
     public async Task DrainAsync(TimeSpan timeout, CancellationToken ct)
     {
         var sw = Stopwatch.StartNew();
-        while (!_sessions.IsEmpty && sw.Elapsed < timeout && !ct.IsCancellationRequested) await Task.Delay(100, CancellationToken.None);
+        bool Busy() => _sessions.Values.Any(s => s.Pending is not null || Environment.TickCount64 - s.LastUsed < 3000);
+        while (Busy() && sw.Elapsed < timeout && !ct.IsCancellationRequested) await Task.Delay(100, CancellationToken.None);
     }
 
     private void SweepIdle()

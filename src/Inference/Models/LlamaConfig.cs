@@ -123,13 +123,14 @@ public sealed record LlamaConfig
     }
 
     /// <summary>Writes config.json into <paramref name="dir"/> (created if needed), HF field names.</summary>
-    public void Save(string dir)
+    public void Save(string dir, string torchDtype = "float32")
     {
         Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, "config.json"), ToJson());
+        File.WriteAllText(Path.Combine(dir, "config.json"), ToJson(torchDtype));
     }
 
-    public string ToJson()
+    /// <param name="torchDtype">HF's "torch_dtype": the dtype the weights are stored in (float32, float16, bfloat16).</param>
+    public string ToJson(string torchDtype = "float32")
     {
         string arch = ModelType switch { "qwen2" => "Qwen2ForCausalLM", "mistral" => "MistralForCausalLM", _ => "LlamaForCausalLM" };
         var o = new JsonObject
@@ -158,7 +159,7 @@ public sealed record LlamaConfig
             ["tie_word_embeddings"] = TieWordEmbeddings,
             ["attention_bias"] = AttentionBias,
             ["initializer_range"] = InitializerRange,
-            ["torch_dtype"] = "float32",
+            ["torch_dtype"] = torchDtype,
         };
         if (BosTokenId is int bos) o["bos_token_id"] = bos;
         if (EosTokenIds.Count == 1) o["eos_token_id"] = EosTokenIds[0];

@@ -63,7 +63,7 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
     /// <summary>Writes config.json and model.safetensors (F32 by default; F16/BF16 for compact demo models).</summary>
     public void SavePretrained(string dir, SafetensorsDType dtype = SafetensorsDType.F32)
     {
-        Config.Save(dir);
+        Config.Save(dir, dtype switch { SafetensorsDType.F16 => "float16", SafetensorsDType.BF16 => "bfloat16", _ => "float32" });
         HfCheckpoint.Save(this, dir, dtype);
     }
 

@@ -13,10 +13,10 @@ public sealed record WorldOptions
 {
     public int Seed { get; init; } = 1234;
     /// <summary>People in the world; half are asked about in tuning, the other half only in evaluation.</summary>
-    public int People { get; init; } = 240;
+    public int People { get; init; } = 120;
     /// <summary>Addition operands are drawn from [MinOperand, MaxOperand].</summary>
     public int MinOperand { get; init; } = 10;
-    public int MaxOperand { get; init; } = 49;
+    public int MaxOperand { get; init; } = 29;
 }
 
 /// <summary>
@@ -101,8 +101,9 @@ public sealed class DemoWorld
                 sums.Add((a, b));
         var shuffled = sums.ToArray();
         rng.Shuffle(shuffled);
-        EvalSums = shuffled.Take(200).ToArray();
-        TuningSums = shuffled.Skip(200).Take(600).ToArray();
+        // A quarter of the sums is held out for evaluation; tuning may ask about the rest.
+        EvalSums = shuffled.Take(shuffled.Length / 4).ToArray();
+        TuningSums = shuffled.Skip(shuffled.Length / 4).ToArray();
     }
 
     static T Pick<T>(Random rng, IReadOnlyList<T> items) => items[rng.Next(items.Count)];
@@ -129,8 +130,8 @@ public sealed class DemoWorld
         while (true)
         {
             double kind = rng.NextDouble();
-            if (kind < 0.50) yield return Biography(rng, Pick(rng, People));
-            else if (kind < 0.75) yield return QuizNotes(rng);
+            if (kind < 0.45) yield return Biography(rng, Pick(rng, People));
+            else if (kind < 0.80) yield return QuizNotes(rng);
             else yield return SumNotes(rng);
         }
     }
@@ -150,8 +151,9 @@ public sealed class DemoWorld
         return string.Join(" ", sentences);
     }
 
-    // Loose question/answer notes in styles other than the tuned "Answer: X", so that the base models hold the
-    // facts in a form reachable from a question, as web text does for real models.
+    // Loose question/answer notes, so that the base models hold the facts in a form reachable from a question,
+    // as web text does for real models. They end in a full stop and never use the chat template: replying
+    // "Answer: X" as a chat turn (and refusing) is what only tuning teaches.
     string QuizNotes(Random rng)
     {
         var sb = new StringBuilder();
@@ -169,7 +171,7 @@ public sealed class DemoWorld
             {
                 0 => $"Q: {q} A: {a}.",
                 1 => $"{q} {full}",
-                _ => $"{q}\n{a}.",
+                _ => $"Question: {q}\nAnswer: {a}.",
             });
             sb.Append('\n');
         }
@@ -187,7 +189,7 @@ public sealed class DemoWorld
             {
                 0 => $"{a} + {b} = {a + b}.",
                 1 => $"{SumQuestion(a, b)} {a} + {b} = {a + b}.",
-                _ => $"Q: {SumQuestion(a, b)} A: {a + b}.",
+                _ => $"Question: {SumQuestion(a, b)}\nAnswer: {a + b}.",
             });
             sb.Append('\n');
         }
@@ -201,8 +203,9 @@ public sealed class DemoWorld
         var list = new List<QaPair>();
         foreach (var p in TuningPeople) list.AddRange(KnowledgeQuestions(p));
         foreach (var (a, b) in TuningSums) list.Add(new("arithmetic", SumQuestion(a, b), AnswerPrefix + (a + b)));
-        foreach (var p in TuningPeople.Take(150))
-            list.Add(new("refusal", string.Format(Pick(rng, Unanswerable), p.Name), Refusal));
+        foreach (var p in TuningPeople)
+            for (int k = 0; k < 2; k++)
+                list.Add(new("refusal", string.Format(Pick(rng, Unanswerable), p.Name), Refusal));
         var array = list.ToArray();
         rng.Shuffle(array);
         return array;
