@@ -67,6 +67,7 @@ public sealed class GenerationGrain(
             var (tokenizer, eos) = await tokenizerTask;
             var promptIds = opened[0].PromptIds ?? [];
             run.ContextRoom = opened.Min(o => o.ContextRoom);
+            run.CheckVocabularies(opened);
             var state = request.ResumeTokens.Length == 0
                 ? new GenerationState(tokenizer, sampling, promptIds, eos)
                 : GenerationState.Resume(tokenizer, sampling, new GenerationCheckpoint(sampling.Seed!.Value, request.ResumeTokens), promptIds, eos);
@@ -336,6 +337,25 @@ public sealed class GenerationGrain(
                 throw new ModelNotHostedException(slot.Label, owner._directory.HostedModels().Select(h => h.Name));
             }
         }
+
+        /// <summary>
+        /// Every model must share the base's vocabulary (every sampled id is appended to all of them). A few extra
+        /// expert tokens are truncated as the reference does (<see cref="VocabularyCheck.MaxExtraTokens"/>).
+        /// </summary>
+        public void CheckVocabularies(StepResult[] opened)
+        {
+            int n = Length(opened[0]);
+            for (int i = 1; i < opened.Length; i++)
+            {
+                int m = Length(opened[i]);
+                if (m < n || m - n > VocabularyCheck.MaxExtraTokens)
+                    throw new InvalidRequestException("model",
+                        $"'{Slots[i].Label}' returns {m} logits but the base '{Slots[0].Label}' {n}: they do not share a vocabulary. " +
+                        "Proxy-tuning needs models with the base's tokenizer.");
+            }
+        }
+
+        private static int Length(StepResult r) => r.Logits.Value.Length / (r.Precision == LogitsPrecision.Float16 ? 2 : 4);
 
         public float[] Combine(StepResult[] results)
         {
