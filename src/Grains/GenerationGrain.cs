@@ -64,13 +64,15 @@ public sealed class GenerationGrain(
             var sw = Stopwatch.StartNew();
             var opened = await Task.WhenAll(run.Slots.Select(s => run.Call(s, () => s.Open(request.ResumeTokens), ct)));
             run.PrefillMs = sw.Elapsed.TotalMilliseconds;
-            var (tokenizer, eos) = await tokenizerTask;
+            var tokenizer = await tokenizerTask;
             var promptIds = opened[0].PromptIds ?? [];
             run.ContextRoom = opened.Min(o => o.ContextRoom);
             run.CheckVocabularies(opened);
+            // EOS ids and the context window as the single-process decoder takes them (the tokenizer's EOS list;
+            // room after the prompt in the tightest model): GenerationState applies both.
             var state = request.ResumeTokens.Length == 0
-                ? new GenerationState(tokenizer, sampling, promptIds, eos)
-                : GenerationState.Resume(tokenizer, sampling, new GenerationCheckpoint(sampling.Seed!.Value, request.ResumeTokens), promptIds, eos);
+                ? new GenerationState(tokenizer, sampling, promptIds, contextRoom: run.ContextRoom)
+                : GenerationState.Resume(tokenizer, sampling, new GenerationCheckpoint(sampling.Seed!.Value, request.ResumeTokens), promptIds, contextRoom: run.ContextRoom);
             run.State = state;
             await Publish(request, GenerationEventKind.Started, requestId, e => e);
 
@@ -98,16 +100,6 @@ public sealed class GenerationGrain(
                 if (outcome.IsFinal)
                 {
                     yield return run.Final(Map(outcome.Finish), outcome.TextDelta, promptIds.Length) with
-                    {
-                        Step = ev.Step, TokenId = ev.TokenId, Logits = ev.Logits, TopTokens = ev.TopTokens,
-                    };
-                    break;
-                }
-                if (state.Step > run.ContextRoom)
-                {
-                    // A model's context window is full: end here, as max tokens would (as the single-process decoder does).
-                    var rest = state.Finish(FinishReason.Length);
-                    yield return run.Final(FinishKind.Length, outcome.TextDelta + rest, promptIds.Length) with
                     {
                         Step = ev.Step, TokenId = ev.TokenId, Logits = ev.Logits, TopTokens = ev.TopTokens,
                     };

@@ -13,10 +13,5 @@ public sealed class CatalogModelLoader : IModelLoader
 
     public LoadedModel Load(string name, string path) => Catalog.Load(name, path);
 
-    public (ITextTokenizer Tokenizer, int[] EosTokenIds) LoadTokenizer(string path)
-    {
-        var tokenizer = TokenizerLoader.Load(path);
-        var eos = LlamaConfig.Load(path).EosTokenIds.Concat(tokenizer.EosTokenId is int e ? [e] : []).Distinct().ToArray();
-        return (tokenizer, eos);
-    }
+    public ITextTokenizer LoadTokenizer(string path) => TokenizerLoader.Load(path);
 }
