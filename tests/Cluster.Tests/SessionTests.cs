@@ -12,7 +12,7 @@ public sealed class SessionTests(TrioClusterFixture fixture) : IClassFixture<Tri
     [Fact]
     public async Task KvBudgetIsEnforcedWithAClearErrorAndFreedOnClose()
     {
-        var loaded = new CatalogModelLoader().Load("budget", TinyTrio.Dir(TinyTrio.Base));
+        var loaded = new CatalogModelLoader(Microsoft.Extensions.Options.Options.Create(new ProxyOrleans.Grains.Hosting.ProxyOrleansOptions())).Load("budget", TinyTrio.Dir(TinyTrio.Base));
         // Room for one 100-token session only.
         using var worker = new ModelWorker("budget", TinyTrio.Dir(TinyTrio.Base), loaded, budgetBytes: 150 * loaded.Model.KvBytesPerToken,
             TimeSpan.Zero, 8, TimeSpan.FromMinutes(1), NullLogger.Instance);
