@@ -54,6 +54,9 @@ public sealed class GenerationGrain(
         var spec = request.Combination;
         var run = new Run(this, request, requestId);
         Task<StepResult[]>? pending = null;
+        // True while a token is handed out: if the enumeration ends there, the caller stopped (disconnected,
+        // cancelled, disposed its enumerator) — a cancellation, not an error.
+        bool handedOut = false;
         try
         {
             foreach (var m in spec.Models) directory.EnsureHosted(m);
@@ -111,7 +114,9 @@ public sealed class GenerationGrain(
                 int step = state.Step, token = outcome.TokenId;
                 pending = Task.WhenAll(run.Slots.Select(s => run.Call(s, () => s.Step(step, token), ct)));
                 var y = Stopwatch.GetTimestamp();
+                handedOut = true;
                 yield return ev;
+                handedOut = false;
                 run.StreamTicks += Stopwatch.GetTimestamp() - y;
                 var next = await UnlessCancelled(pending, ct);
                 pending = null;
@@ -129,8 +134,12 @@ public sealed class GenerationGrain(
             _running = false;
             pending?.ContinueWith(t => _ = t.Exception, TaskScheduler.Default); // abandoned step (caller stopped): observe it
             foreach (var s in run.Slots) _ = s.CloseQuietly();
+            // Stopped by the caller or a Cancel (also when that interrupted a call): Cancelled; an unfinished run otherwise failed.
+            var cancelled = handedOut || ct.IsCancellationRequested;
+            if (cancelled && run.State is { IsFinished: false } unfinished) unfinished.Finish(FinishReason.Cancelled);
+            var finish = run.State is { IsFinished: true } st ? Map(st.FinishReason) : cancelled ? FinishKind.Cancelled : FinishKind.Error;
             await Publish(request, GenerationEventKind.Finished, requestId,
-                e => e with { Step = run.State?.Step ?? 0, Finish = run.State is null ? FinishKind.Error : Map(run.State.FinishReason), MeanStepMs = run.MeanStepMs });
+                e => e with { Step = run.State?.Step ?? 0, Finish = finish, MeanStepMs = run.MeanStepMs });
         }
     }
 
