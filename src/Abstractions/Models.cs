@@ -69,7 +69,16 @@ public sealed record StepResult
     [Id(5)] public double ModelMs { get; init; }
     /// <summary>Open only: how many tokens still fit after the prompt in this model's context window.</summary>
     [Id(6)] public int ContextRoom { get; init; } = int.MaxValue;
+    /// <summary>Open only: the vocabulary of each model behind this result (one; two for an expert pair).</summary>
+    [Id(7)] public VocabularyId[]? Vocabularies { get; init; }
 }
+
+/// <summary>
+/// A model's vocabulary as a coordinator compares it: the SHA-256 fingerprint of its tokenizer's tokens
+/// (TokenizerVocabulary.Fingerprint) and how many logits the model returns.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record VocabularyId([property: Id(0)] string Model, [property: Id(1)] string Fingerprint, [property: Id(2)] int Logits);
 
 /// <summary>Tokenizer files of a model (a few hundred KB), so a coordinator on any silo can detokenize.</summary>
 [GenerateSerializer, Immutable]

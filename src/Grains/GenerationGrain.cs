@@ -70,7 +70,7 @@ public sealed class GenerationGrain(
             var tokenizer = await tokenizerTask;
             var promptIds = opened[0].PromptIds ?? [];
             run.ContextRoom = opened.Min(o => o.ContextRoom);
-            run.CheckVocabularies(opened);
+            await run.CheckVocabulariesAsync(opened, tokenizers);
             // EOS ids and the context window as the single-process decoder takes them (the tokenizer's EOS list;
             // room after the prompt in the tightest model): GenerationState applies both.
             var state = request.ResumeTokens.Length == 0
@@ -340,23 +340,23 @@ public sealed class GenerationGrain(
         }
 
         /// <summary>
-        /// Every model must share the base's vocabulary (every sampled id is appended to all of them). A few extra
-        /// expert tokens are truncated as the reference does (<see cref="VocabularyCheck.MaxExtraTokens"/>).
+        /// Every model must share the base's vocabulary (every sampled id is appended to all of them): the models report
+        /// their tokenizer's fingerprint at open, and the coordinator runs the single-process path's VocabularyCheck
+        /// (same refusal, same message; a few extra expert tokens allowed and truncated as the reference does).
         /// </summary>
-        public void CheckVocabularies(StepResult[] opened)
+        public async Task CheckVocabulariesAsync(StepResult[] opened, TokenizerCache tokenizers)
         {
-            int n = Length(opened[0]);
-            for (int i = 1; i < opened.Length; i++)
+            var ids = opened.SelectMany(o => o.Vocabularies ?? []).ToDictionary(v => v.Model, StringComparer.Ordinal);
+            var spec = request.Combination;
+            if (!ids.TryGetValue(spec.Base, out var baseId)) return; // a silo of an older version: nothing to compare
+            var checks = new List<Task>();
+            foreach (var p in spec.Experts)
             {
-                int m = Length(opened[i]);
-                if (m < n || m - n > VocabularyCheck.MaxExtraTokens)
-                    throw new InvalidRequestException("model",
-                        $"'{Slots[i].Label}' returns {m} logits but the base '{Slots[0].Label}' {n}: they do not share a vocabulary. " +
-                        "Proxy-tuning needs models with the base's tokenizer.");
+                if (ids.TryGetValue(p.Expert, out var e)) checks.Add(tokenizers.EnsureSameVocabularyAsync(baseId, e, "expert"));
+                if (ids.TryGetValue(p.AntiExpert, out var a)) checks.Add(tokenizers.EnsureSameVocabularyAsync(baseId, a, "anti-expert"));
             }
+            await Task.WhenAll(checks);
         }
-
-        private static int Length(StepResult r) => r.Logits.Value.Length / (r.Precision == LogitsPrecision.Float16 ? 2 : 4);
 
         public float[] Combine(StepResult[] results)
         {

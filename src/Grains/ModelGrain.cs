@@ -35,7 +35,7 @@ public sealed class ModelGrain(HostedModels hosted) : Grain, IModelGrain
         {
             Step = request.Generated.Length, Logits = new(LogitsCodec.Encode(LogitsCodec.AsFloats(logits), request.Precision, logits)),
             Precision = request.Precision, PromptTokens = ids.Length, PromptIds = ids, ModelMs = ms,
-            ContextRoom = _worker.MaxSequenceLength - ids.Length,
+            ContextRoom = _worker.MaxSequenceLength - ids.Length, Vocabularies = [_worker.Vocabulary],
         };
     }
 
@@ -93,6 +93,7 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
         return Difference(expertRequest.SessionId, expertRequest.Generated.Length, e.Result, a.Result) with
         {
             ContextRoom = Math.Min(_expert.MaxSequenceLength - eIds.Length, _anti.MaxSequenceLength - aIds.Length),
+            Vocabularies = [_expert.Vocabulary, _anti.Vocabulary],
         };
     }
 

@@ -11,7 +11,7 @@ public sealed class TrioClusterFixture : IAsyncLifetime
 {
     public InProcessCluster Cluster { get; private set; } = null!;
     public async Task InitializeAsync() =>
-        Cluster = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti]);
+        Cluster = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti, TinyTrio.Alien]);
     public async Task DisposeAsync() => await Cluster.DisposeAsync();
 }
 
@@ -91,6 +91,27 @@ public sealed class InProcessClusterTests(TrioClusterFixture fixture, ITestOutpu
         // A direct model grain call for an unhosted model is refused by placement, not retried into a timeout.
         await Assert.ThrowsAnyAsync<Exception>(() => Grains.GetGrain<IModelGrain>("no-such-model").GetInfo());
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10), $"took {sw.Elapsed}");
+    }
+
+    [Fact]
+    public async Task ATrioWhoseTokenizersDifferIsRefusedWithTheSingleProcessMessage()
+    {
+        // The alien has the trio's logits count (the old size-only check let it through) but another tokenizer.
+        var combination = new Inference.Decoding.ProxyCombination(TinyTrio.Base, [new Inference.Decoding.ExpertPair(TinyTrio.Expert, TinyTrio.Alien)], 1f);
+        using var catalog = new Inference.Decoding.ModelCatalog(
+            [new(TinyTrio.Base, TinyTrio.Dir(TinyTrio.Base)), new(TinyTrio.Expert, TinyTrio.Dir(TinyTrio.Expert)), new(TinyTrio.Alien, TinyTrio.AlienPath)],
+            (dir, name) => Inference.Models.LlamaInferenceModel.Load(dir, new Inference.Models.InferenceOptions { Name = name }),
+            dir => Inference.Tokenization.TokenizerLoader.Load(dir), includeDemoModels: false);
+        var single = Assert.Throws<InvalidOperationException>(() => catalog.CheckCombination(combination));
+
+        var spec = new CombinationSpec(TinyTrio.Base, [new ExpertSpec(TinyTrio.Expert, TinyTrio.Alien)], 1f);
+        var e = await Assert.ThrowsAsync<InvalidRequestException>(() => TinyTrio.Collect(GenerationClient.StreamAsync(Grains, TinyTrio.Request(Prompt, 4, spec), "alien")));
+        Assert.Equal(single.Message, e.Message);
+        Assert.Contains("do not share a vocabulary", e.Message);
+        Assert.Contains(TinyTrio.Alien, e.Message);
+        // The matching trio still runs.
+        var (tokens, _, _) = await TinyTrio.Collect(GenerationClient.StreamAsync(Grains, TinyTrio.Request(Prompt, 2), "after-alien"));
+        Assert.Equal(2, tokens.Length);
     }
 
     [Fact]

@@ -77,6 +77,28 @@ public static class TinyTrio
         return result;
     }
 
+    public const string Alien = "tiny-alien";
+    private static readonly Lazy<string> AlienDir = new(CreateAlien);
+
+    /// <summary>
+    /// The anti-expert's weights (same 32000 logits) with a different tokenizer (a small byte-level BPE): the logits
+    /// count matches the trio's, the vocabulary does not.
+    /// </summary>
+    public static string AlienPath => AlienDir.Value;
+
+    private static string CreateAlien()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "proxyorleans-cluster-tests", Version, Alien);
+        if (File.Exists(Path.Combine(dir, "done"))) return dir;
+        Directory.CreateDirectory(dir);
+        foreach (var f in new[] { "config.json", "model.safetensors" }) File.Copy(Path.Combine(Dir(Anti), f), Path.Combine(dir, f), overwrite: true);
+        var (vocab, merges) = ByteLevelBpeTokenizerFile.FromByteMerges(
+            new[] { "t|h", "th|e", "e| ", "i|n" }.Select(p => p.Split('|')).Select(p => (System.Text.Encoding.UTF8.GetBytes(p[0]), System.Text.Encoding.UTF8.GetBytes(p[1]))));
+        ByteLevelBpeTokenizerFile.Write(dir, vocab, merges, ["<s>", "</s>"], new ByteLevelBpeFileOptions { BosToken = "<s>", EosToken = "</s>", AddBosToken = true });
+        File.WriteAllText(Path.Combine(dir, "done"), "");
+        return dir;
+    }
+
     /// <summary>The single-process path over the same checkpoints.</summary>
     public static ModelCatalog NewCatalog() => new(
         [new ModelSource(Base, Dir(Base)), new ModelSource(Expert, Dir(Expert)), new ModelSource(Anti, Dir(Anti))],

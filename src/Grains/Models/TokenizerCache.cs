@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using ProxyOrleans.Inference.Decoding;
 using ProxyOrleans.Inference.Tokenization;
 
 namespace ProxyOrleans.Grains.Models;
@@ -16,6 +17,30 @@ public sealed class TokenizerCache(HostedModels hosted, IModelLoader loader, IGr
     {
         if (hosted.Find(model) is { } local) return Task.FromResult(local.Tokenizer);
         return _cache.GetOrAdd(model, m => new Lazy<Task<ITextTokenizer>>(() => FetchAsync(m))).Value;
+    }
+
+    private readonly ConcurrentDictionary<(VocabularyId, VocabularyId, string), string?> _verdicts = new();
+
+    /// <summary>
+    /// The single-process path's <see cref="VocabularyCheck"/> (logits counts, BOS/EOS, token by token, probe encodings;
+    /// a few extra expert tokens allowed) between the base and another model of a combination, run once per pair of
+    /// fingerprints on this silo. A mismatch is an <see cref="InvalidRequestException"/> with the same message.
+    /// </summary>
+    public async Task EnsureSameVocabularyAsync(VocabularyId baseModel, VocabularyId other, string role)
+    {
+        var key = (baseModel, other, role);
+        if (!_verdicts.TryGetValue(key, out var error))
+        {
+            var (a, b) = (GetAsync(baseModel.Model), GetAsync(other.Model));
+            try
+            {
+                VocabularyCheck.Ensure(baseModel.Model, baseModel.Logits, await a, other.Model, other.Logits, await b, role);
+                error = null;
+            }
+            catch (InvalidOperationException e) { error = e.Message; }
+            _verdicts[key] = error;
+        }
+        if (error is not null) throw new InvalidRequestException("model", error);
     }
 
     private async Task<ITextTokenizer> FetchAsync(string model)

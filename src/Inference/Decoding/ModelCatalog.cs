@@ -152,12 +152,15 @@ public static class VocabularyCheck
         "  indented\n\tline\r\n", "naïve café, Zürich — 東京 🙂",
     ];
 
-    public static void Ensure(LoadedModel baseModel, LoadedModel other, string role)
+    public static void Ensure(LoadedModel baseModel, LoadedModel other, string role) =>
+        Ensure(baseModel.Name, baseModel.Model.VocabSize, baseModel.Tokenizer, other.Name, other.Model.VocabSize, other.Tokenizer, role);
+
+    /// <summary>The same check from names, logits counts and tokenizers (the Orleans coordinator, whose models live elsewhere).</summary>
+    public static void Ensure(string baseName, int baseLogits, ITextTokenizer a, string otherName, int otherLogits, ITextTokenizer b, string role)
     {
-        string Who() => $"Base '{baseModel.Name}' and {role} '{other.Name}'";
+        string Who() => $"Base '{baseName}' and {role} '{otherName}'";
         const string Fix = " Proxy-tuning needs models that share the base's tokenizer (same ids for the same tokens).";
 
-        int baseLogits = baseModel.Model.VocabSize, otherLogits = other.Model.VocabSize;
         if (otherLogits < baseLogits)
             throw new InvalidOperationException($"{Who()} do not share a vocabulary: the {role} has {otherLogits} logits, fewer than the base's {baseLogits}." + Fix);
         if (otherLogits - baseLogits > MaxExtraTokens)
@@ -165,8 +168,6 @@ public static class VocabularyCheck
                 $"{Who()} do not share a vocabulary: the {role} has {otherLogits} logits, {otherLogits - baseLogits} more than the base's {baseLogits} " +
                 $"(at most {MaxExtraTokens} extra tokens are truncated)." + Fix);
 
-        var a = baseModel.Tokenizer;
-        var b = other.Tokenizer;
         if (a.BosTokenId != b.BosTokenId || a.EosTokenId != b.EosTokenId)
             throw new InvalidOperationException(
                 $"{Who()} do not share a vocabulary: BOS/EOS ids are {a.BosTokenId?.ToString() ?? "none"}/{a.EosTokenId?.ToString() ?? "none"} " +
