@@ -5,6 +5,7 @@ using ProxyOrleans.Inference.Models;
 using ProxyOrleans.Inference.Runtime;
 using ProxyOrleans.Inference.Tokenization;
 using TorchSharp;
+using ProxyOrleans.TestSupport;
 using Xunit;
 
 [assembly: CollectionBehavior(DisableTestParallelization = true)]
@@ -17,11 +18,8 @@ namespace ProxyOrleans.Cluster.Tests;
 /// </summary>
 public static class TinyTrio
 {
-    [ModuleInitializer]
-    internal static void Init() => TorchRuntime.EnsureLoaded();
-
     public const string Base = "tiny-base", Expert = "tiny-expert", Anti = "tiny-anti";
-    private const string Version = "v1";
+    private const string Version = "v2";
     private static readonly Lazy<Dictionary<string, string>> Dirs = new(Create);
 
     public static string Dir(string name) => Dirs.Value[name];
@@ -30,18 +28,9 @@ public static class TinyTrio
     public static CombinationSpec Spec(float alpha = 1f) => new(Base, [new ExpertSpec(Expert, Anti)], alpha);
     public static ProxyCombination Combination(float alpha = 1f) => new(Base, [new ExpertPair(Expert, Anti)], alpha);
 
-    public static string RepoRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "ProxyOrleans.sln"))) return d.FullName;
-        throw new DirectoryNotFoundException("ProxyOrleans.sln not found above " + AppContext.BaseDirectory);
-    }
-
     private static Dictionary<string, string> Create()
     {
         var root = Path.Combine(Path.GetTempPath(), "proxyorleans-cluster-tests", Version);
-        var tokenizer = Path.Combine(RepoRoot(), "..", "shared", "data", "llama2-tokenizer", "tokenizer.model");
-        if (!File.Exists(tokenizer)) throw new FileNotFoundException("The Llama-2 tokenizer of ../shared/data is missing.", tokenizer);
         var result = new Dictionary<string, string>();
         int seed = 11;
         foreach (var name in new[] { Base, Expert, Anti })
@@ -50,28 +39,11 @@ public static class TinyTrio
             result[name] = dir;
             seed += 10;
             if (File.Exists(Path.Combine(dir, "done"))) continue;
-            Directory.CreateDirectory(dir);
-            var config = new LlamaConfig
-            {
-                HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, HeadDim = 16,
-                VocabSize = 32000, MaxPositionEmbeddings = 256, RmsNormEps = 1e-5, RopeTheta = 10000, TieWordEmbeddings = false,
-                ModelType = "llama", BosTokenId = 1, EosTokenIds = [2],
-            };
-            torch.manual_seed(seed);
-            using (var m = new LlamaForCausalLM(config))
-            {
-                using (torch.no_grad())
-                    foreach (var (n, p) in m.named_parameters())
-                        if (n.EndsWith("norm.weight")) p.uniform_(0.5, 1.5);
-                        else p.normal_(0, 0.3); // large enough that the top tokens are well separated
-                m.SavePretrained(dir);
-            }
-            File.Copy(tokenizer, Path.Combine(dir, "tokenizer.model"), overwrite: true);
-            var template = name == Expert
-                ? ", \"chat_template\": \"{% if messages[0]['role'] == 'system' %}<<SYS>>{% endif %}{% for message in messages %}{{ bos_token + '[INST] ' + message['content'] + ' [/INST]' }}{% endfor %}\""
-                : "";
-            File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"),
-                "{\"bos_token\": \"<s>\", \"eos_token\": \"</s>\", \"add_bos_token\": true" + template + "}");
+            // std 0.3: large enough that the top tokens are well separated.
+            TinyHfModels.SaveWeights(TinyHfModels.Config(vocabSize: 32000, maxPos: 256, bosId: 1, eosId: 2, intermediateSize: 128), dir, seed, std: 0.3);
+            TinyHfModels.WriteLlama2Tokenizer(dir, name == Expert
+                ? "\"{% if messages[0]['role'] == 'system' %}<<SYS>>{% endif %}{% for message in messages %}{{ bos_token + '[INST] ' + message['content'] + ' [/INST]' }}{% endfor %}\""
+                : null);
             File.WriteAllText(Path.Combine(dir, "done"), "");
         }
         return result;
@@ -92,9 +64,8 @@ public static class TinyTrio
         if (File.Exists(Path.Combine(dir, "done"))) return dir;
         Directory.CreateDirectory(dir);
         foreach (var f in new[] { "config.json", "model.safetensors" }) File.Copy(Path.Combine(Dir(Anti), f), Path.Combine(dir, f), overwrite: true);
-        var (vocab, merges) = ByteLevelBpeTokenizerFile.FromByteMerges(
-            new[] { "t|h", "th|e", "e| ", "i|n" }.Select(p => p.Split('|')).Select(p => (System.Text.Encoding.UTF8.GetBytes(p[0]), System.Text.Encoding.UTF8.GetBytes(p[1]))));
-        ByteLevelBpeTokenizerFile.Write(dir, vocab, merges, ["<s>", "</s>"], new ByteLevelBpeFileOptions { BosToken = "<s>", EosToken = "</s>", AddBosToken = true });
+        TinyHfModels.WriteByteLevelTokenizer(dir, ["t|h", "th|e", "e| ", "i|n"], ["<s>", "</s>"],
+            new ByteLevelBpeFileOptions { BosToken = "<s>", EosToken = "</s>", AddBosToken = true });
         File.WriteAllText(Path.Combine(dir, "done"), "");
         return dir;
     }

@@ -6,13 +6,7 @@ namespace ProxyOrleans.Cluster.Tests;
 /// <summary>`proxyorleans tokenize` works on a model directory alone (no cluster).</summary>
 public class TokenizeCommandTests
 {
-    private static string Llama2Dir()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "ProxyOrleans.sln")))
-                return Path.GetFullPath(Path.Combine(dir.FullName, "..", "shared", "data", "llama2-tokenizer"));
-        throw new InvalidOperationException("ProxyOrleans.sln not found above " + AppContext.BaseDirectory);
-    }
+    private static string Llama2Dir() => ProxyOrleans.TestSupport.TinyHfModels.SharedData("llama2-tokenizer");
 
     private static (int Code, string Out, string Err) Run(string model, string? text = null, string? ids = null,
         bool special = false, bool chat = false, string? template = null)

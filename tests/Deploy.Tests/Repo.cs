@@ -6,16 +6,9 @@ namespace ProxyOrleans.Deploy.Tests;
 /// <summary>Paths in the repository and a way to run the external tools the deploy tests use.</summary>
 public static class Repo
 {
-    public static readonly string Root = FindRoot();
+    public static readonly string Root = ProxyOrleans.TestSupport.TinyHfModels.RepoRoot();
 
     public static string PathOf(params string[] parts) => Path.Combine([Root, .. parts]);
-
-    static string FindRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "ProxyOrleans.sln"))) return dir.FullName;
-        throw new InvalidOperationException($"No ProxyOrleans.sln above {AppContext.BaseDirectory}.");
-    }
 
     public sealed record Result(int ExitCode, string Stdout, string Stderr);
 

@@ -10,7 +10,7 @@ using Orleans.Streams;
 using ProxyOrleans.Grains.Hosting;
 using ProxyOrleans.Inference.Decoding;
 using ProxyOrleans.Inference.Models;
-using ProxyOrleans.Inference.Tests;
+using ProxyOrleans.TestSupport;
 using ProxyOrleans.Inference.Tokenization;
 using ProxyOrleans.Gateway.Tenants;
 using System.ClientModel.Primitives;

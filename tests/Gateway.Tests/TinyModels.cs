@@ -1,12 +1,11 @@
-using System.Text;
 using ProxyOrleans.Inference.Models;
-using ProxyOrleans.Inference.Tests;
+using ProxyOrleans.TestSupport;
 using ProxyOrleans.Inference.Tokenization;
 
 namespace ProxyOrleans.Gateway.Tests;
 
 /// <summary>
-/// A tiny base / expert / anti-expert trio as HF directories: seeded random weights (Inference.Tests' TestModels,
+/// A tiny base / expert / anti-expert trio as HF directories: seeded random weights (tests/Shared's TinyHfModels,
 /// linked into this project) and a small real byte-level BPE tokenizer (the tokenizers' writer); the expert gets
 /// a ChatML template, as a tuned model would.
 /// </summary>
@@ -18,22 +17,17 @@ internal static class TinyModels
 
     public static Trio CreateTrio(string root, int context)
     {
-        var (vocab, merges) = ByteLevelBpeTokenizerFile.FromByteMerges(
-            new[] { "t|h", "th|e", "e| ", " |t", "i|n", "a|n", "e|r", "o|n", "r|e", "o|u", "a|t", "e|n", "l|l", "s|t", " |a", " |s" }
-                .Select(p => p.Split('|')).Select(p => (Encoding.UTF8.GetBytes(p[0]), Encoding.UTF8.GetBytes(p[1]))));
-        var vocabSize = vocab.Count + Specials.Length;
+        string[] merges = ["t|h", "th|e", "e| ", " |t", "i|n", "a|n", "e|r", "o|n", "r|e", "o|u", "a|t", "e|n", "l|l", "s|t", " |a", " |s"];
         string Make(string name, int seed, bool chat)
         {
-            var config = TestModels.Tiny(maxPos: context) with { VocabSize = vocabSize, BosTokenId = vocab.Count, EosTokenIds = [vocab.Count + 1] };
-            var dir = TestModels.Save(config, name, seed);
-            PreferPrintableText(dir, vocab.Count + 1);
             var target = Path.Combine(root, name);
-            Directory.Move(dir, target);
-            ByteLevelBpeTokenizerFile.Write(target, vocab, merges, Specials, new ByteLevelBpeFileOptions
+            var (ids, vocabSize) = TinyHfModels.WriteByteLevelTokenizer(target, merges, Specials, new ByteLevelBpeFileOptions
             {
                 BosToken = "<s>", EosToken = "</s>", AddBosToken = true,
                 ChatTemplate = chat ? ChatTemplates.ChatMlJinja : null, ModelMaxLength = context,
             });
+            TinyHfModels.SaveWeights(TinyHfModels.Config(vocabSize, context, ids["<s>"], ids["</s>"]), target, seed, std: 0.08);
+            PreferPrintableText(target, ids["</s>"]);
             return target;
         }
         return new Trio(Make("base-tiny", 11, false), Make("expert-tiny", 22, true), Make("anti-tiny", 33, false));
