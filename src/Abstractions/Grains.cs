@@ -84,3 +84,30 @@ public static class DirectoryKeys
 {
     public const long Default = 0;
 }
+
+/// <summary>
+/// One tenant's quotas, shared by every gateway replica (keyed by tenant name): a token bucket for requests/min,
+/// one for tokens/min, and a concurrency counter. The limits travel with each call (the gateways own the tenant list).
+/// </summary>
+public interface ITenantQuotaGrain : IGrainWithStringKey
+{
+    /// <summary>Admits a request of <paramref name="generations"/> generations, or says which limit refuses it.</summary>
+    Task<QuotaDecision> Admit(QuotaLimits limits, int generations, int maxTokensPerGeneration);
+
+    /// <summary>Ends a request: frees its concurrency slots and replaces its token reservation with what it used.</summary>
+    Task Release(QuotaLimits limits, QuotaLease lease, long tokensUsed);
+
+    /// <summary>Generations running now.</summary>
+    Task<int> Active();
+}
+
+[GenerateSerializer, Immutable]
+public sealed record QuotaLimits([property: Id(0)] int RequestsPerMinute, [property: Id(1)] int TokensPerMinute, [property: Id(2)] int MaxConcurrency);
+
+[GenerateSerializer, Immutable]
+public sealed record QuotaLease([property: Id(0)] int Reserved, [property: Id(1)] int Generations);
+
+/// <summary>Admitted (<see cref="Lease"/>), or refused with an OpenAI error code, a message and how long to wait.</summary>
+[GenerateSerializer, Immutable]
+public sealed record QuotaDecision(
+    [property: Id(0)] QuotaLease? Lease, [property: Id(1)] string? Code, [property: Id(2)] string? Message, [property: Id(3)] double RetryAfterSeconds);

@@ -31,7 +31,7 @@ public sealed class GatewayCollection : ICollectionFixture<GatewayFixture>
 /// </summary>
 public sealed class GatewayFixture : IAsyncLifetime
 {
-    public const string AliceKey = "sk-test-alice-0001", BobKey = "sk-test-bob-0002", CarolKey = "sk-test-carol-0003", DaveKey = "sk-test-dave-0004";
+    public const string AliceKey = "sk-test-alice-0001", BobKey = "sk-test-bob-0002", CarolKey = "sk-test-carol-0003", DaveKey = "sk-test-dave-0004", ErinKey = "sk-test-erin-0005";
 
     public string BaseModel => "base-tiny";
     public string ExpertModel => "expert-tiny";
@@ -81,6 +81,7 @@ public sealed class GatewayFixture : IAsyncLifetime
                 new { name = "bob", keySha256 = Tenant.HashKey(BobKey), models = new[] { Combination, BaseModel }, requestsPerMinute = 3, tokensPerMinute = 0, maxConcurrency = 10 },
                 new { name = "carol", keySha256 = Tenant.HashKey(CarolKey), models = new[] { BaseModel }, requestsPerMinute = 0, tokensPerMinute = 0, maxConcurrency = 0 },
                 new { name = "dave", keySha256 = Tenant.HashKey(DaveKey), models = new[] { "*" }, requestsPerMinute = 0, tokensPerMinute = 40, maxConcurrency = 2 },
+                new { name = "erin", keySha256 = Tenant.HashKey(ErinKey), models = new[] { "*" }, requestsPerMinute = 3, tokensPerMinute = 0, maxConcurrency = 0 },
             },
         }));
         GatewaySettings["ProxyOrleans:Clustering"] = "localhost";

@@ -46,6 +46,24 @@ public sealed class TenantTests(GatewayFixture fx)
     }
 
     [Fact]
+    public async Task Two_gateway_replicas_share_one_quota()
+    {
+        // Erin: 3 requests per minute, counted in the cluster. Three through this gateway use them up; a second
+        // replica on the same cluster (a fresh process' worth of state) must refuse the fourth, not grant 3 more.
+        await using var other = await GatewayFixture.StartGatewayAsync(fx, new Dictionary<string, string?>());
+        for (var i = 0; i < 3; i++)
+        {
+            using var ok = await fx.Http.SendAsync(Http.Post("/v1/completions", Body(), GatewayFixture.ErinKey));
+            Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        }
+        using var limited = await other.Http.SendAsync(Http.Post("/v1/completions", Body(), GatewayFixture.ErinKey));
+        await Http.AssertErrorAsync(limited, 429, null, "requests_per_minute_exceeded");
+        Assert.True(limited.Headers.RetryAfter?.Delta is { } d && d >= TimeSpan.FromSeconds(1), "429 must carry Retry-After in seconds");
+        using var again = await fx.Http.SendAsync(Http.Post("/v1/completions", Body(), GatewayFixture.ErinKey));
+        await Http.AssertErrorAsync(again, 429, null, "requests_per_minute_exceeded");
+    }
+
+    [Fact]
     public async Task Concurrency_cap_and_tokens_per_minute_give_429()
     {
         // Dave: at most 2 generations at once and 40 tokens per minute.

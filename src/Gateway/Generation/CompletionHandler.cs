@@ -35,7 +35,7 @@ public sealed class CompletionHandler(
         if (req.Combination.Models.FirstOrDefault(m => !catalog.Hosted.Contains(m)) is { } missing)
             throw ApiError.Unavailable($"The model '{missing}' needed by '{req.Model}' is not hosted by any silo right now; retry later.", "model_not_hosted");
 
-        var lease = quotas.Admit(tenant, req.Generations, req.MaxTokens);
+        var lease = await quotas.AdmitAsync(tenant, req.Generations, req.MaxTokens);
         var id = (endpoint == ApiEndpoint.ChatCompletions ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
@@ -134,7 +134,7 @@ public sealed class CompletionHandler(
         {
             registry.Remove(tenant.Name, id);
             // Charged for what was produced, also when cancelled or failed half-way.
-            quotas.Release(tenant, lease, promptTokens.Sum() + completionTokens.Sum());
+            await quotas.ReleaseAsync(tenant, lease, promptTokens.Sum() + completionTokens.Sum());
             metrics.RequestDuration.Record(time.GetElapsedTime(started).TotalSeconds,
                 new KeyValuePair<string, object?>("endpoint", endpoint.ToString()), modelTag);
         }

@@ -1,85 +1,35 @@
 namespace ProxyOrleans.Gateway.Tenants;
 
 /// <summary>
-/// Per-tenant admission: a token bucket for requests/min, one for tokens/min, and a concurrency counter.
-/// Token use is not known up front, so admission reserves max_tokens × generations (capped at the bucket size)
-/// and the reservation is settled with the real prompt + completion counts when the request ends.
+/// Per-tenant admission through the tenant's <see cref="ITenantQuotaGrain"/> in the cluster, so that all gateway
+/// replicas share one set of buckets (requests/min, tokens/min, concurrency). A refusal is a 429 with Retry-After.
 /// </summary>
-public sealed class QuotaLimiter(TimeProvider time)
+public sealed class QuotaLimiter(IGrainFactory grains)
 {
-    sealed class State
-    {
-        public double Requests, Tokens;       // bucket levels; Tokens may go below 0 after settlement
-        public long LastTicks;
-        public int Active;
-    }
+    public readonly record struct Lease(string Tenant, QuotaLease? Quota);
 
-    readonly Dictionary<string, State> states = [];
-
-    public readonly record struct Lease(string Tenant, int Reserved, int Generations);
+    static QuotaLimits Limits(Tenant t) => new(t.RequestsPerMinute, t.TokensPerMinute, t.MaxConcurrency);
+    static bool Unlimited(Tenant t) => t.RequestsPerMinute <= 0 && t.TokensPerMinute <= 0 && t.MaxConcurrency <= 0;
 
     /// <summary>Admits a request of <paramref name="generations"/> generations or throws 429.</summary>
-    public Lease Admit(Tenant t, int generations, int maxTokensPerGeneration)
+    public async Task<Lease> AdmitAsync(Tenant t, int generations, int maxTokensPerGeneration)
     {
-        lock (states)
+        if (Unlimited(t)) return new Lease(t.Name, null); // nothing to count: no cluster call
+        QuotaDecision d;
+        try { d = await grains.GetGrain<ITenantQuotaGrain>(t.Name).Admit(Limits(t), generations, maxTokensPerGeneration).WaitAsync(TimeSpan.FromSeconds(10)); }
+        catch (Exception e) when (e is not OperationCanceledException)
         {
-            var s = Refill(t);
-            if (t.MaxConcurrency > 0 && s.Active + generations > t.MaxConcurrency)
-                throw OpenAi.ApiError.TooMany(
-                    $"Tenant '{t.Name}' has {s.Active} generation(s) running and a limit of {t.MaxConcurrency} at once; retry when one finishes.",
-                    "concurrency_limit_exceeded", TimeSpan.FromSeconds(1));
-            if (t.RequestsPerMinute > 0 && s.Requests < 1)
-                throw OpenAi.ApiError.TooMany(
-                    $"Tenant '{t.Name}' is over its limit of {t.RequestsPerMinute} requests per minute.",
-                    "requests_per_minute_exceeded", Wait(1 - s.Requests, t.RequestsPerMinute));
-            var reserve = 0;
-            if (t.TokensPerMinute > 0)
-            {
-                reserve = (int)Math.Min((long)generations * maxTokensPerGeneration, t.TokensPerMinute);
-                if (s.Tokens < reserve)
-                    throw OpenAi.ApiError.TooMany(
-                        $"Tenant '{t.Name}' is over its limit of {t.TokensPerMinute} tokens per minute " +
-                        $"(this request reserves {reserve}: max_tokens × choices; lower max_tokens or wait).",
-                        "tokens_per_minute_exceeded", Wait(reserve - s.Tokens, t.TokensPerMinute));
-                s.Tokens -= reserve;
-            }
-            if (t.RequestsPerMinute > 0) s.Requests -= 1;
-            s.Active += generations;
-            return new Lease(t.Name, reserve, generations);
+            throw OpenAi.ApiError.Unavailable($"The quota service of the cluster cannot be reached right now ({e.GetType().Name}); retry shortly.", "cluster_unavailable");
         }
+        if (d.Lease is null) throw OpenAi.ApiError.TooMany(d.Message ?? "Over quota.", d.Code ?? "rate_limit_exceeded", TimeSpan.FromSeconds(d.RetryAfterSeconds));
+        return new Lease(t.Name, d.Lease);
     }
 
     /// <summary>Ends a request: frees its concurrency slots and replaces its reservation with what it used.</summary>
-    public void Release(Tenant t, Lease lease, long tokensUsed)
+    public async Task ReleaseAsync(Tenant t, Lease lease, long tokensUsed)
     {
-        lock (states)
-        {
-            var s = Refill(t);
-            s.Active -= lease.Generations;
-            if (t.TokensPerMinute > 0) s.Tokens = Math.Min(t.TokensPerMinute, s.Tokens + lease.Reserved - tokensUsed);
-        }
+        if (lease.Quota is null) return;
+        try { await grains.GetGrain<ITenantQuotaGrain>(t.Name).Release(Limits(t), lease.Quota, tokensUsed).WaitAsync(TimeSpan.FromSeconds(10)); }
+        catch (Exception) { } // best effort: a lost release only delays the tenant's next requests
     }
-
-    public int Active(string tenant)
-    {
-        lock (states) return states.TryGetValue(tenant, out var s) ? s.Active : 0;
-    }
-
-    State Refill(Tenant t)
-    {
-        var now = time.GetTimestamp();
-        if (!states.TryGetValue(t.Name, out var s))
-        {
-            s = new State { Requests = t.RequestsPerMinute, Tokens = t.TokensPerMinute, LastTicks = now };
-            states[t.Name] = s;
-            return s;
-        }
-        var minutes = time.GetElapsedTime(s.LastTicks, now).TotalMinutes;
-        s.LastTicks = now;
-        s.Requests = Math.Min(t.RequestsPerMinute, s.Requests + minutes * t.RequestsPerMinute);
-        s.Tokens = Math.Min(t.TokensPerMinute, s.Tokens + minutes * t.TokensPerMinute);
-        return s;
-    }
-
-    static TimeSpan Wait(double missing, int perMinute) => TimeSpan.FromMinutes(Math.Max(missing, 0) / perMinute);
 }
