@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using ProxyOrleans.Inference.Checkpoints;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -77,7 +76,9 @@ public sealed class LlamaInferenceModel : ILogitsModel
             int ic = inter % chunks == 0 ? chunks : 1;
             // Chunk c = [gate columns of slice c | up columns of slice c], so silu(gate)*up of chunk c feeds rows of slice c of down_proj.
             var gateUp = cat([gate.reshape(hidden, ic, inter / ic), up.reshape(hidden, ic, inter / ic)], 2).permute(1, 0, 2);
-            var down = w[p + "mlp.down_proj.weight"].t().reshape(ic, inter / ic, hidden);
+            // down_proj stays [out, in] (HF layout) and is used transposed: a one-row product with 1376 inputs and
+            // 512 outputs reads it ~30% faster that way than pre-transposed [in, out] (MKL gemv, measured here).
+            var down = w[p + "mlp.down_proj.weight"].reshape(hidden, ic, inter / ic).permute(1, 0, 2);   // [C, hidden, inter/C]
             layers[l] = new Layer(
                 Keep(wqkv.t() * g1),
                 bqkv is null ? null : Keep(bqkv),
@@ -249,7 +250,7 @@ public sealed class LlamaInferenceModel : ILogitsModel
             {
                 var gu = x.mm(L.WGateUp);                                            // [n, 2*inter] = [gate | up]
                 long ic = gu.shape[1] / 2;
-                h = h.addmm(nn.functional.silu(gu.narrow(1, 0, ic)).mul_(gu.narrow(1, ic, ic)), L.WDown);
+                h = h.addmm(nn.functional.silu(gu.narrow(1, 0, ic)).mul_(gu.narrow(1, ic, ic)), L.WDown.t());
             }
             else
             {
@@ -257,7 +258,7 @@ public sealed class LlamaInferenceModel : ILogitsModel
                 var gu = x.unsqueeze(0).expand(L.WGateUp.shape[0], n, x.shape[1]).bmm(L.WGateUp);  // [C, n, 2*inter/C]
                 long ic = gu.shape[2] / 2;
                 var act = nn.functional.silu(gu.narrow(2, 0, ic)).mul_(gu.narrow(2, ic, ic));
-                h = h + act.bmm(L.WDown).sum(0L);                                    // [C, n, hidden] summed over chunks
+                h = h + act.bmm(L.WDown.transpose(1, 2)).sum(0L);                                    // [C, n, hidden] summed over chunks
             }
         }
 
@@ -267,12 +268,13 @@ public sealed class LlamaInferenceModel : ILogitsModel
         var res = lmHead.dim() == 2 ? xs.mm(lmHead).unsqueeze(0)                             // [1, b, V]
             : xs.unsqueeze(0).expand(lmHead.shape[0], b, xs.shape[1]).bmm(lmHead);            // [C, b, V/C]
         if (res.device.type != DeviceType.CPU) res = res.cpu();
-        res = res.contiguous();
-        var flat = MemoryMarshal.Cast<byte, float>(res.bytes);
-        int c = (int)res.shape[0], part = VocabSize / c;
-        for (int i = 0; i < b; i++)
-            for (int k = 0; k < c; k++)
-                flat.Slice((k * b + i) * part, part).CopyTo(logits.Slice(i * VocabSize + k * part, part));
+        // [C, b, V/C] -> [b, V] in one copy, read straight from native memory (Tensor.bytes would allocate a LOH array per step).
+        res = res.permute(1, 0, 2).contiguous();
+        unsafe
+        {
+            using var storage = res.storage<float>();
+            new ReadOnlySpan<float>((float*)storage.data_ptr() + res.storage_offset(), b * VocabSize).CopyTo(logits);
+        }
 
         for (int i = 0; i < b; i++) ss[i].Length += counts[i];
     }
