@@ -230,16 +230,19 @@ public sealed class LlamaInferenceModel : ILogitsModel
             var L = layers[l];
             var x = RmsNorm(h, eps);
             var qkv = L.Bqkv is null ? x.mm(L.Wqkv) : L.Bqkv.addmm(x, L.Wqkv);
+            // RoPE (rotate_half layout) in place on the q and k columns: qkv then holds [q | k | v] ready for the
+            // cache, so k and v go in with one copy (fewer TorchSharp calls per step).
             var qk = qkv.narrow(1, 0, qkWidth).view(n, heads + kvHeads, headDim);
-            qk = (qk * cos).addcmul_(qk.roll(headDim / 2, -1), sin, One);           // RoPE, rotate_half layout
-            var v = qkv.narrow(1, qkWidth, kvHeads * headDim).view(n, kvHeads, headDim);
+            var rolled = qk.roll(headDim / 2, -1);
+            qk.mul_(cos).addcmul_(rolled, sin, One);
+            var qkv3 = qkv.view(n, heads + 2 * kvHeads, headDim);
 
             Tensor attn;
-            if (b == 1) attn = Attend(ss[0], l, qk, v, 0, n);
+            if (b == 1) attn = Attend(ss[0], l, qkv3, 0, n);
             else
             {
                 var outs = new Tensor[b];
-                for (int i = 0, r = 0; i < b; r += counts[i], i++) outs[i] = Attend(ss[i], l, qk, v, r, counts[i]);
+                for (int i = 0, r = 0; i < b; r += counts[i], i++) outs[i] = Attend(ss[i], l, qkv3, r, counts[i]);
                 attn = cat(outs, 0);
             }
             h = h.addmm(attn, L.Wo);                                                 // residual + o_proj in one op
@@ -301,25 +304,16 @@ public sealed class LlamaInferenceModel : ILogitsModel
     private static Tensor RmsNorm(Tensor x, double eps) => x * x.square().mean([-1L], keepdim: true).add_(eps).rsqrt_();
 
     /// <summary>Writes rows [r, r+t) of k/v into the session's cache at its position and attends q to the whole cache.</summary>
-    private Tensor Attend(Session s, int l, Tensor qk, Tensor v, int r, int t)
+    private Tensor Attend(Session s, int l, Tensor qkv, int r, int t)
     {
         int pos = s.Length, len = pos + t;
-        var rows = t == qk.shape[0] ? qk : qk.narrow(0, r, t);
+        var rows = t == qkv.shape[0] ? qkv : qkv.narrow(0, r, t);          // [t, heads + 2*kv, hd], q and k rotated
         var q = rows.narrow(1, 0, heads);                                   // [t, heads, hd]
-        var k = rows.narrow(1, heads, kvHeads);                             // [t, kv, hd]
-        var (kc, vc) = (s.K[l], s.V[l]);                                    // [kv, cap, hd]
-        if (t == 1)
-        {
-            kc.select(1, pos).copy_(k.select(0, 0));
-            vc.select(1, pos).copy_(v.select(0, r));
-        }
-        else
-        {
-            kc.narrow(1, pos, t).copy_(k.transpose(0, 1));
-            vc.narrow(1, pos, t).copy_(v.narrow(0, r, t).transpose(0, 1));
-        }
-        var keys = kc.narrow(1, 0, len);
-        var values = vc.narrow(1, 0, len);
+        var kv = rows.narrow(1, heads, 2 * kvHeads);                        // [t, 2*kv, hd] = [k | v]
+        if (t == 1) s.KV[l].select(2, pos).copy_(kv.view(2, kvHeads, headDim));
+        else s.KV[l].narrow(2, pos, t).copy_(kv.view(t, 2, kvHeads, headDim).permute(1, 2, 0, 3));
+        var keys = s.K[l].narrow(1, 0, len);                                // [kv, len, hd]
+        var values = s.V[l].narrow(1, 0, len);
         if (t == 1)
         {
             // GQA without repeating K/V: query heads of one kv head form the rows of one matmul.
@@ -374,12 +368,12 @@ public sealed class LlamaInferenceModel : ILogitsModel
         foreach (var l in layers) { l.Wqkv.Dispose(); l.Bqkv?.Dispose(); l.Wo.Dispose(); l.Bo?.Dispose(); l.WGateUp.Dispose(); l.WDown.Dispose(); }
     }
 
-    /// <summary>A sequence's KV cache: one [2, L, kv_heads, n, head_dim] tensor, grown by doubling up to the capacity.</summary>
+    /// <summary>A sequence's KV cache: one [L, 2, kv_heads, n, head_dim] tensor (k and v of a position written by one copy), grown by doubling up to the capacity.</summary>
     private sealed class Session(LlamaInferenceModel model, int capacity) : IModelSession
     {
         public LlamaInferenceModel Model => model;
         public int Length { get; set; }
-        public Tensor[] K = [], V = [];
+        public Tensor[] K = [], V = [], KV = [];   // per layer: [kv, n, hd], [kv, n, hd], [2, kv, n, hd]
         private Tensor? cache;
         private int allocated;
 
@@ -405,7 +399,7 @@ public sealed class LlamaInferenceModel : ILogitsModel
             if (Length + count <= allocated) return;
             int size = Math.Min(capacity, Math.Max(Length + count, Math.Max(64, allocated * 2)));
             var c = model.Config;
-            var grown = zeros(new long[] { 2, c.NumHiddenLayers, c.NumKeyValueHeads, size, c.HeadDim }, device: model.Device);
+            var grown = zeros(new long[] { c.NumHiddenLayers, 2, c.NumKeyValueHeads, size, c.HeadDim }, device: model.Device);
             grown.DetachFromDisposeScope();
             if (cache is not null)
             {
@@ -417,10 +411,12 @@ public sealed class LlamaInferenceModel : ILogitsModel
             allocated = size;
             K = new Tensor[c.NumHiddenLayers];
             V = new Tensor[c.NumHiddenLayers];
+            KV = new Tensor[c.NumHiddenLayers];
             for (int l = 0; l < K.Length; l++)
             {
-                K[l] = cache[0, l].DetachFromDisposeScope();
-                V[l] = cache[1, l].DetachFromDisposeScope();
+                KV[l] = cache[l].DetachFromDisposeScope();
+                K[l] = cache[l, 0].DetachFromDisposeScope();
+                V[l] = cache[l, 1].DetachFromDisposeScope();
             }
         }
 
@@ -428,12 +424,13 @@ public sealed class LlamaInferenceModel : ILogitsModel
         {
             foreach (var t in K) t.Dispose();
             foreach (var t in V) t.Dispose();
+            foreach (var t in KV) t.Dispose();
         }
 
         public void Dispose()
         {
             DisposeViews();
-            K = V = [];
+            K = V = KV = [];
             cache?.Dispose();
             cache = null;
             allocated = -1;
