@@ -32,7 +32,7 @@ public sealed class LlamaInferenceModel : ILogitsModel
     public long KvBytesPerToken => 2L * Config.NumHiddenLayers * Config.KvDim * sizeof(float);
     public Device Device { get; }
 
-    private readonly int heads, kvHeads, headDim, group, qkWidth, chunks;
+    private readonly int heads, kvHeads, headDim, group, chunks;
     private readonly Tensor embed;                 // [V, hidden]
     private readonly Layer[] layers;
     private readonly Tensor lmHead;                // [hidden, V] or [C, hidden, V/C], final norm folded in
@@ -51,7 +51,6 @@ public sealed class LlamaInferenceModel : ILogitsModel
         if (options.Threads > 0) torch.set_num_threads(options.Threads);
         heads = config.NumAttentionHeads; kvHeads = config.NumKeyValueHeads; headDim = config.HeadDim;
         group = heads / kvHeads;
-        qkWidth = (heads + kvHeads) * headDim;
         chunks = Device.type == DeviceType.CPU && torch.get_num_threads() >= 2 ? 2 : 1;
 
         using var scope = NewDisposeScope();
@@ -59,6 +58,11 @@ public sealed class LlamaInferenceModel : ILogitsModel
         int hidden = config.HiddenSize, inter = config.IntermediateSize;
         float qScale = (float)(1.0 / Math.Sqrt(headDim));
         Tensor Keep(Tensor t) => t.contiguous().to(Device).DetachFromDisposeScope();
+        Tensor KeepTransposed(Tensor t)
+        {
+            using var stored = Keep(t);
+            return stored.transpose(-2, -1).DetachFromDisposeScope();   // the view keeps the storage alive
+        }
 
         embed = Keep(w["model.embed_tokens.weight"].clone());
         layers = new Layer[config.NumHiddenLayers];
@@ -76,8 +80,8 @@ public sealed class LlamaInferenceModel : ILogitsModel
             int ic = inter % chunks == 0 ? chunks : 1;
             // Chunk c = [gate columns of slice c | up columns of slice c], so silu(gate)*up of chunk c feeds rows of slice c of down_proj.
             var gateUp = cat([gate.reshape(hidden, ic, inter / ic), up.reshape(hidden, ic, inter / ic)], 2).permute(1, 0, 2);
-            // down_proj stays [out, in] (HF layout) and is used transposed: a one-row product with 1376 inputs and
-            // 512 outputs reads it ~30% faster that way than pre-transposed [in, out] (MKL gemv, measured here).
+            // down_proj stays [out, in] (HF layout) in memory and is kept as its transposed view: a one-row product with
+            // 1376 inputs and 512 outputs reads it ~25% faster that way than pre-transposed [in, out] (MKL, measured here).
             var down = w[p + "mlp.down_proj.weight"].reshape(hidden, ic, inter / ic).permute(1, 0, 2);   // [C, hidden, inter/C]
             layers[l] = new Layer(
                 Keep(wqkv.t() * g1),
@@ -85,7 +89,7 @@ public sealed class LlamaInferenceModel : ILogitsModel
                 Keep(w[p + "self_attn.o_proj.weight"].t()),
                 config.OProjBias ? Keep(w[p + "self_attn.o_proj.bias"].clone()) : null,
                 Keep(ic == 1 ? gateUp.squeeze(0) : gateUp),   // 2-D when not chunked: plain mm
-                Keep(ic == 1 ? down.squeeze(0) : down));
+                KeepTransposed(ic == 1 ? down.squeeze(0) : down));   // [inter, hidden] or [C, inter/C, hidden] view
         }
         var head = (config.TieWordEmbeddings ? w["model.embed_tokens.weight"] : w["lm_head.weight"]).t() * w["model.norm.weight"].unsqueeze(1);
         int vc = HeadBlocks(config.VocabSize, chunks);
@@ -232,10 +236,10 @@ public sealed class LlamaInferenceModel : ILogitsModel
             var qkv = L.Bqkv is null ? x.mm(L.Wqkv) : L.Bqkv.addmm(x, L.Wqkv);
             // RoPE (rotate_half layout) in place on the q and k columns: qkv then holds [q | k | v] ready for the
             // cache, so k and v go in with one copy (fewer TorchSharp calls per step).
-            var qk = qkv.narrow(1, 0, qkWidth).view(n, heads + kvHeads, headDim);
+            var qkv3 = qkv.view(n, heads + 2 * kvHeads, headDim);
+            var qk = qkv3.narrow(1, 0, heads + kvHeads);
             var rolled = qk.roll(headDim / 2, -1);
             qk.mul_(cos).addcmul_(rolled, sin, One);
-            var qkv3 = qkv.view(n, heads + 2 * kvHeads, headDim);
 
             Tensor attn;
             if (b == 1) attn = Attend(ss[0], l, qkv3, 0, n);
@@ -252,16 +256,16 @@ public sealed class LlamaInferenceModel : ILogitsModel
             if (L.WGateUp.dim() == 2)
             {
                 var gu = x.mm(L.WGateUp);                                            // [n, 2*inter] = [gate | up]
-                long ic = gu.shape[1] / 2;
-                h = h.addmm(nn.functional.silu(gu.narrow(1, 0, ic)).mul_(gu.narrow(1, ic, ic)), L.WDown.t());
+                var gateUp = gu.chunk(2, 1);
+                h = h.addmm(nn.functional.silu(gateUp[0]).mul_(gateUp[1]), L.WDown);
             }
             else
             {
                 // Two chunks in one bmm keep two threads busy on one-row products (platform-facts.md).
                 var gu = x.unsqueeze(0).expand(L.WGateUp.shape[0], n, x.shape[1]).bmm(L.WGateUp);  // [C, n, 2*inter/C]
-                long ic = gu.shape[2] / 2;
-                var act = nn.functional.silu(gu.narrow(2, 0, ic)).mul_(gu.narrow(2, ic, ic));
-                h = h + act.bmm(L.WDown.transpose(1, 2)).sum(0L);                                    // [C, n, hidden] summed over chunks
+                var gateUp = gu.chunk(2, 2);
+                var act = nn.functional.silu(gateUp[0]).mul_(gateUp[1]);
+                h = h + act.bmm(L.WDown).sum(0L);                                    // [C, n, hidden] summed over chunks
             }
         }
 
@@ -312,16 +316,16 @@ public sealed class LlamaInferenceModel : ILogitsModel
         var kv = rows.narrow(1, heads, 2 * kvHeads);                        // [t, 2*kv, hd] = [k | v]
         if (t == 1) s.KV[l].select(2, pos).copy_(kv.view(2, kvHeads, headDim));
         else s.KV[l].narrow(2, pos, t).copy_(kv.view(t, 2, kvHeads, headDim).permute(1, 2, 0, 3));
-        var keys = s.K[l].narrow(1, 0, len);                                // [kv, len, hd]
+        var keysT = s.KT[l].narrow(2, 0, len);                              // [kv, hd, len]
         var values = s.V[l].narrow(1, 0, len);
         if (t == 1)
         {
             // GQA without repeating K/V: query heads of one kv head form the rows of one matmul.
-            var scores = q.view(kvHeads, group, headDim).matmul(keys.transpose(1, 2)).softmax(-1);
+            var scores = q.view(kvHeads, group, headDim).matmul(keysT).softmax(-1);
             return scores.matmul(values).view(1, heads * headDim);
         }
         var qh = q.reshape(t, kvHeads, group, headDim).permute(1, 2, 0, 3).reshape(kvHeads, group * t, headDim);
-        var sc = qh.matmul(keys.transpose(1, 2)).view(kvHeads, group, t, len);
+        var sc = qh.matmul(keysT).view(kvHeads, group, t, len);
         // Causal mask for a chunk appended after `pos` cached tokens: query i sees keys 0..pos+i (bottom-right aligned).
         var mask = full(t, len, float.NegativeInfinity, device: Device).triu(pos + 1);
         var p = (sc + mask).softmax(-1).view(kvHeads, group * t, len);
@@ -373,7 +377,7 @@ public sealed class LlamaInferenceModel : ILogitsModel
     {
         public LlamaInferenceModel Model => model;
         public int Length { get; set; }
-        public Tensor[] K = [], V = [], KV = [];   // per layer: [kv, n, hd], [kv, n, hd], [2, kv, n, hd]
+        public Tensor[] KT = [], V = [], KV = [];   // per layer views: k transposed [kv, hd, n], v [kv, n, hd], both [2, kv, n, hd]
         private Tensor? cache;
         private int allocated;
 
@@ -409,20 +413,20 @@ public sealed class LlamaInferenceModel : ILogitsModel
             }
             cache = grown;
             allocated = size;
-            K = new Tensor[c.NumHiddenLayers];
+            KT = new Tensor[c.NumHiddenLayers];
             V = new Tensor[c.NumHiddenLayers];
             KV = new Tensor[c.NumHiddenLayers];
-            for (int l = 0; l < K.Length; l++)
+            for (int l = 0; l < KT.Length; l++)
             {
                 KV[l] = cache[l].DetachFromDisposeScope();
-                K[l] = cache[l, 0].DetachFromDisposeScope();
+                using (var k = cache[l, 0]) KT[l] = k.transpose(1, 2).DetachFromDisposeScope();
                 V[l] = cache[l, 1].DetachFromDisposeScope();
             }
         }
 
         private void DisposeViews()
         {
-            foreach (var t in K) t.Dispose();
+            foreach (var t in KT) t.Dispose();
             foreach (var t in V) t.Dispose();
             foreach (var t in KV) t.Dispose();
         }
@@ -430,7 +434,7 @@ public sealed class LlamaInferenceModel : ILogitsModel
         public void Dispose()
         {
             DisposeViews();
-            K = V = KV = [];
+            KT = V = KV = [];
             cache?.Dispose();
             cache = null;
             allocated = -1;
