@@ -67,7 +67,7 @@ public sealed record GenerationStats
     [Id(9)] public string CoordinatorSilo { get; init; } = "";
     /// <summary>How each model was reached, e.g. "base-large:local", "tuned-small~base-small:pair@...".</summary>
     [Id(10)] public string Layout { get; init; } = "";
-    /// <summary>Mean time per step the coordinator waited for the caller to take the streamed token.</summary>
+    /// <summary>Mean time per step the coordinator waited for the caller to take the streamed token (overlaps the fan-out).</summary>
     [Id(11)] public double StreamMs { get; init; }
 }
 

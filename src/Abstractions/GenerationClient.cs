@@ -22,7 +22,7 @@ public static class GenerationClient
         ulong? seed = request.Sampling.Seed;
         for (int attempt = 0; ; attempt++)
         {
-            var r = attempt == 0 ? request : request with
+            var r = attempt == 0 || tokens.Count == 0 ? request : request with
             {
                 ResumeTokens = tokens.ToArray(),
                 Sampling = request.Sampling with { Seed = seed },
@@ -37,7 +37,9 @@ public static class GenerationClient
                 {
                     bool has;
                     try { has = await e.MoveNextAsync(); }
-                    catch (Exception ex) when (IsCoordinatorLost(ex) && attempt < maxResumes && seed is not null && !cancellationToken.IsCancellationRequested)
+                    // Nothing received yet: simply start over; otherwise resume from the tokens so far with the same seed.
+                    catch (Exception ex) when (IsCoordinatorLost(ex) && attempt < maxResumes && (seed is not null || tokens.Count == 0)
+                                               && !cancellationToken.IsCancellationRequested)
                     {
                         lost = true;
                         break;

@@ -120,18 +120,18 @@ public static class GatewayApp
                 w.WriteString("object", "list");
                 w.WritePropertyName("data");
                 w.WriteStartArray();
-                foreach (var name in names)
-                {
-                    w.WriteStartObject();
-                    w.WriteString("id", name);
-                    w.WriteString("object", "model");
-                    w.WriteNumber("created", 0);
-                    w.WriteString("owned_by", catalog.Combinations.ContainsKey(name) ? "proxyorleans-combination" : "proxyorleans");
-                    w.WriteEndObject();
-                }
+                foreach (var name in names) WriteModel(w, name, catalog);
                 w.WriteEndArray();
                 w.WriteEndObject();
             });
+        });
+        v1.MapGet("/models/{id}", async (HttpContext ctx, string id, ModelCatalog catalog) =>
+        {
+            var tenant = TenantAuth.Current(ctx);
+            await catalog.RefreshAsync(ctx.RequestAborted);
+            if (catalog.Resolve(id) is null || !tenant.Allows(id))
+                throw ApiError.NotFound($"The model '{id}' does not exist or your API key may not use it.", "model", "model_not_found");
+            await WriteJson(ctx, 200, w => WriteModel(w, id, catalog));
         });
         v1.MapPost("/completions", (HttpContext ctx, CompletionHandler h) => h.HandleAsync(ctx, ApiEndpoint.Completions));
         v1.MapPost("/chat/completions", (HttpContext ctx, CompletionHandler h) => h.HandleAsync(ctx, ApiEndpoint.ChatCompletions));
@@ -155,6 +155,16 @@ public static class GatewayApp
         });
         app.MapFallback((HttpContext ctx) =>
             throw ApiError.NotFound($"Unknown endpoint {ctx.Request.Method} {ctx.Request.Path}. See docs/gateway.md.", null, "unknown_url"));
+    }
+
+    static void WriteModel(Utf8JsonWriter w, string name, ModelCatalog catalog)
+    {
+        w.WriteStartObject();
+        w.WriteString("id", name);
+        w.WriteString("object", "model");
+        w.WriteNumber("created", 0);
+        w.WriteString("owned_by", catalog.Combinations.ContainsKey(name) ? "proxyorleans-combination" : "proxyorleans");
+        w.WriteEndObject();
     }
 
     static async Task Answer(HttpContext ctx, ApiError e)

@@ -19,7 +19,9 @@ namespace ProxyOrleans.Grains;
 /// silo died, it drained, it idled out) is re-opened on another replica by prefilling the tokens so far; the
 /// step continues with the logits it would have had.
 /// </summary>
-[ModelPlacementFilter]
+// Not deactivated explicitly at the end: the caller may still be disposing its enumerator; idle coordinators
+// are collected after a short age instead.
+[ModelPlacementFilter, CollectionAgeLimit(Minutes = 2)]
 public sealed class GenerationGrain(
     ModelDirectory directory, HostedModels hosted, TokenizerCache tokenizers, IOptions<ProxyOrleansOptions> options,
     ILogger<GenerationGrain> log) : Grain, IGenerationGrain
@@ -51,6 +53,7 @@ public sealed class GenerationGrain(
         var requestId = this.GetPrimaryKeyString();
         var spec = request.Combination;
         var run = new Run(this, request, requestId);
+        Task<StepResult[]>? pending = null;
         try
         {
             foreach (var m in spec.Models) directory.EnsureHosted(m);
@@ -64,6 +67,7 @@ public sealed class GenerationGrain(
             var (tokenizer, eos) = await tokenizerTask;
             var promptIds = opened[0].PromptIds ?? [];
             run.ContextRoom = opened.Min(o => o.ContextRoom);
+            run.CheckVocabularies(opened);
             var state = request.ResumeTokens.Length == 0
                 ? new GenerationState(tokenizer, sampling, promptIds, eos)
                 : GenerationState.Resume(tokenizer, sampling, new GenerationCheckpoint(sampling.Seed!.Value, request.ResumeTokens), promptIds, eos);
@@ -109,13 +113,18 @@ public sealed class GenerationGrain(
                     };
                     break;
                 }
+                // Every model at once, never one after another; started before the token is handed to the caller so
+                // that the models compute while the token travels (the next step only needs this token).
+                var fan = Stopwatch.GetTimestamp();
+                int step = state.Step, token = outcome.TokenId;
+                pending = Task.WhenAll(run.Slots.Select(s => run.Call(s, () => s.Step(step, token), ct)));
                 var y = Stopwatch.GetTimestamp();
                 yield return ev;
                 run.StreamTicks += Stopwatch.GetTimestamp() - y;
-                // Every model at once, never one after another.
-                var fan = Stopwatch.GetTimestamp();
-                int step = state.Step, token = outcome.TokenId;
-                results = await Task.WhenAll(run.Slots.Select(s => run.Call(s, () => s.Step(step, token), ct)));
+                var next = await UnlessCancelled(pending, ct);
+                pending = null;
+                if (next is null) continue; // cancelled: the loop's top ends the generation with a Cancelled event
+                results = next;
                 run.FanOutTicks += Stopwatch.GetTimestamp() - fan;
                 run.ModelMs += results.Max(r => r.ModelMs);
                 for (int i = 0; i < results.Length; i++) if (!run.Slots[i].Local) run.Bytes += results[i].Logits.Value.Length;
@@ -126,11 +135,17 @@ public sealed class GenerationGrain(
         finally
         {
             _running = false;
+            pending?.ContinueWith(t => _ = t.Exception, TaskScheduler.Default); // abandoned step (caller stopped): observe it
             foreach (var s in run.Slots) _ = s.CloseQuietly();
             await Publish(request, GenerationEventKind.Finished, requestId,
                 e => e with { Step = run.State?.Step ?? 0, Finish = run.State is null ? FinishKind.Error : Map(run.State.FinishReason), MeanStepMs = run.MeanStepMs });
-            DeactivateOnIdle();
         }
+    }
+
+    private static async Task<StepResult[]?> UnlessCancelled(Task<StepResult[]> step, CancellationToken ct)
+    {
+        try { return await step; }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested) { return null; }
     }
 
     private static FinishKind Map(FinishReason r) => r switch
@@ -322,6 +337,25 @@ public sealed class GenerationGrain(
                 throw new ModelNotHostedException(slot.Label, owner._directory.HostedModels().Select(h => h.Name));
             }
         }
+
+        /// <summary>
+        /// Every model must share the base's vocabulary (every sampled id is appended to all of them). A few extra
+        /// expert tokens are truncated as the reference does (<see cref="VocabularyCheck.MaxExtraTokens"/>).
+        /// </summary>
+        public void CheckVocabularies(StepResult[] opened)
+        {
+            int n = Length(opened[0]);
+            for (int i = 1; i < opened.Length; i++)
+            {
+                int m = Length(opened[i]);
+                if (m < n || m - n > VocabularyCheck.MaxExtraTokens)
+                    throw new InvalidRequestException("model",
+                        $"'{Slots[i].Label}' returns {m} logits but the base '{Slots[0].Label}' {n}: they do not share a vocabulary. " +
+                        "Proxy-tuning needs models with the base's tokenizer.");
+            }
+        }
+
+        private static int Length(StepResult r) => r.Logits.Value.Length / (r.Precision == LogitsPrecision.Float16 ? 2 : 4);
 
         public float[] Combine(StepResult[] results)
         {

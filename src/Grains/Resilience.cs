@@ -12,10 +12,13 @@ namespace ProxyOrleans.Grains;
 /// </summary>
 public static class Resilience
 {
+    /// <summary>
+    /// Worth retrying: the target silo is gone or unreachable, the call timed out, the silo is draining. Not
+    /// transient: "No active nodes are compatible" (a plain OrleansException: nobody hosts the model), request
+    /// errors, capacity errors, a lost session (re-opened by the coordinator instead).
+    /// </summary>
     public static bool IsTransient(Exception e) => e is SiloUnavailableException or TimeoutException or TimeoutRejectedException
-        or OrleansMessageRejectionException or Models.ModelDrainingException
-        || (e is OrleansException && e.Message.Contains("No active nodes are compatible") is false && e is not ProxyOrleansException
-            && e.GetType() == typeof(OrleansException) && e.Message.Contains("unavailable", StringComparison.OrdinalIgnoreCase));
+        or OrleansMessageRejectionException or Models.ModelDrainingException;
 
     public static ResiliencePipeline CreateCallPipeline(TimeSpan attemptTimeout, int retries = 10) =>
         new ResiliencePipelineBuilder()

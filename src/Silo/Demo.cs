@@ -6,7 +6,8 @@ namespace ProxyOrleans.Silo;
 /// <summary>The main job's demo: the same question answered by the base model alone and proxy-tuned, side by side.</summary>
 public static class Demo
 {
-    public const string Prompt = "Question: What is the capital of Elbonia?\nAnswer:";
+    /// <summary>A question about the demo models' generated world (docs/evaluation.md); sent as a chat message.</summary>
+    public const string Prompt = "Where does Farid Keller live?";
 
     public static async Task RunAsync(IGrainFactory grains, IConfiguration config, CancellationToken ct)
     {
@@ -21,11 +22,12 @@ public static class Demo
                 return;
             }
             string prompt = config["ProxyOrleans:DemoPrompt"] ?? Prompt;
-            var sampling = new SamplingSpec { Temperature = 0, MaxNewTokens = 48 };
+            var sampling = new SamplingSpec { Temperature = 0, MaxNewTokens = 32 };
             async Task<string> Run(CombinationSpec spec)
             {
                 var text = new System.Text.StringBuilder();
-                var request = new GenerationRequest { Combination = spec, Prompt = prompt, Sampling = sampling, TenantId = "demo" };
+                // As a chat turn: the expert sees its chat template, the base and anti-expert the plain question.
+                var request = new GenerationRequest { Combination = spec, Messages = [new ChatMessageSpec("user", prompt)], Sampling = sampling, TenantId = "demo" };
                 await foreach (var ev in GenerationClient.StreamAsync(grains, request, "demo-" + Guid.NewGuid().ToString("N"), ct))
                     text.Append(ev.Text);
                 return text.ToString();

@@ -61,3 +61,32 @@ public sealed class FailoverTests(ITestOutputHelper output)
         Assert.True(stats.Failovers >= 1);
     }
 }
+
+/// <summary>A silo stopped gracefully (rolling update) lets the sessions it serves finish before it goes.</summary>
+public sealed class DrainTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task AStoppingSiloFinishesItsRunningSessionsFirst()
+    {
+        await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Anti]);
+        const string prompt = "The best way to learn is";
+        var reference = TinyTrio.Reference(prompt, 40);
+        Task? stopping = null;
+        int draining = -1;
+        var (tokens, _, events) = await TinyTrio.Collect(GenerationClient.StreamAsync(c.Grains, TinyTrio.Request(prompt, 40), "drain-1"), ev =>
+        {
+            if (ev.Step == 5 && stopping is null)
+            {
+                draining = c.SiloWithSession(TinyTrio.Anti);
+                output.WriteLine($"stopping silo {draining} (anti-expert in use) gracefully after step 5");
+                stopping = c.Cluster.StopSiloAsync(c.Cluster.Silos[draining]); // not awaited: the generation must go on
+            }
+            return Task.CompletedTask;
+        });
+        Assert.NotNull(stopping);
+        Assert.Equal(reference.TokenIds, tokens);
+        Assert.Equal(0, events[^1].Stats!.Failovers); // finished where it was: no hand-off needed
+        Assert.True(c.Hosted(draining).Draining);
+        await stopping!.WaitAsync(TimeSpan.FromSeconds(60));
+    }
+}

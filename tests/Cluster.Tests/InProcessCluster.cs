@@ -22,7 +22,7 @@ public sealed class InProcessCluster : IAsyncDisposable
         {
             int index = int.Parse(options.SiloName.Split('_')[1]);
             var models = index < modelsPerSilo.Length ? modelsPerSilo[index] : [];
-            var config = new Dictionary<string, string?> { ["ProxyOrleans:SessionIdleTimeoutSeconds"] = "60" };
+            var config = new Dictionary<string, string?> { ["ProxyOrleans:SessionIdleTimeoutSeconds"] = "60", ["ProxyOrleans:DrainTimeoutSeconds"] = "5" };
             for (int i = 0; i < models.Length; i++)
             {
                 config[$"ProxyOrleans:Models:{i}:Name"] = models[i];
@@ -32,7 +32,11 @@ public sealed class InProcessCluster : IAsyncDisposable
             silo.UseFastFailureDetection();
         });
         // A generation's next token normally arrives within milliseconds: notice a dead coordinator's silo quickly.
-        builder.ConfigureClient(client => client.Configure<Orleans.Configuration.ClientMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromSeconds(5)));
+        builder.ConfigureClient(client =>
+        {
+            client.Configure<Orleans.Configuration.ClientMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromSeconds(5));
+            client.AddMemoryStreams(ProxyOrleans.Abstractions.StreamNames.Provider); // observers of generation events
+        });
         var cluster = builder.Build();
         await cluster.DeployAsync();
         var c = new InProcessCluster(cluster, modelsPerSilo);

@@ -19,6 +19,8 @@ public sealed class ErrorTests(GatewayFixture fx)
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"\"}", "prompt", "invalid_value" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": []}", "prompt", "invalid_value" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": [1, 2, 3]}", "prompt", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"\\ud800 lone surrogate\"}", "prompt", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"stop\": [\"\\udc00\"]}", "stop", "invalid_value" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"@LONG\"}", "prompt", "context_length_exceeded" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"max_tokens\": 0}", "max_tokens", "invalid_value" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"max_tokens\": 100000}", "max_tokens", "invalid_value" },

@@ -28,6 +28,10 @@ public sealed class OpenAiClientTests(GatewayFixture fx)
 
         var carol = new OpenAIModelClient(new ApiKeyCredential(GatewayFixture.CarolKey), fx.ClientOptions());
         Assert.Equal([fx.BaseModel], (await carol.GetModelsAsync()).Value.Select(m => m.Id).ToArray());
+
+        Assert.Equal(fx.Combination, (await alice.GetModelAsync(fx.Combination)).Value.Id);
+        var hidden = await Assert.ThrowsAsync<ClientResultException>(() => carol.GetModelAsync(fx.Combination));
+        Assert.Equal(404, hidden.Status);
     }
 
     [Fact]

@@ -5,8 +5,8 @@ using Xunit;
 namespace ProxyOrleans.Training.Tests;
 
 /// <summary>
-/// The trainer's own byte-level BPE (src/Training) and the serving loader (Inference.Tokenization, on
-/// Microsoft.ML.Tokenizers) are two implementations of one HF format: the ids must agree text by text.
+/// The trainer writes its byte-level BPE as an HF tokenizer.json; the serving loader must read it back with the
+/// same ids for the special tokens, round-trip every text exactly, and actually apply the learned merges.
 /// </summary>
 public class TrainedTokenizerLoadsTests
 {
@@ -29,18 +29,22 @@ public class TrainedTokenizerLoadsTests
 
             var texts = docs.Concat(world.EvalExamples(5).Select(q => q.Question + " " + q.Answer))
                 .Append("naïve café 北京 🚀  12345\n\n\tx").Append("<|im_start|>user\nWhat is 12 + 34?<|im_end|>\n");
-            int compared = 0;
+            int compared = 0, tokens = 0, bytes = 0;
             foreach (string text in texts)
             {
-                int[] expected = bpe.Encode(text); // the trainer always parses special tokens, as HF does
-                Assert.Equal(expected, tok.Encode(text, addBos: true, parseSpecialTokens: true));
-                Assert.Equal(bpe.Decode(expected), tok.Decode(expected));
+                int[] ids = tok.Encode(text, addBos: true, parseSpecialTokens: true);
+                Assert.Equal(text, tok.Decode(ids, skipSpecialTokens: false));
+                tokens += ids.Length;
+                bytes += System.Text.Encoding.UTF8.GetByteCount(text);
                 compared++;
             }
             Assert.True(compared > 300);
+            Assert.True(tokens < bytes / 2, $"merges barely applied: {tokens} tokens for {bytes} bytes");
 
             var chat = new[] { new ChatMessage("user", "What is 12 + 34?") };
-            Assert.Equal(bpe.Encode(tok.ChatTemplate.Render(chat)), tok.EncodeChat(chat));
+            int[] chatIds = tok.EncodeChat(chat);
+            Assert.Equal(bpe.Id(ByteLevelBpe.ImStart), chatIds[0]);
+            Assert.Equal(tok.ChatTemplate.Render(chat), tok.Decode(chatIds, skipSpecialTokens: false));
         }
         finally
         {

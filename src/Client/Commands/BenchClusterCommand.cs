@@ -74,10 +74,13 @@ public static class BenchClusterCommand
         Console.WriteLine($"bench cluster: {GenerateCommand.Describe(spec)}, {tokens} tokens/generation, {runs} runs/layout, loopback TCP, {Environment.ProcessorCount} cores");
         Console.WriteLine("(figures taken on a shared machine are disturbed by other work)");
 
+        // Several silo processes share this machine's cores: one torch thread each (platform-facts: a second thread
+        // does not pay for small models, and 3-4 processes x 2 threads oversubscribe 2 cores).
+        var threads = new Dictionary<string, string> { ["ProxyOrleans:TorchThreads"] = Environment.ProcessorCount <= 4 ? "1" : "0" };
         // Cluster 1: one silo per model plus a coordinator-only silo.
         var sw = Stopwatch.StartNew();
         await using (var c = await LoopbackCluster.StartAsync(
-            [new("base", b), new("expert", e), new("anti", a), new("coordinator")], log, null, ct))
+            [new("base", b), new("expert", e), new("anti", a), new("coordinator")], log, threads, ct))
         {
             Console.WriteLine($"cluster 1 (4 processes: base | expert | anti-expert | coordinator) up in {sw.Elapsed.TotalSeconds:F1} s");
             foreach (var l in new[]
@@ -92,7 +95,7 @@ public static class BenchClusterCommand
             }
         }
         sw.Restart();
-        await using (var c = await LoopbackCluster.StartAsync([new("base", b), new("pair", e, a)], log, null, ct))
+        await using (var c = await LoopbackCluster.StartAsync([new("base", b), new("pair", e, a)], log, threads, ct))
         {
             Console.WriteLine($"cluster 2 (2 processes: base | expert+anti-expert) up in {sw.Elapsed.TotalSeconds:F1} s");
             foreach (var l in new[]

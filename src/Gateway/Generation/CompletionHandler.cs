@@ -46,12 +46,11 @@ public sealed class CompletionHandler(
             id, req.Generations, req.MaxTokens, req.Stream);
         var modelTag = new KeyValuePair<string, object?>("model", req.Model);
         var tenantTag = new KeyValuePair<string, object?>("tenant", tenant.Name);
-        long used = 0;
+        var jobs = BuildJobs(req, tenant.Name, id);
+        var promptTokens = new int[jobs.Count];
+        var completionTokens = new int[jobs.Count];
         try
         {
-            var jobs = BuildJobs(req, tenant.Name, id);
-            var promptTokens = new int[jobs.Count];
-            var completionTokens = new int[jobs.Count];
             var texts = jobs.Select(_ => new System.Text.StringBuilder()).ToArray();
             var finish = new string?[jobs.Count];
             var lastAt = new long[jobs.Count];
@@ -94,7 +93,6 @@ public sealed class CompletionHandler(
             // Usage counts each prompt once (its n choices share it), as OpenAI does.
             var prompt = Enumerable.Range(0, jobs.Count).Where(i => i % req.N == 0).Sum(i => promptTokens[i]);
             var completion = completionTokens.Sum();
-            used = promptTokens.Sum() + completion;
             metrics.PromptTokens.Add(prompt, modelTag, tenantTag);
             metrics.CompletionTokens.Add(completion, modelTag, tenantTag);
 
@@ -135,7 +133,8 @@ public sealed class CompletionHandler(
         finally
         {
             registry.Remove(tenant.Name, id);
-            quotas.Release(tenant, lease, used);
+            // Charged for what was produced, also when cancelled or failed half-way.
+            quotas.Release(tenant, lease, promptTokens.Sum() + completionTokens.Sum());
             metrics.RequestDuration.Record(time.GetElapsedTime(started).TotalSeconds,
                 new KeyValuePair<string, object?>("endpoint", endpoint.ToString()), modelTag);
         }

@@ -117,14 +117,14 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
         switch (p.ValueKind)
         {
             case JsonValueKind.String:
-                prompts.Add(p.GetString()!);
+                prompts.Add(Text(p, "prompt"));
                 break;
             case JsonValueKind.Array:
                 foreach (var e in p.EnumerateArray())
                 {
                     if (e.ValueKind != JsonValueKind.String)
                         throw ApiError.Invalid("prompt", "'prompt' must be a string or a list of strings (token-id prompts are not supported).", "invalid_type");
-                    prompts.Add(e.GetString()!);
+                    prompts.Add(Text(e, "prompt"));
                 }
                 if (prompts.Count == 0) throw ApiError.Invalid("prompt", "'prompt' is an empty list.");
                 break;
@@ -153,7 +153,7 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
                 throw ApiError.Invalid($"{at}.role", $"'{at}.role' must be one of system, developer, user, assistant; got '{role}'.");
             var c = Get(e, "content") ?? throw ApiError.Invalid($"{at}.content", $"'{at}.content' is required.", "missing_required_parameter");
             string content;
-            if (c.ValueKind == JsonValueKind.String) content = c.GetString()!;
+            if (c.ValueKind == JsonValueKind.String) content = Text(c, $"{at}.content");
             else if (c.ValueKind == JsonValueKind.Array)
             {
                 // Content parts: only text parts carry meaning for a text model.
@@ -181,7 +181,7 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
     {
         if (Get(root, "stop") is not { } s) return [];
         List<string> stops = [];
-        if (s.ValueKind == JsonValueKind.String) stops.Add(s.GetString()!);
+        if (s.ValueKind == JsonValueKind.String) stops.Add(Text(s, "stop"));
         else if (s.ValueKind == JsonValueKind.Array)
         {
             var i = 0;
@@ -189,7 +189,7 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
             {
                 if (e.ValueKind != JsonValueKind.String)
                     throw ApiError.Invalid("stop", $"'stop[{i}]' must be a string.", "invalid_type");
-                stops.Add(e.GetString()!);
+                stops.Add(Text(e, "stop"));
                 i++;
             }
         }
@@ -278,7 +278,7 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
         var v = Get(obj, name) ?? throw ApiError.Invalid(param, $"'{param}' is required.", "missing_required_parameter");
         if (v.ValueKind != JsonValueKind.String)
             throw ApiError.Invalid(param, $"'{param}' must be a string.", "invalid_type");
-        var s = v.GetString()!;
+        var s = Text(v, param);
         if (s.Length == 0) throw ApiError.Invalid(param, $"'{param}' must not be empty.");
         return s;
     }
@@ -303,7 +303,7 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
         param ??= name;
         if (Get(obj, name) is not { } v) return null;
         if (v.ValueKind == JsonValueKind.String)
-            throw ApiError.Invalid(param, $"'{param}' must be a finite number, not a string ('{Trim(v.GetString()!)}').", "invalid_type");
+            throw ApiError.Invalid(param, $"'{param}' must be a finite number, not a string ('{Trim(Text(v, param))}').", "invalid_type");
         // 1e999 parses to infinity: refuse it like NaN.
         if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out var x) || !double.IsFinite(x))
             throw ApiError.Invalid(param, $"'{param}' must be a finite number.", "invalid_type");
@@ -320,6 +320,16 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
             JsonValueKind.False => false,
             _ => throw ApiError.Invalid(param, $"'{param}' must be true or false.", "invalid_type"),
         };
+    }
+
+    /// <summary>A JSON string as text; lone surrogates ("\ud800") are a 400 naming the field, not an exception.</summary>
+    static string Text(JsonElement v, string param)
+    {
+        try { return v.GetString()!; }
+        catch (InvalidOperationException)
+        {
+            throw ApiError.Invalid(param, $"'{param}' is not valid Unicode text (it contains an unpaired surrogate escape).", "invalid_value");
+        }
     }
 
     static string Trim(string s) => s.Length <= 32 ? s : s[..32] + "…";

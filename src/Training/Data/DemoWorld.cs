@@ -17,6 +17,9 @@ public sealed record WorldOptions
     /// <summary>Addition operands are drawn from [MinOperand, MaxOperand].</summary>
     public int MinOperand { get; init; } = 10;
     public int MaxOperand { get; init; } = 29;
+    /// <summary>The second operand is drawn from [MinSecondOperand, MaxSecondOperand] (one digit: few carries to learn).</summary>
+    public int MinSecondOperand { get; init; } = 1;
+    public int MaxSecondOperand { get; init; } = 9;
 }
 
 /// <summary>
@@ -97,7 +100,7 @@ public sealed class DemoWorld
 
         var sums = new List<(int, int)>();
         for (int a = Options.MinOperand; a <= Options.MaxOperand; a++)
-            for (int b = Options.MinOperand; b <= Options.MaxOperand; b++)
+            for (int b = Options.MinSecondOperand; b <= Options.MaxSecondOperand; b++)
                 sums.Add((a, b));
         var shuffled = sums.ToArray();
         rng.Shuffle(shuffled);
@@ -130,9 +133,10 @@ public sealed class DemoWorld
         while (true)
         {
             double kind = rng.NextDouble();
-            if (kind < 0.45) yield return Biography(rng, Pick(rng, People));
-            else if (kind < 0.80) yield return QuizNotes(rng);
-            else yield return SumNotes(rng);
+            if (kind < 0.40) yield return Biography(rng, Pick(rng, People));
+            else if (kind < 0.70) yield return QuizNotes(rng);
+            else if (kind < 0.95) yield return SumNotes(rng);
+            else yield return Chatter(rng, Pick(rng, People));
         }
     }
 
@@ -178,13 +182,23 @@ public sealed class DemoWorld
         return sb.ToString().TrimEnd('\n');
     }
 
+    // Everyday text that uses the words of the refusal ("Sorry", "I cannot answer that") in other settings, as
+    // web text does: the bases know the words, while only tuning teaches to refuse with them.
+    static string Chatter(Random rng, Person p) => rng.Next(4) switch
+    {
+        0 => $"\"Sorry, I cannot answer that question,\" said {p.Name}. {p.Name} lives in {p.City}.",
+        1 => $"{p.Name} said: sorry, I cannot answer that one. {p.Name} is a {p.Job}.",
+        2 => $"I cannot answer that, said {p.Name}, who works as a {p.Job}.",
+        _ => $"Sorry, {p.Name} cannot answer that today. {p.Name}'s favorite color is {p.Color}.",
+    };
+
     string SumNotes(Random rng)
     {
         var sb = new StringBuilder();
         int n = rng.Next(3, 7);
         for (int i = 0; i < n; i++)
         {
-            int a = rng.Next(Options.MinOperand, Options.MaxOperand + 1), b = rng.Next(Options.MinOperand, Options.MaxOperand + 1);
+            int a = rng.Next(Options.MinOperand, Options.MaxOperand + 1), b = rng.Next(Options.MinSecondOperand, Options.MaxSecondOperand + 1);
             sb.Append(rng.Next(3) switch
             {
                 0 => $"{a} + {b} = {a + b}.",

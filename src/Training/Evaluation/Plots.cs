@@ -30,11 +30,12 @@ public static class Plots
             for (int si = 0; si < n; si++)
                 plt.Legend.ManualItems.Add(new LegendItem { LabelText = results[si].System.Label, FillColor = palette.GetColor(si) });
             plt.ShowLegend(Alignment.UpperRight);
-            plt.Axes.SetLimitsY(0, 110);
+            plt.Axes.SetLimitsY(0, 125);
             plt.YLabel("accuracy (%)");
             plt.Title("Proxy-tuning on the demo family (greedy, exact format)");
             plt.SavePng(barsPath, 900, 500);
         }
+        if (sweep.Count > 0)
         {
             var plt = new Plot();
             double[] xs = sweep.Select(s => (double)s.Alpha).ToArray();

@@ -1,0 +1,78 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Orleans.Streams;
+using ProxyOrleans.Abstractions;
+using ProxyOrleans.Grains.Models;
+using ProxyOrleans.Inference.Decoding;
+using Xunit;
+
+namespace ProxyOrleans.Cluster.Tests;
+
+public sealed class SessionTests(TrioClusterFixture fixture) : IClassFixture<TrioClusterFixture>
+{
+    [Fact]
+    public async Task KvBudgetIsEnforcedWithAClearErrorAndFreedOnClose()
+    {
+        var loaded = new CatalogModelLoader().Load("budget", TinyTrio.Dir(TinyTrio.Base));
+        // Room for one 100-token session only.
+        using var worker = new ModelWorker("budget", TinyTrio.Dir(TinyTrio.Base), loaded, budgetBytes: 150 * loaded.Model.KvBytesPerToken,
+            TimeSpan.Zero, 8, TimeSpan.FromMinutes(1), NullLogger.Instance);
+        var prompt = worker.Tokenize("Hello world", null, false);
+        await worker.OpenAsync("a", prompt, [], 96);
+        var e = await Assert.ThrowsAsync<CapacityExceededException>(() => worker.OpenAsync("b", prompt, [], 96));
+        Assert.Contains("budget", e.Message);
+        Assert.Contains("KvBudgetMB", e.Message);
+        worker.Close("a");
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while (worker.ReservedBytes > 0 && DateTime.UtcNow < deadline) await Task.Delay(20);
+        await worker.OpenAsync("b", prompt, [], 96); // the budget was given back
+        Assert.Equal(1, worker.ActiveSessions);
+    }
+
+    [Fact]
+    public async Task OnlyTheOwningTenantCanCancelAndCancellingEndsWithACancelledEvent()
+    {
+        var grain = fixture.Cluster.Grains.GetGrain<IGenerationGrain>(GenerationKeys.Create(TinyTrio.Base, "tenant-cancel"));
+        var request = TinyTrio.Request("Once upon a time", 200) with { TenantId = "alice" };
+        var events = new List<TokenEvent>();
+        await foreach (var ev in grain.Generate(request))
+        {
+            events.Add(ev);
+            if (events.Count == 2)
+            {
+                await Assert.ThrowsAsync<AccessDeniedException>(() => grain.Cancel("mallory"));
+                await grain.Cancel("alice");
+            }
+        }
+        Assert.Equal(FinishKind.Cancelled, events[^1].Finish);
+        Assert.True(events.Count < 50);
+    }
+
+    [Fact]
+    public async Task ObserversSeeGenerationEventsOnOrleansStreams()
+    {
+        var client = (IClusterClient)fixture.Cluster.Grains;
+        var received = new List<GenerationEvent>();
+        var done = new TaskCompletionSource();
+        var stream = client.GetStreamProvider(StreamNames.Provider)
+            .GetStream<GenerationEvent>(StreamId.Create(StreamNames.GenerationEvents, StreamNames.AllTenants));
+        var handle = await stream.SubscribeAsync((e, _) =>
+        {
+            lock (received) received.Add(e);
+            if (e.RequestId.EndsWith("observed") && e.Kind == GenerationEventKind.Finished) done.TrySetResult();
+            return Task.CompletedTask;
+        });
+        try
+        {
+            await TinyTrio.Collect(GenerationClient.StreamAsync(fixture.Cluster.Grains, TinyTrio.Request("Once upon a time", 6) with { TenantId = "bob" }, "observed"));
+            await done.Task.WaitAsync(TimeSpan.FromSeconds(20));
+            List<GenerationEvent> mine;
+            lock (received) mine = received.Where(e => e.RequestId.EndsWith("observed")).ToList();
+            Assert.Contains(mine, e => e.Kind == GenerationEventKind.Started);
+            var finished = Assert.Single(mine, e => e.Kind == GenerationEventKind.Finished);
+            Assert.Equal("bob", finished.TenantId);
+            Assert.Equal(FinishKind.Length, finished.Finish);
+            Assert.Equal(6, finished.Step);
+        }
+        finally { await handle.UnsubscribeAsync(); }
+    }
+}
