@@ -32,7 +32,7 @@ public sealed class LlamaInferenceModel : ILogitsModel
     public long KvBytesPerToken => 2L * Config.NumHiddenLayers * Config.KvDim * sizeof(float);
     public Device Device { get; }
 
-    private readonly int heads, kvHeads, headDim, group, qkWidth, chunks;
+    private readonly int heads, kvHeads, headDim, group, chunks;
     private readonly Tensor embed;                 // [V, hidden]
     private readonly Layer[] layers;
     private readonly Tensor lmHead;                // [hidden, V] or [C, hidden, V/C], final norm folded in
@@ -51,7 +51,6 @@ public sealed class LlamaInferenceModel : ILogitsModel
         if (options.Threads > 0) torch.set_num_threads(options.Threads);
         heads = config.NumAttentionHeads; kvHeads = config.NumKeyValueHeads; headDim = config.HeadDim;
         group = heads / kvHeads;
-        qkWidth = (heads + kvHeads) * headDim;
         chunks = Device.type == DeviceType.CPU && torch.get_num_threads() >= 2 ? 2 : 1;
 
         using var scope = NewDisposeScope();
@@ -59,6 +58,11 @@ public sealed class LlamaInferenceModel : ILogitsModel
         int hidden = config.HiddenSize, inter = config.IntermediateSize;
         float qScale = (float)(1.0 / Math.Sqrt(headDim));
         Tensor Keep(Tensor t) => t.contiguous().to(Device).DetachFromDisposeScope();
+        Tensor KeepTransposed(Tensor t)
+        {
+            using var stored = Keep(t);
+            return stored.transpose(-2, -1).DetachFromDisposeScope();   // the view keeps the storage alive
+        }
 
         embed = Keep(w["model.embed_tokens.weight"].clone());
         layers = new Layer[config.NumHiddenLayers];
@@ -76,8 +80,8 @@ public sealed class LlamaInferenceModel : ILogitsModel
             int ic = inter % chunks == 0 ? chunks : 1;
             // Chunk c = [gate columns of slice c | up columns of slice c], so silu(gate)*up of chunk c feeds rows of slice c of down_proj.
             var gateUp = cat([gate.reshape(hidden, ic, inter / ic), up.reshape(hidden, ic, inter / ic)], 2).permute(1, 0, 2);
-            // down_proj stays [out, in] (HF layout) and is used transposed: a one-row product with 1376 inputs and
-            // 512 outputs reads it ~30% faster that way than pre-transposed [in, out] (MKL gemv, measured here).
+            // down_proj stays [out, in] (HF layout) in memory and is kept as its transposed view: a one-row product with
+            // 1376 inputs and 512 outputs reads it ~25% faster that way than pre-transposed [in, out] (MKL, measured here).
             var down = w[p + "mlp.down_proj.weight"].reshape(hidden, ic, inter / ic).permute(1, 0, 2);   // [C, hidden, inter/C]
             layers[l] = new Layer(
                 Keep(wqkv.t() * g1),
@@ -85,7 +89,7 @@ public sealed class LlamaInferenceModel : ILogitsModel
                 Keep(w[p + "self_attn.o_proj.weight"].t()),
                 config.OProjBias ? Keep(w[p + "self_attn.o_proj.bias"].clone()) : null,
                 Keep(ic == 1 ? gateUp.squeeze(0) : gateUp),   // 2-D when not chunked: plain mm
-                Keep(ic == 1 ? down.squeeze(0) : down));
+                KeepTransposed(ic == 1 ? down.squeeze(0) : down));   // [inter, hidden] or [C, inter/C, hidden] view
         }
         var head = (config.TieWordEmbeddings ? w["model.embed_tokens.weight"] : w["lm_head.weight"]).t() * w["model.norm.weight"].unsqueeze(1);
         int vc = HeadBlocks(config.VocabSize, chunks);
@@ -230,16 +234,19 @@ public sealed class LlamaInferenceModel : ILogitsModel
             var L = layers[l];
             var x = RmsNorm(h, eps);
             var qkv = L.Bqkv is null ? x.mm(L.Wqkv) : L.Bqkv.addmm(x, L.Wqkv);
-            var qk = qkv.narrow(1, 0, qkWidth).view(n, heads + kvHeads, headDim);
-            qk = (qk * cos).addcmul_(qk.roll(headDim / 2, -1), sin, One);           // RoPE, rotate_half layout
-            var v = qkv.narrow(1, qkWidth, kvHeads * headDim).view(n, kvHeads, headDim);
+            // RoPE (rotate_half layout) in place on the q and k columns: qkv then holds [q | k | v] ready for the
+            // cache, so k and v go in with one copy (fewer TorchSharp calls per step).
+            var qkv3 = qkv.view(n, heads + 2 * kvHeads, headDim);
+            var qk = qkv3.narrow(1, 0, heads + kvHeads);
+            var rolled = qk.roll(headDim / 2, -1);
+            qk.mul_(cos).addcmul_(rolled, sin, One);
 
             Tensor attn;
-            if (b == 1) attn = Attend(ss[0], l, qk, v, 0, n);
+            if (b == 1) attn = Attend(ss[0], l, qkv3, 0, n);
             else
             {
                 var outs = new Tensor[b];
-                for (int i = 0, r = 0; i < b; r += counts[i], i++) outs[i] = Attend(ss[i], l, qk, v, r, counts[i]);
+                for (int i = 0, r = 0; i < b; r += counts[i], i++) outs[i] = Attend(ss[i], l, qkv3, r, counts[i]);
                 attn = cat(outs, 0);
             }
             h = h.addmm(attn, L.Wo);                                                 // residual + o_proj in one op
@@ -249,16 +256,16 @@ public sealed class LlamaInferenceModel : ILogitsModel
             if (L.WGateUp.dim() == 2)
             {
                 var gu = x.mm(L.WGateUp);                                            // [n, 2*inter] = [gate | up]
-                long ic = gu.shape[1] / 2;
-                h = h.addmm(nn.functional.silu(gu.narrow(1, 0, ic)).mul_(gu.narrow(1, ic, ic)), L.WDown.t());
+                var gateUp = gu.chunk(2, 1);
+                h = h.addmm(nn.functional.silu(gateUp[0]).mul_(gateUp[1]), L.WDown);
             }
             else
             {
                 // Two chunks in one bmm keep two threads busy on one-row products (platform-facts.md).
                 var gu = x.unsqueeze(0).expand(L.WGateUp.shape[0], n, x.shape[1]).bmm(L.WGateUp);  // [C, n, 2*inter/C]
-                long ic = gu.shape[2] / 2;
-                var act = nn.functional.silu(gu.narrow(2, 0, ic)).mul_(gu.narrow(2, ic, ic));
-                h = h + act.bmm(L.WDown.transpose(1, 2)).sum(0L);                                    // [C, n, hidden] summed over chunks
+                var gateUp = gu.chunk(2, 2);
+                var act = nn.functional.silu(gateUp[0]).mul_(gateUp[1]);
+                h = h + act.bmm(L.WDown).sum(0L);                                    // [C, n, hidden] summed over chunks
             }
         }
 
@@ -301,33 +308,24 @@ public sealed class LlamaInferenceModel : ILogitsModel
     private static Tensor RmsNorm(Tensor x, double eps) => x * x.square().mean([-1L], keepdim: true).add_(eps).rsqrt_();
 
     /// <summary>Writes rows [r, r+t) of k/v into the session's cache at its position and attends q to the whole cache.</summary>
-    private Tensor Attend(Session s, int l, Tensor qk, Tensor v, int r, int t)
+    private Tensor Attend(Session s, int l, Tensor qkv, int r, int t)
     {
         int pos = s.Length, len = pos + t;
-        var rows = t == qk.shape[0] ? qk : qk.narrow(0, r, t);
+        var rows = t == qkv.shape[0] ? qkv : qkv.narrow(0, r, t);          // [t, heads + 2*kv, hd], q and k rotated
         var q = rows.narrow(1, 0, heads);                                   // [t, heads, hd]
-        var k = rows.narrow(1, heads, kvHeads);                             // [t, kv, hd]
-        var (kc, vc) = (s.K[l], s.V[l]);                                    // [kv, cap, hd]
-        if (t == 1)
-        {
-            kc.select(1, pos).copy_(k.select(0, 0));
-            vc.select(1, pos).copy_(v.select(0, r));
-        }
-        else
-        {
-            kc.narrow(1, pos, t).copy_(k.transpose(0, 1));
-            vc.narrow(1, pos, t).copy_(v.narrow(0, r, t).transpose(0, 1));
-        }
-        var keys = kc.narrow(1, 0, len);
-        var values = vc.narrow(1, 0, len);
+        var kv = rows.narrow(1, heads, 2 * kvHeads);                        // [t, 2*kv, hd] = [k | v]
+        if (t == 1) s.KV[l].select(2, pos).copy_(kv.view(2, kvHeads, headDim));
+        else s.KV[l].narrow(2, pos, t).copy_(kv.view(t, 2, kvHeads, headDim).permute(1, 2, 0, 3));
+        var keysT = s.KT[l].narrow(2, 0, len);                              // [kv, hd, len]
+        var values = s.V[l].narrow(1, 0, len);
         if (t == 1)
         {
             // GQA without repeating K/V: query heads of one kv head form the rows of one matmul.
-            var scores = q.view(kvHeads, group, headDim).matmul(keys.transpose(1, 2)).softmax(-1);
+            var scores = q.view(kvHeads, group, headDim).matmul(keysT).softmax(-1);
             return scores.matmul(values).view(1, heads * headDim);
         }
         var qh = q.reshape(t, kvHeads, group, headDim).permute(1, 2, 0, 3).reshape(kvHeads, group * t, headDim);
-        var sc = qh.matmul(keys.transpose(1, 2)).view(kvHeads, group, t, len);
+        var sc = qh.matmul(keysT).view(kvHeads, group, t, len);
         // Causal mask for a chunk appended after `pos` cached tokens: query i sees keys 0..pos+i (bottom-right aligned).
         var mask = full(t, len, float.NegativeInfinity, device: Device).triu(pos + 1);
         var p = (sc + mask).softmax(-1).view(kvHeads, group * t, len);
@@ -374,12 +372,12 @@ public sealed class LlamaInferenceModel : ILogitsModel
         foreach (var l in layers) { l.Wqkv.Dispose(); l.Bqkv?.Dispose(); l.Wo.Dispose(); l.Bo?.Dispose(); l.WGateUp.Dispose(); l.WDown.Dispose(); }
     }
 
-    /// <summary>A sequence's KV cache: one [2, L, kv_heads, n, head_dim] tensor, grown by doubling up to the capacity.</summary>
+    /// <summary>A sequence's KV cache: one [L, 2, kv_heads, n, head_dim] tensor (k and v of a position written by one copy), grown by doubling up to the capacity.</summary>
     private sealed class Session(LlamaInferenceModel model, int capacity) : IModelSession
     {
         public LlamaInferenceModel Model => model;
         public int Length { get; set; }
-        public Tensor[] K = [], V = [];
+        public Tensor[] KT = [], V = [], KV = [];   // per layer views: k transposed [kv, hd, n], v [kv, n, hd], both [2, kv, n, hd]
         private Tensor? cache;
         private int allocated;
 
@@ -405,7 +403,7 @@ public sealed class LlamaInferenceModel : ILogitsModel
             if (Length + count <= allocated) return;
             int size = Math.Min(capacity, Math.Max(Length + count, Math.Max(64, allocated * 2)));
             var c = model.Config;
-            var grown = zeros(new long[] { 2, c.NumHiddenLayers, c.NumKeyValueHeads, size, c.HeadDim }, device: model.Device);
+            var grown = zeros(new long[] { c.NumHiddenLayers, 2, c.NumKeyValueHeads, size, c.HeadDim }, device: model.Device);
             grown.DetachFromDisposeScope();
             if (cache is not null)
             {
@@ -415,25 +413,28 @@ public sealed class LlamaInferenceModel : ILogitsModel
             }
             cache = grown;
             allocated = size;
-            K = new Tensor[c.NumHiddenLayers];
+            KT = new Tensor[c.NumHiddenLayers];
             V = new Tensor[c.NumHiddenLayers];
-            for (int l = 0; l < K.Length; l++)
+            KV = new Tensor[c.NumHiddenLayers];
+            for (int l = 0; l < KT.Length; l++)
             {
-                K[l] = cache[0, l].DetachFromDisposeScope();
-                V[l] = cache[1, l].DetachFromDisposeScope();
+                KV[l] = cache[l].DetachFromDisposeScope();
+                using (var k = cache[l, 0]) KT[l] = k.transpose(1, 2).DetachFromDisposeScope();
+                V[l] = cache[l, 1].DetachFromDisposeScope();
             }
         }
 
         private void DisposeViews()
         {
-            foreach (var t in K) t.Dispose();
+            foreach (var t in KT) t.Dispose();
             foreach (var t in V) t.Dispose();
+            foreach (var t in KV) t.Dispose();
         }
 
         public void Dispose()
         {
             DisposeViews();
-            K = V = [];
+            KT = V = KV = [];
             cache?.Dispose();
             cache = null;
             allocated = -1;
