@@ -105,7 +105,7 @@ public interface ITenantQuotaGrain : IGrainWithStringKey
 public sealed record QuotaLimits([property: Id(0)] int RequestsPerMinute, [property: Id(1)] int TokensPerMinute, [property: Id(2)] int MaxConcurrency);
 
 [GenerateSerializer, Immutable]
-public sealed record QuotaLease([property: Id(0)] int Reserved, [property: Id(1)] int Generations);
+public sealed record QuotaLease([property: Id(0)] int Reserved, [property: Id(1)] int Generations, [property: Id(2)] Guid Id);
 
 /// <summary>Admitted (<see cref="Lease"/>), or refused with an OpenAI error code, a message and how long to wait.</summary>
 [GenerateSerializer, Immutable]

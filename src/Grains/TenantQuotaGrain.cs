@@ -12,16 +12,27 @@ public sealed class TenantQuotaGrain : Grain, ITenantQuotaGrain
     private double _requests, _tokens; // bucket levels; tokens may go below 0 after settlement
     private long _lastTicks;
     private bool _started;
-    private int _active;
+    // Running requests' concurrency slots, by lease: a lease its gateway never released (the gateway died) lapses
+    // after LeaseLifetime instead of holding the slots forever.
+    private readonly Dictionary<Guid, (int Generations, long Expires)> _leases = [];
+    private static readonly TimeSpan LeaseLifetime = TimeSpan.FromMinutes(30);
+
+    private int ActiveNow()
+    {
+        var now = time.GetTimestamp();
+        foreach (var (id, l) in _leases.Where(l => l.Value.Expires < now).ToList()) _leases.Remove(id);
+        return _leases.Values.Sum(l => l.Generations);
+    }
 
     private string Tenant => this.GetPrimaryKeyString();
 
     public Task<QuotaDecision> Admit(QuotaLimits t, int generations, int maxTokensPerGeneration)
     {
         Refill(t);
-        if (t.MaxConcurrency > 0 && _active + generations > t.MaxConcurrency)
+        var active = ActiveNow();
+        if (t.MaxConcurrency > 0 && active + generations > t.MaxConcurrency)
             return Refuse("concurrency_limit_exceeded",
-                $"Tenant '{Tenant}' has {_active} generation(s) running and a limit of {t.MaxConcurrency} at once; retry when one finishes.", TimeSpan.FromSeconds(1));
+                $"Tenant '{Tenant}' has {active} generation(s) running and a limit of {t.MaxConcurrency} at once; retry when one finishes.", TimeSpan.FromSeconds(1));
         if (t.RequestsPerMinute > 0 && _requests < 1)
             return Refuse("requests_per_minute_exceeded",
                 $"Tenant '{Tenant}' is over its limit of {t.RequestsPerMinute} requests per minute.", Wait(1 - _requests, t.RequestsPerMinute));
@@ -36,19 +47,20 @@ public sealed class TenantQuotaGrain : Grain, ITenantQuotaGrain
             _tokens -= reserve;
         }
         if (t.RequestsPerMinute > 0) _requests -= 1;
-        _active += generations;
-        return Task.FromResult(new QuotaDecision(new QuotaLease(reserve, generations), null, null, 0));
+        var lease = new QuotaLease(reserve, generations, Guid.NewGuid());
+        _leases[lease.Id] = (generations, time.GetTimestamp() + (long)(LeaseLifetime.TotalSeconds * time.TimestampFrequency));
+        return Task.FromResult(new QuotaDecision(lease, null, null, 0));
     }
 
     public Task Release(QuotaLimits t, QuotaLease lease, long tokensUsed)
     {
         Refill(t);
-        _active = Math.Max(0, _active - lease.Generations);
+        _leases.Remove(lease.Id);
         if (t.TokensPerMinute > 0) _tokens = Math.Min(t.TokensPerMinute, _tokens + lease.Reserved - tokensUsed);
         return Task.CompletedTask;
     }
 
-    public Task<int> Active() => Task.FromResult(_active);
+    public Task<int> Active() => Task.FromResult(ActiveNow());
 
     private void Refill(QuotaLimits t)
     {
