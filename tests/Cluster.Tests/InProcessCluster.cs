@@ -26,7 +26,10 @@ public sealed class InProcessCluster : IAsyncDisposable
             for (int i = 0; i < models.Length; i++)
             {
                 config[$"ProxyOrleans:Models:{i}:Name"] = models[i];
-                config[$"ProxyOrleans:Models:{i}:Path"] = models[i] == TinyTrio.Alien ? TinyTrio.AlienPath : TinyTrio.Dir(models[i]);
+                config[$"ProxyOrleans:Models:{i}:Path"] = models[i] switch
+                {
+                    TinyTrio.Alien => TinyTrio.AlienPath, TinyTrio.Extra => TinyTrio.ExtraPath, _ => TinyTrio.Dir(models[i]),
+                };
             }
             silo.AddProxyOrleans(new ConfigurationBuilder().AddInMemoryCollection(config).Build());
             silo.UseFastFailureDetection();

@@ -11,7 +11,7 @@ public sealed class TrioClusterFixture : IAsyncLifetime
 {
     public InProcessCluster Cluster { get; private set; } = null!;
     public async Task InitializeAsync() =>
-        Cluster = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti, TinyTrio.Alien]);
+        Cluster = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti, TinyTrio.Alien, TinyTrio.Extra]);
     public async Task DisposeAsync() => await Cluster.DisposeAsync();
 }
 
@@ -112,6 +112,13 @@ public sealed class InProcessClusterTests(TrioClusterFixture fixture, ITestOutpu
         // The matching trio still runs.
         var (tokens, _, _) = await TinyTrio.Collect(GenerationClient.StreamAsync(Grains, TinyTrio.Request(Prompt, 2), "after-alien"));
         Assert.Equal(2, tokens.Length);
+
+        // An expert whose tokenizer adds a few tokens is allowed, as in the single-process path, with the same output.
+        var extra = new CombinationSpec(TinyTrio.Base, [new ExpertSpec(TinyTrio.Extra, TinyTrio.Anti)], 1f);
+        var reference = TinyTrio.Reference(Prompt, 8, extra);
+        var (extraTokens, extraText, _) = await TinyTrio.Collect(GenerationClient.StreamAsync(Grains, TinyTrio.Request(Prompt, 8, extra), "extra-tokens"));
+        Assert.Equal(reference.TokenIds, extraTokens);
+        Assert.Equal(reference.Text, extraText);
     }
 
     [Fact]

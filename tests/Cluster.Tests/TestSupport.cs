@@ -70,9 +70,25 @@ public static class TinyTrio
         return dir;
     }
 
+    public const string Extra = "tiny-extra";
+    private static readonly Lazy<string> ExtraDir = new(CreateExtra);
+
+    /// <summary>An expert whose tokenizer adds two special tokens (32002 logits): allowed, the extra logits are truncated.</summary>
+    public static string ExtraPath => ExtraDir.Value;
+
+    private static string CreateExtra()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "proxyorleans-cluster-tests", Version, Extra);
+        if (File.Exists(Path.Combine(dir, "done"))) return dir;
+        TinyHfModels.SaveWeights(TinyHfModels.Config(vocabSize: 32002, maxPos: 256, bosId: 1, eosId: 2, intermediateSize: 128), dir, 77, std: 0.3);
+        TinyHfModels.WriteLlama2Tokenizer(dir, addedTokens: ["<pad>", "<|sep|>"]);
+        File.WriteAllText(Path.Combine(dir, "done"), "");
+        return dir;
+    }
+
     /// <summary>The single-process path over the same checkpoints.</summary>
     public static ModelCatalog NewCatalog() => new(
-        [new ModelSource(Base, Dir(Base)), new ModelSource(Expert, Dir(Expert)), new ModelSource(Anti, Dir(Anti))],
+        [new ModelSource(Base, Dir(Base)), new ModelSource(Expert, Dir(Expert)), new ModelSource(Anti, Dir(Anti)), new ModelSource(Extra, ExtraPath)],
         (dir, name) => LlamaInferenceModel.Load(dir, new InferenceOptions { Name = name }), dir => TokenizerLoader.Load(dir),
         includeDemoModels: false);
 

@@ -75,13 +75,19 @@ public static class TinyHfModels
         return (ids, Math.Max(vocab.Count, ids.Count == 0 ? 0 : ids.Values.Max() + 1));
     }
 
-    /// <summary>The Llama-2 SentencePiece tokenizer (32000 tokens, BOS 1, EOS 2), with an optional chat template.</summary>
-    public static void WriteLlama2Tokenizer(string dir, string? chatTemplateJson = null)
+    /// <summary>
+    /// The Llama-2 SentencePiece tokenizer (32000 tokens, BOS 1, EOS 2), with an optional chat template and special
+    /// tokens added after it (ids 32000, 32001, ..., as a tuned model's pad or chat tokens).
+    /// </summary>
+    public static void WriteLlama2Tokenizer(string dir, string? chatTemplateJson = null, IReadOnlyList<string>? addedTokens = null)
     {
         Directory.CreateDirectory(dir);
         File.Copy(SharedData("llama2-tokenizer", "tokenizer.model"), Path.Combine(dir, "tokenizer.model"), overwrite: true);
+        var added = addedTokens is { Count: > 0 }
+            ? ", \"added_tokens_decoder\": {" + string.Join(", ", addedTokens.Select((t, i) => $"\"{32000 + i}\": {{\"content\": \"{t}\", \"special\": true}}")) + "}"
+            : "";
         File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"),
             "{\"bos_token\": \"<s>\", \"eos_token\": \"</s>\", \"add_bos_token\": true" +
-            (chatTemplateJson is null ? "" : ", \"chat_template\": " + chatTemplateJson) + "}");
+            (chatTemplateJson is null ? "" : ", \"chat_template\": " + chatTemplateJson) + added + "}");
     }
 }
