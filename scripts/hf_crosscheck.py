@@ -5,7 +5,7 @@ writes, per model, the token ids of a few prompts (plain and through apply_chat_
 every position, plus greedy proxy-tuned answers (base-large + tuned-small - base-small, expert through the
 chat template) for a few questions. `dotnet run --project src/Training -- hfcompare <file>` compares them with
 our TorchSharp models, tokenizer and ProxyDecoder.
-Usage: python3 scripts/hf_crosscheck.py models/demo out.json
+Usage: python3 scripts/hf_crosscheck.py models/demo out.json [questions.json]
 """
 import json, sys
 import torch
@@ -19,7 +19,10 @@ res = {"transformers": __import__("transformers").__version__, "torch": torch.__
 models, toks = {}, {}
 for n in names:
     tok = AutoTokenizer.from_pretrained(f"{demo}/{n}")
-    m = AutoModelForCausalLM.from_pretrained(f"{demo}/{n}", torch_dtype=torch.float32).eval()
+    try:
+        m = AutoModelForCausalLM.from_pretrained(f"{demo}/{n}", dtype=torch.float32).eval()
+    except TypeError:
+        m = AutoModelForCausalLM.from_pretrained(f"{demo}/{n}", torch_dtype=torch.float32).eval()
     models[n], toks[n] = m, tok
     entry = {"class": type(m).__name__, "cases": []}
     for p in prompts:

@@ -54,6 +54,9 @@ public sealed class GenerationGrain(
         var spec = request.Combination;
         var run = new Run(this, request, requestId);
         Task<StepResult[]>? pending = null;
+        // True while a token is handed out: if the enumeration ends there, the caller stopped (disconnected,
+        // cancelled, disposed its enumerator) — a cancellation, not an error.
+        bool handedOut = false;
         try
         {
             foreach (var m in spec.Models) directory.EnsureHosted(m);
@@ -64,13 +67,15 @@ public sealed class GenerationGrain(
             var sw = Stopwatch.StartNew();
             var opened = await Task.WhenAll(run.Slots.Select(s => run.Call(s, () => s.Open(request.ResumeTokens), ct)));
             run.PrefillMs = sw.Elapsed.TotalMilliseconds;
-            var (tokenizer, eos) = await tokenizerTask;
+            var tokenizer = await tokenizerTask;
             var promptIds = opened[0].PromptIds ?? [];
             run.ContextRoom = opened.Min(o => o.ContextRoom);
             run.CheckVocabularies(opened);
+            // EOS ids and the context window as the single-process decoder takes them (the tokenizer's EOS list;
+            // room after the prompt in the tightest model): GenerationState applies both.
             var state = request.ResumeTokens.Length == 0
-                ? new GenerationState(tokenizer, sampling, promptIds, eos)
-                : GenerationState.Resume(tokenizer, sampling, new GenerationCheckpoint(sampling.Seed!.Value, request.ResumeTokens), promptIds, eos);
+                ? new GenerationState(tokenizer, sampling, promptIds, contextRoom: run.ContextRoom)
+                : GenerationState.Resume(tokenizer, sampling, new GenerationCheckpoint(sampling.Seed!.Value, request.ResumeTokens), promptIds, contextRoom: run.ContextRoom);
             run.State = state;
             await Publish(request, GenerationEventKind.Started, requestId, e => e);
 
@@ -103,23 +108,15 @@ public sealed class GenerationGrain(
                     };
                     break;
                 }
-                if (state.Step > run.ContextRoom)
-                {
-                    // A model's context window is full: end here, as max tokens would (as the single-process decoder does).
-                    var rest = state.Finish(FinishReason.Length);
-                    yield return run.Final(FinishKind.Length, outcome.TextDelta + rest, promptIds.Length) with
-                    {
-                        Step = ev.Step, TokenId = ev.TokenId, Logits = ev.Logits, TopTokens = ev.TopTokens,
-                    };
-                    break;
-                }
                 // Every model at once, never one after another; started before the token is handed to the caller so
                 // that the models compute while the token travels (the next step only needs this token).
                 var fan = Stopwatch.GetTimestamp();
                 int step = state.Step, token = outcome.TokenId;
                 pending = Task.WhenAll(run.Slots.Select(s => run.Call(s, () => s.Step(step, token), ct)));
                 var y = Stopwatch.GetTimestamp();
+                handedOut = true;
                 yield return ev;
+                handedOut = false;
                 run.StreamTicks += Stopwatch.GetTimestamp() - y;
                 var next = await UnlessCancelled(pending, ct);
                 pending = null;
@@ -137,8 +134,12 @@ public sealed class GenerationGrain(
             _running = false;
             pending?.ContinueWith(t => _ = t.Exception, TaskScheduler.Default); // abandoned step (caller stopped): observe it
             foreach (var s in run.Slots) _ = s.CloseQuietly();
+            // Stopped by the caller or a Cancel (also when that interrupted a call): Cancelled; an unfinished run otherwise failed.
+            var cancelled = handedOut || ct.IsCancellationRequested;
+            if (cancelled && run.State is { IsFinished: false } unfinished) unfinished.Finish(FinishReason.Cancelled);
+            var finish = run.State is { IsFinished: true } st ? Map(st.FinishReason) : cancelled ? FinishKind.Cancelled : FinishKind.Error;
             await Publish(request, GenerationEventKind.Finished, requestId,
-                e => e with { Step = run.State?.Step ?? 0, Finish = run.State is null ? FinishKind.Error : Map(run.State.FinishReason), MeanStepMs = run.MeanStepMs });
+                e => e with { Step = run.State?.Step ?? 0, Finish = finish, MeanStepMs = run.MeanStepMs });
         }
     }
 

@@ -31,6 +31,7 @@ public static class SiloHost
           --http-port <n>           /healthz /readyz /metrics (8080 + silo port − 11111; 0 = off)
           --name <silo name>        (POD_NAME when set)               --demo / --no-demo  print the demo generation
           --fast-failure            declare dead silos within seconds (loopback demos, tests)
+          --device <cpu|cuda[:n]>   device of the hosted models (cpu)   --threads <n>  torch threads (0 = torch's default)
         Any configuration key also works: --ProxyOrleans:KvBudgetMB=512, env ProxyOrleans__Models__0__Name=base-large ...
         """;
 
@@ -66,6 +67,8 @@ public static class SiloHost
                 case "--demo": d["ProxyOrleans:Demo"] = "true"; break;
                 case "--no-demo": d["ProxyOrleans:Demo"] = "false"; break;
                 case "--fast-failure": d["ProxyOrleans:FastFailureDetection"] = "true"; break;
+                case "--device": d["ProxyOrleans:Device"] = Next(); break;
+                case "--threads": d["ProxyOrleans:Threads"] = Next(); break;
                 case "-h" or "--help": throw new HelpRequestedException();
                 default: rest.Add(a); break;
             }

@@ -49,6 +49,23 @@ public sealed class InProcessClusterTests(TrioClusterFixture fixture, ITestOutpu
     }
 
     [Fact]
+    public async Task AFullContextEndsWhereTheSingleProcessPathEnds()
+    {
+        // A prompt a few tokens short of max_position_embeddings (256): both paths stop with Length when the window fills.
+        var prompt = string.Join(" ", Enumerable.Repeat("hello", 245));
+        var reference = TinyTrio.Reference(prompt, 40);
+        Assert.Equal(Inference.Decoding.FinishReason.Length, reference.FinishReason);
+        Assert.True(reference.TokenIds.Length < 40, $"the context, not max_tokens, must end it: {reference.TokenIds.Length} tokens");
+        // The tightest model decides (the expert's prompt, through its chat template, is longer than the base's).
+        Assert.True(reference.TokenIds.Length <= 256 - reference.PromptTokens);
+        var (tokens, text, events) = await TinyTrio.Collect(GenerationClient.StreamAsync(Grains, TinyTrio.Request(prompt, 40), "context-full"));
+        Assert.Equal(reference.TokenIds, tokens);
+        Assert.Equal(reference.Text, text);
+        Assert.Equal(FinishKind.Length, events[^1].Finish);
+        Assert.Equal(new UsageInfo(reference.PromptTokens, reference.TokenIds.Length), events[^1].Usage);
+    }
+
+    [Fact]
     public async Task BaseOnlyAndChatPromptsEqualSingleProcess()
     {
         var spec = CombinationSpec.BaseOnly(TinyTrio.Base);

@@ -12,7 +12,7 @@ public sealed class SessionTests(TrioClusterFixture fixture) : IClassFixture<Tri
     [Fact]
     public async Task KvBudgetIsEnforcedWithAClearErrorAndFreedOnClose()
     {
-        var loaded = new CatalogModelLoader().Load("budget", TinyTrio.Dir(TinyTrio.Base));
+        var loaded = new CatalogModelLoader(Microsoft.Extensions.Options.Options.Create(new ProxyOrleans.Grains.Hosting.ProxyOrleansOptions())).Load("budget", TinyTrio.Dir(TinyTrio.Base));
         // Room for one 100-token session only.
         using var worker = new ModelWorker("budget", TinyTrio.Dir(TinyTrio.Base), loaded, budgetBytes: 150 * loaded.Model.KvBytesPerToken,
             TimeSpan.Zero, 8, TimeSpan.FromMinutes(1), NullLogger.Instance);
@@ -45,6 +45,41 @@ public sealed class SessionTests(TrioClusterFixture fixture) : IClassFixture<Tri
         }
         Assert.Equal(FinishKind.Cancelled, events[^1].Finish);
         Assert.True(events.Count < 50);
+    }
+
+    [Theory]
+    [InlineData(true)]   // the caller cancels its token (GenerationClient, as the gateway does on a disconnect)
+    [InlineData(false)]  // the caller just stops reading and disposes the enumeration
+    public async Task ACallerThatStopsEndsTheGenerationAsCancelledOnTheEventStream(bool viaToken)
+    {
+        var client = (IClusterClient)fixture.Cluster.Grains;
+        var id = viaToken ? "stop-token" : "stop-dispose";
+        var finished = new TaskCompletionSource<GenerationEvent>();
+        var stream = client.GetStreamProvider(StreamNames.Provider)
+            .GetStream<GenerationEvent>(StreamId.Create(StreamNames.GenerationEvents, StreamNames.AllTenants));
+        var handle = await stream.SubscribeAsync((e, _) =>
+        {
+            if (e.RequestId.EndsWith(id) && e.Kind == GenerationEventKind.Finished) finished.TrySetResult(e);
+            return Task.CompletedTask;
+        });
+        try
+        {
+            using var cts = new CancellationTokenSource();
+            int seen = 0;
+            try
+            {
+                await foreach (var ev in GenerationClient.StreamAsync(fixture.Cluster.Grains, TinyTrio.Request("Once upon a time", 200), id, cts.Token))
+                {
+                    if (ev.Finish != FinishKind.None) { Assert.Equal(FinishKind.Cancelled, ev.Finish); break; }
+                    if (++seen == 3) { if (viaToken) cts.Cancel(); else break; }
+                }
+            }
+            catch (OperationCanceledException) when (viaToken) { }
+            var e = await finished.Task.WaitAsync(TimeSpan.FromSeconds(20));
+            Assert.Equal(FinishKind.Cancelled, e.Finish);
+            Assert.True(e.Step < 100, $"stopped at step {e.Step}");
+        }
+        finally { await handle.UnsubscribeAsync(); }
     }
 
     [Fact]

@@ -1,3 +1,5 @@
+using ProxyOrleans.Inference.Models;
+
 namespace ProxyOrleans.Grains.Hosting;
 
 /// <summary>One model this silo hosts: its name in the cluster and its HF-layout directory.</summary>
@@ -49,6 +51,13 @@ public sealed class ProxyOrleansOptions
     public double DrainTimeoutSeconds { get; set; } = 30;
     /// <summary>Timeout of one step call (retried on transient faults).</summary>
     public double StepTimeoutSeconds { get; set; } = 30;
+    /// <summary>Device the hosted models run on: cpu, cuda or cuda:N (ProxyOrleans__Device=cuda on GPU nodes).</summary>
+    public string Device { get; set; } = "cpu";
     /// <summary>Torch intra-op threads per silo (0 = leave as is).</summary>
+    public int Threads { get; set; }
+    /// <summary>Older name of <see cref="Threads"/>, still read (manifests set ProxyOrleans__TorchThreads).</summary>
     public int TorchThreads { get; set; }
+
+    /// <summary>How every hosted model is run (the Inference library's options).</summary>
+    public InferenceOptions Inference(string name) => new() { Name = name, Device = Device, Threads = Threads > 0 ? Threads : TorchThreads };
 }

@@ -40,7 +40,8 @@ public static class SiloHosting
         silo.Services.AddPlacementFilter<ModelPlacementFilterStrategy, ModelPlacementDirector>(ServiceLifetime.Singleton);
         silo.AddMemoryStreams(Abstractions.StreamNames.Provider);
         silo.AddMemoryGrainStorage("PubSubStore");
-        if (options.TorchThreads > 0) TorchSharp.torch.set_num_threads(options.TorchThreads);
+        // Also applied per model load (InferenceOptions.Threads); here for coordinator-only silos and custom loaders.
+        if (options.Inference("").Threads is > 0 and var threads) TorchSharp.torch.set_num_threads(threads);
         return silo;
     }
 

@@ -1,22 +1,23 @@
+using Microsoft.Extensions.Options;
+using ProxyOrleans.Grains.Hosting;
 using ProxyOrleans.Inference.Decoding;
 using ProxyOrleans.Inference.Models;
 using ProxyOrleans.Inference.Tokenization;
 
 namespace ProxyOrleans.Grains.Models;
 
-/// <summary>Loads model directories as the single-process path does (ModelCatalog.Load: weights, tokenizer, config, checks).</summary>
-public sealed class CatalogModelLoader : IModelLoader
+/// <summary>
+/// Loads model directories as the single-process path does (ModelCatalog.Load: weights, tokenizer, config, checks),
+/// on the silo's ProxyOrleans:Device with ProxyOrleans:Threads. A device this build cannot use (cuda on TorchSharp-cpu)
+/// fails the load, so the silo fails at start with the Inference library's message.
+/// </summary>
+public sealed class CatalogModelLoader(IOptions<ProxyOrleansOptions> options) : IModelLoader
 {
-    private static readonly ModelCatalog Catalog = new(null,
-        (dir, name) => LlamaInferenceModel.Load(dir, new InferenceOptions { Name = name }),
+    private readonly ModelCatalog _catalog = new(null,
+        (dir, name) => LlamaInferenceModel.Load(dir, options.Value.Inference(name)),
         dir => TokenizerLoader.Load(dir), includeDemoModels: false);
 
-    public LoadedModel Load(string name, string path) => Catalog.Load(name, path);
+    public LoadedModel Load(string name, string path) => _catalog.Load(name, path);
 
-    public (ITextTokenizer Tokenizer, int[] EosTokenIds) LoadTokenizer(string path)
-    {
-        var tokenizer = TokenizerLoader.Load(path);
-        var eos = LlamaConfig.Load(path).EosTokenIds.Concat(tokenizer.EosTokenId is int e ? [e] : []).Distinct().ToArray();
-        return (tokenizer, eos);
-    }
+    public ITextTokenizer LoadTokenizer(string path) => TokenizerLoader.Load(path);
 }

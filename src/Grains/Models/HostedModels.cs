@@ -13,8 +13,8 @@ public interface IModelLoader
 {
     LoadedModel Load(string name, string path);
 
-    /// <summary>Only the tokenizer of a model directory and its EOS ids (coordinators on silos without the weights).</summary>
-    (ITextTokenizer Tokenizer, int[] EosTokenIds) LoadTokenizer(string path);
+    /// <summary>Only the tokenizer of a model directory (coordinators on silos without the weights); its EosTokenIds hold config.json's ids too.</summary>
+    ITextTokenizer LoadTokenizer(string path);
 }
 
 /// <summary>

@@ -31,8 +31,6 @@ public sealed class ModelWorker : IDisposable
     public string Name { get; }
     public string Path { get; }
     public ITextTokenizer Tokenizer { get; }
-    /// <summary>EOS ids as the single-process decoder takes them: config.json's eos_token_id(s) and the tokenizer's.</summary>
-    public int[] EosTokenIds { get; }
     public int VocabSize => _model.VocabSize;
     public int MaxSequenceLength => _model.MaxSequenceLength;
     public long KvBytesPerToken => _model.KvBytesPerToken;
@@ -50,7 +48,6 @@ public sealed class ModelWorker : IDisposable
         TimeSpan batchWindow, int maxBatch, TimeSpan idleTimeout, ILogger log)
     {
         Name = name; Path = path; _model = loaded.Model; Tokenizer = loaded.Tokenizer; _log = log;
-        EosTokenIds = loaded.Config.EosTokenIds.Concat(loaded.Tokenizer.EosTokenId is int e ? [e] : []).Distinct().ToArray();
         _budgetBytes = budgetBytes; _batchWindow = batchWindow; _maxBatch = Math.Max(1, maxBatch); _idleTimeout = idleTimeout;
         _loop = Task.Factory.StartNew(RunAsync, TaskCreationOptions.LongRunning).Unwrap();
         var sweep = TimeSpan.FromSeconds(Math.Clamp(idleTimeout.TotalSeconds / 4, 0.5, 10));

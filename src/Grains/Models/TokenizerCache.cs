@@ -9,16 +9,16 @@ namespace ProxyOrleans.Grains.Models;
 /// </summary>
 public sealed class TokenizerCache(HostedModels hosted, IModelLoader loader, IGrainFactory grains)
 {
-    private readonly ConcurrentDictionary<string, Lazy<Task<(ITextTokenizer, int[])>>> _cache = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Lazy<Task<ITextTokenizer>>> _cache = new(StringComparer.Ordinal);
 
-    /// <summary>The model's tokenizer and EOS ids.</summary>
-    public Task<(ITextTokenizer Tokenizer, int[] EosTokenIds)> GetAsync(string model)
+    /// <summary>The model's tokenizer (its EosTokenIds are the ones the single-process decoder stops at).</summary>
+    public Task<ITextTokenizer> GetAsync(string model)
     {
-        if (hosted.Find(model) is { } local) return Task.FromResult((local.Tokenizer, local.EosTokenIds));
-        return _cache.GetOrAdd(model, m => new Lazy<Task<(ITextTokenizer, int[])>>(() => FetchAsync(m))).Value;
+        if (hosted.Find(model) is { } local) return Task.FromResult(local.Tokenizer);
+        return _cache.GetOrAdd(model, m => new Lazy<Task<ITextTokenizer>>(() => FetchAsync(m))).Value;
     }
 
-    private async Task<(ITextTokenizer, int[])> FetchAsync(string model)
+    private async Task<ITextTokenizer> FetchAsync(string model)
     {
         try
         {

@@ -130,6 +130,10 @@ public sealed class Report
             d.AppendLine();
             d.AppendLine("![alpha sweep](evaluation-alpha.png)");
             d.AppendLine();
+            d.AppendLine("Data design, training, what was tried and an analysis of where proxy-tuning falls short on these models: " +
+                         "[training.md](training.md). The same models and proxy answers were checked against Hugging Face transformers " +
+                         "(`scripts/hf_crosscheck.py` + `hfcompare`): see training.md.");
+            d.AppendLine();
             d.AppendLine("## Sample replies");
             d.AppendLine();
             foreach (var x in tasks)
