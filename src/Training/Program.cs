@@ -7,7 +7,7 @@ return Cli.Run(args);
 namespace ProxyOrleans.Training
 {
     /// <summary>
-    /// dotnet run --project src/Training -c Release -- train [--out models/demo] [--seed 1234] [--threads 2] [--smoke]
+    /// dotnet run --project src/Training -c Release -- train [--out models/demo] [--seed 1234] [--threads 1] [--smoke]
     ///   [--only small|large] [--small-steps N] [--large-steps N] [--tune-steps N (both sizes)] [--tokens N] [--people N]
     /// dotnet run --project src/Training -c Release -- eval [--models models/demo] [--tasks file.jsonl] ...
     /// </summary>
@@ -44,7 +44,7 @@ namespace ProxyOrleans.Training
 
         public const string Usage = """
             usage:
-              train [--out models/demo] [--seed 1234] [--threads 2] [--smoke] [--only small|large] [--tune-only]
+              train [--out models/demo] [--seed 1234] [--threads 1] [--smoke] [--only small|large] [--tune-only]
                     [--small-steps N] [--large-steps N] [--tune-steps N (both sizes)] [--tokens N] [--people N]
               eval  [--models models/demo] [--tasks tasks.jsonl] [--alphas 0.25,0.5,1,1.5,2] [--per-task 100]
                     [--docs docs] [--threads 1] [--combination base=base-large,expert=tuned-small,anti=base-small,alpha=1]

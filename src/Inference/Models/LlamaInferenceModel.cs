@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using ProxyOrleans.Inference.Checkpoints;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -33,6 +35,7 @@ public sealed class LlamaInferenceModel : ILogitsModel
     public Device Device { get; }
 
     private readonly int heads, kvHeads, headDim, group, chunks;
+    private readonly bool rowKernel;               // one-row MLP tail in C# (CPU, AVX-512, 2-D weights, inter % 16 == 0)
     private readonly Tensor embed;                 // [V, hidden]
     private readonly Layer[] layers;
     private readonly Tensor lmHead;                // [hidden, V] or [C, hidden, V/C], final norm folded in
@@ -52,6 +55,7 @@ public sealed class LlamaInferenceModel : ILogitsModel
         heads = config.NumAttentionHeads; kvHeads = config.NumKeyValueHeads; headDim = config.HeadDim;
         group = heads / kvHeads;
         chunks = Device.type == DeviceType.CPU && torch.get_num_threads() >= 2 ? 2 : 1;
+        rowKernel = Device.type == DeviceType.CPU && chunks == 1 && Vector512.IsHardwareAccelerated && config.IntermediateSize % 16 == 0;
 
         using var scope = NewDisposeScope();
         using var _ = no_grad();
@@ -256,8 +260,12 @@ public sealed class LlamaInferenceModel : ILogitsModel
             if (L.WGateUp.dim() == 2)
             {
                 var gu = x.mm(L.WGateUp);                                            // [n, 2*inter] = [gate | up]
-                var gateUp = gu.chunk(2, 1);
-                h = h.addmm(nn.functional.silu(gateUp[0]).mul_(gateUp[1]), L.WDown);
+                if (n == 1 && rowKernel) AddSwiGluDown(gu, L.WDown, h);                 // h is this step's own tensor
+                else
+                {
+                    var gateUp = gu.chunk(2, 1);
+                    h = h.addmm(nn.functional.silu(gateUp[0]).mul_(gateUp[1]), L.WDown);
+                }
             }
             else
             {
@@ -303,6 +311,49 @@ public sealed class LlamaInferenceModel : ILogitsModel
         var rows = new long[counts.Length];
         for (int i = 0, r = 0; i < counts.Length; i++) { r += counts[i]; rows[i] = r - 1; }
         return rows;
+    }
+
+    [DllImport("LibTorchSharp")]
+    private static extern IntPtr THSTensor_data(IntPtr tensor);   // TorchSharp's own native export: at::Tensor::data_ptr()
+
+    private static unsafe float* Data(Tensor t) => (float*)THSTensor_data(t.Handle);
+
+    /// <summary>
+    /// One decode row of the MLP tail in C#: h += (silu(gate) * up) · down_proj^T, reading down_proj in its [out, in]
+    /// layout as one AVX-512 dot product per output (4 rows at a time). Replaces 4 TorchSharp calls per layer, and
+    /// reads down_proj faster than MKL's one-row product does (measured ~17 vs ~14 GB/s on this CPU).
+    /// </summary>
+    private static unsafe void AddSwiGluDown(Tensor gu, Tensor downT, Tensor h)
+    {
+        int inter = (int)downT.shape[0], hidden = (int)downT.shape[1];
+        float* g = Data(gu), w = Data(downT), y = Data(h);      // downT is a view: its data is the [hidden, inter] storage
+        var act = inter <= 16384 ? stackalloc float[inter] : new float[inter];
+        for (int i = 0; i < inter; i++) act[i] = g[i] / (1f + MathF.Exp(-g[i])) * g[inter + i];
+        fixed (float* a = act)
+        {
+            int j = 0;
+            for (; j + 4 <= hidden; j += 4)
+            {
+                float* r0 = w + (long)j * inter, r1 = r0 + inter, r2 = r1 + inter, r3 = r2 + inter;
+                Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
+                for (int i = 0; i < inter; i += 16)
+                {
+                    var av = Vector512.Load(a + i);
+                    s0 = Vector512.FusedMultiplyAdd(Vector512.Load(r0 + i), av, s0);
+                    s1 = Vector512.FusedMultiplyAdd(Vector512.Load(r1 + i), av, s1);
+                    s2 = Vector512.FusedMultiplyAdd(Vector512.Load(r2 + i), av, s2);
+                    s3 = Vector512.FusedMultiplyAdd(Vector512.Load(r3 + i), av, s3);
+                }
+                y[j] += Vector512.Sum(s0); y[j + 1] += Vector512.Sum(s1); y[j + 2] += Vector512.Sum(s2); y[j + 3] += Vector512.Sum(s3);
+            }
+            for (; j < hidden; j++)
+            {
+                float* r = w + (long)j * inter;
+                Vector512<float> s0 = default;
+                for (int i = 0; i < inter; i += 16) s0 = Vector512.FusedMultiplyAdd(Vector512.Load(r + i), Vector512.Load(a + i), s0);
+                y[j] += Vector512.Sum(s0);
+            }
+        }
     }
 
     private static Tensor RmsNorm(Tensor x, double eps) => x * x.square().mean([-1L], keepdim: true).add_(eps).rsqrt_();

@@ -1,4 +1,5 @@
 using ProxyOrleans.Inference.Tokenization;
+using ProxyOrleans.Inference.Decoding;
 
 namespace ProxyOrleans.Training.Data;
 
@@ -20,7 +21,7 @@ public sealed class StreamBatches(int[] stream, int seed) : IBatchSource
     {
         if (stream.Length < seq + 2) throw new InvalidOperationException($"Token stream ({stream.Length}) is shorter than one window ({seq + 1}).");
         // Randomness depends only on (seed, step): a run repeats exactly.
-        var rng = new Random(HashCode.Combine(seed, step));
+        var rng = new Random((int)CounterRng.Next((ulong)seed, step)); // process-independent, unlike HashCode
         for (int b = 0; b < batch; b++)
         {
             int offset = rng.Next(0, stream.Length - seq - 1);
@@ -72,7 +73,7 @@ public sealed class ChatBatches : IBatchSource
     public void Fill(int step, int batch, int seq, long[] inputs, long[] labels)
     {
         if (seq < LongestExample - 1) throw new ArgumentException($"seq {seq} is shorter than the longest example ({LongestExample - 1} positions).");
-        var rng = new Random(HashCode.Combine(seed, step));
+        var rng = new Random((int)CounterRng.Next((ulong)seed, step)); // process-independent, unlike HashCode
         for (int b = 0; b < batch; b++)
         {
             // One example per row, from position 0, right-padded: exactly the context the model sees at inference.
