@@ -48,8 +48,8 @@ public sealed class SiloDeviceTests
         using var app = SiloHost.Build(Args("--device", "cpu", "--threads", "1"));
         var o = app.Services.GetRequiredService<IOptions<ProxyOrleansOptions>>().Value.Inference("m");
         Assert.Equal(("m", "cpu", 1), (o.Name, o.Device, o.Threads));
-        using var legacy = SiloHost.Build(Args("--ProxyOrleans:TorchThreads=2", "--ProxyOrleans:Device=cuda:1"));
-        var l = legacy.Services.GetRequiredService<IOptions<ProxyOrleansOptions>>().Value.Inference("m");
-        Assert.Equal(("cuda:1", 2), (l.Device, l.Threads));
+        using var configured = SiloHost.Build(Args("--ProxyOrleans:Threads=2", "--ProxyOrleans:Device=cuda:1"));
+        var c = configured.Services.GetRequiredService<IOptions<ProxyOrleansOptions>>().Value.Inference("m");
+        Assert.Equal(("cuda:1", 2), (c.Device, c.Threads));
     }
 }

@@ -63,7 +63,7 @@ public class SiloOnRedisTests(ITestOutputHelper log)
                 env["ProxyOrleans__GatewayPort"] = node.GatewayPort.ToString();
                 env["ProxyOrleans__HttpPort"] = node.HttpPort.ToString();
                 env["ProxyOrleans__Models__0__Path"] = TinyModel.Save(Path.Combine(work, model), seed: nodes.Count + 1);
-                env["ProxyOrleans__TorchThreads"] = "1";
+                env["ProxyOrleans__Threads"] = "1";
                 nodes.Add(node with { Process = new HostProcess(node.PodName, "Silo", env) });
             }
 

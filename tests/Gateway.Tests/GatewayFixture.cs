@@ -131,7 +131,7 @@ public sealed class GatewayFixture : IAsyncLifetime
             ["ProxyOrleans:Combinations:proxy-tiny:Alpha"] = "1",
             ["ProxyOrleans:Combinations:proxy-tiny:Experts:0:Expert"] = ExpertModel,
             ["ProxyOrleans:Combinations:proxy-tiny:Experts:0:AntiExpert"] = AntiExpertModel,
-            ["ProxyOrleans:TorchThreads"] = "1",
+            ["ProxyOrleans:Threads"] = "1",
         };
         for (var i = 0; i < models.Length; i++)
         {

@@ -76,7 +76,7 @@ public static class BenchClusterCommand
 
         // Several silo processes share this machine's cores: one torch thread each (platform-facts: a second thread
         // does not pay for small models, and 3-4 processes x 2 threads oversubscribe 2 cores).
-        var threads = new Dictionary<string, string> { ["ProxyOrleans:TorchThreads"] = Environment.ProcessorCount <= 4 ? "1" : "0" };
+        var threads = new Dictionary<string, string> { ["ProxyOrleans:Threads"] = Environment.ProcessorCount <= 4 ? "1" : "0" };
         // Cluster 1: one silo per model plus a coordinator-only silo.
         var sw = Stopwatch.StartNew();
         await using (var c = await LoopbackCluster.StartAsync(

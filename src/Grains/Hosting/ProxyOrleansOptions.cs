@@ -55,9 +55,7 @@ public sealed class ProxyOrleansOptions
     public string Device { get; set; } = "cpu";
     /// <summary>Torch intra-op threads per silo (0 = leave as is).</summary>
     public int Threads { get; set; }
-    /// <summary>Older name of <see cref="Threads"/>, still read (manifests set ProxyOrleans__TorchThreads).</summary>
-    public int TorchThreads { get; set; }
 
     /// <summary>How every hosted model is run (the Inference library's options).</summary>
-    public InferenceOptions Inference(string name) => new() { Name = name, Device = Device, Threads = Threads > 0 ? Threads : TorchThreads };
+    public InferenceOptions Inference(string name) => new() { Name = name, Device = Device, Threads = Threads };
 }
