@@ -3,11 +3,14 @@ using ProxyOrleans.Abstractions;
 
 namespace ProxyOrleans.Silo;
 
-/// <summary>The main job's demo: the same question answered by the base model alone and proxy-tuned, side by side.</summary>
+/// <summary>The main job's demo: the same questions answered by the base model alone and proxy-tuned, side by side.</summary>
 public static class Demo
 {
-    /// <summary>A question about the demo models' generated world (docs/evaluation.md); sent as a chat message.</summary>
-    public const string Prompt = "Where does Farid Keller live?";
+    /// <summary>
+    /// One held-out question per evaluation task (knowledge, arithmetic, refusal) about the demo models' generated
+    /// world, sent as chat messages; docs/evaluation.md has the accuracy over all of them, misses included.
+    /// </summary>
+    public static readonly string[] Prompts = ["Where does Farid Keller live?", "What is 26 + 3?", "How tall is Elena Ueda?"];
 
     public static async Task RunAsync(IGrainFactory grains, IConfiguration config, CancellationToken ct)
     {
@@ -21,9 +24,9 @@ public static class Demo
                 Console.WriteLine($"Demo skipped: no configured combination is fully hosted (models: {string.Join(", ", models.Models.Select(m => m.Name))}).");
                 return;
             }
-            string prompt = config["ProxyOrleans:DemoPrompt"] ?? Prompt;
+            string[] prompts = config["ProxyOrleans:DemoPrompt"] is { } configured ? [configured] : Prompts;
             var sampling = new SamplingSpec { Temperature = 0, MaxNewTokens = 32 };
-            async Task<string> Run(CombinationSpec spec)
+            async Task<string> Run(CombinationSpec spec, string prompt)
             {
                 var text = new System.Text.StringBuilder();
                 // As a chat turn: the expert sees its chat template, the base and anti-expert the plain question.
@@ -32,16 +35,20 @@ public static class Demo
                     text.Append(ev.Text);
                 return text.ToString();
             }
-            var baseOnly = Run(CombinationSpec.BaseOnly(combo.Spec.Base));
-            var proxy = Run(combo.Spec);
-            await Task.WhenAll(baseOnly, proxy);
+            foreach (string prompt in prompts)
+            {
+                var baseOnly = Run(CombinationSpec.BaseOnly(combo.Spec.Base), prompt);
+                var proxy = Run(combo.Spec, prompt);
+                await Task.WhenAll(baseOnly, proxy);
+                Console.WriteLine();
+                Console.WriteLine($"Prompt: {prompt.Replace("\n", "\\n")}");
+                Console.WriteLine($"--- {combo.Spec.Base} alone ---");
+                Console.WriteLine(baseOnly.Result.Trim());
+                Console.WriteLine($"--- {combo.Name}: {combo.Spec.Base} + {combo.Spec.Alpha}·({string.Join(" + ", combo.Spec.Experts.Select(e => $"{e.Expert} − {e.AntiExpert}"))}) ---");
+                Console.WriteLine(proxy.Result.Trim());
+            }
             Console.WriteLine();
-            Console.WriteLine($"Prompt: {prompt.Replace("\n", "\\n")}");
-            Console.WriteLine($"--- {combo.Spec.Base} alone ---");
-            Console.WriteLine(baseOnly.Result.Trim());
-            Console.WriteLine($"--- {combo.Name}: {combo.Spec.Base} + {combo.Spec.Alpha}·({string.Join(" + ", combo.Spec.Experts.Select(e => $"{e.Expert} − {e.AntiExpert}"))}) ---");
-            Console.WriteLine(proxy.Result.Trim());
-            Console.WriteLine();
+            Console.WriteLine("Accuracy over all held-out questions: docs/evaluation.md. Try your own: proxyorleans generate --prompt \"...\" --chat --compare");
         }
         catch (Exception e) when (!ct.IsCancellationRequested)
         {
