@@ -59,7 +59,7 @@ public sealed class GenerationGrain(
         bool handedOut = false;
         try
         {
-            foreach (var m in spec.Models) directory.EnsureHosted(m);
+            foreach (var m in spec.Models) _directory.EnsureHosted(m);
             var tokenizerTask = tokenizers.GetAsync(spec.Base);
             run.BuildSlots();
 

@@ -22,8 +22,11 @@ public static class TorchRuntime
     /// <summary>How the native library was loaded: "as-shipped", "patched:&lt;path&gt;", or "not-linux".</summary>
     public static string LoadMode { get; private set; } = "not-loaded";
 
+    // Intentional in a library: every app and test that uses Inference gets the fix before its first torch call.
+#pragma warning disable CA2255
     [ModuleInitializer]
     internal static void LoadOnAssemblyStart() => EnsureLoaded();
+#pragma warning restore CA2255
 
     public static void EnsureLoaded()
     {
