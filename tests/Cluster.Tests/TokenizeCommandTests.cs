@@ -6,7 +6,7 @@ namespace ProxyOrleans.Cluster.Tests;
 /// <summary>`proxyorleans tokenize` works on a model directory alone (no cluster).</summary>
 public class TokenizeCommandTests
 {
-    private static string Llama2Dir() => ProxyOrleans.TestSupport.TinyHfModels.SharedData("llama2-tokenizer");
+    private static string Llama2Dir() => ProxyOrleans.TestSupport.TestEnvironment.SharedData("llama2-tokenizer");
 
     private static (int Code, string Out, string Err) Run(string model, string? text = null, string? ids = null,
         bool special = false, bool chat = false, string? template = null)

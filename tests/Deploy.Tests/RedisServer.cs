@@ -14,7 +14,7 @@ public sealed class RedisServer : IDisposable
 
     public RedisServer()
     {
-        Port = FreePort();
+        Port = ProxyOrleans.TestSupport.TestEnvironment.FreePort();
         var psi = new ProcessStartInfo("redis-server")
         {
             RedirectStandardOutput = true,
@@ -58,15 +58,6 @@ public sealed class RedisServer : IDisposable
     {
         try { return Command("PING").StartsWith("+PONG"); }
         catch (SocketException) { return false; }
-    }
-
-    public static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        int port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
     }
 
     public void Dispose()

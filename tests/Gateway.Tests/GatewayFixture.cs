@@ -68,7 +68,7 @@ public sealed class GatewayFixture : IAsyncLifetime
         root = Directory.CreateTempSubdirectory("proxyorleans-gateway-tests-").FullName;
         var dirs = TinyModels.CreateTrio(root, ModelContext);
 
-        int silo0 = FreePort(), gw0 = FreePort(), silo1 = FreePort(), gw1 = FreePort();
+        int silo0 = TestEnvironment.FreePort(), gw0 = TestEnvironment.FreePort(), silo1 = TestEnvironment.FreePort(), gw1 = TestEnvironment.FreePort();
         silos.Add(await StartSiloAsync("gw-silo-0", silo0, gw0, silo0, [(BaseModel, dirs.Base)]));
         silos.Add(await StartSiloAsync("gw-silo-1", silo1, gw1, silo0, [(ExpertModel, dirs.Expert), (AntiExpertModel, dirs.Anti)]));
 
@@ -213,12 +213,5 @@ public sealed class GatewayFixture : IAsyncLifetime
         foreach (var s in Enumerable.Reverse(silos)) { await s.StopAsync(); s.Dispose(); }
         directCatalog?.Dispose();
         if (root is not null) try { Directory.Delete(root, true); } catch (IOException) { }
-    }
-
-    static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
     }
 }

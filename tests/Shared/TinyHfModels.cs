@@ -17,23 +17,6 @@ public static class TinyHfModels
     [ModuleInitializer]
     internal static void Init() => TorchRuntime.EnsureLoaded();
 
-    /// <summary>The repository root (the folder holding ProxyOrleans.sln above the test's binaries).</summary>
-    public static string RepoRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "ProxyOrleans.sln"))) return d.FullName;
-        throw new DirectoryNotFoundException("ProxyOrleans.sln not found above " + AppContext.BaseDirectory);
-    }
-
-    /// <summary>A file of ../shared/data (beside the repository root, as CI lays it out), or a clear error.</summary>
-    public static string SharedData(params string[] parts)
-    {
-        var path = Path.GetFullPath(Path.Combine([RepoRoot(), "..", "shared", "data", .. parts]));
-        if (!File.Exists(path) && !Directory.Exists(path))
-            throw new FileNotFoundException($"{string.Join('/', parts)} of ../shared/data is missing (expected beside the repository root).", path);
-        return path;
-    }
-
     /// <summary>GQA (4 query heads on 2 kv heads), untied head, 2 layers, hidden 64.</summary>
     public static LlamaConfig Config(int vocabSize, int maxPos, int bosId, int eosId, int intermediateSize = 96) => new()
     {
@@ -82,7 +65,7 @@ public static class TinyHfModels
     public static void WriteLlama2Tokenizer(string dir, string? chatTemplateJson = null, IReadOnlyList<string>? addedTokens = null)
     {
         Directory.CreateDirectory(dir);
-        File.Copy(SharedData("llama2-tokenizer", "tokenizer.model"), Path.Combine(dir, "tokenizer.model"), overwrite: true);
+        File.Copy(TestEnvironment.SharedData("llama2-tokenizer", "tokenizer.model"), Path.Combine(dir, "tokenizer.model"), overwrite: true);
         var added = addedTokens is { Count: > 0 }
             ? ", \"added_tokens_decoder\": {" + string.Join(", ", addedTokens.Select((t, i) => $"\"{32000 + i}\": {{\"content\": \"{t}\", \"special\": true}}")) + "}"
             : "";

@@ -23,13 +23,6 @@ internal static class Init
         Directory.CreateDirectory(dir);
         return dir;
     }
-
-    public static string RepoRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "ProxyOrleans.sln"))) return d.FullName;
-        throw new DirectoryNotFoundException("ProxyOrleans.sln not found above " + AppContext.BaseDirectory);
-    }
 }
 
 public class DemoWorldTests
@@ -262,7 +255,7 @@ public class BundledModelTests
     [Fact]
     public void Bundled_models_are_complete_share_one_vocabulary_and_fit_the_size_budget()
     {
-        string demo = Path.Combine(Init.RepoRoot(), "models", "demo");
+        string demo = Path.Combine(ProxyOrleans.TestSupport.TestEnvironment.RepoRoot(), "models", "demo");
         Assert.True(Directory.Exists(demo), $"{demo} missing: the bundled models are trained by src/Training (train --out models/demo)");
         long bytes = 0;
         foreach (var name in TrainPipeline.ModelNames)

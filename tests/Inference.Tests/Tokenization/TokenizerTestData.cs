@@ -6,26 +6,9 @@ namespace ProxyOrleans.Inference.Tests.Tokenization;
 /// <summary>Paths to shared test data (../shared beside the repo root) and small in-test tokenizers.</summary>
 internal static class TokenizerTestData
 {
-    public static string RepoRoot { get; } = FindRepoRoot();
-
-    private static string FindRepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "ProxyOrleans.sln"))) return dir.FullName;
-        throw new InvalidOperationException("ProxyOrleans.sln not found above " + AppContext.BaseDirectory);
-    }
-
     /// <summary>The Llama 2 SentencePiece tokenizer and reference cases (../shared/data/llama2-tokenizer).</summary>
-    public static string Llama2Dir
-    {
-        get
-        {
-            string dir = Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared", "data", "llama2-tokenizer"));
-            if (!File.Exists(Path.Combine(dir, "tokenizer.model")))
-                throw new InvalidOperationException($"Test data missing: {dir}/tokenizer.model (expected ../shared beside the repository root).");
-            return dir;
-        }
-    }
+    public static string Llama2Dir =>
+        Path.GetDirectoryName(ProxyOrleans.TestSupport.TestEnvironment.SharedData("llama2-tokenizer", "tokenizer.model"))!;
 
     public sealed record Case(string Text, int[] Ids, int[] IdsWithBos, string Decoded);
 
