@@ -16,12 +16,15 @@ public static class GenerationClient
             or EnumerationAbortedException;
 
     public static async IAsyncEnumerable<TokenEvent> StreamAsync(IGrainFactory grains, GenerationRequest request, string requestId,
-        [EnumeratorCancellation] CancellationToken cancellationToken = default, int maxResumes = 3)
+        [EnumeratorCancellation] CancellationToken cancellationToken = default, int maxResumes = 5)
     {
         var tokens = new List<int>(request.ResumeTokens);
         ulong? seed = request.Sampling.Seed;
         for (int attempt = 0; ; attempt++)
         {
+            // Until the cluster declares the dead silo dead (a few seconds), placement may still pick it: back off
+            // (0.25, 0.5, 1, 2, 4 s) so that the resumes outlast the detection instead of all failing at once.
+            if (attempt > 0) await Task.Delay(TimeSpan.FromMilliseconds(250 << Math.Min(attempt - 1, 4)), cancellationToken);
             var r = attempt == 0 || tokens.Count == 0 ? request : request with
             {
                 ResumeTokens = tokens.ToArray(),

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using ProxyOrleans.Client.Commands;
 
 namespace ProxyOrleans.Deploy.Tests;
 
@@ -14,7 +15,7 @@ public sealed class RedisServer : IDisposable
 
     public RedisServer()
     {
-        Port = ProxyOrleans.TestSupport.TestEnvironment.FreePort();
+        Port = LoopbackPorts.Next();
         var psi = new ProcessStartInfo("redis-server")
         {
             RedirectStandardOutput = true,

@@ -1,4 +1,3 @@
-using ProxyOrleans.TestSupport;
 using System.Net;
 using k8s.Models;
 using Microsoft.Extensions.DependencyInjection;
@@ -7,6 +6,8 @@ using Orleans.Configuration;
 using Orleans.Hosting;
 using Orleans.Runtime;
 using ProxyOrleans.Abstractions;
+using ProxyOrleans.Client.Commands;
+using ProxyOrleans.TestSupport;
 using StackExchange.Redis;
 using Xunit;
 using Xunit.Abstractions;
@@ -48,7 +49,7 @@ public class SiloOnRedisTests(ITestOutputHelper log)
                 var env = manifests.EffectiveEnv(container);
                 var model = env["ProxyOrleans__Models__0__Name"];
                 var node = new Node(role, $"silo-{role}-5d8c7b9f4-{role.Length:x}q2zt", model,
-                    TestEnvironment.FreePort(), TestEnvironment.FreePort(), TestEnvironment.FreePort(), null!);
+                    LoopbackPorts.Next(), LoopbackPorts.Next(), LoopbackPorts.Next(), null!);
                 clusterId = env["ProxyOrleans__ClusterId"];
                 serviceId = env["ProxyOrleans__ServiceId"];
 
@@ -156,7 +157,7 @@ public class SiloOnRedisTests(ITestOutputHelper log)
             File.WriteAllBytes(gwEnv["ProxyOrleans__TenantsFile"], secret.Data[Path.GetFileName(tenantsFile)]);
             gwEnv["POD_NAME"] = "gateway-6f9d8c7b5-x2x9k";
             gwEnv["ProxyOrleans__Redis"] = redis.ConnectionString;
-            int gwPort = TestEnvironment.FreePort();
+            int gwPort = LoopbackPorts.Next();
             Assert.Equal("8080", gwEnv["ASPNETCORE_HTTP_PORTS"]);
             gwEnv["ASPNETCORE_HTTP_PORTS"] = gwPort.ToString();
             var gateway = new Node("gateway", gwEnv["POD_NAME"], "", 0, 0, gwPort, new HostProcess(gwEnv["POD_NAME"], "Gateway", gwEnv));

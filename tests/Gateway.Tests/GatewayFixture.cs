@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using System.Text.Json;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -7,6 +6,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using OpenAI;
 using Orleans.Streams;
+using ProxyOrleans.Client.Commands;
 using ProxyOrleans.Grains.Hosting;
 using ProxyOrleans.Inference.Decoding;
 using ProxyOrleans.Inference.Models;
@@ -68,7 +68,7 @@ public sealed class GatewayFixture : IAsyncLifetime
         root = Directory.CreateTempSubdirectory("proxyorleans-gateway-tests-").FullName;
         var dirs = TinyModels.CreateTrio(root, ModelContext);
 
-        int silo0 = TestEnvironment.FreePort(), gw0 = TestEnvironment.FreePort(), silo1 = TestEnvironment.FreePort(), gw1 = TestEnvironment.FreePort();
+        int silo0 = LoopbackPorts.Next(), gw0 = LoopbackPorts.Next(), silo1 = LoopbackPorts.Next(), gw1 = LoopbackPorts.Next();
         silos.Add(await StartSiloAsync("gw-silo-0", silo0, gw0, silo0, [(BaseModel, dirs.Base)]));
         silos.Add(await StartSiloAsync("gw-silo-1", silo1, gw1, silo0, [(ExpertModel, dirs.Expert), (AntiExpertModel, dirs.Anti)]));
 

@@ -1,9 +1,6 @@
-using System.Net;
-using System.Net.Sockets;
-
 namespace ProxyOrleans.TestSupport;
 
-/// <summary>Where tests find the repository and ../shared, and free loopback ports; linked into every test project.</summary>
+/// <summary>Where tests find the repository and ../shared, linked into every test project.</summary>
 public static class TestEnvironment
 {
     private static readonly Lazy<string> Root = new(() =>
@@ -23,13 +20,5 @@ public static class TestEnvironment
         if (!File.Exists(path) && !Directory.Exists(path))
             throw new FileNotFoundException($"{string.Join('/', parts)} of ../shared/data is missing (expected beside the repository root).", path);
         return path;
-    }
-
-    /// <summary>A loopback TCP port free at the time of the call.</summary>
-    public static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -32,9 +32,9 @@ public sealed class LoopbackCluster : IAsyncDisposable
     {
         _silos = [.. silos];
         _log = log;
-        _siloPorts = silos.Select(_ => FreePort()).ToList();
-        _gatewayPorts = silos.Select(_ => FreePort()).ToList();
-        _httpPorts = silos.Select(_ => FreePort()).ToList();
+        _siloPorts = silos.Select(_ => LoopbackPorts.Next()).ToList();
+        _gatewayPorts = silos.Select(_ => LoopbackPorts.Next()).ToList();
+        _httpPorts = silos.Select(_ => LoopbackPorts.Next()).ToList();
     }
 
     public static string FindRepoRoot()
@@ -56,14 +56,6 @@ public sealed class LoopbackCluster : IAsyncDisposable
         throw new FileNotFoundException("The silo host is not built: run `dotnet build src/Silo -c Release` first.");
     }
 
-    private static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        int port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
 
     public static async Task<LoopbackCluster> StartAsync(IReadOnlyList<SiloSpec> silos, TextWriter? log = null,
         IReadOnlyDictionary<string, string>? extraConfig = null, CancellationToken ct = default)
@@ -127,7 +119,7 @@ public sealed class LoopbackCluster : IAsyncDisposable
         int i;
         lock (_processes)
         {
-            _silos.Add(spec); _siloPorts.Add(FreePort()); _gatewayPorts.Add(FreePort()); _httpPorts.Add(FreePort());
+            _silos.Add(spec); _siloPorts.Add(LoopbackPorts.Next()); _gatewayPorts.Add(LoopbackPorts.Next()); _httpPorts.Add(LoopbackPorts.Next());
             i = _silos.Count - 1;
         }
         await StartSiloAsync(FindSiloDll(), i, _extra, ct);
