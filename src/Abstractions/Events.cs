@@ -69,6 +69,8 @@ public sealed record GenerationStats
     [Id(10)] public string Layout { get; init; } = "";
     /// <summary>Mean time per step the coordinator waited for the caller to take the streamed token (overlaps the fan-out).</summary>
     [Id(11)] public double StreamMs { get; init; }
+    /// <summary>Mean per step, for the model call that took longest: its time inside the model's silo (compute included).</summary>
+    [Id(12)] public double ServerMs { get; init; }
 }
 
 /// <summary>Published on the Orleans stream <see cref="StreamNames.GenerationEvents"/> for observers (monitors).</summary>

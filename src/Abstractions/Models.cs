@@ -71,6 +71,9 @@ public sealed record StepResult
     [Id(6)] public int ContextRoom { get; init; } = int.MaxValue;
     /// <summary>Open only: the vocabulary of each model behind this result (one; two for an expert pair).</summary>
     [Id(7)] public VocabularyId[]? Vocabularies { get; init; }
+    /// <summary>Time from the step call's arrival at the model grain to its answer (ms): compute plus the silo's own
+    /// overhead (queueing for the model's worker, thread hops, encoding); the rest of a call's wall time is the wire.</summary>
+    [Id(8)] public double ServerMs { get; init; }
 }
 
 /// <summary>

@@ -124,6 +124,7 @@ public sealed class GenerationGrain(
                 results = next;
                 run.FanOutTicks += Stopwatch.GetTimestamp() - fan;
                 run.ModelMs += results.Max(r => r.ModelMs);
+                run.ServerMs += results.Max(r => r.ServerMs);
                 for (int i = 0; i < results.Length; i++) if (!run.Slots[i].Local) run.Bytes += results[i].Logits.Value.Length;
                 run.StepTicks += Stopwatch.GetTimestamp() - stepStart;
                 run.Steps++;
@@ -248,7 +249,7 @@ public sealed class GenerationGrain(
         public GenerationState? State;
         /// <summary>Tokens that still fit after the prompt in the tightest model's context (from the opens).</summary>
         public int ContextRoom = int.MaxValue;
-        public double PrefillMs, ModelMs;
+        public double PrefillMs, ModelMs, ServerMs;
         public long StepTicks, FanOutTicks, CombineTicks, SampleTicks, StreamTicks, Bytes;
         public int Steps, Failovers;
         private readonly List<string> _layout = [];
@@ -400,7 +401,7 @@ public sealed class GenerationGrain(
                 ModelMs = Steps == 0 ? 0 : ModelMs / Steps, FanOutMs = Steps == 0 ? 0 : Ms(FanOutTicks) / Steps,
                 CombineMs = Steps == 0 ? 0 : Ms(CombineTicks) / Math.Max(1, Steps + 1), SampleMs = Ms(SampleTicks) / Math.Max(1, Steps + 1),
                 BytesPerStep = Steps == 0 ? 0 : (double)Bytes / Steps, Failovers = Failovers,
-                StreamMs = Steps == 0 ? 0 : Ms(StreamTicks) / Steps,
+                StreamMs = Steps == 0 ? 0 : Ms(StreamTicks) / Steps, ServerMs = Steps == 0 ? 0 : ServerMs / Steps,
                 CoordinatorSilo = owner._directory.LocalSilo.ToString(), Layout = string.Join(" ", _layout),
             },
         };

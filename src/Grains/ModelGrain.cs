@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using ProxyOrleans.Grains.Models;
 using ProxyOrleans.Grains.Placement;
@@ -41,9 +42,14 @@ public sealed class ModelGrain(HostedModels hosted) : Grain, IModelGrain
 
     public async Task<StepResult> Step(string sessionId, int step, int token)
     {
+        long start = Stopwatch.GetTimestamp();
         var (logits, ms) = await _worker.StepAsync(sessionId, step, token);
         var precision = _worker.PrecisionOf(sessionId);
-        return new StepResult { Step = step, Logits = new(LogitsCodec.Encode(LogitsCodec.AsFloats(logits), precision, logits)), Precision = precision, ModelMs = ms };
+        return new StepResult
+        {
+            Step = step, Logits = new(LogitsCodec.Encode(LogitsCodec.AsFloats(logits), precision, logits)), Precision = precision, ModelMs = ms,
+            ServerMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds,
+        };
     }
 
     public Task Close(string sessionId)
@@ -99,10 +105,11 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
 
     public async Task<StepResult> Step(string sessionId, int step, int token)
     {
+        long start = Stopwatch.GetTimestamp();
         var e = _expert.StepAsync(sessionId, step, token);
         var a = _anti.StepAsync(sessionId, step, token);
         await Task.WhenAll(e, a);
-        return Difference(sessionId, step, e.Result, a.Result);
+        return Difference(sessionId, step, e.Result, a.Result) with { ServerMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds };
     }
 
     private StepResult Difference(string sessionId, int step, (byte[] Logits, double Ms) e, (byte[] Logits, double Ms) a)

@@ -3,6 +3,8 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using ProxyOrleans.Abstractions;
+using ProxyOrleans.Inference.Models;
+using TorchSharp;
 
 namespace ProxyOrleans.Client.Commands;
 
@@ -21,9 +23,11 @@ public static class BenchClusterCommand
         var runs = new Option<int>("--runs") { Description = "Measured generations per layout.", DefaultValueFactory = _ => 3 };
         var prompt = new Option<string>("--prompt") { DefaultValueFactory = _ => "Question: What is the capital of Elbonia?\nAnswer:" };
         var verbose = new Option<bool>("--verbose") { Description = "Show the silos' output." };
+        var larger = new Option<bool>("--larger") { Description = "Also measure a random-weight trio of 24M-parameter models (the same tokenizers): how the overhead scales with model size." };
+        var plot = new Option<string?>("--plot") { Description = "Write the latency breakdown as a PNG (e.g. docs/cluster-latency.png)." };
         var cmd = new Command("cluster", "Benchmark distributed proxy-tuning over loopback TCP (3-4 silo processes) in several layouts.")
         {
-            baseOpt, expertOpt, antiOpt, tokens, runs, prompt, verbose,
+            baseOpt, expertOpt, antiOpt, tokens, runs, prompt, verbose, larger, plot,
         };
         cmd.SetAction(async (p, ct) =>
         {
@@ -32,7 +36,25 @@ public static class BenchClusterCommand
                 var b = Model(p.GetValue(baseOpt), "base-large");
                 var e = Model(p.GetValue(expertOpt), "tuned-small");
                 var a = Model(p.GetValue(antiOpt), "base-small");
-                await RunAsync(b, e, a, p.GetValue(tokens), p.GetValue(runs), p.GetValue(prompt)!, p.GetValue(verbose) ? Console.Out : null, ct);
+                var log = p.GetValue(verbose) ? Console.Out : null;
+                var results = new List<TrioResult> { await RunAsync("", b, e, a, p.GetValue(tokens), p.GetValue(runs), p.GetValue(prompt)!, log, ct) };
+                if (p.GetValue(larger))
+                {
+                    string dir = Path.Combine(Path.GetTempPath(), "proxyorleans-bench-cluster-" + Environment.ProcessId);
+                    try
+                    {
+                        var (lb, le, la) = LargerTrio(dir, b, e, a);
+                        Console.WriteLine();
+                        results.Add(await RunAsync("larger_", lb, le, la, p.GetValue(tokens), p.GetValue(runs), p.GetValue(prompt)!, log, ct));
+                    }
+                    finally { try { Directory.Delete(dir, true); } catch (IOException) { } }
+                }
+                if (p.GetValue(plot) is { } png)
+                {
+                    LatencyPlot.Write(png, results.SelectMany(r => r.Rows.Select(row => (Label(r, row), Breakdown(row)))).ToList());
+                    Console.WriteLine($"latency breakdown written to {png}");
+                }
+                Console.WriteLine(string.Join(" ", results.SelectMany(r => r.KeyValues)));
                 return 0;
             }
             catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException or InvalidOperationException)
@@ -61,17 +83,55 @@ public static class BenchClusterCommand
 
     private sealed record Layout(string Key, string Title, bool Anywhere, bool Pairs, LogitsPrecision Precision);
 
-    private sealed record Row(Layout Layout, double StepMs, double ModelMs, double FanOutMs, double CombineMs, double SampleMs, double StreamMs,
-        double BytesPerStep, double TokensPerSecond, bool SameTokens, string Where);
+    private sealed record Row(Layout Layout, double StepMs, double ModelMs, double ServerMs, double FanOutMs, double CombineMs, double SampleMs,
+        double StreamMs, double BytesPerStep, double TokensPerSecond, bool SameTokens, string Where);
 
-    public static async Task RunAsync((string Name, string Path) b, (string Name, string Path) e, (string Name, string Path) a,
+    private sealed record TrioResult(string Prefix, string Description, List<string> KeyValues)
+    {
+        public List<Row> Rows { get; } = [];
+    }
+
+    /// <summary>One step's wall time split into where it went (ms); the parts add up to the step.</summary>
+    private static (double Model, double InSilo, double Wire, double CombineSample, double Other) Breakdown(Row r) =>
+        (r.ModelMs, r.ServerMs - r.ModelMs, r.FanOutMs - r.ServerMs, r.CombineMs + r.SampleMs, r.StepMs - r.FanOutMs - r.CombineMs - r.SampleMs);
+
+    private static string Label(TrioResult t, Row r) => $"{(t.Prefix == "" ? "demo" : "24M")}: {r.Layout.Key}";
+
+    /// <summary>
+    /// A random-weight trio with the demo trio's tokenizers and vocabulary but 24M-parameter bodies (hidden 512,
+    /// 8 layers, GQA 8/4): ~6 ms per decode step each at 1 thread here, instead of the demo models' ~0.3-0.9 ms.
+    /// </summary>
+    private static ((string, string), (string, string), (string, string)) LargerTrio(string dir, params (string Name, string Path)[] models)
+    {
+        var made = new (string, string)[models.Length];
+        for (int i = 0; i < models.Length; i++)
+        {
+            var (name, src) = models[i];
+            var dest = Path.Combine(dir, name + "-24m");
+            var config = LlamaConfig.Load(src) with
+            {
+                HiddenSize = 512, IntermediateSize = 1376, NumHiddenLayers = 8, NumAttentionHeads = 8, NumKeyValueHeads = 4, HeadDim = 64,
+            };
+            torch.manual_seed(i + 1);
+            using (var m = new LlamaForCausalLM(config)) m.SavePretrained(dest);
+            foreach (var f in Directory.GetFiles(src))
+                if (Path.GetFileName(f) != "config.json" && !f.EndsWith(".safetensors") && !f.EndsWith(".json.index"))
+                    File.Copy(f, Path.Combine(dest, Path.GetFileName(f)), overwrite: true);
+            made[i] = (name + "-24m", dest);
+        }
+        return (made[0], made[1], made[2]);
+    }
+
+    /// <summary>Measures every layout for one trio, prints its table and returns its key=value figures (keys prefixed).</summary>
+    private static async Task<TrioResult> RunAsync(string prefix, (string Name, string Path) b, (string Name, string Path) e, (string Name, string Path) a,
         int tokens, int runs, string prompt, TextWriter? log, CancellationToken ct)
     {
         var spec = new CombinationSpec(b.Name, [new ExpertSpec(e.Name, a.Name)], 1f);
-        var rows = new List<Row>();
+        var result = new TrioResult(prefix, GenerateCommand.Describe(spec), []);
+        var rows = result.Rows;
         int[]? reference = null;
-        double fp16MaxDelta = 0; int fp16Matched = 0, fp16Steps = 0;
-        Console.WriteLine($"bench cluster: {GenerateCommand.Describe(spec)}, {tokens} tokens/generation, {runs} runs/layout, loopback TCP, {Environment.ProcessorCount} cores");
+        double fp16MaxDelta = 0, roundTripMs = 0; int fp16Matched = 0, fp16Steps = 0;
+        Console.WriteLine($"bench cluster: {result.Description}, {tokens} tokens/generation, {runs} runs/layout, loopback TCP, {Environment.ProcessorCount} cores");
         Console.WriteLine("(figures taken on a shared machine are disturbed by other work)");
 
         // Several silo processes share this machine's cores: one torch thread each (platform-facts: a second thread
@@ -119,31 +179,55 @@ public static class BenchClusterCommand
                 var y = MemoryMarshal.Cast<byte, float>(half.Logits[i]);
                 for (int j = 0; j < x.Length; j++) fp16MaxDelta = Math.Max(fp16MaxDelta, Math.Abs(x[j] - y[j]));
             }
+            roundTripMs = await RoundTripAsync(c, b.Name, ct);
         }
 
         Console.WriteLine();
-        Console.WriteLine($"{"layout",-62} {"step ms",8} {"model",7} {"coord",7} {"coord%",7} {"net+ser",8} {"combine",8} {"sample",7} {"stream",7} {"KiB/step",9} {"tok/s",7} exact");
+        Console.WriteLine($"{"layout",-62} {"step ms",8} {"model",7} {"coord",7} {"coord%",7} {"in-silo",8} {"wire",7} {"comb+smp",8} {"stream",7} {"KiB/step",9} {"tok/s",7} exact");
         foreach (var r in rows)
         {
+            var d = Breakdown(r);
             double coord = r.StepMs - r.ModelMs;
-            Console.WriteLine($"{r.Layout.Title,-62} {r.StepMs,8:F2} {r.ModelMs,7:F2} {coord,7:F2} {100 * coord / r.StepMs,6:F1}% {r.FanOutMs - r.ModelMs,8:F2} {r.CombineMs,8:F3} {r.SampleMs,7:F3} {r.StreamMs,7:F2} {r.BytesPerStep / 1024,9:F1} {r.TokensPerSecond,7:F1} {(r.SameTokens ? "yes" : "NO")}");
+            Console.WriteLine($"{r.Layout.Title,-62} {r.StepMs,8:F2} {r.ModelMs,7:F2} {coord,7:F2} {100 * coord / r.StepMs,6:F1}% {d.InSilo,8:F2} {d.Wire,7:F2} {d.CombineSample,8:F3} {r.StreamMs,7:F2} {r.BytesPerStep / 1024,9:F1} {r.TokensPerSecond,7:F1} {(r.SameTokens ? "yes" : "NO")}");
         }
         Console.WriteLine($"  where: {string.Join(" | ", rows.Select(r => r.Layout.Key + ": " + r.Where))}");
         Console.WriteLine($"fp16 transfer: max |Δ combined logit| {fp16MaxDelta:G3} over {fp16Matched} steps; tokens identical for {fp16Matched}/{fp16Steps} steps");
-        Console.WriteLine("step = coordinator wall time per token; model = slowest model's compute; coord = step − model; net+ser = fan-out wall − model;");
-        Console.WriteLine("stream = waiting for the client to take the token.");
-        var kv = new List<string>();
+        Console.WriteLine($"one empty grain call, client -> silo over loopback TCP (median of 200): {roundTripMs:F3} ms");
+        Console.WriteLine("step = coordinator wall time per token; model = slowest model's compute; coord = step − model, made of: in-silo = the model");
+        Console.WriteLine("silo's own time around the compute (worker queue, thread hops, encoding), wire = the call's time outside the model silo");
+        Console.WriteLine("(serialization, TCP, both schedulers), comb+smp = combining and sampling. stream = waiting for the client to take the");
+        Console.WriteLine("token (overlaps the models).");
+        var kv = result.KeyValues;
         foreach (var r in rows)
         {
-            kv.Add($"{r.Layout.Key}_step_ms={F(r.StepMs)}");
-            kv.Add($"{r.Layout.Key}_model_ms={F(r.ModelMs)}");
-            kv.Add($"{r.Layout.Key}_coord_pct={F(100 * (r.StepMs - r.ModelMs) / r.StepMs)}");
-            kv.Add($"{r.Layout.Key}_bytes_per_step={r.BytesPerStep:F0}");
-            kv.Add($"{r.Layout.Key}_exact={(r.SameTokens ? 1 : 0)}");
+            var k = prefix + r.Layout.Key;
+            kv.Add($"{k}_step_ms={F(r.StepMs)}");
+            kv.Add($"{k}_model_ms={F(r.ModelMs)}");
+            kv.Add($"{k}_coord_pct={F(100 * (r.StepMs - r.ModelMs) / r.StepMs)}");
+            kv.Add($"{k}_wire_ms={F(Breakdown(r).Wire)}");
+            kv.Add($"{k}_bytes_per_step={r.BytesPerStep:F0}");
+            kv.Add($"{k}_exact={(r.SameTokens ? 1 : 0)}");
         }
-        kv.Add($"fp16_max_abs_dlogit={fp16MaxDelta.ToString("G3", CultureInfo.InvariantCulture)}");
-        kv.Add($"fp16_tokens_identical={fp16Matched}/{fp16Steps}");
-        Console.WriteLine(string.Join(" ", kv));
+        kv.Add($"{prefix}roundtrip_ms={F(roundTripMs)}");
+        kv.Add($"{prefix}fp16_max_abs_dlogit={fp16MaxDelta.ToString("G3", CultureInfo.InvariantCulture)}");
+        kv.Add($"{prefix}fp16_tokens_identical={fp16Matched}/{fp16Steps}");
+        return result;
+    }
+
+    /// <summary>The floor under any remote step: the median of 200 empty calls from the client to a model grain.</summary>
+    private static async Task<double> RoundTripAsync(LoopbackCluster c, string model, CancellationToken ct)
+    {
+        var grain = c.Grains.GetGrain<IModelGrain>($"{model}#0");
+        for (int i = 0; i < 20; i++) await grain.GetInfo().WaitAsync(ct);
+        var times = new double[200];
+        for (int i = 0; i < times.Length; i++)
+        {
+            long t = Stopwatch.GetTimestamp();
+            await grain.GetInfo().WaitAsync(ct);
+            times[i] = Stopwatch.GetElapsedTime(t).TotalMilliseconds;
+        }
+        Array.Sort(times);
+        return times[times.Length / 2];
     }
 
     private static string F(double x) => x.ToString("F3", CultureInfo.InvariantCulture);
@@ -163,7 +247,7 @@ public static class BenchClusterCommand
             stats.Add(r.Stats);
             if (i == 0) first = r.Tokens;
         }
-        var row = new Row(l, stats.Average(s => s.StepMs), stats.Average(s => s.ModelMs), stats.Average(s => s.FanOutMs), stats.Average(s => s.CombineMs),
+        var row = new Row(l, stats.Average(s => s.StepMs), stats.Average(s => s.ModelMs), stats.Average(s => s.ServerMs), stats.Average(s => s.FanOutMs), stats.Average(s => s.CombineMs),
             stats.Average(s => s.SampleMs), stats.Average(s => s.StreamMs), stats.Average(s => s.BytesPerStep), runs * tokens / wall,
             reference is null || first.SequenceEqual(reference), $"{stats[0].Layout} @coord {stats[0].CoordinatorSilo}");
         Console.WriteLine($"  {l.Title}: step {row.StepMs:F2} ms, {row.BytesPerStep / 1024:F0} KiB/step");
