@@ -81,7 +81,9 @@ public static class BenchClusterCommand
         return (demoName, dir);
     }
 
-    private sealed record Layout(string Key, string Title, bool Anywhere, bool Pairs, LogitsPrecision Precision);
+    /// <param name="BaseOnly">The base alone (no experts): one remote model, so no two models compete for the cores;
+    /// its wire time is the messaging cost without that contention.</param>
+    private sealed record Layout(string Key, string Title, bool Anywhere, bool Pairs, LogitsPrecision Precision, bool BaseOnly = false);
 
     private sealed record Row(Layout Layout, double StepMs, double ModelMs, double ServerMs, double FanOutMs, double CombineMs, double SampleMs,
         double StreamMs, double BytesPerStep, double TokensPerSecond, bool SameTokens, string Where);
@@ -153,6 +155,8 @@ public static class BenchClusterCommand
                 reference ??= row.Tokens;
                 rows.Add(row.Row);
             }
+            var alone = new Layout("base_only", "base alone, coordinator on its own silo (no proxy-tuning)", true, false, LogitsPrecision.Float32, BaseOnly: true);
+            rows.Add((await MeasureAsync(c, spec with { Experts = [] }, alone, prompt, tokens, runs, null, ct)).Row);
         }
         sw.Restart();
         await using (var c = await LoopbackCluster.StartAsync([new("base", b), new("pair", e, a)], log, threads, ct))
@@ -188,7 +192,7 @@ public static class BenchClusterCommand
         {
             var d = Breakdown(r);
             double coord = r.StepMs - r.ModelMs;
-            Console.WriteLine($"{r.Layout.Title,-62} {r.StepMs,8:F2} {r.ModelMs,7:F2} {coord,7:F2} {100 * coord / r.StepMs,6:F1}% {d.InSilo,8:F2} {d.Wire,7:F2} {d.CombineSample,8:F3} {r.StreamMs,7:F2} {r.BytesPerStep / 1024,9:F1} {r.TokensPerSecond,7:F1} {(r.SameTokens ? "yes" : "NO")}");
+            Console.WriteLine($"{r.Layout.Title,-62} {r.StepMs,8:F2} {r.ModelMs,7:F2} {coord,7:F2} {100 * coord / r.StepMs,6:F1}% {d.InSilo,8:F2} {d.Wire,7:F2} {d.CombineSample,8:F3} {r.StreamMs,7:F2} {r.BytesPerStep / 1024,9:F1} {r.TokensPerSecond,7:F1} {(r.Layout.BaseOnly ? "-" : r.SameTokens ? "yes" : "NO")}");
         }
         Console.WriteLine($"  where: {string.Join(" | ", rows.Select(r => r.Layout.Key + ": " + r.Where))}");
         Console.WriteLine($"fp16 transfer: max |Δ combined logit| {fp16MaxDelta:G3} over {fp16Matched} steps; tokens identical for {fp16Matched}/{fp16Steps} steps");
@@ -206,7 +210,7 @@ public static class BenchClusterCommand
             kv.Add($"{k}_coord_pct={F(100 * (r.StepMs - r.ModelMs) / r.StepMs)}");
             kv.Add($"{k}_wire_ms={F(Breakdown(r).Wire)}");
             kv.Add($"{k}_bytes_per_step={r.BytesPerStep:F0}");
-            kv.Add($"{k}_exact={(r.SameTokens ? 1 : 0)}");
+            if (!r.Layout.BaseOnly) kv.Add($"{k}_exact={(r.SameTokens ? 1 : 0)}");
         }
         kv.Add($"{prefix}roundtrip_ms={F(roundTripMs)}");
         kv.Add($"{prefix}fp16_max_abs_dlogit={fp16MaxDelta.ToString("G3", CultureInfo.InvariantCulture)}");
