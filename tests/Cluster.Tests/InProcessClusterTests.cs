@@ -109,6 +109,12 @@ public sealed class InProcessClusterTests(TrioClusterFixture fixture, ITestOutpu
         Assert.Equal(single.Message, e.Message);
         Assert.Contains("do not share a vocabulary", e.Message);
         Assert.Contains(TinyTrio.Alien, e.Message);
+        // The same refusal when the alien is an expert co-hosted with its anti-expert (silo 3 hosts both: the pair
+        // layout, where one pair grain reports both vocabularies).
+        var pair = new CombinationSpec(TinyTrio.Base, [new ExpertSpec(TinyTrio.Alien, TinyTrio.Anti)], 1f);
+        var pe = await Assert.ThrowsAsync<InvalidRequestException>(() => TinyTrio.Collect(GenerationClient.StreamAsync(Grains, TinyTrio.Request(Prompt, 4, pair), "alien-pair")));
+        Assert.Contains("do not share a vocabulary", pe.Message);
+        Assert.Contains(TinyTrio.Alien, pe.Message);
         // The matching trio still runs.
         var (tokens, _, _) = await TinyTrio.Collect(GenerationClient.StreamAsync(Grains, TinyTrio.Request(Prompt, 2), "after-alien"));
         Assert.Equal(2, tokens.Length);
