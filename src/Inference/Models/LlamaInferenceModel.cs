@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
+using System.Numerics;
 using ProxyOrleans.Inference.Checkpoints;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -55,8 +55,9 @@ public sealed class LlamaInferenceModel : ILogitsModel
         heads = config.NumAttentionHeads; kvHeads = config.NumKeyValueHeads; headDim = config.HeadDim;
         group = heads / kvHeads;
         chunks = Device.type == DeviceType.CPU && torch.get_num_threads() >= 2 ? 2 : 1;
-        rowPath = Device.type == DeviceType.CPU && chunks == 1 && Vector512.IsHardwareAccelerated
-                  && config.IntermediateSize % 16 == 0 && config.HiddenSize % 16 == 0 && headDim % 16 == 0;
+        int lanes = Vector<float>.Count;   // 8 with AVX2 or AVX-512, 4 with NEON
+        rowPath = Device.type == DeviceType.CPU && chunks == 1 && Vector.IsHardwareAccelerated
+                  && config.IntermediateSize % lanes == 0 && config.HiddenSize % lanes == 0 && headDim % lanes == 0;
 
         using var scope = NewDisposeScope();
         using var _ = no_grad();
@@ -350,10 +351,10 @@ public sealed class LlamaInferenceModel : ILogitsModel
     /// <summary>y = x / sqrt(mean(x²) + eps) for one row (the norm's weight is folded into the next matrix).</summary>
     private static unsafe void RmsNormRow(float* x, float* y, int n, float eps)
     {
-        Vector512<float> acc = default;
-        for (int i = 0; i < n; i += 16) { var v = Vector512.Load(x + i); acc = Vector512.FusedMultiplyAdd(v, v, acc); }
-        var scale = Vector512.Create(1f / MathF.Sqrt(Vector512.Sum(acc) / n + eps));
-        for (int i = 0; i < n; i += 16) (Vector512.Load(x + i) * scale).Store(y + i);
+        Vector<float> acc = default;
+        for (int i = 0; i < n; i += Vector<float>.Count) { var v = Vector.Load(x + i); acc = Vector.FusedMultiplyAdd(v, v, acc); }
+        var scale = new Vector<float>(1f / MathF.Sqrt(Vector.Sum(acc) / n + eps));
+        for (int i = 0; i < n; i += Vector<float>.Count) (Vector.Load(x + i) * scale).Store(y + i);
     }
 
     /// <summary>
@@ -386,9 +387,9 @@ public sealed class LlamaInferenceModel : ILogitsModel
             for (int t = 0; t < len; t++)
             {
                 float* kt = k + (long)t * hd;
-                Vector512<float> acc = default;
-                for (int i = 0; i < hd; i += 16) acc = Vector512.FusedMultiplyAdd(Vector512.Load(q + i), Vector512.Load(kt + i), acc);
-                scores[t] = Vector512.Sum(acc);
+                Vector<float> acc = default;
+                for (int i = 0; i < hd; i += Vector<float>.Count) acc = Vector.FusedMultiplyAdd(Vector.Load(q + i), Vector.Load(kt + i), acc);
+                scores[t] = Vector.Sum(acc);
                 max = MathF.Max(max, scores[t]);
             }
             float sum = 0;
@@ -398,12 +399,12 @@ public sealed class LlamaInferenceModel : ILogitsModel
             new Span<float>(o, hd).Clear();
             for (int t = 0; t < len; t++)
             {
-                var p = Vector512.Create(scores[t]);
+                var p = new Vector<float>(scores[t]);
                 float* vt = val + (long)t * hd;
-                for (int i = 0; i < hd; i += 16) Vector512.FusedMultiplyAdd(p, Vector512.Load(vt + i), Vector512.Load(o + i)).Store(o + i);
+                for (int i = 0; i < hd; i += Vector<float>.Count) Vector.FusedMultiplyAdd(p, Vector.Load(vt + i), Vector.Load(o + i)).Store(o + i);
             }
-            var inverse = Vector512.Create(1f / sum);
-            for (int i = 0; i < hd; i += 16) (Vector512.Load(o + i) * inverse).Store(o + i);
+            var inverse = new Vector<float>(1f / sum);
+            for (int i = 0; i < hd; i += Vector<float>.Count) (Vector.Load(o + i) * inverse).Store(o + i);
         }
     }
 
@@ -421,7 +422,7 @@ public sealed class LlamaInferenceModel : ILogitsModel
 
     /// <summary>
     /// One decode row of the MLP tail in C#: h += (silu(gate) * up) · down_proj^T, reading down_proj in its [out, in]
-    /// layout as one AVX-512 dot product per output (4 rows at a time). Replaces 4 TorchSharp calls per layer, and
+    /// layout as one SIMD dot product per output (4 rows at a time). Replaces 4 TorchSharp calls per layer, and
     /// reads down_proj faster than MKL's one-row product does (measured ~17 vs ~14 GB/s on this CPU).
     /// </summary>
     private static unsafe void AddSwiGluDown(Tensor gu, Tensor downT, Tensor h)
@@ -436,23 +437,23 @@ public sealed class LlamaInferenceModel : ILogitsModel
             for (; j + 4 <= hidden; j += 4)
             {
                 float* r0 = w + (long)j * inter, r1 = r0 + inter, r2 = r1 + inter, r3 = r2 + inter;
-                Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
-                for (int i = 0; i < inter; i += 16)
+                Vector<float> s0 = default, s1 = default, s2 = default, s3 = default;
+                for (int i = 0; i < inter; i += Vector<float>.Count)
                 {
-                    var av = Vector512.Load(a + i);
-                    s0 = Vector512.FusedMultiplyAdd(Vector512.Load(r0 + i), av, s0);
-                    s1 = Vector512.FusedMultiplyAdd(Vector512.Load(r1 + i), av, s1);
-                    s2 = Vector512.FusedMultiplyAdd(Vector512.Load(r2 + i), av, s2);
-                    s3 = Vector512.FusedMultiplyAdd(Vector512.Load(r3 + i), av, s3);
+                    var av = Vector.Load(a + i);
+                    s0 = Vector.FusedMultiplyAdd(Vector.Load(r0 + i), av, s0);
+                    s1 = Vector.FusedMultiplyAdd(Vector.Load(r1 + i), av, s1);
+                    s2 = Vector.FusedMultiplyAdd(Vector.Load(r2 + i), av, s2);
+                    s3 = Vector.FusedMultiplyAdd(Vector.Load(r3 + i), av, s3);
                 }
-                y[j] += Vector512.Sum(s0); y[j + 1] += Vector512.Sum(s1); y[j + 2] += Vector512.Sum(s2); y[j + 3] += Vector512.Sum(s3);
+                y[j] += Vector.Sum(s0); y[j + 1] += Vector.Sum(s1); y[j + 2] += Vector.Sum(s2); y[j + 3] += Vector.Sum(s3);
             }
             for (; j < hidden; j++)
             {
                 float* r = w + (long)j * inter;
-                Vector512<float> s0 = default;
-                for (int i = 0; i < inter; i += 16) s0 = Vector512.FusedMultiplyAdd(Vector512.Load(r + i), Vector512.Load(a + i), s0);
-                y[j] += Vector512.Sum(s0);
+                Vector<float> s0 = default;
+                for (int i = 0; i < inter; i += Vector<float>.Count) s0 = Vector.FusedMultiplyAdd(Vector.Load(r + i), Vector.Load(a + i), s0);
+                y[j] += Vector.Sum(s0);
             }
         }
     }
