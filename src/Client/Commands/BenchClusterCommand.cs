@@ -97,11 +97,12 @@ public static class BenchClusterCommand
     private static (double Model, double InSilo, double Wire, double CombineSample, double Other) Breakdown(Row r) =>
         (r.ModelMs, r.ServerMs - r.ModelMs, r.FanOutMs - r.ServerMs, r.CombineMs + r.SampleMs, r.StepMs - r.FanOutMs - r.CombineMs - r.SampleMs);
 
-    private static string Label(TrioResult t, Row r) => $"{(t.Prefix == "" ? "demo" : "24M")}: {r.Layout.Key}";
+    private static string Label(TrioResult t, Row r) => $"{(t.Prefix == "" ? "demo" : "larger")}: {r.Layout.Key}";
 
     /// <summary>
-    /// A random-weight trio with the demo trio's tokenizers and vocabulary but 24M-parameter bodies (hidden 512,
-    /// 8 layers, GQA 8/4): ~6 ms per decode step each at 1 thread here, instead of the demo models' ~0.3-0.9 ms.
+    /// A random-weight trio with the given models' tokenizers and vocabulary but larger bodies (hidden 512, 8 layers,
+    /// GQA 8/4; 24M parameters with the demo vocabulary): ~6 ms per decode step each at 1 thread here, instead of
+    /// the demo models' ~0.3-1 ms.
     /// </summary>
     private static ((string, string), (string, string), (string, string)) LargerTrio(string dir, params (string Name, string Path)[] models)
     {
@@ -109,17 +110,19 @@ public static class BenchClusterCommand
         for (int i = 0; i < models.Length; i++)
         {
             var (name, src) = models[i];
-            var dest = Path.Combine(dir, name + "-24m");
             var config = LlamaConfig.Load(src) with
             {
                 HiddenSize = 512, IntermediateSize = 1376, NumHiddenLayers = 8, NumAttentionHeads = 8, NumKeyValueHeads = 4, HeadDim = 64,
             };
+            long parameters = LlamaInferenceModel.ExpectedShapes(config).Values.Sum(s => s.Aggregate(1L, (x, y) => x * y));
+            var larger = $"{name}-{parameters / 1_000_000}m";
+            var dest = Path.Combine(dir, larger);
             torch.manual_seed(i + 1);
             using (var m = new LlamaForCausalLM(config)) m.SavePretrained(dest);
-            foreach (var f in Directory.GetFiles(src))
-                if (Path.GetFileName(f) != "config.json" && !f.EndsWith(".safetensors") && !f.EndsWith(".json.index"))
+            foreach (var f in Directory.GetFiles(src))   // tokenizer files; weights and config are the new model's
+                if (Path.GetFileName(f) != "config.json" && !Path.GetFileName(f).Contains(".safetensors"))
                     File.Copy(f, Path.Combine(dest, Path.GetFileName(f)), overwrite: true);
-            made[i] = (name + "-24m", dest);
+            made[i] = (larger, dest);
         }
         return (made[0], made[1], made[2]);
     }
