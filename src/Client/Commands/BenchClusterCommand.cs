@@ -188,6 +188,15 @@ public static class BenchClusterCommand
             }
             roundTripMs = await RoundTripAsync(c, b.Name, ct);
         }
+        // Cluster 3: every model and the coordinator in one silo process: no wire at all, so what is left of
+        // coordination is our own code (model grain, combine, sample) and the three models sharing the cores.
+        sw.Restart();
+        await using (var c = await LoopbackCluster.StartAsync([new("all", b, e, a)], log, threads, ct))
+        {
+            Console.WriteLine($"cluster 3 (1 process: base + expert + anti-expert) up in {sw.Elapsed.TotalSeconds:F1} s");
+            var local = new Layout("one_silo", "all models and the coordinator in one silo (no wire)", false, true, LogitsPrecision.Float32);
+            rows.Add((await MeasureAsync(c, spec, local, prompt, tokens, runs, reference, ct)).Row);
+        }
 
         Console.WriteLine();
         Console.WriteLine($"{"layout",-62} {"step ms",8} {"model",7} {"coord",7} {"coord%",7} {"in-silo",8} {"wire",7} {"comb+smp",8} {"stream",7} {"KiB/step",9} {"tok/s",7} exact");
