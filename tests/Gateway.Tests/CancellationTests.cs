@@ -10,7 +10,10 @@ public sealed class CancellationTests(GatewayFixture fx)
     {
         var events = await fx.WatchGenerationsAsync("alice");
         using var cts = new CancellationTokenSource();
-        var response = await fx.Http.SendAsync(Http.Post("/v1/chat/completions",
+        // A client that really hangs up: by default HttpClient drains an unread response (up to 1 MB or 2 s) to reuse
+        // the connection, and a fast generation then completes before the server sees any disconnect.
+        using var hangingUp = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 }) { BaseAddress = fx.BaseUri };
+        var response = await hangingUp.SendAsync(Http.Post("/v1/chat/completions",
             JsonSerializer.Serialize(new
             {
                 model = fx.Combination, max_tokens = fx.LongMaxTokens, temperature = 0, stream = true,

@@ -38,10 +38,11 @@ public sealed class GatewayFixture : IAsyncLifetime
     public string AntiExpertModel => "anti-tiny";
     public string Combination => "proxy-tiny";
     public CombinationSpec CombinationSpec => new(BaseModel, [new ExpertSpec(ExpertModel, AntiExpertModel, 1f)], 1f);
-    public int ModelContext => 1024;
-    /// <summary>A generation this long runs for a while (the tiny models never stop early: checked at start).</summary>
-    public int LongMaxTokens => 900;
-    public int MaxPromptChars => 2000;
+    public int ModelContext => 2048;
+    /// <summary>A generation this long runs for a while (the tiny models never stop early: checked at start): ~2 s on a
+    /// quiet 2-core machine, long enough for a test to act on it while it runs.</summary>
+    public int LongMaxTokens => 1900;
+    public int MaxPromptChars => 4000;
     public long MaxBodyBytes => 32 * 1024;
 
     readonly List<IHost> silos = [];
@@ -96,7 +97,7 @@ public sealed class GatewayFixture : IAsyncLifetime
         GatewaySettings["ProxyOrleans:Tenants:0:MaxConcurrency"] = "32";
         GatewaySettings["ProxyOrleans:Gateway:MaxPromptChars"] = MaxPromptChars.ToString();
         GatewaySettings["ProxyOrleans:Gateway:MaxRequestBodyBytes"] = MaxBodyBytes.ToString();
-        GatewaySettings["ProxyOrleans:Gateway:MaxTokensLimit"] = "1000";
+        GatewaySettings["ProxyOrleans:Gateway:MaxTokensLimit"] = "2000";
         GatewaySettings["ProxyOrleans:Gateway:JsonLogs"] = "false";
         gateway = await RunningGateway.StartAsync(GatewaySettings);
 
