@@ -36,6 +36,7 @@ public sealed class LlamaInferenceModel : ILogitsModel
 
     private readonly int heads, kvHeads, headDim, group, chunks;
     private readonly bool rowPath;                 // one-session decode step in C# around 4 matrix products (see DecodeRow)
+    private readonly int rowThreads;               // threads for DecodeRow's own MLP tail (torch's, at 2+ threads)
     private readonly Tensor embed;                 // [V, hidden]
     private readonly Layer[] layers;
     private readonly Tensor lmHead;                // [hidden, V] or [C, hidden, V/C], final norm folded in
@@ -44,7 +45,10 @@ public sealed class LlamaInferenceModel : ILogitsModel
     private static readonly Scalar One = 1.0f;
     private bool disposed;
 
-    private sealed record Layer(Tensor Wqkv, Tensor? Bqkv, Tensor Wo, Tensor? Bo, Tensor WGateUp, Tensor WDown);
+    /// <param name="WqkvChunks">At 2+ threads: Wqkv viewed as [C, hidden, out/C] column chunks (no copy), so that one
+    /// decode row's product is one bmm on C threads (DecodeRow); likewise <paramref name="WoChunks"/>.</param>
+    private sealed record Layer(Tensor Wqkv, Tensor? Bqkv, Tensor Wo, Tensor? Bo, Tensor WGateUp, Tensor WDown,
+        Tensor? WqkvChunks = null, Tensor? WoChunks = null);
 
     private LlamaInferenceModel(LlamaConfig config, IReadOnlyDictionary<string, Tensor> w, InferenceOptions options, string name)
     {
@@ -56,8 +60,9 @@ public sealed class LlamaInferenceModel : ILogitsModel
         group = heads / kvHeads;
         chunks = Device.type == DeviceType.CPU && torch.get_num_threads() >= 2 ? 2 : 1;
         int lanes = Vector<float>.Count;   // 8 with AVX2 or AVX-512, 4 with NEON
-        rowPath = Device.type == DeviceType.CPU && chunks == 1 && Vector.IsHardwareAccelerated
-                  && config.IntermediateSize % lanes == 0 && config.HiddenSize % lanes == 0 && headDim % lanes == 0;
+        rowPath = Device.type == DeviceType.CPU && Vector.IsHardwareAccelerated
+                  && config.IntermediateSize % (chunks * lanes) == 0 && config.HiddenSize % lanes == 0 && headDim % lanes == 0;
+        rowThreads = chunks == 1 ? 1 : torch.get_num_threads();
 
         using var scope = NewDisposeScope();
         using var _ = no_grad();
@@ -96,6 +101,12 @@ public sealed class LlamaInferenceModel : ILogitsModel
                 config.OProjBias ? Keep(w[p + "self_attn.o_proj.bias"].clone()) : null,
                 Keep(ic == 1 ? gateUp.squeeze(0) : gateUp),   // 2-D when not chunked: plain mm
                 KeepTransposed(ic == 1 ? down.squeeze(0) : down));   // [inter, hidden] or [C, inter/C, hidden] view
+            if (chunks > 1)
+            {
+                static Tensor? Columns(Tensor m, int c) =>
+                    m.shape[1] % c == 0 ? m.view(m.shape[0], c, m.shape[1] / c).permute(1, 0, 2).DetachFromDisposeScope() : null;
+                layers[l] = layers[l] with { WqkvChunks = Columns(layers[l].Wqkv, chunks), WoChunks = Columns(layers[l].Wo, chunks) };
+            }
         }
         var head = (config.TieWordEmbeddings ? w["model.embed_tokens.weight"] : w["lm_head.weight"]).t() * w["model.norm.weight"].unsqueeze(1);
         int vc = HeadBlocks(config.VocabSize, chunks);
@@ -309,9 +320,10 @@ public sealed class LlamaInferenceModel : ILogitsModel
     }
 
     /// <summary>
-    /// One decode token of one session on CPU at 1 thread (the latency path of every generation). Per layer only the
-    /// three big products go through TorchSharp (qkv, o_proj, gate/up; MKL reads those fastest); RMSNorm, RoPE, the
-    /// cache write and attention run in C# on the tensors' memory, and so does the MLP tail. The torch path spends
+    /// One decode token of one session on CPU (the latency path of every generation). Per layer only the three big
+    /// products go through TorchSharp (qkv, o_proj, gate/up; MKL reads those fastest; at 2+ threads as one bmm over
+    /// column chunks); RMSNorm, RoPE, the cache write and attention run in C# on the tensors' memory, and so does the
+    /// MLP tail (its rows split between the threads). The torch path spends
     /// ~30 calls per layer on those small ops, ~1.5 ms of a ~10 ms step for a 40M model (measured with `bench model`).
     /// Same math as <see cref="Forward"/>; InferenceModelTests and the llama.cpp comparison decode through here.
     /// </summary>
@@ -333,20 +345,28 @@ public sealed class LlamaInferenceModel : ILogitsModel
         {
             var L = layers[l];
             RmsNormRow(Data(h), Data(x), hidden, eps);
-            var qkv = L.Bqkv is null ? x.mm(L.Wqkv) : L.Bqkv.addmm(x, L.Wqkv);
+            // [C, 1, out/C] from the chunked views: for one row the chunks lie in column order already.
+            var qkv = L.WqkvChunks is null ? (L.Bqkv is null ? x.mm(L.Wqkv) : L.Bqkv.addmm(x, L.Wqkv))
+                : Rows(x, L.WqkvChunks);
+            if (L.WqkvChunks is not null && L.Bqkv is not null) qkv.view(1, -1).add_(L.Bqkv);
             AttendRow(Data(qkv), Data(s.KV[l]), s.Allocated, pos, cos, sin, Data(attn));
-            h.addmm_(attn, L.Wo);                                                    // residual + o_proj in one op
+            if (L.WoChunks is null) h.addmm_(attn, L.Wo);                           // residual + o_proj in one op
+            else h.add_(Rows(attn, L.WoChunks).view(1, hidden));
             if (L.Bo is not null) h.add_(L.Bo);
             RmsNormRow(Data(h), Data(x), hidden, eps);
-            AddSwiGluDown(x.mm(L.WGateUp), L.WDown, h);
+            var gu = L.WGateUp.dim() == 2 ? x.mm(L.WGateUp) : Rows(x, L.WGateUp);
+            AddSwiGluDown(gu, L.WDown, h, rowThreads);
         }
         RmsNormRow(Data(h), Data(x), hidden, eps);
         // [C, 1, V/C]: for one row the column blocks lie in vocabulary order already.
-        var res = lmHead.dim() == 2 ? x.mm(lmHead) : x.unsqueeze(0).expand(lmHead.shape[0], 1, hidden).bmm(lmHead);
+        var res = lmHead.dim() == 2 ? x.mm(lmHead) : Rows(x, lmHead);
         new ReadOnlySpan<float>(Data(res), VocabSize).CopyTo(logits);
         GC.KeepAlive(cosT); GC.KeepAlive(sinT);    // replaced tables are freed by the GC: not before this step is done
         s.Length++;
     }
+
+    /// <summary>One row [1, in] times column chunks [C, in, out/C]: one bmm, so C threads share a one-row product.</summary>
+    private static Tensor Rows(Tensor row, Tensor chunks) => row.unsqueeze(0).expand(chunks.shape[0], 1, row.shape[1]).bmm(chunks);
 
     /// <summary>y = x / sqrt(mean(x²) + eps) for one row (the norm's weight is folded into the next matrix).</summary>
     private static unsafe void RmsNormRow(float* x, float* y, int n, float eps)
@@ -421,40 +441,63 @@ public sealed class LlamaInferenceModel : ILogitsModel
     private static unsafe float* Data(Tensor t) => (float*)THSTensor_data(t.Handle);
 
     /// <summary>
-    /// One decode row of the MLP tail in C#: h += (silu(gate) * up) · down_proj^T, reading down_proj in its [out, in]
-    /// layout as one SIMD dot product per output (4 rows at a time). Replaces 4 TorchSharp calls per layer, and
-    /// reads down_proj faster than MKL's one-row product does (measured ~17 vs ~14 GB/s on this CPU).
+    /// One decode row of the MLP tail in C#: h += (silu(gate) * up) · down_projᵀ, reading down_proj in its [out, in]
+    /// layout as one SIMD dot product per output (4 rows at a time), over the C column chunks of the 2+-thread layout
+    /// (C = 1 at 1 thread), the output rows split between <paramref name="threads"/> threads. Replaces 4 TorchSharp
+    /// calls per layer, and reads down_proj faster than MKL's one-row product does (~17 vs ~14 GB/s on this CPU).
     /// </summary>
-    private static unsafe void AddSwiGluDown(Tensor gu, Tensor downT, Tensor h)
+    private static unsafe void AddSwiGluDown(Tensor gu, Tensor downT, Tensor h, int threads)
     {
-        int inter = (int)downT.shape[0], hidden = (int)downT.shape[1];
-        float* g = Data(gu), w = Data(downT), y = Data(h);      // downT is a view: its data is the [hidden, inter] storage
-        var act = inter <= 16384 ? stackalloc float[inter] : new float[inter];
-        for (int i = 0; i < inter; i++) act[i] = g[i] / (1f + MathF.Exp(-g[i])) * g[inter + i];
+        int chunks = downT.dim() == 3 ? (int)downT.shape[0] : 1;
+        int part = (int)downT.shape[^2], hidden = (int)downT.shape[^1];   // a view: its data is [C, hidden, part] storage
+        float* g = Data(gu);                                              // chunk c = [gate slice c | up slice c]
+        var act = GC.AllocateUninitializedArray<float>(chunks * part, pinned: true);
         fixed (float* a = act)
         {
-            int j = 0;
-            for (; j + 4 <= hidden; j += 4)
-            {
-                float* r0 = w + (long)j * inter, r1 = r0 + inter, r2 = r1 + inter, r3 = r2 + inter;
-                Vector<float> s0 = default, s1 = default, s2 = default, s3 = default;
-                for (int i = 0; i < inter; i += Vector<float>.Count)
+            for (int c = 0; c < chunks; c++)
+                for (int i = 0; i < part; i++)
                 {
-                    var av = Vector.Load(a + i);
-                    s0 = Vector.FusedMultiplyAdd(Vector.Load(r0 + i), av, s0);
-                    s1 = Vector.FusedMultiplyAdd(Vector.Load(r1 + i), av, s1);
-                    s2 = Vector.FusedMultiplyAdd(Vector.Load(r2 + i), av, s2);
-                    s3 = Vector.FusedMultiplyAdd(Vector.Load(r3 + i), av, s3);
+                    float gate = g[2 * c * part + i];
+                    a[c * part + i] = gate / (1f + MathF.Exp(-gate)) * g[2 * c * part + part + i];
                 }
-                y[j] += Vector.Sum(s0); y[j + 1] += Vector.Sum(s1); y[j + 2] += Vector.Sum(s2); y[j + 3] += Vector.Sum(s3);
-            }
-            for (; j < hidden; j++)
+            nint w = (nint)Data(downT), y = (nint)Data(h), av = (nint)a;
+            if (threads <= 1) { DotRows((float*)w, (float*)av, (float*)y, 0, hidden, part, chunks, hidden); return; }
+            int block = (hidden / threads + 3) & ~3;
+            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+                DotRows((float*)w, (float*)av, (float*)y, Math.Min(hidden, t * block), Math.Min(hidden, (t + 1) * block), part, chunks, hidden));
+        }
+    }
+
+    /// <summary>y[j] += Σ_c down_c[j] · act_c for rows j in [from, to); down is [chunks, hidden, part] row-major.</summary>
+    private static unsafe void DotRows(float* w, float* a, float* y, int from, int to, int part, int chunks, int hidden)
+    {
+        int j = from;
+        for (; j + 4 <= to; j += 4)
+        {
+            Vector<float> s0 = default, s1 = default, s2 = default, s3 = default;
+            for (int c = 0; c < chunks; c++)
             {
-                float* r = w + (long)j * inter;
-                Vector<float> s0 = default;
-                for (int i = 0; i < inter; i += Vector<float>.Count) s0 = Vector.FusedMultiplyAdd(Vector.Load(r + i), Vector.Load(a + i), s0);
-                y[j] += Vector.Sum(s0);
+                float* r0 = w + ((long)c * hidden + j) * part, r1 = r0 + part, r2 = r1 + part, r3 = r2 + part, ac = a + c * part;
+                for (int i = 0; i < part; i += Vector<float>.Count)
+                {
+                    var v = Vector.Load(ac + i);
+                    s0 = Vector.FusedMultiplyAdd(Vector.Load(r0 + i), v, s0);
+                    s1 = Vector.FusedMultiplyAdd(Vector.Load(r1 + i), v, s1);
+                    s2 = Vector.FusedMultiplyAdd(Vector.Load(r2 + i), v, s2);
+                    s3 = Vector.FusedMultiplyAdd(Vector.Load(r3 + i), v, s3);
+                }
             }
+            y[j] += Vector.Sum(s0); y[j + 1] += Vector.Sum(s1); y[j + 2] += Vector.Sum(s2); y[j + 3] += Vector.Sum(s3);
+        }
+        for (; j < to; j++)
+        {
+            Vector<float> s0 = default;
+            for (int c = 0; c < chunks; c++)
+            {
+                float* r = w + ((long)c * hidden + j) * part, ac = a + c * part;
+                for (int i = 0; i < part; i += Vector<float>.Count) s0 = Vector.FusedMultiplyAdd(Vector.Load(r + i), Vector.Load(ac + i), s0);
+            }
+            y[j] += Vector.Sum(s0);
         }
     }
 
@@ -522,7 +565,11 @@ public sealed class LlamaInferenceModel : ILogitsModel
         if (disposed) return;
         disposed = true;
         embed.Dispose(); lmHead.Dispose(); cosTable.Dispose(); sinTable.Dispose();
-        foreach (var l in layers) { l.Wqkv.Dispose(); l.Bqkv?.Dispose(); l.Wo.Dispose(); l.Bo?.Dispose(); l.WGateUp.Dispose(); l.WDown.Dispose(); }
+        foreach (var l in layers)
+        {
+            l.Wqkv.Dispose(); l.Bqkv?.Dispose(); l.Wo.Dispose(); l.Bo?.Dispose(); l.WGateUp.Dispose(); l.WDown.Dispose();
+            l.WqkvChunks?.Dispose(); l.WoChunks?.Dispose();
+        }
     }
 
     /// <summary>A sequence's KV cache: one [L, 2, kv_heads, n, head_dim] tensor (k and v of a position written by one copy), grown by doubling up to the capacity.</summary>
