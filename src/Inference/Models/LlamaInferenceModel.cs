@@ -283,7 +283,7 @@ public sealed class LlamaInferenceModel : ILogitsModel
             else
             {
                 // Two chunks in one bmm keep two threads busy on one-row products (platform-facts.md).
-                var gu = x.unsqueeze(0).expand(L.WGateUp.shape[0], n, x.shape[1]).bmm(L.WGateUp);  // [C, n, 2*inter/C]
+                var gu = Chunked(x, L.WGateUp);                                      // [C, n, 2*inter/C]
                 var gateUp = gu.chunk(2, 2);
                 var act = nn.functional.silu(gateUp[0]).mul_(gateUp[1]);
                 h = h + act.bmm(L.WDown).sum(0L);                                    // [C, n, hidden] summed over chunks
@@ -294,7 +294,7 @@ public sealed class LlamaInferenceModel : ILogitsModel
         Tensor last = b == n ? h : h.index_select(0, tensor(LastRows(counts), device: Device));
         var xs = RmsNorm(last, eps);
         var res = lmHead.dim() == 2 ? xs.mm(lmHead).unsqueeze(0)                             // [1, b, V]
-            : xs.unsqueeze(0).expand(lmHead.shape[0], b, xs.shape[1]).bmm(lmHead);            // [C, b, V/C]
+            : Chunked(xs, lmHead);                                                              // [C, b, V/C]
         if (res.device.type != DeviceType.CPU) res = res.cpu();
         // [C, b, V/C] -> [b, V] in one copy, read straight from native memory (Tensor.bytes would allocate a LOH array per step).
         res = res.permute(1, 0, 2).contiguous();
@@ -347,26 +347,26 @@ public sealed class LlamaInferenceModel : ILogitsModel
             RmsNormRow(Data(h), Data(x), hidden, eps);
             // [C, 1, out/C] from the chunked views: for one row the chunks lie in column order already.
             var qkv = L.WqkvChunks is null ? (L.Bqkv is null ? x.mm(L.Wqkv) : L.Bqkv.addmm(x, L.Wqkv))
-                : Rows(x, L.WqkvChunks);
+                : Chunked(x, L.WqkvChunks);
             if (L.WqkvChunks is not null && L.Bqkv is not null) qkv.view(1, -1).add_(L.Bqkv);
             AttendRow(Data(qkv), Data(s.KV[l]), s.Allocated, pos, cos, sin, Data(attn));
             if (L.WoChunks is null) h.addmm_(attn, L.Wo);                           // residual + o_proj in one op
-            else h.add_(Rows(attn, L.WoChunks).view(1, hidden));
+            else h.add_(Chunked(attn, L.WoChunks).view(1, hidden));
             if (L.Bo is not null) h.add_(L.Bo);
             RmsNormRow(Data(h), Data(x), hidden, eps);
-            var gu = L.WGateUp.dim() == 2 ? x.mm(L.WGateUp) : Rows(x, L.WGateUp);
+            var gu = L.WGateUp.dim() == 2 ? x.mm(L.WGateUp) : Chunked(x, L.WGateUp);
             AddSwiGluDown(gu, L.WDown, h, rowThreads);
         }
         RmsNormRow(Data(h), Data(x), hidden, eps);
         // [C, 1, V/C]: for one row the column blocks lie in vocabulary order already.
-        var res = lmHead.dim() == 2 ? x.mm(lmHead) : Rows(x, lmHead);
+        var res = lmHead.dim() == 2 ? x.mm(lmHead) : Chunked(x, lmHead);
         new ReadOnlySpan<float>(Data(res), VocabSize).CopyTo(logits);
         GC.KeepAlive(cosT); GC.KeepAlive(sinT);    // replaced tables are freed by the GC: not before this step is done
         s.Length++;
     }
 
-    /// <summary>One row [1, in] times column chunks [C, in, out/C]: one bmm, so C threads share a one-row product.</summary>
-    private static Tensor Rows(Tensor row, Tensor chunks) => row.unsqueeze(0).expand(chunks.shape[0], 1, row.shape[1]).bmm(chunks);
+    /// <summary>Rows [n, in] times column chunks [C, in, out/C] as one bmm ([C, n, out/C]), so C threads share even a one-row product.</summary>
+    private static Tensor Chunked(Tensor rows, Tensor chunks) => rows.unsqueeze(0).expand(chunks.shape[0], rows.shape[0], rows.shape[1]).bmm(chunks);
 
     /// <summary>y = x / sqrt(mean(x²) + eps) for one row (the norm's weight is folded into the next matrix).</summary>
     private static unsafe void RmsNormRow(float* x, float* y, int n, float eps)
@@ -451,8 +451,9 @@ public sealed class LlamaInferenceModel : ILogitsModel
         int chunks = downT.dim() == 3 ? (int)downT.shape[0] : 1;
         int part = (int)downT.shape[^2], hidden = (int)downT.shape[^1];   // a view: its data is [C, hidden, part] storage
         float* g = Data(gu);                                              // chunk c = [gate slice c | up slice c]
-        var act = GC.AllocateUninitializedArray<float>(chunks * part, pinned: true);
-        fixed (float* a = act)
+        int inter = chunks * part;
+        var act = inter <= 16384 ? stackalloc float[inter] : new float[inter];
+        fixed (float* a = act)   // stays valid for the threads below: Parallel.For returns when they are done
         {
             for (int c = 0; c < chunks; c++)
                 for (int i = 0; i < part; i++)
