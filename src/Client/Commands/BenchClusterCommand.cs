@@ -110,12 +110,14 @@ public static class BenchClusterCommand
         for (int i = 0; i < models.Length; i++)
         {
             var (name, src) = models[i];
-            var config = LlamaConfig.Load(src) with
+            var vocabulary = LlamaConfig.Load(src);   // the body of `bench model`'s random model on this model's vocabulary
+            var config = BenchModelCommand.RandomModelConfig with
             {
-                HiddenSize = 512, IntermediateSize = 1376, NumHiddenLayers = 8, NumAttentionHeads = 8, NumKeyValueHeads = 4, HeadDim = 64,
+                VocabSize = vocabulary.VocabSize, BosTokenId = vocabulary.BosTokenId, EosTokenIds = vocabulary.EosTokenIds,
+                TieWordEmbeddings = vocabulary.TieWordEmbeddings, MaxPositionEmbeddings = vocabulary.MaxPositionEmbeddings,
             };
             long parameters = LlamaInferenceModel.ExpectedShapes(config).Values.Sum(s => s.Aggregate(1L, (x, y) => x * y));
-            var larger = $"{name}-{parameters / 1_000_000}m";
+            var larger = $"{name}-{Math.Round(parameters / 1e6):F0}m";
             var dest = Path.Combine(dir, larger);
             torch.manual_seed(i + 1);
             using (var m = new LlamaForCausalLM(config)) m.SavePretrained(dest);

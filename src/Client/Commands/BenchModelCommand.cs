@@ -105,15 +105,17 @@ public static class BenchModelCommand
         }
     }
 
+    /// <summary>The benchmark's random model (39.6M parameters); `bench cluster --larger` puts its body on the demo vocabulary.</summary>
+    internal static readonly LlamaConfig RandomModelConfig = new()
+    {
+        HiddenSize = 512, IntermediateSize = 1376, NumHiddenLayers = 8, NumAttentionHeads = 8, NumKeyValueHeads = 4, HeadDim = 64,
+        VocabSize = 32000, MaxPositionEmbeddings = 1024, RmsNormEps = 1e-5, TieWordEmbeddings = true, BosTokenId = 1, EosTokenIds = [2],
+    };
+
     private static void CreateRandomModel(string dir)
     {
-        var config = new LlamaConfig
-        {
-            HiddenSize = 512, IntermediateSize = 1376, NumHiddenLayers = 8, NumAttentionHeads = 8, NumKeyValueHeads = 4, HeadDim = 64,
-            VocabSize = 32000, MaxPositionEmbeddings = 1024, RmsNormEps = 1e-5, TieWordEmbeddings = true, BosTokenId = 1, EosTokenIds = [2],
-        };
         torch.manual_seed(1);
-        using var m = new LlamaForCausalLM(config);
+        using var m = new LlamaForCausalLM(RandomModelConfig);
         m.SavePretrained(dir);
     }
 
