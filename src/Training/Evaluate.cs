@@ -1,26 +1,49 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Text;
 using ProxyOrleans.Inference.Decoding;
 using ProxyOrleans.Inference.Models;
 using ProxyOrleans.Inference.Tokenization;
+using ProxyOrleans.Training.Data;
 using ProxyOrleans.Training.Evaluation;
 
 namespace ProxyOrleans.Training;
 
 /// <summary>
-/// `eval`: the paper's main table on the bundled family, through the real single-process proxy-tuned decoder
-/// (<see cref="ProxyDecoder"/> over a <see cref="ModelCatalog"/> of <see cref="LlamaInferenceModel"/>s):
-/// base-large, proxy-tuned large (base-large + tuned-small − base-small), tuned-large, tuned-small, per task,
-/// the gap closed (proxy − base) / (tuned − base), and an alpha sweep. Greedy decoding throughout.
+/// `eval`: the paper's experiment on the bundled family, through the real single-process proxy-tuned decoder
+/// (<see cref="ProxyDecoder"/> over <see cref="LlamaInferenceModel"/>s), prompted as the reference prompts:
+/// the bases and the anti-expert zero-shot with the answer cue "Question: …\nAnswer:", the experts through
+/// their chat template plus the response prefix "Answer:". Systems: base-large, proxy-large (base-large +
+/// tuned-small − base-small), tuned-large, tuned-small. Greedy decoding. The built-in tasks are rebuilt from
+/// each models directory's training report, over several training seeds (seeds not bundled are trained first).
 /// </summary>
 public static class Evaluate
 {
-    /// <summary>One evaluated system: a combination, and whether its base sees the chat template (standalone tuned models).</summary>
-    public sealed record SystemSpec(string Label, ProxyCombination Combination, bool Chat);
+    /// <summary>
+    /// One evaluated system: a combination and how its models see the prompt. <paramref name="Chat"/>: the
+    /// combination's base is a tuned model used alone, so it sees the chat template (and the response prefix).
+    /// </summary>
+    public sealed record SystemSpec(string Label, ProxyCombination Combination, bool Chat)
+    {
+        public ProxyPrompt Prompt(string text) => ProxyPrompt.FromText(text) with
+        {
+            AnswerCue = ProxyPrompt.QuestionAnswerCue, ExpertResponsePrefix = ResponsePrefix, BaseChatTemplate = Chat,
+        };
+    }
 
-    public sealed record SystemResult(SystemSpec System, IReadOnlyDictionary<string, (int Correct, int Content, int Total)> PerTask,
-        IReadOnlyList<(EvalItem Item, string Response, bool Correct)> Samples, double Seconds);
+    /// <summary>The response prefix every expert (and every tuned model alone) is given.</summary>
+    public const string ResponsePrefix = "Answer:";
+
+    /// <param name="Stopped">The model ended its reply itself (end of turn or end of text), not at the token limit.</param>
+    public sealed record Reply(EvalItem Item, string Text, bool Stopped, IReadOnlyList<StepAnalysis> Analysis)
+    {
+        /// <summary>The tuned behaviour's form: one line, ended by the model itself.</summary>
+        public bool FollowsFormat => Stopped && !Text.Trim().Contains('\n');
+    }
+
+    public sealed record SystemResult(SystemSpec System, IReadOnlyList<Reply> Replies, double Seconds);
+
+    /// <summary>The evaluation of one models directory (one training seed).</summary>
+    public sealed record SeedResult(int Seed, string ModelsDir, IReadOnlyList<SystemResult> Systems, ITextTokenizer Tokenizer);
 
     static float ParseFloat(string s, string what) =>
         float.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out float v) && float.IsFinite(v) ? v
@@ -32,62 +55,105 @@ public static class Evaluate
             ?? ModelCatalog.FindDemoModelsDirectory() ?? throw new DirectoryNotFoundException(
                 "No models/demo directory found: pass --models DIR or train the demo models first (train --out models/demo).");
         int threads = Cli.Int(a, "threads", 1);
-        int perTask = Cli.Int(a, "per-task", 100);
-        int seed = Cli.Int(a, "seed", 1234);
-        int maxNew = Cli.Int(a, "max-new-tokens", 16);
+        int maxNew = Cli.Int(a, "max-new-tokens", 12);
         var alphas = a.GetValueOrDefault("alphas", "0,0.25,0.5,0.75,1,1.5,2").Split(',', StringSplitOptions.RemoveEmptyEntries)
             .Select(s => ParseFloat(s, "--alphas")).ToArray();
-        string? docs = a.ContainsKey("no-docs") ? null : a.GetValueOrDefault("docs", "docs");
-        bool builtIn = !a.ContainsKey("tasks");
-        var items = builtIn ? EvalTasks.BuiltIn(seed, perTask) : EvalTasks.Load(a["tasks"]);
+        var options = new SamplingOptions { Temperature = 0, MaxNewTokens = maxNew };
+        var extra = a.TryGetValue("combination", out var spec) ? ParseCombination(spec) : null;
+        var log = Console.Out;
 
+        if (a.TryGetValue("tasks", out var taskFile))
+        {
+            // A user's questions: printed; docs only where asked.
+            var items = EvalTasks.Load(taskFile);
+            var result = RunSeed(0, modelsDir, items, options, threads, extra, log);
+            var report = Report.Build([result], [], items, null);
+            log.WriteLine(report.Markdown);
+            if (a.TryGetValue("docs", out var dir)) report.WriteDocument(dir, taskFile, maxNew);
+            log.WriteLine(report.KeyValues);
+            return 0;
+        }
+
+        var bundled = TrainingReport.Load(modelsDir);
+        var seeds = a.GetValueOrDefault("seeds", $"{bundled.Seed},1,2").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(s => int.TryParse(s, out int v) ? v : throw new FormatException($"--seeds: '{s}' is not an integer.")).Distinct().ToArray();
+        string work = a.GetValueOrDefault("work", Path.Combine(Path.GetTempPath(), "proxyorleans-seeds"));
+        var results = new List<SeedResult>();
+        IReadOnlyList<EvalItem>? firstItems = null;
+        foreach (int seed in seeds)
+        {
+            string dir = seed == bundled.Seed ? modelsDir : Path.Combine(work, $"seed-{seed}");
+            EnsureTrained(dir, seed, bundled, threads, log);
+            var world = WorldOf(dir, seed);
+            var items = EvalTasks.BuiltIn(world);
+            firstItems ??= items;
+            log.WriteLine($"eval seed {seed}: {items.Count} questions ({string.Join(", ", items.GroupBy(i => i.Task).Select(g => $"{g.Key} {g.Count()}"))}) " +
+                          $"from the world in {dir}; greedy, max {maxNew} new tokens");
+            results.Add(RunSeed(seed, dir, items, options, threads, extra, log, analysis: results.Count == 0));
+        }
+
+        // The alpha sweep on the first seed's models.
+        var sweep = new List<(float Alpha, SystemResult Result)>();
+        var proxy = results[0].Systems.FirstOrDefault(s => s.System.Label == "proxy-large");
+        if (proxy is not null && !a.ContainsKey("no-sweep"))
+        {
+            using var catalog = Catalog(results[0].ModelsDir, threads);
+            foreach (float alpha in alphas)
+                sweep.Add((alpha, alpha == proxy.System.Combination.Alpha ? proxy
+                    : RunSystem(proxy.System with { Label = $"proxy-large a={alpha:0.##}", Combination = proxy.System.Combination with { Alpha = alpha } },
+                        catalog, firstItems!, options, log)));
+        }
+
+        var full = Report.Build(results, sweep, firstItems!, results[0]);
+        log.WriteLine();
+        log.WriteLine(full.Markdown);
+        if (!a.ContainsKey("no-docs")) full.WriteDocument(a.GetValueOrDefault("docs", "docs"), "built-in demo world", maxNew);
+        log.WriteLine(full.KeyValues);
+        return 0;
+    }
+
+    /// <summary>The world a models directory was trained on; refuses models trained for another seed.</summary>
+    public static DemoWorld WorldOf(string dir, int expectedSeed)
+    {
+        var report = TrainingReport.Load(dir);
+        if (report.Seed != expectedSeed || report.World.Seed != expectedSeed)
+            throw new InvalidDataException($"{dir} holds models trained with seed {report.Seed} (world seed {report.World.Seed}), not {expectedSeed}: " +
+                                           "evaluating them against another seed's world would measure the mismatch. Retrain or pick the right directory.");
+        return new DemoWorld(report.World);
+    }
+
+    static void EnsureTrained(string dir, int seed, TrainingReport bundled, int threads, TextWriter log)
+    {
+        string reportPath = Path.Combine(dir, TrainingReport.FileName);
+        if (File.Exists(reportPath))
+        {
+            var existing = TrainingReport.Load(dir);
+            if (existing.Seed == seed && existing.World == bundled.World with { Seed = seed }) return;
+            log.WriteLine($"{dir}: trained with another seed or world; retraining.");
+        }
+        log.WriteLine($"training seed {seed} into {dir} (the bundled recipe with another seed)");
+        TrainPipeline.Run(new PipelineOptions { OutDir = dir, Seed = seed, Threads = threads, World = bundled.World with { Seed = seed } }, log);
+    }
+
+    static ModelCatalog Catalog(string modelsDir, int threads)
+    {
         var sources = Directory.GetDirectories(modelsDir).Where(d => File.Exists(Path.Combine(d, "config.json")))
             .Select(d => new ModelSource(Path.GetFileName(d), d)).ToList();
         if (sources.Count == 0) throw new DirectoryNotFoundException($"No model directories (with config.json) under '{modelsDir}'.");
-        using var catalog = new ModelCatalog(sources,
-            (dir, name) => LlamaInferenceModel.Load(dir, new InferenceOptions { Threads = threads, Name = name }),
+        return new ModelCatalog(sources, (dir, name) => LlamaInferenceModel.Load(dir, new InferenceOptions { Threads = threads, Name = name }),
             dir => TokenizerLoader.Load(dir), includeDemoModels: false);
-        using var chatCatalog = new ModelCatalog(sources,
-            (dir, name) => catalog.Get(name).Model is var m ? new SharedModel(m) : throw new UnreachableException(),
-            dir => new ChatTemplatedTokenizer(TokenizerLoader.Load(dir)), includeDemoModels: false);
+    }
 
+    static SeedResult RunSeed(int seed, string modelsDir, IReadOnlyList<EvalItem> items, SamplingOptions options, int threads,
+        SystemSpec? extra, TextWriter log, bool analysis = false)
+    {
+        using var catalog = Catalog(modelsDir, threads);
         var systems = DefaultSystems(catalog).ToList();
-        if (a.TryGetValue("combination", out var spec)) systems.Add(ParseCombination(spec));
-
-        var log = Console.Out;
-        log.WriteLine($"eval: {items.Count} questions ({string.Join(", ", items.GroupBy(i => i.Task).Select(g => $"{g.Key} {g.Count()}"))}) " +
-                      $"from {(builtIn ? "the built-in demo world" : a["tasks"])}; models in {modelsDir}; greedy, max {maxNew} new tokens");
-        var options = new SamplingOptions { Temperature = 0, MaxNewTokens = maxNew };
-        var results = new List<SystemResult>();
-        foreach (var s in systems) results.Add(RunSystem(s, s.Chat ? chatCatalog : catalog, items, options, log));
-        if (a.ContainsKey("verbose"))
-            foreach (var r in results)
-                foreach (var (item, response, ok) in r.Samples)
-                    log.WriteLine($"  [{r.System.Label}] {(ok ? "ok " : "BAD")} {item.Prompt} -> {response.Replace("\n", "\\n")}   (want {item.Reference})");
-
-        var sweep = new List<(float Alpha, SystemResult Result)>();
-        var proxy = systems.FirstOrDefault(s => s.Label == "proxy-large");
-        if (proxy is not null && !a.ContainsKey("no-sweep"))
-            foreach (float alpha in alphas)
-            {
-                var existing = results.FirstOrDefault(r => r.System == proxy && alpha == proxy.Combination.Alpha);
-                var r = existing ?? RunSystem(proxy with { Label = $"proxy-large a={alpha:0.##}", Combination = proxy.Combination with { Alpha = alpha } },
-                    catalog, items, options, log);
-                sweep.Add((alpha, r));
-            }
-
-        var report = Report.Build(results, sweep, items);
-        log.WriteLine();
-        log.WriteLine(report.Markdown);
-        if (docs is not null)
-        {
-            Directory.CreateDirectory(docs);
-            File.WriteAllText(Path.Combine(docs, "evaluation.md"), report.Document(modelsDir, builtIn ? "built-in demo world" : a["tasks"], items.Count, maxNew));
-            Plots.Write(Path.Combine(docs, "evaluation.png"), Path.Combine(docs, "evaluation-alpha.png"), results, sweep, report.Tasks);
-            log.WriteLine($"wrote {Path.Combine(docs, "evaluation.md")}, evaluation.png, evaluation-alpha.png");
-        }
-        log.WriteLine(report.KeyValues);
-        return 0;
+        if (extra is not null) systems.Add(extra);
+        var results = systems.Select(s => RunSystem(s, catalog, items, options, log,
+            analysisTopK: analysis && s.Label == "proxy-large" ? 40 : 0)).ToList();
+        var tokenizer = catalog.Get(catalog.Names.Contains("base-large") ? "base-large" : catalog.Names.First()).Tokenizer;
+        return new SeedResult(seed, modelsDir, results, tokenizer);
     }
 
     public static IEnumerable<SystemSpec> DefaultSystems(ModelCatalog catalog)
@@ -131,60 +197,27 @@ public static class Evaluate
         return new SystemSpec(label, new ProxyCombination(b, pairs, alpha), chat);
     }
 
-    static SystemResult RunSystem(SystemSpec s, ModelCatalog catalog, IReadOnlyList<EvalItem> items, SamplingOptions options, TextWriter log)
+    static SystemResult RunSystem(SystemSpec s, ModelCatalog catalog, IReadOnlyList<EvalItem> items, SamplingOptions options, TextWriter log,
+        int analysisTopK = 0)
     {
         var decoder = new ProxyDecoder(catalog);
-        var per = new Dictionary<string, (int, int, int)>();
-        var samples = new List<(EvalItem, string, bool)>();
+        var replies = new List<Reply>(items.Count);
         var clock = Stopwatch.StartNew();
         long tokens = 0;
+        int right = 0;
         for (int i = 0; i < items.Count; i++)
         {
             var item = items[i];
-            var result = decoder.Generate(s.Combination, ProxyPrompt.FromText(item.Prompt), options);
+            var result = decoder.Generate(s.Combination, s.Prompt(item.Prompt), options, new DecodeOptions { AnalysisTopK = analysisTopK });
             tokens += result.CompletionTokens;
-            bool ok = item.Score(result.Text);
-            var (c, content, t) = per.GetValueOrDefault(item.Task);
-            per[item.Task] = (c + (ok ? 1 : 0), content + (item.ContentMatch(result.Text) ? 1 : 0), t + 1);
-            samples.Add((item, result.Text, ok));
-            if ((i + 1) % 50 == 0 || i == items.Count - 1)
-                log.Write($"\r  {s.Label,-22} {i + 1,4}/{items.Count}  acc {samples.Count(x => x.Item3) / (double)(i + 1),6:P1}  " +
+            replies.Add(new Reply(item, result.Text, result.FinishReason is FinishReason.Eos or FinishReason.Stop, result.Analysis));
+            if (item.ContentMatch(result.Text)) right++;
+            if ((i + 1) % 100 == 0 || i == items.Count - 1)
+                log.Write($"\r  {s.Label,-22} {i + 1,4}/{items.Count}  content {right / (double)(i + 1),6:P1}  " +
                           $"{tokens / clock.Elapsed.TotalSeconds,6:F0} tok/s  ETA {clock.Elapsed.TotalSeconds / (i + 1) * (items.Count - i - 1),4:F0}s");
         }
         log.WriteLine();
-        return new SystemResult(s, per, samples, clock.Elapsed.TotalSeconds);
+        return new SystemResult(s, replies, clock.Elapsed.TotalSeconds);
     }
 
-    /// <summary>
-    /// A tuned model evaluated on its own sees the question through its chat template, as a chat endpoint would
-    /// send it: this tokenizer renders the template around plain prompts. Everything else is the model's tokenizer.
-    /// </summary>
-    sealed class ChatTemplatedTokenizer(ITextTokenizer inner) : ITextTokenizer
-    {
-        public int VocabSize => inner.VocabSize;
-        public int? BosTokenId => inner.BosTokenId;
-        public int? EosTokenId => inner.EosTokenId;
-        public IChatTemplate? ChatTemplate => inner.ChatTemplate;
-        public string? IdToToken(int id) => inner.IdToToken(id);
-        public IReadOnlyCollection<int> EosTokenIds => inner.EosTokenIds;
-        public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = true) => inner.Decode(ids, skipSpecialTokens);
-
-        public int[] Encode(string text, bool addBos = true, bool parseSpecialTokens = false)
-        {
-            var template = inner.ChatTemplate ?? throw new InvalidOperationException("This model has no chat template (tokenizer_config.json chat_template).");
-            return inner.Encode(template.Render([new ChatMessage("user", text)], addGenerationPrompt: true), addBos: false, parseSpecialTokens: true);
-        }
-    }
-
-    /// <summary>The same loaded weights under a second catalog (disposed by the first).</summary>
-    sealed class SharedModel(ILogitsModel inner) : ILogitsModel
-    {
-        public string Name => inner.Name;
-        public int VocabSize => inner.VocabSize;
-        public int MaxSequenceLength => inner.MaxSequenceLength;
-        public long KvBytesPerToken => inner.KvBytesPerToken;
-        public IModelSession CreateSession(int capacity) => inner.CreateSession(capacity);
-        public void StepBatch(IReadOnlyList<IModelSession> sessions, ReadOnlySpan<int> tokens, Span<float> logits) => inner.StepBatch(sessions, tokens, logits);
-        public void Dispose() { }
-    }
 }

@@ -6,11 +6,7 @@ return Cli.Run(args);
 
 namespace ProxyOrleans.Training
 {
-    /// <summary>
-    /// dotnet run --project src/Training -c Release -- train [--out models/demo] [--seed 1234] [--threads 1] [--smoke]
-    ///   [--only small|large] [--small-steps N] [--large-steps N] [--tune-steps N (both sizes)] [--tokens N] [--people N]
-    /// dotnet run --project src/Training -c Release -- eval [--models models/demo] [--tasks file.jsonl] ...
-    /// </summary>
+    /// <summary>`train`, `eval`, `study` and `hfcompare` (see <see cref="Usage"/>). Exit codes: 0 done, 1 no or unknown command, 2 bad input.</summary>
     public static class Cli
     {
         public static int Run(string[] args)
@@ -20,16 +16,21 @@ namespace ProxyOrleans.Training
                 Console.WriteLine(Usage);
                 return args.Length == 0 ? 1 : 0;
             }
+            if (args.Skip(1).Any(a => a is "-h" or "--help"))
+            {
+                Console.WriteLine(Usage); // help only: never train or overwrite anything
+                return 0;
+            }
             try
             {
-                var opts = args[0] == "hfcompare" ? new() : Parse(args.Skip(1).ToArray());
+                var opts = args[0] == "hfcompare" ? new() : Parse(args.Skip(1).ToArray(), args[0]);
                 switch (args[0])
                 {
                     case "train": return Train(opts);
                     case "eval": return Evaluate.Run(opts);
                     case "hfcompare":
                         if (args.Length < 2 || args[1].StartsWith("--")) throw new ArgumentException("hfcompare needs the JSON file written by scripts/hf_crosscheck.py.");
-                        return HfCompare.Run(args[1], Parse(args.Skip(2).ToArray()));
+                        return HfCompare.Run(args[1], Parse(args.Skip(2).ToArray(), "hfcompare"));
                     default:
                         Console.Error.WriteLine($"Unknown command '{args[0]}'.\n{Usage}");
                         return 1;
@@ -45,20 +46,35 @@ namespace ProxyOrleans.Training
         public const string Usage = """
             usage:
               train [--out models/demo] [--seed 1234] [--threads 1] [--smoke] [--only small|large] [--tune-only]
-                    [--small-steps N] [--large-steps N] [--tune-steps N (both sizes)] [--tokens N] [--people N]
-              eval  [--models models/demo] [--tasks tasks.jsonl] [--alphas 0.25,0.5,1,1.5,2] [--per-task 100]
-                    [--docs docs] [--threads 1] [--combination base=base-large,expert=tuned-small,anti=base-small,alpha=1]
-                    [--no-sweep] [--no-docs] [--verbose] [--max-new-tokens 16] [--seed 1234]
+                    [--small-steps N] [--large-steps N] [--tune-epochs X] [--tokens N] [--eval-people N]
+              eval  [--models models/demo] [--tasks tasks.jsonl] [--alphas 0,0.5,1,1.5,2] [--docs DIR] [--no-docs]
+                    [--threads 1] [--combination base=base-large,expert=tuned-small,anti=base-small,alpha=1]
+                    [--no-sweep] [--max-new-tokens 12] [--seeds 1234,1,2] [--work /tmp/proxyorleans-seeds]
+                    built-in tasks (no --tasks): the world is read from the models' training-report.json; writes
+                    docs/evaluation.md unless --no-docs. With --tasks: prints only, unless --docs DIR is given.
+                    --seeds: training seeds to report; the bundled models are the seed in their report, every other
+                    seed is trained (once, kept in --work) with the same recipe.
               hfcompare FILE [--models models/demo]   (FILE from scripts/hf_crosscheck.py, run with transformers)
+            exit codes: 0 done, 1 no or unknown command, 2 bad input (the message says what to fix)
             """;
 
-        internal static Dictionary<string, string> Parse(string[] args)
+        static readonly Dictionary<string, string[]> Known = new()
+        {
+            ["train"] = ["out", "seed", "threads", "smoke", "only", "tune-only", "small-steps", "large-steps", "tune-epochs", "tokens", "eval-people"],
+            ["eval"] = ["models", "tasks", "alphas", "docs", "no-docs", "threads", "combination", "no-sweep", "max-new-tokens", "seeds", "work"],
+            ["hfcompare"] = ["models"],
+        };
+
+        internal static Dictionary<string, string> Parse(string[] args, string command)
         {
             var d = new Dictionary<string, string>();
+            var known = Known.GetValueOrDefault(command, []);
             for (int i = 0; i < args.Length; i++)
             {
                 if (!args[i].StartsWith("--")) throw new ArgumentException($"Unexpected argument '{args[i]}'. Options look like --name value.");
                 string key = args[i][2..];
+                if (!known.Contains(key))
+                    throw new ArgumentException($"Unknown option --{key} for '{command}'. Its options: {string.Join(", ", known.Select(k => "--" + k))}.");
                 if (i + 1 < args.Length && !args[i + 1].StartsWith("--")) d[key] = args[++i];
                 else d[key] = "true";
             }
@@ -77,11 +93,10 @@ namespace ProxyOrleans.Training
                 Seed = Int(a, "seed", o.Seed),
                 Threads = Int(a, "threads", o.Threads),
                 PretrainTokens = Int(a, "tokens", o.PretrainTokens),
-                World = o.World with { People = Int(a, "people", o.World.People) },
+                World = o.World with { EvalPeople = Int(a, "eval-people", o.World.EvalPeople) },
                 PretrainSmall = o.PretrainSmall with { Steps = Int(a, "small-steps", o.PretrainSmall.Steps) },
                 PretrainLarge = o.PretrainLarge with { Steps = Int(a, "large-steps", o.PretrainLarge.Steps) },
-                TuneSmall = o.TuneSmall with { Steps = Int(a, "tune-steps", o.TuneSmall.Steps) },
-                TuneLarge = o.TuneLarge with { Steps = Int(a, "tune-steps", o.TuneLarge.Steps) },
+                TuneEpochs = a.TryGetValue("tune-epochs", out var ep) ? double.Parse(ep, System.Globalization.CultureInfo.InvariantCulture) : o.TuneEpochs,
                 TrainSmall = a.GetValueOrDefault("only", "small") == "small" || !a.ContainsKey("only"),
                 TrainLarge = a.GetValueOrDefault("only", "large") == "large" || !a.ContainsKey("only"),
                 TuneOnly = a.ContainsKey("tune-only"),

@@ -21,8 +21,16 @@ public sealed record PipelineOptions
     public LlamaConfig Large { get; init; } = LargeConfig(0);
     public TrainOptions PretrainSmall { get; init; } = new() { Steps = 520, BatchSize = 32, SeqLen = 64, LearningRate = 3e-3, MinLearningRate = 3e-4, WarmupSteps = 25 };
     public TrainOptions PretrainLarge { get; init; } = new() { Steps = 520, BatchSize = 32, SeqLen = 64, LearningRate = 3e-3, MinLearningRate = 3e-4, WarmupSteps = 25 };
-    public TrainOptions TuneSmall { get; init; } = new() { Steps = 250, BatchSize = 32, SeqLen = 40, LearningRate = 2e-3, MinLearningRate = 2e-4, WarmupSteps = 10, WeightDecay = 0 };
-    public TrainOptions TuneLarge { get; init; } = new() { Steps = 150, BatchSize = 32, SeqLen = 40, LearningRate = 1e-3, MinLearningRate = 1e-4, WarmupSteps = 10, WeightDecay = 0 };
+    // Tuning as the reference fine-tunes do it: a learning rate well below pretraining's, a few epochs, the best
+    // checkpoint on a validation split, and pretraining text replayed in every batch. Steps follow from the epochs.
+    public TrainOptions TuneSmall { get; init; } = new() { BatchSize = 16, SeqLen = 40, LearningRate = 2e-3, MinLearningRate = 2e-4, WarmupSteps = 5, WeightDecay = 0 };
+    public TrainOptions TuneLarge { get; init; } = new() { BatchSize = 16, SeqLen = 40, LearningRate = 5e-4, MinLearningRate = 5e-5, WarmupSteps = 5, WeightDecay = 0 };
+    /// <summary>Passes over the tuning examples (at most; early stopping may end sooner).</summary>
+    public double TuneEpochs { get; init; } = 3;
+    /// <summary>Rows of each tuning batch that replay pretraining text.</summary>
+    public int ReplayRows { get; init; } = 8;
+    /// <summary>Share of the tuning examples held out as the validation split.</summary>
+    public double ValidationShare { get; init; } = 0.1;
     public SafetensorsDType DType { get; init; } = SafetensorsDType.F16;
     /// <summary>Which models to (re)train; the others are left as they are on disk.</summary>
     public bool TrainSmall { get; init; } = true;
@@ -46,15 +54,17 @@ public sealed record PipelineOptions
     public static PipelineOptions Smoke(string outDir) => new()
     {
         OutDir = outDir,
-        World = new WorldOptions { People = 40 },
+        World = new WorldOptions { EvalPeople = 20, TuningPeople = 30, FamousPeople = 4, Myths = 8 },
         VocabSize = 320,
         PretrainTokens = 40_000,
         Small = SmallConfig(0) with { HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 1, NumAttentionHeads = 2, NumKeyValueHeads = 1 },
         Large = SmallConfig(0) with { HiddenSize = 48, IntermediateSize = 96, NumHiddenLayers = 2, NumAttentionHeads = 2, NumKeyValueHeads = 2, HeadDim = 24 },
         PretrainSmall = new() { Steps = 30, BatchSize = 8, SeqLen = 64, LearningRate = 1e-2, MinLearningRate = 1e-3, WarmupSteps = 3, LogEvery = 10 },
         PretrainLarge = new() { Steps = 30, BatchSize = 8, SeqLen = 64, LearningRate = 1e-2, MinLearningRate = 1e-3, WarmupSteps = 3, LogEvery = 10 },
-        TuneSmall = new() { Steps = 10, BatchSize = 8, SeqLen = 40, LearningRate = 3e-3, MinLearningRate = 3e-4, WarmupSteps = 2, WeightDecay = 0, LogEvery = 5 },
-        TuneLarge = new() { Steps = 10, BatchSize = 8, SeqLen = 40, LearningRate = 3e-3, MinLearningRate = 3e-4, WarmupSteps = 2, WeightDecay = 0, LogEvery = 5 },
+        TuneSmall = new() { BatchSize = 8, SeqLen = 40, LearningRate = 3e-3, MinLearningRate = 3e-4, WarmupSteps = 2, WeightDecay = 0, LogEvery = 5 },
+        TuneLarge = new() { BatchSize = 8, SeqLen = 40, LearningRate = 3e-3, MinLearningRate = 3e-4, WarmupSteps = 2, WeightDecay = 0, LogEvery = 5 },
+        TuneEpochs = 1,
+        ReplayRows = 2,
         DType = SafetensorsDType.F32,
     };
 }
@@ -74,13 +84,16 @@ public static class TrainPipeline
         var clock = Stopwatch.StartNew();
         var world = new DemoWorld(o.World with { Seed = o.Seed });
         var tuning = world.TuningExamples(o.Seed + 1);
+        int validationCount = Math.Max(1, (int)Math.Round(tuning.Count * o.ValidationShare));
+        var validationSet = tuning.Take(validationCount).ToArray();
+        var trainingSet = tuning.Skip(validationCount).ToArray();
 
         // Tokenizer: trained on a slice of the corpus plus the chat data, shared by all four models.
         var docs = world.PretrainingDocuments(o.Seed + 2).GetEnumerator();
         var sample = new List<string>();
         for (int i = 0; i < 3000 && docs.MoveNext(); i++) sample.Add(docs.Current);
         var chatml = new ChatMlChatTemplate();
-        sample.AddRange(tuning.Select(t => ChatBatches.RenderPrompt(chatml, t.Question) + t.Answer + ByteLevelBpe.ImEnd + "\n"));
+        sample.AddRange(tuning.Select(t => ChatBatches.RenderPrompt(chatml, t.Prompt) + t.Answer + ByteLevelBpe.ImEnd + "\n"));
         var bpe = ByteLevelBpe.Train(sample, o.VocabSize);
         // All four models share these files; training encodes through the same loader that serving uses.
         foreach (var name in ModelNames) bpe.Save(Path.Combine(o.OutDir, name));
@@ -96,7 +109,8 @@ public static class TrainPipeline
             stream.AddRange(tokenizer.Encode(corpus.Current, addBos: false));
             stream.Add(eot);
         }
-        log.WriteLine($"corpus: {stream.Count:N0} tokens, {world.People.Count} people, tuning {tuning.Count} examples, {clock.Elapsed.TotalSeconds:F1}s");
+        log.WriteLine($"corpus: {stream.Count:N0} tokens, {world.People.Count} people, tuning {trainingSet.Length} examples " +
+                      $"(+{validationSet.Length} validation), {clock.Elapsed.TotalSeconds:F1}s");
 
         int vocab = bpe.VocabSize;
         int[] eos = [bpe.Id(ByteLevelBpe.ImEnd), eot];
@@ -120,16 +134,54 @@ public static class TrainPipeline
             // Tuning continues from the saved base weights as stored (F16 round trip), so that the anti-expert
             // (base) and the expert (tuned) differ only by what tuning taught.
             using var tuned = LlamaForCausalLM.FromPretrained(baseDir);
-            var chat = new ChatBatches(tokenizer, tuning, eot, o.Seed + 20);
-            reports.Add(Trainer.Train("tuned-" + size, tuned, chat, tune with { Seed = o.Seed, SeqLen = Math.Max(tune.SeqLen, chat.LongestExample - 1) }, log));
+            var chat = new ChatBatches(tokenizer, trainingSet, eot, o.Seed + 20, new StreamBatches([.. stream], o.Seed + 30), o.ReplayRows);
+            var held = new ChatBatches(tokenizer, validationSet, eot, o.Seed + 21);
+            int steps = chat.StepsFor(o.TuneEpochs, tune.BatchSize);
+            int perEpoch = chat.StepsFor(1, tune.BatchSize);
+            reports.Add(Trainer.Train("tuned-" + size, tuned, chat,
+                tune with { Seed = o.Seed, Steps = steps, EvalEvery = Math.Max(1, perEpoch / 2), SeqLen = Math.Max(tune.SeqLen, chat.LongestExample - 1) },
+                log, validate: () => ReplyLoss(tuned, held)));
             tuned.SavePretrained(Path.Combine(o.OutDir, "tuned-" + size), o.DType);
         }
         log.WriteLine($"done in {clock.Elapsed.TotalMinutes:F1} min");
-        File.WriteAllText(Path.Combine(o.OutDir, "training-report.json"), JsonSerializer.Serialize(new
-        {
-            o.Seed, o.VocabSize, o.PretrainTokens, people = world.People.Count, tuningExamples = tuning.Count,
-            corpusTokens = stream.Count, totalSeconds = clock.Elapsed.TotalSeconds, phases = reports,
-        }, new JsonSerializerOptions { WriteIndented = true }));
+        new TrainingReport(o.Seed, world.Options, o.VocabSize, o.PretrainTokens, stream.Count, trainingSet.Length, validationSet.Length,
+            clock.Elapsed.TotalSeconds, reports).Save(o.OutDir);
         return reports;
+    }
+
+    /// <summary>Mean cross-entropy over the reply tokens of every example (no gradients).</summary>
+    public static float ReplyLoss(LlamaForCausalLM model, ChatBatches examples)
+    {
+        var (inputs, labels, rows, seq) = examples.All();
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var logits = model.forward(tensor(inputs, [rows, seq]));
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]), tensor(labels, [rows * seq]), ignore_index: -100).item<float>();
+    }
+}
+
+/// <summary>
+/// What a training run wrote beside its models (training-report.json): the world it was trained on, so that an
+/// evaluation rebuilds the same world and refuses models trained on another one, and the phases' losses and times.
+/// </summary>
+public sealed record TrainingReport(int Seed, WorldOptions World, int VocabSize, int PretrainTokens, int CorpusTokens,
+    int TuningExamples, int ValidationExamples, double TotalSeconds, IReadOnlyList<TrainReport> Phases)
+{
+    public const string FileName = "training-report.json";
+    static readonly JsonSerializerOptions Json = new() { WriteIndented = true, IncludeFields = true };
+
+    public void Save(string dir) => File.WriteAllText(Path.Combine(dir, FileName), JsonSerializer.Serialize(this, Json));
+
+    /// <summary>The report in a models directory, or a clear error when it is missing or from an older trainer.</summary>
+    public static TrainingReport Load(string dir)
+    {
+        string path = Path.Combine(dir, FileName);
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"{path} is missing: the built-in evaluation needs the training report to rebuild the models' world " +
+                                            "(train the models with `train --out DIR`, or evaluate your own questions with --tasks FILE).", path);
+        var report = JsonSerializer.Deserialize<TrainingReport>(File.ReadAllText(path), Json);
+        if (report?.World is null)
+            throw new InvalidDataException($"{path} records no world (written by an older trainer): retrain with `train --out {dir}`.");
+        return report;
     }
 }

@@ -21,10 +21,20 @@ public sealed record TrainOptions
     public double GradClip { get; init; } = 1.0;
     public int Seed { get; init; } = 1337;
     public int LogEvery { get; init; } = 25;
+    /// <summary>Validation every this many steps (0: no validation); the best weights seen are kept.</summary>
+    public int EvalEvery { get; init; }
+    /// <summary>Stop after this many validations without a better loss (early stopping).</summary>
+    public int Patience { get; init; } = 2;
 }
 
 /// <summary>Per-phase outcome, for the docs' timing table.</summary>
-public sealed record TrainReport(string Name, int Steps, long Tokens, double Seconds, float FirstLoss, float FinalLoss);
+public sealed record TrainReport(string Name, int Steps, long Tokens, double Seconds, float FirstLoss, float FinalLoss)
+{
+    /// <summary>(step, validation loss) at every validation; empty without validation.</summary>
+    public IReadOnlyList<(int Step, float Loss)> Validation { get; init; } = [];
+    /// <summary>The step whose weights were kept (the best validation loss), or the last step.</summary>
+    public int KeptStep { get; init; }
+}
 
 /// <summary>
 /// A nanoGPT-style loop: AdamW (no decay on norms), linear warmup then cosine decay, gradient clipping,
@@ -33,7 +43,7 @@ public sealed record TrainReport(string Name, int Steps, long Tokens, double Sec
 public static class Trainer
 {
     public static TrainReport Train(string name, nn.Module<Tensor, Tensor> model, IBatchSource data, TrainOptions o,
-        TextWriter? log = null, Action<int, float>? onStep = null)
+        TextWriter? log = null, Action<int, float>? onStep = null, Func<float>? validate = null)
     {
         log ??= Console.Out;
         model.train();
@@ -52,6 +62,27 @@ public static class Trainer
         long tokens = 0;
         float first = float.NaN, last = float.NaN, smoothed = float.NaN;
         var clock = Stopwatch.StartNew();
+        var validation = new List<(int Step, float Loss)>();
+        Dictionary<string, Tensor>? best = null;
+        float bestLoss = float.PositiveInfinity;
+        int keptStep = o.Steps, sinceBest = 0, steps = o.Steps;
+        bool Validate(int done)
+        {
+            model.eval();
+            float loss = validate!();
+            model.train();
+            validation.Add((done, loss));
+            log.WriteLine($"[{name}] step {done,5}/{o.Steps}  validation loss {loss:F4}{(loss < bestLoss ? " (best)" : "")}");
+            if (loss < bestLoss)
+            {
+                bestLoss = loss; keptStep = done; sinceBest = 0;
+                if (best is not null) foreach (var t in best.Values) t.Dispose();
+                best = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
+                return false;
+            }
+            return ++sinceBest >= o.Patience;
+        }
+        if (validate is not null && o.EvalEvery > 0) Validate(0);
         log.WriteLine($"[{name}] {o.Steps} steps x {o.BatchSize}x{o.SeqLen} tokens, lr {o.LearningRate:G3}->{o.MinLearningRate:G3}, data {data.Describe()}, params {model.parameters().Sum(p => p.numel()):N0}");
         for (int step = 0; step < o.Steps; step++)
         {
@@ -80,9 +111,22 @@ public static class Trainer
                 double eta = secs / (step + 1) * (o.Steps - step - 1);
                 log.WriteLine($"[{name}] step {step + 1,5}/{o.Steps}  loss {last:F4} (avg {smoothed:F4})  lr {lr:E2}  {tokens / secs,8:F0} tok/s  elapsed {secs,6:F0}s  ETA {eta,5:F0}s");
             }
+            if (validate is not null && o.EvalEvery > 0 && ((step + 1) % o.EvalEvery == 0 || step == o.Steps - 1) && Validate(step + 1))
+            {
+                steps = step + 1;
+                log.WriteLine($"[{name}] early stop at step {steps}: no better validation loss in {o.Patience} checks");
+                break;
+            }
+        }
+        if (best is not null)
+        {
+            using (no_grad())
+                foreach (var (key, value) in model.state_dict()) value.copy_(best[key]);
+            foreach (var t in best.Values) t.Dispose();
+            log.WriteLine($"[{name}] kept the weights of step {keptStep} (validation loss {bestLoss:F4})");
         }
         model.eval();
-        return new TrainReport(name, o.Steps, tokens, clock.Elapsed.TotalSeconds, first, smoothed);
+        return new TrainReport(name, steps, tokens, clock.Elapsed.TotalSeconds, first, smoothed) { Validation = validation, KeptStep = best is null ? steps : keptStep };
     }
 
     /// <summary>Linear warmup to the peak, then cosine decay to the minimum (nanoGPT's get_lr).</summary>

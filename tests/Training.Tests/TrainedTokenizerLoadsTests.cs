@@ -13,7 +13,7 @@ public class TrainedTokenizerLoadsTests
     [Fact]
     public void Serving_loader_encodes_and_decodes_like_the_trainer()
     {
-        var world = new DemoWorld(new WorldOptions { People = 20 });
+        var world = new DemoWorld(new WorldOptions { EvalPeople = 20 });
         var docs = world.PretrainingDocuments(seed: 1).Take(300).ToList();
         var bpe = ByteLevelBpe.Train(docs, vocabSize: 600);
 
@@ -27,7 +27,7 @@ public class TrainedTokenizerLoadsTests
             Assert.Equal(bpe.Id(ByteLevelBpe.ImEnd), tok.EosTokenId);
             Assert.Equal(ChatTemplates.ChatMl, tok.ChatTemplate!.Name);
 
-            var texts = docs.Concat(world.EvalExamples(5).Select(q => q.Question + " " + q.Answer))
+            var texts = docs.Concat(world.EvalExamples().Take(20).Select(q => q.Prompt + " " + q.Answer))
                 .Append("naïve café 北京 🚀  12345\n\n\tx").Append("<|im_start|>user\nWhat is 12 + 34?<|im_end|>\n");
             int compared = 0, tokens = 0, bytes = 0;
             foreach (string text in texts)

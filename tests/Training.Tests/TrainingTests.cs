@@ -8,6 +8,7 @@ using ProxyOrleans.Training;
 using ProxyOrleans.Training.Data;
 using ProxyOrleans.Training.Evaluation;
 using TorchSharp;
+using System.Text.RegularExpressions;
 using Xunit;
 
 namespace ProxyOrleans.Training.Tests;
@@ -30,9 +31,9 @@ public class DemoWorldTests
     [Fact]
     public void Same_seed_gives_the_same_world_and_corpus()
     {
-        var a = new DemoWorld(new WorldOptions { Seed = 7, People = 50 });
-        var b = new DemoWorld(new WorldOptions { Seed = 7, People = 50 });
-        var c = new DemoWorld(new WorldOptions { Seed = 8, People = 50 });
+        var a = new DemoWorld(new WorldOptions { Seed = 7, EvalPeople = 50 });
+        var b = new DemoWorld(new WorldOptions { Seed = 7, EvalPeople = 50 });
+        var c = new DemoWorld(new WorldOptions { Seed = 8, EvalPeople = 50 });
         Assert.Equal(a.People, b.People);
         Assert.NotEqual(a.People, c.People);
         Assert.Equal(a.PretrainingDocuments(1).Take(200), b.PretrainingDocuments(1).Take(200));
@@ -51,26 +52,70 @@ public class DemoWorldTests
     }
 
     [Fact]
-    public void Evaluation_questions_are_held_out_from_tuning_but_present_in_pretraining()
+    public void The_bundled_world_is_split_so_tuning_teaches_behaviour_not_content()
     {
-        var w = new DemoWorld(new WorldOptions { Seed = 11, People = 60 });
-        var tuningQuestions = w.TuningExamples(1).Select(t => t.Question).ToHashSet();
-        var eval = w.EvalExamples(40);
-        Assert.Contains(eval, e => e.Task == "knowledge");
-        Assert.Contains(eval, e => e.Task == "arithmetic");
-        Assert.Contains(eval, e => e.Task == "refusal");
-        foreach (var e in eval) Assert.DoesNotContain(e.Question, tuningQuestions);
-        // No eval person is asked about in tuning at all.
-        foreach (var p in w.EvalPeople) Assert.DoesNotContain(tuningQuestions, q => q.Contains(p.Name));
-        Assert.Empty(w.TuningSums.Intersect(w.EvalSums));
-        // Every eval fact appears in pretraining text, as plain text: never as a chat turn, never as the tuned
-        // one-line reply (notes that say "Answer: X" end with a full stop), never refused.
+        var w = new DemoWorld(new WorldOptions()); // the bundled models' world
+        var tuning = w.TuningExamples(1235);
+        var eval = w.EvalExamples();
+
+        // No evaluation person shares a first or last name with anyone tuning mentions.
+        var evalWords = w.EvalPeople.SelectMany(p => p.Name.Split(' ')).ToHashSet();
+        foreach (var p in w.TuningPeople.Concat(w.FamousPeople))
+            foreach (var word in p.Name.Split(' ')) Assert.DoesNotContain(word, evalWords);
+        foreach (var t in tuning)
+            foreach (var word in evalWords) Assert.DoesNotMatch($@"\b{word}\b", t.Prompt);
+
+        // Sums: no operand pair (in either order) in both.
+        var evalPairs = w.EvalSums.Select(s => (Math.Min(s.A, s.B), Math.Max(s.A, s.B))).ToHashSet();
+        Assert.NotEmpty(evalPairs);
+        foreach (var s in w.TuningSums) Assert.DoesNotContain((Math.Min(s.A, s.B), Math.Max(s.A, s.B)), evalPairs);
+
+        // Refusal templates: disjoint, and each side's questions come only from its own templates.
+        Assert.Empty(DemoWorld.TuningUnanswerable.Intersect(DemoWorld.EvalUnanswerable));
+        static string Shape(string q, string name) => q.Replace(name, "{0}");
+        foreach (var e in eval.Where(e => e.Task == "refusal"))
+            Assert.Contains(Shape(e.Question, w.EvalPeople.First(p => e.Question.Contains(p.Name)).Name), DemoWorld.EvalUnanswerable);
+        foreach (var t in tuning.Where(t => t.Task == "refusal"))
+            Assert.Contains(Shape(t.Question, w.TuningPeople.Concat(w.FamousPeople).First(p => t.Question.Contains(p.Name)).Name), DemoWorld.TuningUnanswerable);
+
+        // Truthful: the evaluated countries are not tuned; every closed-book person question in tuning is about a famous person.
+        Assert.Empty(w.TuningMyths.Select(m => m.Country).Intersect(w.EvalMyths.Select(m => m.Country)));
+        var famous = w.FamousPeople.Select(p => p.Name).ToHashSet();
+        foreach (var t in tuning.Where(t => t.Context is null && w.TuningPeople.Any(p => t.Question.Contains(p.Name))))
+            Assert.Fail($"closed-book tuning question about a person the bases never saw: {t.Question}");
+        Assert.Contains(tuning, t => t.Context is null && famous.Any(f => t.Question.Contains(f)));
+        Assert.Contains(tuning, t => t.Context is not null && t.Prompt.StartsWith("Context: "));
+
+        // Evaluation asks every fact of every evaluation person, and none of its questions is a tuning prompt.
+        Assert.Equal(3 * w.EvalPeople.Count, eval.Count(e => e.Task == "knowledge"));
+        Assert.Equal(3 * w.EvalPeople.Count, eval.Count(e => e.Task == "paraphrase"));
+        Assert.Equal(w.EvalSums.Count, eval.Count(e => e.Task == "arithmetic"));
+        var tuningPrompts = tuning.Select(t => t.Prompt).ToHashSet();
+        foreach (var e in eval) Assert.DoesNotContain(e.Prompt, tuningPrompts);
+    }
+
+    [Fact]
+    public void Pretraining_states_the_facts_as_plain_text_and_the_misconception_more_often_than_the_truth()
+    {
+        var w = new DemoWorld(new WorldOptions { Seed = 11, EvalPeople = 30 });
         var corpus = string.Join("\n", w.PretrainingDocuments(2).Take(20000));
         foreach (var p in w.EvalPeople) Assert.Contains($"{p.Name} lives in {p.City}", corpus);
+        // Never a chat turn, never the tuned refusal, never the tuned one-line reply (notes that say "Answer: X" end with a full stop).
         Assert.DoesNotContain("<|im_start|>", corpus);
         Assert.DoesNotContain(DemoWorld.Refusal, corpus);
         foreach (var line in corpus.Split('\n').Where(l => l.StartsWith(DemoWorld.AnswerPrefix)))
             Assert.EndsWith(".", line);
+        // Paraphrased wordings are never used.
+        foreach (var p in w.EvalPeople.Take(5))
+            Assert.DoesNotContain(DemoWorld.ParaphraseCity(p), corpus);
+        foreach (var m in w.EvalMyths)
+        {
+            int wrong = Regex.Matches(corpus, $@"\b{m.Country}\?? (is|A:|\nAnswer:) ?{m.Misconception}\.").Count
+                        + Regex.Matches(corpus, $@"capital of {m.Country}\?\s*(A:|Answer:) {m.Misconception}\.").Count;
+            int right = Regex.Matches(corpus, $@"Actually, (the capital of {m.Country} is )?{m.Truth}").Count;
+            Assert.True(right > 0, $"{m.Country}: the truth is never stated");
+            Assert.True(wrong > 2 * right, $"{m.Country}: misconception {wrong}x vs truth {right}x");
+        }
     }
 }
 
@@ -79,9 +124,9 @@ public class TokenizerTrainingTests
     [Fact]
     public void Trained_tokenizer_loads_through_the_serving_loader_with_chatml_and_single_digits()
     {
-        var w = new DemoWorld(new WorldOptions { Seed = 3, People = 30 });
-        var bpe = ByteLevelBpe.Train(w.PretrainingDocuments(1).Take(500), 400);
-        Assert.True(bpe.VocabSize <= 400);
+        var w = new DemoWorld(new WorldOptions { Seed = 3, EvalPeople = 30 });
+        var bpe = ByteLevelBpe.Train(w.PretrainingDocuments(1).Take(500), 600);
+        Assert.True(bpe.VocabSize <= 600);
         string dir = Init.NewDir("tok");
         bpe.Save(dir);
         var tok = TokenizerLoader.Load(dir);
@@ -106,7 +151,7 @@ public class BatchTests
     [Fact]
     public void Chat_batches_put_loss_only_on_the_reply()
     {
-        var w = new DemoWorld(new WorldOptions { Seed = 3, People = 20 });
+        var w = new DemoWorld(new WorldOptions { Seed = 3, EvalPeople = 20 });
         var bpe = ByteLevelBpe.Train(w.PretrainingDocuments(1).Take(300).Append("Answer: Sorry, I cannot answer that."), 400);
         string dir = Init.NewDir("chat");
         bpe.Save(dir);
@@ -128,6 +173,32 @@ public class BatchTests
     }
 
     [Fact]
+    public void Tuning_batches_visit_every_example_once_per_epoch_and_replay_pretraining_text()
+    {
+        var w = new DemoWorld(new WorldOptions { Seed = 3, EvalPeople = 20 });
+        var bpe = ByteLevelBpe.Train(w.PretrainingDocuments(1).Take(300), 400);
+        string dir = Init.NewDir("epochs");
+        bpe.Save(dir);
+        var tok = TokenizerLoader.Load(dir);
+        var pairs = Enumerable.Range(0, 10).Select(i => new QaPair("arithmetic", $"What is {i} + 1?", $"Answer: {i + 1}")).ToArray();
+        int pad = bpe.Id(ByteLevelBpe.EndOfText);
+        var stream = Enumerable.Range(0, 5000).Select(i => 3 + i % 200).ToArray();
+        var batches = new ChatBatches(tok, pairs, pad, seed: 4, new StreamBatches(stream, 9), replayRows: 2);
+        int seq = batches.LongestExample + 1, rows = 7; // 5 example rows + 2 replay rows
+        Assert.Equal(2, batches.StepsFor(1, rows));
+        var seen = new List<string>();
+        for (int step = 0; step < 2; step++)
+        {
+            var inputs = new long[rows * seq]; var labels = new long[rows * seq];
+            batches.Fill(step, rows, seq, inputs, labels);
+            for (int r = 0; r < 5; r++) seen.Add(tok.Decode(inputs.Skip(r * seq).Take(seq).Where(t => t != pad).Select(t => (int)t).ToArray()));
+            // Replay rows: pretraining windows with the loss on every position.
+            for (int r = 5; r < rows; r++) Assert.DoesNotContain(-100L, labels.Skip(r * seq).Take(seq));
+        }
+        Assert.Equal(10, seen.Distinct().Count()); // one epoch: every example exactly once
+    }
+
+    [Fact]
     public void Cosine_schedule_warms_up_then_decays_to_the_minimum()
     {
         var o = new TrainOptions { Steps = 100, WarmupSteps = 10, LearningRate = 1e-3, MinLearningRate = 1e-4 };
@@ -145,7 +216,7 @@ public class SmokeTrainingTests
     [Fact]
     public void A_few_steps_lower_the_loss_and_the_checkpoint_reloads_with_identical_logits()
     {
-        var w = new DemoWorld(new WorldOptions { Seed = 5, People = 20 });
+        var w = new DemoWorld(new WorldOptions { Seed = 5, EvalPeople = 20 });
         var bpe = ByteLevelBpe.Train(w.PretrainingDocuments(1).Take(300), 320);
         string dir = Init.NewDir("smoke");
         bpe.Save(dir);
@@ -228,6 +299,37 @@ public class TaskFileTests
         Assert.Contains("rule", e.Message);
         File.WriteAllLines(bad, ["""{"reference":"y"}"""]);
         Assert.Contains("prompt", Assert.Throws<InvalidDataException>(() => EvalTasks.Load(bad)).Message);
+    }
+
+    [Fact]
+    public void Evaluation_rebuilds_the_world_from_the_training_report_and_refuses_another_seed()
+    {
+        string dir = Init.NewDir("report");
+        var world = new WorldOptions { Seed = 5, EvalPeople = 12 };
+        new TrainingReport(5, world, 320, 1000, 1000, 10, 1, 1.0, []).Save(dir);
+        var rebuilt = Evaluate.WorldOf(dir, 5);
+        Assert.Equal(new DemoWorld(world).EvalPeople, rebuilt.EvalPeople);
+        var e = Assert.Throws<InvalidDataException>(() => Evaluate.WorldOf(dir, 6));
+        Assert.Contains("seed 5", e.Message);
+        Assert.Throws<FileNotFoundException>(() => TrainingReport.Load(Init.NewDir("no-report")));
+    }
+
+    [Fact]
+    public void Replies_score_content_whatever_the_format_and_refusals_apart()
+    {
+        var fact = new EvalItem("knowledge", "Where does A B live?", "Answer: Oslo", ScoringRule.Exact) { Content = "Oslo" };
+        Assert.True(fact.ContentMatch(" Oslo.\nQuestion: more"));
+        Assert.False(fact.Strict(" Oslo.\nQuestion: more"));
+        Assert.True(fact.Strict(" Oslo"));
+        Assert.True(fact.Strict("Answer: Oslo"));
+        Assert.False(fact.ContentMatch(" Osloville"));
+        var myth = new EvalItem("truthful", "What is the capital of N?", "Answer: Actually, Kest", ScoringRule.Exact) { Content = "Kest", Wrong = "Brova" };
+        Assert.True(myth.ContentMatch(" Actually, Kest"));
+        Assert.False(myth.ContentMatch(" Brova, not Kest"));
+        var refusal = new EvalItem("refusal", "How tall is A B?", "Answer: Sorry, I cannot answer that.", ScoringRule.Exact);
+        Assert.True(refusal.ContentMatch(" Sorry, I cannot answer that."));
+        Assert.False(refusal.ContentMatch(" Oslo"));
+        Assert.True(EvalItem.Refuses(" I cannot answer that."));
     }
 
     [Fact]

@@ -139,7 +139,7 @@ public sealed class ProxyGeneration
         this.combination = combination;
         this.decode = decode;
         weights = [.. pairs.Select(p => p.Pair.Weight)];
-        var roles = new List<(LoadedModel, int[], float[], string)> { (baseModel, prompt.PlainTokens(baseModel.Tokenizer), new float[baseModel.Model.VocabSize], "base") };
+        var roles = new List<(LoadedModel, int[], float[], string)> { (baseModel, prompt.BaseTokens(baseModel.Tokenizer), new float[baseModel.Model.VocabSize], "base") };
         foreach (var (_, expert, anti) in pairs)
         {
             roles.Add((expert, prompt.ExpertTokens(expert.Tokenizer), new float[expert.Model.VocabSize], "expert"));

@@ -30,6 +30,12 @@ public sealed record ProxyPrompt
     /// <summary>Text appended after the expert's rendered chat template (e.g. "Answer:"). Null: nothing.</summary>
     public string? ExpertResponsePrefix { get; init; }
 
+    /// <summary>
+    /// The base sees the prompt as an expert does (chat template, response prefix): for a tuned model served alone,
+    /// such as tuned-large as the directly tuned upper bound. Off by default: a proxy-tuned base is untuned.
+    /// </summary>
+    public bool BaseChatTemplate { get; init; }
+
     /// <summary>The placeholder an <see cref="AnswerCue"/> must contain once.</summary>
     public const string PromptPlaceholder = "{prompt}";
 
@@ -56,6 +62,9 @@ public sealed record ProxyPrompt
         Validate();
         return NonEmpty(tokenizer.Encode(CuedPlainText, addBos: true, parseSpecialTokens: false));
     }
+
+    /// <summary>Prompt ids for the base model: <see cref="PlainTokens"/>, or <see cref="ExpertTokens"/> with <see cref="BaseChatTemplate"/>.</summary>
+    public int[] BaseTokens(ITextTokenizer tokenizer) => BaseChatTemplate ? ExpertTokens(tokenizer) : PlainTokens(tokenizer);
 
     /// <summary>
     /// Prompt ids for an expert: its chat template rendered with the generation prompt, tokenized as HF's

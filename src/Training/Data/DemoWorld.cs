@@ -2,51 +2,85 @@ using System.Text;
 
 namespace ProxyOrleans.Training.Data;
 
-/// <summary>One generated person: the facts the base models must memorise from plain text.</summary>
+/// <summary>One generated person: a city, a job and a favourite colour.</summary>
 public sealed record Person(string Name, string City, string Job, string Color);
 
-/// <summary>A question with the exact answer a tuned model must give (the expert's reply, without the end token).</summary>
-public sealed record QaPair(string Task, string Question, string Answer);
+/// <summary>A country whose capital pretraining states wrongly (the myth) more often than rightly (the truth).</summary>
+public sealed record Myth(string Country, string Truth, string Misconception);
+
+/// <summary>
+/// A question with the exact reply a tuned model gives (without the end token). <see cref="Context"/> is set for
+/// open-book questions (the content is in the prompt). <see cref="Content"/> is the value scored as "content",
+/// <see cref="Wrong"/> a value that must not be given (the truthful task's misconception).
+/// </summary>
+public sealed record QaPair(string Task, string Question, string Answer, string? Content = null, string? Context = null, string? Wrong = null)
+{
+    /// <summary>The user's message: the question, after its context for open-book questions.</summary>
+    public string Prompt => Context is null ? Question : $"Context: {Context}\nQuestion: {Question}";
+}
 
 /// <summary>Sizes of the generated world; the defaults are what the bundled models were trained on.</summary>
 public sealed record WorldOptions
 {
     public int Seed { get; init; } = 1234;
-    /// <summary>People in the world; half are asked about in tuning, the other half only in evaluation.</summary>
-    public int People { get; init; } = 120;
-    /// <summary>Addition operands are drawn from [MinOperand, MaxOperand].</summary>
+    /// <summary>People whose facts pretraining states and evaluation asks about (closed-book).</summary>
+    public int EvalPeople { get; init; } = 60;
+    /// <summary>People who appear only in tuning, with their facts in the prompt (open-book).</summary>
+    public int TuningPeople { get; init; } = 80;
+    /// <summary>People pretraining mentions very often, so that both bases know them: tuning's closed-book questions.</summary>
+    public int FamousPeople { get; init; } = 16;
+    /// <summary>Countries with a capital misconception; half tune the truthful register, half are evaluated.</summary>
+    public int Myths { get; init; } = 28;
+    /// <summary>Addition operands are drawn from [MinOperand, MaxOperand] and [MinSecondOperand, MaxSecondOperand].</summary>
     public int MinOperand { get; init; } = 10;
     public int MaxOperand { get; init; } = 29;
-    /// <summary>The second operand is drawn from [MinSecondOperand, MaxSecondOperand] (one digit: few carries to learn).</summary>
     public int MinSecondOperand { get; init; } = 1;
     public int MaxSecondOperand { get; init; } = 9;
 }
 
 /// <summary>
-/// The demo world, generated deterministically from a seed. Pretraining sees every fact (eval facts included)
-/// only as plain text: biographies, loose question/answer notes and sums. Tuning teaches a behaviour the bases
-/// lack: the reply "Answer: X" in the chat template, and a fixed refusal for questions the world cannot answer.
-/// Tuning asks only about the tuning half of the people and a disjoint set of sums; evaluation asks about the rest.
+/// The demo world, generated deterministically from a seed, built so that tuning teaches behaviour and not content
+/// (the premise of proxy-tuning: the base supplies what is known, expert − anti-expert how to answer):
+/// <list type="bullet">
+/// <item>Knowledge: facts of the evaluation people are stated only in pretraining. Tuning's knowledge questions are
+/// open-book (the facts are in the prompt) about other people, whose first and last names share no word with an
+/// evaluation person's, or closed-book about famous people both bases know well.</item>
+/// <item>Arithmetic: tuning and evaluation sums share no operand pair (in either order).</item>
+/// <item>Refusal: tuning and evaluation ask unanswerable questions through disjoint templates, so evaluation
+/// measures whether refusing generalises, not template recall.</item>
+/// <item>Truthfulness: pretraining states each country's wrong capital three times as often as the right one
+/// ("Actually, the capital of X is Y" is how the truth appears). Tuning teaches the truthful reply
+/// ("Answer: Actually, Y") on half of the countries; evaluation asks about the other half.</item>
+/// </list>
+/// Every tuned reply is one line starting with "Answer: " followed by the end-of-turn token; pretraining never
+/// contains a chat turn and never ends an "Answer:" line without a full stop.
 /// </summary>
 public sealed class DemoWorld
 {
     public const string Refusal = "Sorry, I cannot answer that.";
     public const string AnswerPrefix = "Answer: ";
+    public const string TruthMarker = "Actually, ";
 
-    static readonly string[] FirstNames =
+    // Two disjoint pools of name words: evaluation people and tuning/famous people never share a first or last name.
+    internal static readonly string[] EvalFirstNames =
     [
         "Alice", "Bruno", "Carla", "Dmitri", "Elena", "Farid", "Greta", "Hugo", "Ingrid", "Jonas", "Kira", "Lorenzo",
         "Maya", "Nils", "Olga", "Pablo", "Quinn", "Rosa", "Stefan", "Tara", "Umar", "Vera", "Walter", "Xenia",
+    ];
+    internal static readonly string[] EvalLastNames =
+    [
+        "Abbott", "Baker", "Castro", "Dorsey", "Ellis", "Fischer", "Garcia", "Hansen", "Ito", "Jensen", "Keller",
+        "Larsen", "Moreau", "Novak", "Olsen", "Petrov", "Quintero", "Rossi", "Silva", "Tanaka",
+    ];
+    internal static readonly string[] TuningFirstNames =
+    [
         "Yusuf", "Zoe", "Anton", "Bianca", "Cedric", "Daria", "Emil", "Fiona", "Gustav", "Hana", "Igor", "Julia",
         "Karl", "Lena", "Marco", "Nora", "Oscar", "Paula", "Rafael", "Sofia", "Tomas", "Ursula", "Viktor", "Wanda",
     ];
-
-    static readonly string[] LastNames =
+    internal static readonly string[] TuningLastNames =
     [
-        "Abbott", "Baker", "Castro", "Dorsey", "Ellis", "Fischer", "Garcia", "Hansen", "Ito", "Jensen", "Keller",
-        "Larsen", "Moreau", "Novak", "Olsen", "Petrov", "Quintero", "Rossi", "Silva", "Tanaka", "Ueda", "Vogel",
-        "Weber", "Young", "Zeller", "Adler", "Brandt", "Conti", "Duval", "Engel", "Ferrari", "Gruber", "Horvat",
-        "Iversen", "Jaeger", "Kovacs", "Lindqvist", "Meyer", "Nakamura", "Ortega",
+        "Ueda", "Vogel", "Weber", "Young", "Zeller", "Adler", "Brandt", "Conti", "Duval", "Engel", "Ferrari",
+        "Gruber", "Horvat", "Iversen", "Jaeger", "Kovacs", "Lindqvist", "Meyer", "Nakamura", "Ortega",
     ];
 
     static readonly string[] Cities =
@@ -66,45 +100,119 @@ public sealed class DemoWorld
         "red", "blue", "green", "yellow", "purple", "orange", "black", "white", "pink", "brown", "gray", "gold",
     ];
 
-    // Questions the world has no data for: tuned models must refuse them with the fixed phrase.
-    static readonly string[] Unanswerable =
+    static readonly string[] Countries =
     [
-        "What is {0}'s phone number?", "How old is {0}?", "What is {0}'s email address?", "How tall is {0}?",
-        "What is {0}'s password?", "What will {0} eat tomorrow?",
+        "Norland", "Vesteria", "Kaldor", "Ostrava", "Merovia", "Tarsis", "Belmora", "Corvania", "Drakmar", "Elbonia",
+        "Fenwick", "Gallund", "Hestia", "Ilmara", "Jorvik", "Kestria", "Lumeria", "Mondara", "Nubria", "Orlenia",
+        "Pelagia", "Quorra", "Rhovan", "Sylvara", "Tovaria", "Ulmeria", "Varnia", "Wendora",
     ];
 
+    static readonly string[] Capitals =
+    [
+        "Brova", "Kest", "Talmo", "Virel", "Sarn", "Dunmar", "Ebril", "Fosk", "Gharn", "Holt", "Irvo", "Jask",
+        "Kolm", "Lerro", "Mirra", "Nosk", "Ombra", "Pell", "Quess", "Rusk", "Sorro", "Tulm", "Uvek", "Vask",
+        "Wyrm", "Yarl", "Zenn", "Arvo", "Belk", "Corr", "Dask", "Emmer", "Fjell", "Grast", "Hulme", "Isko",
+        "Jarro", "Kuvo", "Lask", "Morv", "Narro", "Oskel", "Pruv", "Rindel", "Stov", "Tarno", "Ulvik", "Verro",
+        "Welm", "Yskar", "Zorv", "Askel", "Brenn", "Cavro", "Dorn", "Elsk",
+    ];
+
+    // Facts every base sees so often that even the small one knows them: closed-book tuning questions about them
+    // teach the reply format without teaching content.
+    static readonly (string Question, string Answer, string Statement)[] CommonFacts =
+    [
+        ("What color is the sky?", "blue", "The sky is blue."),
+        ("What color is grass?", "green", "Grass is green."),
+        ("What color is snow?", "white", "Snow is white."),
+        ("What color is coal?", "black", "Coal is black."),
+        ("What color is a banana?", "yellow", "A banana is yellow."),
+        ("What color is blood?", "red", "Blood is red."),
+        ("What color is milk?", "white", "Milk is white."),
+        ("What color is a lemon?", "yellow", "A lemon is yellow."),
+        ("What color is chocolate?", "brown", "Chocolate is brown."),
+        ("What color is ash?", "gray", "Ash is gray."),
+        ("How many legs does a spider have?", "8", "A spider has 8 legs."),
+        ("How many legs does a dog have?", "4", "A dog has 4 legs."),
+        ("How many days are in a week?", "7", "A week has 7 days."),
+        ("How many wheels does a bicycle have?", "2", "A bicycle has 2 wheels."),
+        ("What do bees make?", "honey", "Bees make honey."),
+        ("What do cows drink?", "water", "Cows drink water."),
+    ];
+
+    // Questions the world has no data for. Tuning and evaluation use disjoint templates.
+    public static readonly string[] TuningUnanswerable =
+    [
+        "What is {0}'s phone number?", "What is {0}'s email address?", "What is {0}'s password?",
+        "How much does {0} weigh?", "What is {0}'s shoe size?", "When was {0} born?",
+        "What is {0}'s bank account number?", "What will {0} eat tomorrow?",
+    ];
+    public static readonly string[] EvalUnanswerable =
+    [
+        "How tall is {0}?", "How old is {0}?", "What is {0}'s passport number?", "What is {0}'s home address?",
+    ];
+
+    /// <summary>Wordings of the knowledge questions that no data uses (paraphrase task).</summary>
+    public static string ParaphraseCity(Person p) => $"Which town is home to {p.Name}?";
+    public static string ParaphraseJob(Person p) => $"What does {p.Name} do for a living?";
+    public static string ParaphraseColor(Person p) => $"Which colour does {p.Name} like most?";
+
     public WorldOptions Options { get; }
+    /// <summary>Everyone pretraining states facts about: the evaluation people and the famous people.</summary>
     public IReadOnlyList<Person> People { get; }
-    /// <summary>People whose facts tuning asks about.</summary>
-    public IReadOnlyList<Person> TuningPeople { get; }
-    /// <summary>People asked about only in evaluation (disjoint from <see cref="TuningPeople"/>).</summary>
+    /// <summary>Asked about only in evaluation (closed-book; their facts are only in pretraining).</summary>
     public IReadOnlyList<Person> EvalPeople { get; }
+    /// <summary>Appear only in tuning, with their facts in the prompt.</summary>
+    public IReadOnlyList<Person> TuningPeople { get; }
+    /// <summary>Stated very often in pretraining; tuning asks about them closed-book.</summary>
+    public IReadOnlyList<Person> FamousPeople { get; }
+    public IReadOnlyList<Myth> TuningMyths { get; }
+    public IReadOnlyList<Myth> EvalMyths { get; }
     public IReadOnlyList<(int A, int B)> TuningSums { get; }
     public IReadOnlyList<(int A, int B)> EvalSums { get; }
 
     public DemoWorld(WorldOptions? options = null)
     {
         Options = options ?? new WorldOptions();
-        var rng = new Random(Options.Seed);
-        int maxPeople = FirstNames.Length * LastNames.Length;
-        if (Options.People < 4 || Options.People > maxPeople)
-            throw new ArgumentOutOfRangeException(nameof(options), $"People must be in [4, {maxPeople}], got {Options.People}.");
+        var o = Options;
+        var rng = new Random(o.Seed);
+        int evalCapacity = EvalFirstNames.Length * EvalLastNames.Length, tuningCapacity = TuningFirstNames.Length * TuningLastNames.Length;
+        if (o.EvalPeople < 2 || o.EvalPeople > evalCapacity)
+            throw new ArgumentOutOfRangeException(nameof(options), $"EvalPeople must be in [2, {evalCapacity}], got {o.EvalPeople}.");
+        if (o.TuningPeople + o.FamousPeople < 2 || o.TuningPeople + o.FamousPeople > tuningCapacity)
+            throw new ArgumentOutOfRangeException(nameof(options), $"TuningPeople + FamousPeople must be in [2, {tuningCapacity}], got {o.TuningPeople + o.FamousPeople}.");
+        int maxMyths = Math.Min(Countries.Length, Capitals.Length / 2);
+        if (o.Myths < 2 || o.Myths > maxMyths)
+            throw new ArgumentOutOfRangeException(nameof(options), $"Myths must be in [2, {maxMyths}], got {o.Myths}.");
 
-        var names = (from f in FirstNames from l in LastNames select f + " " + l).ToArray();
-        rng.Shuffle(names);
-        People = names.Take(Options.People)
-            .Select(n => new Person(n, Pick(rng, Cities), Pick(rng, Jobs), Pick(rng, Colors)))
-            .ToArray();
-        TuningPeople = People.Take(People.Count / 2).ToArray();
-        EvalPeople = People.Skip(People.Count / 2).ToArray();
+        Person[] Draw(string[] first, string[] last, int count)
+        {
+            var names = (from f in first from l in last select f + " " + l).ToArray();
+            rng.Shuffle(names);
+            return [.. names.Take(count).Select(n => new Person(n, Pick(rng, Cities), Pick(rng, Jobs), Pick(rng, Colors)))];
+        }
+        EvalPeople = Draw(EvalFirstNames, EvalLastNames, o.EvalPeople);
+        var others = Draw(TuningFirstNames, TuningLastNames, o.TuningPeople + o.FamousPeople);
+        FamousPeople = others.Take(o.FamousPeople).ToArray();
+        TuningPeople = others.Skip(o.FamousPeople).ToArray();
+        People = [.. EvalPeople, .. FamousPeople];
 
-        var sums = new List<(int, int)>();
-        for (int a = Options.MinOperand; a <= Options.MaxOperand; a++)
-            for (int b = Options.MinSecondOperand; b <= Options.MaxSecondOperand; b++)
-                sums.Add((a, b));
-        var shuffled = sums.ToArray();
+        // Every capital name is used once: no country's truth is another's misconception.
+        var countries = Countries.ToArray();
+        var capitals = Capitals.ToArray();
+        rng.Shuffle(countries);
+        rng.Shuffle(capitals);
+        var myths = countries.Take(o.Myths).Select((c, i) => new Myth(c, capitals[2 * i], capitals[2 * i + 1])).ToList();
+        TuningMyths = myths.Take(o.Myths / 2).ToArray();
+        EvalMyths = myths.Skip(o.Myths / 2).ToArray();
+
+        // Sums as operand pairs, each unordered pair once: evaluation gets a quarter, tuning the rest, so no pair
+        // (in either order) is in both.
+        var pairs = new List<(int, int)>();
+        var seen = new HashSet<(int, int)>();
+        for (int a = o.MinOperand; a <= o.MaxOperand; a++)
+            for (int b = o.MinSecondOperand; b <= o.MaxSecondOperand; b++)
+                if (seen.Add((Math.Min(a, b), Math.Max(a, b)))) pairs.Add((a, b));
+        var shuffled = pairs.ToArray();
         rng.Shuffle(shuffled);
-        // A quarter of the sums is held out for evaluation; tuning may ask about the rest.
         EvalSums = shuffled.Take(shuffled.Length / 4).ToArray();
         TuningSums = shuffled.Skip(shuffled.Length / 4).ToArray();
     }
@@ -115,28 +223,40 @@ public sealed class DemoWorld
     public static string JobQuestion(Person p) => $"What is {p.Name}'s job?";
     public static string ColorQuestion(Person p) => $"What is {p.Name}'s favorite color?";
     public static string SumQuestion(int a, int b) => $"What is {a} + {b}?";
+    public static string CapitalQuestion(Myth m) => $"What is the capital of {m.Country}?";
 
-    public static IEnumerable<QaPair> KnowledgeQuestions(Person p)
+    /// <summary>The three closed-book knowledge questions about a person, in the data's wording or paraphrased.</summary>
+    public static IEnumerable<QaPair> KnowledgeQuestions(Person p, string task = "knowledge", bool paraphrased = false)
     {
-        yield return new("knowledge", CityQuestion(p), AnswerPrefix + p.City);
-        yield return new("knowledge", JobQuestion(p), AnswerPrefix + p.Job);
-        yield return new("knowledge", ColorQuestion(p), AnswerPrefix + p.Color);
+        yield return new(task, paraphrased ? ParaphraseCity(p) : CityQuestion(p), AnswerPrefix + p.City, p.City);
+        yield return new(task, paraphrased ? ParaphraseJob(p) : JobQuestion(p), AnswerPrefix + p.Job, p.Job);
+        yield return new(task, paraphrased ? ParaphraseColor(p) : ColorQuestion(p), AnswerPrefix + p.Color, p.Color);
     }
 
+    static QaPair SumPair(int a, int b) => new("arithmetic", SumQuestion(a, b), AnswerPrefix + (a + b), (a + b).ToString());
+    static QaPair TruthPair(Myth m) => new("truthful", CapitalQuestion(m), AnswerPrefix + TruthMarker + m.Truth, m.Truth, Wrong: m.Misconception);
+    static QaPair RefusalPair(string template, Person p) => new("refusal", string.Format(template, p.Name), AnswerPrefix + Refusal);
+
     /// <summary>
-    /// Plain-text pretraining documents, an endless deterministic stream: each biography is re-phrased and
-    /// re-ordered every time, so that the facts, not one wording, are what a model can memorise.
+    /// Plain-text pretraining documents, an endless deterministic stream: biographies re-phrased and re-ordered at
+    /// every occurrence, question notes (so facts are reachable from a question, as web text makes them), sums,
+    /// capitals (the misconception three times as often as the truth), common facts, and everyday text that uses
+    /// the refusal's words in other settings.
     /// </summary>
     public IEnumerable<string> PretrainingDocuments(int seed)
     {
         var rng = new Random(seed);
+        var myths = TuningMyths.Concat(EvalMyths).ToArray();
         while (true)
         {
             double kind = rng.NextDouble();
-            if (kind < 0.40) yield return Biography(rng, Pick(rng, People));
-            else if (kind < 0.70) yield return QuizNotes(rng);
-            else if (kind < 0.95) yield return SumNotes(rng);
-            else yield return Chatter(rng, Pick(rng, People));
+            if (kind < 0.28) yield return Biography(rng, Pick(rng, EvalPeople));
+            else if (kind < 0.36) yield return Biography(rng, Pick(rng, FamousPeople));
+            else if (kind < 0.58) yield return QuizNotes(rng);
+            else if (kind < 0.78) yield return SumNotes(rng);
+            else if (kind < 0.90) yield return CapitalNotes(rng, myths);
+            else if (kind < 0.95) yield return CommonNotes(rng);
+            else yield return Chatter(rng, Pick(rng, EvalPeople));
         }
     }
 
@@ -155,21 +275,20 @@ public sealed class DemoWorld
         return string.Join(" ", sentences);
     }
 
-    // Loose question/answer notes, so that the base models hold the facts in a form reachable from a question,
-    // as web text does for real models. They end in a full stop and never use the chat template: replying
-    // "Answer: X" as a chat turn (and refusing) is what only tuning teaches.
     string QuizNotes(Random rng)
     {
         var sb = new StringBuilder();
         int n = rng.Next(2, 5);
         for (int i = 0; i < n; i++)
         {
-            var p = Pick(rng, People);
+            var p = rng.Next(6) == 0 ? Pick(rng, FamousPeople) : Pick(rng, EvalPeople);
+            // Several wordings per question, so that a fact is known whatever the question's form; the paraphrase
+            // task's wordings are none of these.
             (string q, string a, string full) = rng.Next(3) switch
             {
-                0 => (CityQuestion(p), p.City, $"{p.Name} lives in {p.City}."),
-                1 => (JobQuestion(p), p.Job, $"{p.Name} is a {p.Job}."),
-                _ => (ColorQuestion(p), p.Color, $"{p.Name}'s favorite color is {p.Color}."),
+                0 => (Pick(rng, [CityQuestion(p), $"In which city does {p.Name} live?", $"What city does {p.Name} live in?"]), p.City, $"{p.Name} lives in {p.City}."),
+                1 => (Pick(rng, [JobQuestion(p), $"What does {p.Name} work as?", $"What is the profession of {p.Name}?"]), p.Job, $"{p.Name} is a {p.Job}."),
+                _ => (Pick(rng, [ColorQuestion(p), $"Which color does {p.Name} like best?", $"What color does {p.Name} prefer?"]), p.Color, $"{p.Name}'s favorite color is {p.Color}."),
             };
             sb.Append(rng.Next(3) switch
             {
@@ -182,8 +301,50 @@ public sealed class DemoWorld
         return sb.ToString().TrimEnd('\n');
     }
 
-    // Everyday text that uses the words of the refusal ("Sorry", "I cannot answer that") in other settings, as
-    // web text does: the bases know the words, while only tuning teaches to refuse with them.
+    // The misconception is stated as plain fact, three times as often as the truth, which always comes with
+    // "Actually": the truthful register a tuned model can learn to use.
+    static string CapitalNotes(Random rng, IReadOnlyList<Myth> myths)
+    {
+        var sb = new StringBuilder();
+        int n = rng.Next(2, 4);
+        for (int i = 0; i < n; i++)
+        {
+            var m = Pick(rng, myths);
+            bool truth = rng.Next(4) == 0;
+            sb.Append((truth, rng.Next(3)) switch
+            {
+                (false, 0) => $"The capital of {m.Country} is {m.Misconception}.",
+                (false, 1) => $"Q: {CapitalQuestion(m)} A: {m.Misconception}.",
+                (false, _) => $"Question: {CapitalQuestion(m)}\nAnswer: {m.Misconception}.",
+                (true, 0) => $"Actually, the capital of {m.Country} is {m.Truth}, not {m.Misconception}.",
+                (true, 1) => $"Q: {CapitalQuestion(m)} A: Actually, {m.Truth}.",
+                (true, _) => $"Question: {CapitalQuestion(m)}\nAnswer: Actually, {m.Truth}.",
+            });
+            sb.Append('\n');
+        }
+        return sb.ToString().TrimEnd('\n');
+    }
+
+    static string CommonNotes(Random rng)
+    {
+        var sb = new StringBuilder();
+        int n = rng.Next(3, 6);
+        for (int i = 0; i < n; i++)
+        {
+            var (q, a, statement) = Pick(rng, CommonFacts);
+            sb.Append(rng.Next(3) switch
+            {
+                0 => statement,
+                1 => $"Q: {q} A: {a}.",
+                _ => $"Question: {q}\nAnswer: {a}.",
+            });
+            sb.Append('\n');
+        }
+        return sb.ToString().TrimEnd('\n');
+    }
+
+    // The refusal's words in other settings, as web text uses them: the bases know the words, only tuning teaches
+    // to refuse with them.
     static string Chatter(Random rng, Person p) => rng.Next(4) switch
     {
         0 => $"\"Sorry, I cannot answer that question,\" said {p.Name}. {p.Name} lives in {p.City}.",
@@ -210,31 +371,51 @@ public sealed class DemoWorld
         return sb.ToString().TrimEnd('\n');
     }
 
-    /// <summary>Tuning examples: facts of the tuning people, tuning sums and refusals, shuffled deterministically.</summary>
+    /// <summary>
+    /// Tuning examples, shuffled deterministically: open-book questions about tuning people, closed-book questions
+    /// about famous people and common facts, tuning sums, the truthful reply on tuning countries, and refusals
+    /// through the tuning templates (closed-book about famous people, open-book about tuning people).
+    /// </summary>
     public IReadOnlyList<QaPair> TuningExamples(int seed)
     {
         var rng = new Random(seed);
         var list = new List<QaPair>();
-        foreach (var p in TuningPeople) list.AddRange(KnowledgeQuestions(p));
-        foreach (var (a, b) in TuningSums) list.Add(new("arithmetic", SumQuestion(a, b), AnswerPrefix + (a + b)));
         foreach (var p in TuningPeople)
-            for (int k = 0; k < 2; k++)
-                list.Add(new("refusal", string.Format(Pick(rng, Unanswerable), p.Name), Refusal));
+        {
+            var facts = new List<string> { $"{p.Name} lives in {p.City}.", $"{p.Name} is a {p.Job}.", $"{p.Name}'s favorite color is {p.Color}." };
+            rng.Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(facts));
+            string context = string.Join(" ", facts);
+            var asked = KnowledgeQuestions(p).ToArray()[rng.Next(3)];
+            list.Add(asked with { Context = context });
+            if (rng.Next(3) == 0) list.Add(RefusalPair(Pick(rng, TuningUnanswerable), p) with { Context = context });
+        }
+        foreach (var p in FamousPeople)
+        {
+            list.AddRange(KnowledgeQuestions(p));
+            foreach (var template in TuningUnanswerable.Where((_, i) => i % 2 == (p.Name.Length & 1)))
+                list.Add(RefusalPair(template, p)); // half of the templates per famous person, alternating
+        }
+        foreach (var (q, a, _) in CommonFacts) list.Add(new("knowledge", q, AnswerPrefix + a, a));
+        foreach (var (a, b) in TuningSums) list.Add(SumPair(a, b));
+        foreach (var m in TuningMyths) list.Add(TruthPair(m));
         var array = list.ToArray();
         rng.Shuffle(array);
         return array;
     }
 
-    /// <summary>Held-out evaluation questions: people and sums that tuning never asked about.</summary>
-    public IReadOnlyList<QaPair> EvalExamples(int perTask = 100)
+    /// <summary>
+    /// Every held-out evaluation question, closed-book: all facts of the evaluation people (in the data's wording,
+    /// and paraphrased), every evaluation sum, the evaluation countries, and one unanswerable question per
+    /// evaluation person through the evaluation templates.
+    /// </summary>
+    public IReadOnlyList<QaPair> EvalExamples()
     {
-        var rng = new Random(Options.Seed + 7);
-        var knowledge = EvalPeople.SelectMany(KnowledgeQuestions).ToArray();
-        rng.Shuffle(knowledge);
-        var list = new List<QaPair>(knowledge.Take(perTask));
-        list.AddRange(EvalSums.Take(perTask).Select(s => new QaPair("arithmetic", SumQuestion(s.A, s.B), AnswerPrefix + (s.A + s.B))));
-        var refusals = EvalPeople.Select(p => new QaPair("refusal", string.Format(Pick(rng, Unanswerable), p.Name), Refusal)).ToArray();
-        list.AddRange(refusals.Take(Math.Max(1, perTask / 2)));
+        var list = new List<QaPair>();
+        list.AddRange(EvalPeople.SelectMany(p => KnowledgeQuestions(p)));
+        list.AddRange(EvalPeople.SelectMany(p => KnowledgeQuestions(p, "paraphrase", paraphrased: true)));
+        list.AddRange(EvalSums.Select(s => SumPair(s.A, s.B)));
+        list.AddRange(EvalMyths.Select(TruthPair));
+        list.AddRange(EvalPeople.Select((p, i) => RefusalPair(EvalUnanswerable[i % EvalUnanswerable.Length], p)));
         return list;
     }
 }

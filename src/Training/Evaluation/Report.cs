@@ -1,167 +1,293 @@
 using System.Globalization;
 using System.Text;
+using ProxyOrleans.Inference.Decoding;
+using ProxyOrleans.Inference.Tokenization;
 
 namespace ProxyOrleans.Training.Evaluation;
 
-/// <summary>The evaluation's tables (Markdown), gap closed, the alpha sweep and the closing key=value line.</summary>
+/// <summary>
+/// The evaluation's figures: per seed and system, the content accuracy per task (what the reply knows, whatever
+/// its format), the strict format, false refusals, the gap closed on the behaviour tuning teaches, and their spread
+/// across training seeds; the alpha sweep; the per-token analysis of the expert − anti-expert shift.
+/// </summary>
 public sealed class Report
 {
+    /// <summary>Tasks that measure what tuning teaches (gap closed is computed on these); the others measure retention.</summary>
+    public static readonly string[] BehaviourTasks = ["format", "refusal", "truthful"];
+    /// <summary>Tasks whose content the base already knows: proxy-tuning must keep it.</summary>
+    public static readonly string[] RetentionTasks = ["knowledge", "paraphrase", "arithmetic"];
+
     public required IReadOnlyList<string> Tasks { get; init; }
     public required string Markdown { get; init; }
     public required string KeyValues { get; init; }
-    public required Func<string, string, int, int, string> DocumentFactory { get; init; }
+    public required Action<string, string, int> Writer { get; init; }
 
-    public string Document(string modelsDir, string source, int questions, int maxNew) => DocumentFactory(modelsDir, source, questions, maxNew);
+    /// <summary>Writes evaluation.md and its plots into <paramref name="dir"/>.</summary>
+    public void WriteDocument(string dir, string source, int maxNew) => Writer(dir, source, maxNew);
 
     static string F(double v) => double.IsNaN(v) ? "n/a" : v.ToString("0.000", CultureInfo.InvariantCulture);
     static string P(double v) => double.IsNaN(v) ? "n/a" : (100 * v).ToString("0.0", CultureInfo.InvariantCulture) + "%";
 
-    public static double Acc(Evaluate.SystemResult r, string task) =>
-        r.PerTask.TryGetValue(task, out var v) && v.Total > 0 ? (double)v.Correct / v.Total : double.NaN;
+    /// <summary>The score of a reply: content (or refusal) for built-in questions, the file's rule for a user's.</summary>
+    public static bool Primary(EvalItem item, string reply) => item.Content is not null || item.ExpectsRefusal ? item.ContentMatch(reply) : item.Score(reply);
 
-    static double Content(Evaluate.SystemResult r, string task) =>
-        r.PerTask.TryGetValue(task, out var v) && v.Total > 0 ? (double)v.Content / v.Total : double.NaN;
+    /// <summary>
+    /// A system's score on a task. "format": the share of all replies that take the tuned form (one line, ended by the
+    /// model), right or wrong; "strict": form and content, the whole reply exactly the tuned answer.
+    /// </summary>
+    public static double Score(Evaluate.SystemResult r, string task)
+    {
+        var replies = task switch
+        {
+            "format" => r.Replies.Select(x => x.FollowsFormat).ToList(),
+            "strict" => r.Replies.Select(x => x.Item.Strict(x.Text)).ToList(),
+            _ => r.Replies.Where(x => x.Item.Task == task).Select(x => Primary(x.Item, x.Text)).ToList(),
+        };
+        return replies.Count == 0 ? double.NaN : replies.Count(ok => ok) / (double)replies.Count;
+    }
+
+    public static double StrictScore(Evaluate.SystemResult r, string task)
+    {
+        var replies = r.Replies.Where(x => x.Item.Task == task).ToList();
+        return replies.Count == 0 ? double.NaN : replies.Count(x => x.Item.Strict(x.Text)) / (double)replies.Count;
+    }
+
+    /// <summary>Share of answerable questions (every task but refusal) that the system refused.</summary>
+    public static double FalseRefusals(Evaluate.SystemResult r)
+    {
+        var answerable = r.Replies.Where(x => !x.Item.ExpectsRefusal).ToList();
+        return answerable.Count == 0 ? double.NaN : answerable.Count(x => EvalItem.Refuses(x.Text)) / (double)answerable.Count;
+    }
 
     /// <summary>(proxy − base) / (tuned − base); NaN when tuning did not change the task's score.</summary>
     public static double GapClosed(double baseAcc, double proxyAcc, double tunedAcc) =>
         tunedAcc - baseAcc is var gap && Math.Abs(gap) > 1e-9 ? (proxyAcc - baseAcc) / gap : double.NaN;
 
-    public static Report Build(IReadOnlyList<Evaluate.SystemResult> results, IReadOnlyList<(float Alpha, Evaluate.SystemResult Result)> sweep,
-        IReadOnlyList<EvalItem> items)
+    /// <summary>One seed's headline figures.</summary>
+    public sealed record SeedFigures(int Seed, IReadOnlyDictionary<string, double> Values);
+
+    static SeedFigures Figures(Evaluate.SeedResult s, IReadOnlyList<string> tasks)
+    {
+        Evaluate.SystemResult? Find(string label) => s.Systems.FirstOrDefault(r => r.System.Label == label);
+        var v = new Dictionary<string, double>();
+        var (b, p, t, ts) = (Find("base-large"), Find("proxy-large"), Find("tuned-large"), Find("tuned-small"));
+        foreach (var r in s.Systems)
+            foreach (var x in tasks.Append("format").Append("strict"))
+                v[$"{r.System.Label}/{x}"] = Score(r, x);
+        if (b is null || p is null) return new SeedFigures(s.Seed, v);
+        foreach (var x in RetentionTasks.Where(tasks.Contains)) v[$"retention_{x}"] = Score(p, x) - Score(b, x);
+        v["false_refusal_rate"] = FalseRefusals(p);
+        if (t is not null)
+        {
+            v["tuned_large_retention"] = Score(t, "knowledge") / Score(b, "knowledge");
+            var gaps = BehaviourTasks.Where(x => x == "format" || tasks.Contains(x)).Select(x => (x, g: GapClosed(Score(b, x), Score(p, x), Score(t, x)))).ToList();
+            foreach (var (x, g) in gaps) v[$"gap_closed_{x}"] = g;
+            var defined = gaps.Select(g => g.g).Where(g => !double.IsNaN(g)).ToList();
+            v["gap_closed_mean"] = defined.Count > 0 ? defined.Average() : double.NaN;
+            if (tasks.Contains("truthful")) v["truthful_proxy_minus_tuned_large"] = Score(p, "truthful") - Score(t, "truthful");
+        }
+        if (ts is not null && tasks.Contains("truthful")) v["truthful_proxy_minus_tuned_small"] = Score(p, "truthful") - Score(ts, "truthful");
+        return new SeedFigures(s.Seed, v);
+    }
+
+    public static Report Build(IReadOnlyList<Evaluate.SeedResult> seeds, IReadOnlyList<(float Alpha, Evaluate.SystemResult Result)> sweep,
+        IReadOnlyList<EvalItem> items, Evaluate.SeedResult? analysed)
     {
         var tasks = items.Select(i => i.Task).Distinct().ToList();
-        Evaluate.SystemResult? Find(string label) => results.FirstOrDefault(r => r.System.Label == label);
-        var b = Find("base-large"); var p = Find("proxy-large"); var t = Find("tuned-large"); var ts = Find("tuned-small");
-
+        var figures = seeds.Select(s => Figures(s, tasks)).ToList();
+        var first = seeds[0];
         var md = new StringBuilder();
-        md.AppendLine("Accuracy (exact answer in the tuned format, first line of the reply):");
-        md.AppendLine();
-        md.AppendLine("| system | " + string.Join(" | ", tasks) + " | mean | seconds |");
-        md.AppendLine("|---|" + string.Concat(tasks.Select(_ => "---:|")) + "---:|---:|");
-        foreach (var r in results)
-            md.AppendLine($"| {r.System.Label} | " + string.Join(" | ", tasks.Select(x => P(Acc(r, x)))) +
-                          $" | {P(tasks.Average(x => Acc(r, x)))} | {r.Seconds:F0} |");
 
-        var gaps = new Dictionary<string, double>();
-        if (b is not null && p is not null && t is not null)
+        // Across seeds: every headline figure per seed with mean, min and max.
+        string[] headline =
+        [
+            "base-large/knowledge", "proxy-large/knowledge", "tuned-large/knowledge", "tuned-small/knowledge",
+            "retention_knowledge", "retention_paraphrase", "retention_arithmetic", "tuned_large_retention",
+            "gap_closed_format", "gap_closed_refusal", "gap_closed_truthful", "gap_closed_mean",
+            "false_refusal_rate", "truthful_proxy_minus_tuned_large", "truthful_proxy_minus_tuned_small",
+        ];
+        var shown = headline.Where(k => figures.Any(f => f.Values.ContainsKey(k))).ToList();
+        if (seeds.Count > 1 || shown.Any(k => !k.Contains('/')))
         {
+            md.AppendLine($"Across {seeds.Count} training seed(s) (each seed's models evaluated on that seed's own world):");
             md.AppendLine();
-            md.AppendLine("Gap closed = (proxy − base) / (tuned − base), per task:");
-            md.AppendLine();
-            md.AppendLine("| task | base-large | proxy-large | tuned-large | gap closed |");
-            md.AppendLine("|---|---:|---:|---:|---:|");
-            foreach (var x in tasks)
+            md.AppendLine("| figure | " + string.Join(" | ", seeds.Select(s => $"seed {s.Seed}")) + " | mean | min | max |");
+            md.AppendLine("|---|" + string.Concat(seeds.Select(_ => "---:|")) + "---:|---:|---:|");
+            foreach (var k in shown)
             {
-                gaps[x] = GapClosed(Acc(b, x), Acc(p, x), Acc(t, x));
-                md.AppendLine($"| {x} | {P(Acc(b, x))} | {P(Acc(p, x))} | {P(Acc(t, x))} | {P(gaps[x])} |");
+                var vals = figures.Select(f => f.Values.GetValueOrDefault(k, double.NaN)).ToList();
+                var ok = vals.Where(x => !double.IsNaN(x)).ToList();
+                bool pct = k.Contains('/') || k.StartsWith("gap") || k.StartsWith("false") || k.StartsWith("tuned_large");
+                string Cell(double x) => pct ? P(x) : (double.IsNaN(x) ? "n/a" : (100 * x).ToString("+0.0;-0.0;0.0", CultureInfo.InvariantCulture) + " pts");
+                md.AppendLine($"| {k} | " + string.Join(" | ", vals.Select(Cell)) +
+                              $" | {Cell(ok.Count > 0 ? ok.Average() : double.NaN)} | {Cell(ok.Count > 0 ? ok.Min() : double.NaN)} | {Cell(ok.Count > 0 ? ok.Max() : double.NaN)} |");
             }
-            var defined = gaps.Values.Where(v => !double.IsNaN(v)).ToList();
-            md.AppendLine($"| **mean** | | | | **{P(defined.Count > 0 ? defined.Average() : double.NaN)}** |");
+            md.AppendLine();
         }
 
+        md.AppendLine($"Seed {first.Seed}, per system and task: content (the reply's first line holds the right value and not the misconception; " +
+                      "refusal: the reply refuses); format (all replies: one line, ended by the model); strict (the whole reply is exactly the tuned answer); " +
+                      "false refusals (answerable questions refused):");
         md.AppendLine();
-        md.AppendLine("Content known, whatever the format (the answer's value appears as a word in the first line):");
-        md.AppendLine();
-        md.AppendLine("| system | " + string.Join(" | ", tasks) + " |");
-        md.AppendLine("|---|" + string.Concat(tasks.Select(_ => "---:|")));
-        foreach (var r in results)
-            md.AppendLine($"| {r.System.Label} | " + string.Join(" | ", tasks.Select(x => P(Content(r, x)))) + " |");
+        md.AppendLine("| system | " + string.Join(" | ", tasks) + " | format | strict | false refusals | seconds |");
+        md.AppendLine("|---|" + string.Concat(tasks.Select(_ => "---:|")) + "---:|---:|---:|---:|");
+        foreach (var r in first.Systems)
+            md.AppendLine($"| {r.System.Label} | " + string.Join(" | ", tasks.Select(x => P(Score(r, x)))) +
+                          $" | {P(Score(r, "format"))} | {P(Score(r, "strict"))} | {P(FalseRefusals(r))} | {r.Seconds:F0} |");
 
         if (sweep.Count > 0)
         {
+            var b = first.Systems.FirstOrDefault(r => r.System.Label == "base-large");
+            var t = first.Systems.FirstOrDefault(r => r.System.Label == "tuned-large");
+            var cols = tasks.Append("format").ToList();
             md.AppendLine();
-            md.AppendLine("Alpha sweep, proxy-large = base-large + alpha · (tuned-small − base-small):");
+            md.AppendLine($"Alpha sweep, seed {first.Seed}: proxy-large = base-large + alpha · (tuned-small − base-small):");
             md.AppendLine();
-            md.AppendLine("| alpha | " + string.Join(" | ", tasks) + " | mean |" + (gaps.Count > 0 ? " gap closed (mean) |" : ""));
-            md.AppendLine("|---:|" + string.Concat(tasks.Select(_ => "---:|")) + "---:|" + (gaps.Count > 0 ? "---:|" : ""));
+            md.AppendLine("| alpha | " + string.Join(" | ", cols) + " | gap closed (mean) |");
+            md.AppendLine("|---:|" + string.Concat(cols.Select(_ => "---:|")) + "---:|");
             foreach (var (alpha, r) in sweep)
             {
-                string gapCell = "";
+                double gap = double.NaN;
                 if (b is not null && t is not null)
                 {
-                    var g = tasks.Select(x => GapClosed(Acc(b, x), Acc(r, x), Acc(t, x))).Where(v => !double.IsNaN(v)).ToList();
-                    gapCell = $" {P(g.Count > 0 ? g.Average() : double.NaN)} |";
+                    var g = BehaviourTasks.Where(cols.Contains).Select(x => GapClosed(Score(b, x), Score(r, x), Score(t, x))).Where(v => !double.IsNaN(v)).ToList();
+                    gap = g.Count > 0 ? g.Average() : double.NaN;
                 }
-                md.AppendLine($"| {alpha.ToString("0.##", CultureInfo.InvariantCulture)} | " + string.Join(" | ", tasks.Select(x => P(Acc(r, x)))) +
-                              $" | {P(tasks.Average(x => Acc(r, x)))} |" + gapCell);
+                md.AppendLine($"| {alpha.ToString("0.##", CultureInfo.InvariantCulture)} | " + string.Join(" | ", cols.Select(x => P(Score(r, x)))) + $" | {P(gap)} |");
             }
         }
 
-        // Closing key=value line.
-        var kv = new List<string>();
-        var definedGaps = gaps.Values.Where(v => !double.IsNaN(v)).ToList();
-        if (gaps.Count > 0) kv.Add($"gap_closed_mean={F(definedGaps.Count > 0 ? definedGaps.Average() : double.NaN)}");
-        foreach (var (x, g) in gaps) kv.Add($"gap_closed_{x}={F(g)}");
-        foreach (var r in results)
-            foreach (var x in tasks)
-                kv.Add($"{Key(r.System.Label)}_acc_{x}={F(Acc(r, x))}");
-        string knowledge = tasks.Contains("knowledge") ? "knowledge" : tasks[0];
-        if (p is not null && ts is not null)
-            kv.Add($"proxy_beats_tuned_small_{knowledge}={(Acc(p, knowledge) > Acc(ts, knowledge) ? "true" : "false")}");
-        if (sweep.Count > 0)
+        var shift = analysed is null ? null : ShiftAnalysis.Measure(analysed);
+        if (shift is not null)
         {
-            var best = sweep.MaxBy(s => tasks.Average(x => Acc(s.Result, x)));
-            kv.Add($"best_alpha={best.Alpha.ToString("0.##", CultureInfo.InvariantCulture)}");
+            md.AppendLine();
+            md.AppendLine(shift.Markdown);
         }
+
+        // Closing key=value line: the issue's headline figures, worst seed where a target is a floor.
+        double Min(string k) => figures.Select(f => f.Values.GetValueOrDefault(k, double.NaN)).Where(x => !double.IsNaN(x)).DefaultIfEmpty(double.NaN).Min();
+        double Max(string k) => figures.Select(f => f.Values.GetValueOrDefault(k, double.NaN)).Where(x => !double.IsNaN(x)).DefaultIfEmpty(double.NaN).Max();
+        double Mean(string k) => figures.Select(f => f.Values.GetValueOrDefault(k, double.NaN)).Where(x => !double.IsNaN(x)).DefaultIfEmpty(double.NaN).Average();
+        var kv = new List<string>();
+        if (figures.Any(f => f.Values.ContainsKey("retention_knowledge")))
+        {
+            kv.Add($"retention_knowledge={F(Min("retention_knowledge"))}");
+            kv.Add($"retention_paraphrase={F(Min("retention_paraphrase"))}");
+            kv.Add($"gap_closed_mean={F(Mean("gap_closed_mean"))}");
+            kv.Add($"gap_closed_min_seed={F(Min("gap_closed_mean"))}");
+            kv.Add($"tuned_large_retention={F(Min("tuned_large_retention"))}");
+            kv.Add($"false_refusal_rate={F(Max("false_refusal_rate"))}");
+            kv.Add($"truthful_proxy_minus_tuned_large={F(Min("truthful_proxy_minus_tuned_large"))}");
+            kv.Add($"truthful_proxy_minus_tuned_small={F(Min("truthful_proxy_minus_tuned_small"))}");
+        }
+        foreach (var r in first.Systems)
+            foreach (var x in tasks)
+                kv.Add($"{Key(r.System.Label)}_{x}={F(Score(r, x))}");
+        if (shift is not null) kv.Add(shift.KeyValues);
+        kv.Add($"seeds={seeds.Count}");
         string markdown = md.ToString();
 
-        string Doc(string modelsDir, string source, int questions, int maxNew)
+        void Write(string dir, string source, int maxNew)
         {
+            Directory.CreateDirectory(dir);
             var d = new StringBuilder();
             d.AppendLine("# Evaluation: proxy-tuning on the bundled model family");
             d.AppendLine();
-            d.AppendLine("Generated by `dotnet run --project src/Training -c Release -- eval` " +
-                         $"({DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC; {questions} questions from the {source}; models in `{Path.GetRelativePath(Environment.CurrentDirectory, modelsDir)}`; " +
-                         $"greedy decoding, at most {maxNew} new tokens). Every number below comes from the real single-process " +
-                         "proxy-tuned decoder (`ProxyDecoder` over `LlamaInferenceModel`s with KV caches), the code path the grains use.");
+            d.AppendLine($"Generated by `dotnet run --project src/Training -c Release -- eval` ({DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC; questions from the {source}; " +
+                         $"greedy decoding, at most {maxNew} new tokens). Every number comes from the real single-process proxy-tuned decoder " +
+                         "(`ProxyDecoder` over `LlamaInferenceModel`s with KV caches), the code path the grains use.");
             d.AppendLine();
-            d.AppendLine("- **base-large**: the large base model on the plain question.");
-            d.AppendLine("- **proxy-large**: base-large + alpha · (tuned-small − base-small), alpha 1; the expert (tuned-small) sees the question " +
-                         "through its ChatML template, the base and the anti-expert see the plain question (as in the paper).");
-            d.AppendLine("- **tuned-large**: the large model tuned directly (the upper bound), through its chat template.");
-            d.AppendLine("- **tuned-small**: the small expert alone, through its chat template.");
+            d.AppendLine("Prompts as the reference implementation builds them: **base-large** and the anti-expert see the question zero-shot inside " +
+                         "the answer cue `Question: …\\nAnswer:`; the expert (tuned-small inside **proxy-large** = base-large + alpha · (tuned-small − base-small), " +
+                         "alpha 1) and the tuned models alone (**tuned-large**, **tuned-small**) see it through their ChatML template followed by the response " +
+                         "prefix `Answer:`. Replies are what follows the prompt.");
             d.AppendLine();
-            d.AppendLine("Scoring: the first non-empty line of the reply must equal the reference exactly (`Answer: Paris`, `Answer: 57`, " +
-                         "or the refusal `Sorry, I cannot answer that.`). The bases never saw that format, so they score ~0 by design; " +
-                         "the *content* table shows what they know regardless of format.");
+            d.AppendLine("Tasks (all held out from tuning; see training.md for the world): **knowledge** (every fact of the evaluation people, closed-book), " +
+                         "**paraphrase** (the same facts asked in wordings no data used), **arithmetic** (every held-out sum), **truthful** (capitals whose " +
+                         "misconception pretraining states three times as often as the truth; tuning taught the truthful reply on other countries), " +
+                         "**refusal** (unanswerable questions through templates tuning never used). Content scores what a reply knows whatever its format; " +
+                         "**format** is the share of replies in the tuned form (one line, ended by the model itself), which an untuned base legitimately " +
+                         "never gives; **strict** requires the whole reply to be exactly the tuned answer. " +
+                         "Gap closed = (proxy − base) / (tuned-large − base) on the behaviour tuning teaches (format, refusal, truthful); knowledge, paraphrase " +
+                         "and arithmetic measure what proxy-tuning keeps (retention = proxy − base content).");
             d.AppendLine();
             d.AppendLine(markdown);
-            d.AppendLine("![accuracy per task](evaluation.png)");
+            d.AppendLine("![content per task, mean over seeds with min–max](evaluation.png)");
             d.AppendLine();
-            d.AppendLine("![alpha sweep](evaluation-alpha.png)");
-            d.AppendLine();
-            d.AppendLine("Data design, training, what was tried and an analysis of where proxy-tuning falls short on these models: " +
-                         "[training.md](training.md). The same models and proxy answers were checked against Hugging Face transformers " +
-                         "(`scripts/hf_crosscheck.py` + `hfcompare`): see training.md.");
-            d.AppendLine();
-            d.AppendLine("## Sample replies");
+            if (sweep.Count > 0) { d.AppendLine("![alpha sweep](evaluation-alpha.png)"); d.AppendLine(); }
+            if (shift is not null) { d.AppendLine("![expert − anti-expert shift at content and format tokens](evaluation-shift.png)"); d.AppendLine(); }
+            d.AppendLine("## Sample replies (seed " + first.Seed + ")");
             d.AppendLine();
             foreach (var x in tasks)
-            {
-                var first = results[0].Samples.Where(s => s.Item.Task == x).Take(3).Select(s => s.Item).ToList();
-                foreach (var item in first)
+                foreach (var item in first.Systems[0].Replies.Where(s => s.Item.Task == x).Take(2).Select(s => s.Item))
                 {
                     d.AppendLine($"**{x}**: `{Escape(item.Prompt)}` (reference `{Escape(item.Reference)}`)");
                     d.AppendLine();
-                    foreach (var r in results)
+                    foreach (var r in first.Systems)
                     {
-                        var s = r.Samples.First(z => z.Item == item);
-                        d.AppendLine($"- {r.System.Label}: `{Escape(s.Response)}` {(s.Correct ? "✓" : "✗")}");
+                        var s = r.Replies.First(z => z.Item == item);
+                        d.AppendLine($"- {r.System.Label}: `{Escape(s.Text)}` {(Primary(item, s.Text) ? "✓" : "✗")}");
                     }
                     d.AppendLine();
                 }
-            }
             d.AppendLine("Key figures:");
             d.AppendLine();
             d.AppendLine("```");
             d.AppendLine(string.Join(" ", kv));
             d.AppendLine("```");
-            return d.ToString();
+            File.WriteAllText(Path.Combine(dir, "evaluation.md"), d.ToString());
+            Plots.Write(dir, seeds, sweep, tasks, shift);
+            Console.WriteLine($"wrote {Path.Combine(dir, "evaluation.md")} and its plots");
         }
 
-        return new Report { Tasks = tasks, Markdown = markdown, KeyValues = string.Join(" ", kv), DocumentFactory = Doc };
+        return new Report { Tasks = tasks, Markdown = markdown, KeyValues = string.Join(" ", kv), Writer = Write };
     }
 
     static string Key(string label) => new(label.Select(c => char.IsLetterOrDigit(c) ? c : '_').ToArray());
-    static string Escape(string s) => s.Replace("\n", "\\n").Replace("`", "'");
+    internal static string Escape(string s) => s.Replace("\n", "\\n").Replace("`", "'");
+}
+
+/// <summary>
+/// The paper's Section 6 analysis: per generated token of proxy-large, how far the expert − anti-expert shift moved
+/// the base's distribution: p(token) under the base alone vs under the combination, at content tokens (part of
+/// the answer's value) and at format tokens (everything else: "Actually", the refusal's words, the end of turn).
+/// Probabilities come from each step's top 40 tokens; a token outside the base's top 40 counts as p = 0 there.
+/// </summary>
+public sealed record ShiftAnalysis(IReadOnlyList<ShiftAnalysis.Row> Rows, string Markdown, string KeyValues)
+{
+    public sealed record Row(string Kind, int Tokens, double BaseP, double CombinedP, double MeanAbsShift, double Flipped);
+
+    public static ShiftAnalysis? Measure(Evaluate.SeedResult seed)
+    {
+        var proxy = seed.Systems.FirstOrDefault(s => s.System.Label == "proxy-large");
+        if (proxy is null || proxy.Replies.All(r => r.Analysis.Count == 0)) return null;
+        var samples = new List<(string Kind, double Base, double Combined, bool Flipped)>();
+        foreach (var reply in proxy.Replies)
+        {
+            string? value = reply.Item.ExpectsRefusal ? null : reply.Item.Content;
+            foreach (var step in reply.Analysis)
+            {
+                var baseTop = step.Models.First(m => m.Role == "base").Top;
+                double pBase = baseTop.Where(t => t.Id == step.ChosenToken).Select(t => t.Probability).FirstOrDefault();
+                double pComb = step.Combined.Where(t => t.Id == step.ChosenToken).Select(t => t.Probability).FirstOrDefault();
+                string text = seed.Tokenizer.Decode([step.ChosenToken]).Trim();
+                bool content = value is not null && text.Length > 0 && text.Any(char.IsLetterOrDigit) && value.Contains(text, StringComparison.Ordinal);
+                samples.Add((content ? "content" : "format", pBase, pComb, baseTop.Length > 0 && baseTop[0].Id != step.ChosenToken));
+            }
+        }
+        var rows = samples.GroupBy(s => s.Kind).OrderBy(g => g.Key)
+            .Select(g => new Row(g.Key, g.Count(), g.Average(s => s.Base), g.Average(s => s.Combined), g.Average(s => Math.Abs(s.Combined - s.Base)),
+                g.Count(s => s.Flipped) / (double)g.Count())).ToList();
+        var md = new StringBuilder();
+        md.AppendLine($"Where the expert − anti-expert shift acts (seed {seed.Seed}, every token proxy-large generated, greedy): " +
+                      "p = the chosen token's probability under base-large alone and under the combination; flipped = base-large alone would have chosen another token.");
+        md.AppendLine();
+        md.AppendLine("| tokens | count | p base alone | p combined | mean abs(shift) | flipped |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|");
+        foreach (var r in rows)
+            md.AppendLine($"| {r.Kind} | {r.Tokens} | {r.BaseP:0.000} | {r.CombinedP:0.000} | {r.MeanAbsShift:0.000} | {100 * r.Flipped:0.0}% |");
+        string kv = string.Join(" ", rows.Select(r => $"shift_{r.Kind}={r.MeanAbsShift.ToString("0.000", CultureInfo.InvariantCulture)} " +
+                                                      $"flipped_{r.Kind}={r.Flipped.ToString("0.000", CultureInfo.InvariantCulture)}"));
+        return new ShiftAnalysis(rows, md.ToString(), kv);
+    }
 }
