@@ -29,7 +29,7 @@ public sealed class ModelGrain(HostedModels hosted) : Grain, IModelGrain
     public async Task<StepResult> Open(OpenSessionRequest request)
     {
         if (hosted.Draining) throw new ModelDrainingException($"Model '{_worker.Name}' on {RuntimeIdentity} is draining: open the session elsewhere.");
-        var ids = _worker.Tokenize(request.Prompt, request.Messages, request.ApplyChatTemplate);
+        var ids = _worker.Tokenize(request);
         var (logits, ms) = await _worker.OpenAsync(request.SessionId, ids, request.Generated, request.MaxNewTokens);
         _worker.SetPrecision(request.SessionId, request.Precision);
         return new StepResult
@@ -90,8 +90,8 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
     public async Task<StepResult> Open(OpenSessionRequest expertRequest, OpenSessionRequest antiRequest)
     {
         if (hosted.Draining) throw new ModelDrainingException($"Models on {RuntimeIdentity} are draining: open the session elsewhere.");
-        var eIds = _expert.Tokenize(expertRequest.Prompt, expertRequest.Messages, expertRequest.ApplyChatTemplate);
-        var aIds = _anti.Tokenize(antiRequest.Prompt, antiRequest.Messages, antiRequest.ApplyChatTemplate);
+        var eIds = _expert.Tokenize(expertRequest);
+        var aIds = _anti.Tokenize(antiRequest);
         var e = _expert.OpenAsync(expertRequest.SessionId, eIds, expertRequest.Generated, expertRequest.MaxNewTokens);
         var a = _anti.OpenAsync(antiRequest.SessionId, aIds, antiRequest.Generated, antiRequest.MaxNewTokens);
         await Task.WhenAll(e, a);

@@ -122,14 +122,10 @@ public static class TinyTrio
         {
             for (int m = 0; m < 3; m++) sessions[m].Append(rows[m].Prompt, logits[m]);
             var result = new List<float[]>();
-            int n = b.Model.VocabSize;
+            var combine = new ProxyStep(1f, [1f]);
             for (int step = 0; step <= tokens.Length; step++)
             {
-                var diff = new float[n];
-                ProxyCombiner.WeightedDifference(logits[1], logits[2], 1f, diff);
-                var combined = new float[n];
-                ProxyCombiner.CombineDifferences(logits[0], diff, 1f, combined);
-                result.Add(combined);
+                result.Add(combine.Combine(logits[0], [PairLogits.Of(logits[1], logits[2])]).ToArray());
                 if (step == tokens.Length) break;
                 for (int m = 0; m < 3; m++) sessions[m].Append([tokens[step]], logits[m]);
             }

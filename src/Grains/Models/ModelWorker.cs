@@ -57,14 +57,16 @@ public sealed class ModelWorker : IDisposable
         _idleSweep = new Timer(_ => SweepIdle(), null, sweep, sweep);
     }
 
-    /// <summary>The prompt as this model sees it: plain text, or messages through its chat template.</summary>
+    /// <summary>
+    /// The prompt as this model sees it: the plain text inside the answer cue (base, anti-expert), or the messages
+    /// through its chat template plus the response prefix (expert, <see cref="OpenSessionRequest.ApplyChatTemplate"/>).
+    /// </summary>
     /// <remarks>Through <see cref="ProxyPrompt"/>, as the single-process decoder does, so both paths prefill the same ids.</remarks>
-    public int[] Tokenize(string? prompt, ChatMessageSpec[]? messages, bool applyChatTemplate)
+    public int[] Tokenize(OpenSessionRequest request)
     {
-        var p = messages is { Length: > 0 }
-            ? ProxyPrompt.FromMessages(messages.Select(m => new ChatMessage(m.Role, m.Content)).ToList())
-            : ProxyPrompt.FromText(prompt ?? throw new InvalidRequestException("prompt", "Give a prompt or chat messages."));
-        try { return applyChatTemplate ? p.ExpertTokens(Tokenizer) : p.PlainTokens(Tokenizer); }
+        if (CombinationSpec.AnswerCueProblem(request.AnswerCue) is { } problem) throw new InvalidRequestException("answer_cue", problem);
+        var prompt = request.ToProxyPrompt();
+        try { return request.ApplyChatTemplate ? prompt.ExpertTokens(Tokenizer) : prompt.PlainTokens(Tokenizer); }
         catch (ArgumentException e) { throw new InvalidRequestException("prompt", e.Message); }
     }
 
