@@ -157,6 +157,10 @@ public static class SiloHost
             d["ProxyOrleans:Combinations:proxy-large:Experts:0:Expert"] = "tuned-small";
             d["ProxyOrleans:Combinations:proxy-large:Experts:0:AntiExpert"] = "base-small";
             d["ProxyOrleans:Combinations:proxy-large:Experts:0:Weight"] = "1";
+            // The reference's zero-shot prompts: the base and anti-expert are asked "Question: …\nAnswer:", the
+            // expert answers after its chat template and "Answer:".
+            d["ProxyOrleans:Combinations:proxy-large:AnswerCue"] = "Question: {prompt}\nAnswer:";
+            d["ProxyOrleans:Combinations:proxy-large:ExpertResponsePrefix"] = "Answer:";
         }
         config.AddInMemoryCollection(d);
     }

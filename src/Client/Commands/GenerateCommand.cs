@@ -22,12 +22,22 @@ public static class GenerateCommand
         var seed = new Option<ulong?>("--seed");
         var maxTokens = new Option<int>("--max-tokens") { DefaultValueFactory = _ => 64 };
         var stop = new Option<string[]>("--stop") { Description = "Stop sequence(s)." };
-        var compare = new Option<bool>("--compare") { Description = "Show base-only and proxy-tuned side by side." };
+        var compare = new Option<bool>("--compare") { Description = "Show base-only (with the same answer cue) and proxy-tuned side by side." };
         var fp16 = new Option<bool>("--fp16") { Description = "Ship logits between silos as fp16 (half the bytes; not bit-exact)." };
         var stats = new Option<bool>("--stats") { Description = "Print timing and traffic figures at the end." };
+        var answerCue = new Option<string?>("--answer-cue")
+        {
+            Description = "How the base and anti-experts see the prompt, with {prompt} where it goes, e.g. \"Question: {prompt}\\nAnswer:\" " +
+                          "(\\n is a newline; default: the combination's; \"{prompt}\" for the bare prompt).",
+        };
+        var responsePrefix = new Option<string?>("--expert-response-prefix")
+        {
+            Description = "Text after the experts' chat template, e.g. \"Answer:\" (default: the combination's; \"\" for none).",
+        };
         var cmd = new Command("generate", "Generate text on the cluster, streaming tokens as they come.")
         {
             prompt, chat, combination, baseModel, expert, anti, alpha, temperature, topP, topK, seed, maxTokens, stop, compare, fp16, stats,
+            answerCue, responsePrefix,
         };
         ClusterConnection.AddOptions(cmd);
         cmd.SetAction(async (p, ct) =>
@@ -72,6 +82,17 @@ public static class GenerateCommand
                 }
                 spec = p.GetValue(alpha) is float a ? resolved with { Alpha = a } : resolved;
             }
+            if (p.GetValue(answerCue) is string cue)
+            {
+                cue = cue.Replace("\\n", "\n", StringComparison.Ordinal);
+                if (CombinationSpec.AnswerCueProblem(cue) is { } problem)
+                {
+                    Console.Error.WriteLine($"error: --answer-cue: {problem}");
+                    return 2;
+                }
+                spec = spec with { AnswerCue = cue };
+            }
+            if (p.GetValue(responsePrefix) is string prefix) spec = spec with { ExpertResponsePrefix = prefix.Replace("\\n", "\n", StringComparison.Ordinal) };
             var text = p.GetValue(prompt)!;
             var request = new GenerationRequest
             {
@@ -90,7 +111,7 @@ public static class GenerateCommand
             {
                 if (p.GetValue(compare))
                 {
-                    var baseOnly = Collect(grains, request with { Combination = CombinationSpec.BaseOnly(spec.Base) }, ct);
+                    var baseOnly = Collect(grains, request with { Combination = CombinationSpec.BaseOnly(spec.Base) with { AnswerCue = spec.AnswerCue } }, ct);
                     var proxied = Collect(grains, request, ct);
                     await Task.WhenAll(baseOnly, proxied);
                     SideBySide($"{spec.Base} alone", baseOnly.Result.Text, $"proxy-tuned: {Describe(spec)}", proxied.Result.Text);
