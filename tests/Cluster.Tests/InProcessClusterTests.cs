@@ -128,6 +128,55 @@ public sealed class InProcessClusterTests(TrioClusterFixture fixture, ITestOutpu
     }
 
     [Fact]
+    public async Task AnswerCueAndResponsePrefixPrefillTheSameIdsAndTokensAsSingleProcess()
+    {
+        var spec = TinyTrio.Spec() with { AnswerCue = "Question: {prompt}\nAnswer:", ExpertResponsePrefix = "Answer:" };
+        string[] models = [TinyTrio.Base, TinyTrio.Expert, TinyTrio.Anti];
+        foreach (var chat in new[] { false, true })
+        {
+            var expectedIds = TinyTrio.ReferencePromptIds(Prompt, spec, chat);
+            var bareIds = TinyTrio.ReferencePromptIds(Prompt, TinyTrio.Spec(), chat);
+            for (int m = 0; m < 3; m++) Assert.NotEqual(bareIds[m], expectedIds[m]); // each model sees the option meant for it
+
+            // Each model grain, opened as the coordinator opens it, prefills the single-process ids.
+            for (int m = 0; m < 3; m++)
+            {
+                var session = $"cue-{chat}-{m}";
+                var opened = await Grains.GetGrain<IModelGrain>(models[m]).Open(new OpenSessionRequest
+                {
+                    SessionId = session, Prompt = chat ? null : Prompt, Messages = chat ? [new ChatMessageSpec("user", Prompt)] : null,
+                    ApplyChatTemplate = m == 1, AnswerCue = spec.AnswerCue, ExpertResponsePrefix = spec.ExpertResponsePrefix, MaxNewTokens = 4,
+                });
+                await Grains.GetGrain<IModelGrain>(models[m]).Close(session);
+                Assert.Equal(expectedIds[m], opened.PromptIds);
+            }
+
+            // The coordinator carries the options to every model: the same tokens as ProxyDecoder.
+            var reference = TinyTrio.Reference(Prompt, 12, spec, chat);
+            var request = TinyTrio.Request(Prompt, 12, spec);
+            if (chat) request = request with { Prompt = null, Messages = [new ChatMessageSpec("user", Prompt)] };
+            var (tokens, text, events) = await TinyTrio.Collect(GenerationClient.StreamAsync(Grains, request, $"cue-run-{chat}"));
+            Assert.Equal(reference.TokenIds, tokens);
+            Assert.Equal(reference.Text, text);
+            Assert.Equal(reference.PromptTokens, events[^1].Usage!.PromptTokens);
+        }
+    }
+
+    [Fact]
+    public async Task AnAnswerCueWithoutThePlaceholderIsRefusedNamingTheField()
+    {
+        var spec = TinyTrio.Spec() with { AnswerCue = "Question: Answer:" };
+        var e = await Assert.ThrowsAsync<InvalidRequestException>(() => TinyTrio.Collect(Grains.GetGrain<IGenerationGrain>("x/bad-cue")
+            .Generate(TinyTrio.Request(Prompt, 4, spec))));
+        Assert.Equal("answer_cue", e.Field);
+        Assert.Contains("{prompt}", e.Message);
+        // A model grain opened directly refuses it the same way.
+        var m = await Assert.ThrowsAsync<InvalidRequestException>(() => Grains.GetGrain<IModelGrain>(TinyTrio.Base)
+            .Open(new OpenSessionRequest { SessionId = "bad-cue", Prompt = Prompt, AnswerCue = "Question: Answer:" }));
+        Assert.Equal("answer_cue", m.Field);
+    }
+
+    [Fact]
     public async Task BadRequestsNameTheField()
     {
         var e = await Assert.ThrowsAsync<InvalidRequestException>(() => TinyTrio.Collect(Grains.GetGrain<IGenerationGrain>("x/bad-1")
