@@ -82,17 +82,12 @@ public static class GenerateCommand
                 }
                 spec = p.GetValue(alpha) is float a ? resolved with { Alpha = a } : resolved;
             }
-            if (p.GetValue(answerCue) is string cue)
+            try { spec = WithPromptOptions(spec, p.GetValue(answerCue), p.GetValue(responsePrefix)); }
+            catch (ArgumentException e)
             {
-                cue = cue.Replace("\\n", "\n", StringComparison.Ordinal);
-                if (CombinationSpec.AnswerCueProblem(cue) is { } problem)
-                {
-                    Console.Error.WriteLine($"error: --answer-cue: {problem}");
-                    return 2;
-                }
-                spec = spec with { AnswerCue = cue };
+                Console.Error.WriteLine("error: " + e.Message);
+                return 2;
             }
-            if (p.GetValue(responsePrefix) is string prefix) spec = spec with { ExpertResponsePrefix = prefix.Replace("\\n", "\n", StringComparison.Ordinal) };
             var text = p.GetValue(prompt)!;
             var request = new GenerationRequest
             {
@@ -136,6 +131,22 @@ public static class GenerateCommand
             }
         });
         return cmd;
+    }
+
+    /// <summary>
+    /// The combination with the command line's prompt options over its configured ones; a literal \n in either option
+    /// is a newline (shells make a real one awkward). A cue without {prompt} is an ArgumentException naming the option.
+    /// </summary>
+    public static CombinationSpec WithPromptOptions(CombinationSpec spec, string? answerCue, string? responsePrefix)
+    {
+        if (answerCue is not null)
+        {
+            answerCue = answerCue.Replace("\\n", "\n", StringComparison.Ordinal);
+            if (CombinationSpec.AnswerCueProblem(answerCue) is { } problem) throw new ArgumentException($"--answer-cue: {problem}");
+            spec = spec with { AnswerCue = answerCue };
+        }
+        if (responsePrefix is not null) spec = spec with { ExpertResponsePrefix = responsePrefix.Replace("\\n", "\n", StringComparison.Ordinal) };
+        return spec;
     }
 
     internal static string NewId() => "cli-" + Guid.NewGuid().ToString("N")[..12];
