@@ -163,6 +163,27 @@ public sealed class InProcessClusterTests(TrioClusterFixture fixture, ITestOutpu
     }
 
     [Fact]
+    public async Task Fp16AtOpenHalvesTheBytesOfEveryStepAndStaysClose()
+    {
+        // The precision is given at open and applies to every later step of the session (model and pair grains).
+        foreach (var pair in new[] { false, true })
+        {
+            var spec = pair ? new CombinationSpec(TinyTrio.Base, [new ExpertSpec(TinyTrio.Extra, TinyTrio.Anti)], 1f) : TinyTrio.Spec();
+            var fp32 = await TinyTrio.Collect(GenerationClient.StreamAsync(Grains, TinyTrio.Request(Prompt, 6, spec) with { ReturnLogits = true }, $"fp32-{pair}"));
+            var fp16 = await TinyTrio.Collect(GenerationClient.StreamAsync(Grains,
+                TinyTrio.Request(Prompt, 6, spec) with { ReturnLogits = true, Precision = LogitsPrecision.Float16 }, $"fp16-{pair}"));
+            double full = fp32.Events[^1].Stats!.BytesPerStep, half = fp16.Events[^1].Stats!.BytesPerStep;
+            var first32 = MemoryMarshal.Cast<byte, float>(fp32.Events[0].Logits);
+            var first16 = MemoryMarshal.Cast<byte, float>(fp16.Events[0].Logits);
+            float worst = 0;
+            for (int j = 0; j < first32.Length; j++) worst = Math.Max(worst, Math.Abs(first32[j] - first16[j]));
+            output.WriteLine($"{(pair ? "pair grain" : "separate models")}: {full / 1024:F0} KiB/step fp32, {half / 1024:F0} KiB/step fp16; max |Δ first-step logit| {worst:G3}");
+            Assert.Equal(full / 2, half);
+            Assert.True(worst > 0 && worst < 0.05f, $"fp16 first-step logits differ by {worst}");
+        }
+    }
+
+    [Fact]
     public async Task AnAnswerCueWithoutThePlaceholderIsRefusedNamingTheField()
     {
         var spec = TinyTrio.Spec() with { AnswerCue = "Question: Answer:" };
