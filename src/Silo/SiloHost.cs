@@ -35,7 +35,7 @@ public static class SiloHost
         Any configuration key also works: --ProxyOrleans:KvBudgetMB=512, env ProxyOrleans__Models__0__Name=base-large ...
         """;
 
-    /// <summary>Translates the friendly options into configuration keys (see the BRIEF's configuration conventions).</summary>
+    /// <summary>Translates the friendly options into configuration keys (the "ProxyOrleans" section's keys, docs/distributed.md).</summary>
     public static Dictionary<string, string?> ParseArgs(string[] args, out List<string> rest)
     {
         var d = new Dictionary<string, string?>();
