@@ -51,6 +51,10 @@ public sealed record OpenSessionRequest
     [Id(8)] public float Weight { get; init; } = 1f;
     /// <summary>Pair grains: the base's vocabulary size (longer expert vocabularies are truncated to it); 0 = own.</summary>
     [Id(9)] public int OutputVocab { get; init; }
+    /// <summary>How this model sees the prompt when it is a base or anti-expert (see <see cref="CombinationSpec.AnswerCue"/>).</summary>
+    [Id(10)] public string? AnswerCue { get; init; }
+    /// <summary>Text after this model's chat template when it is an expert (see <see cref="CombinationSpec.ExpertResponsePrefix"/>).</summary>
+    [Id(11)] public string? ExpertResponsePrefix { get; init; }
 }
 
 /// <summary>Result of an open or a step: the next-token logits (fp32 or fp16 little-endian bytes).</summary>

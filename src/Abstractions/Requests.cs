@@ -8,16 +8,36 @@ public sealed record ExpertSpec(
     [property: Id(2)] float Weight = 1f);
 
 /// <summary>
-/// A proxy-tuned combination on the wire: logits = base + alpha * Σ_i w_i (expert_i − antiExpert_i).
-/// No experts (or alpha 0 with none) means plain decoding of the base model.
+/// A proxy-tuned combination on the wire: logits = base + alpha * Σ_i w_i (expert_i − antiExpert_i), and how its
+/// models see the prompt. No experts (or alpha 0 with none) means plain decoding of the base model.
 /// </summary>
+/// <param name="AnswerCue">
+/// How the base and the anti-experts see the prompt: "{prompt}" is replaced by the prompt text (e.g.
+/// "Question: {prompt}\nAnswer:"); it must contain "{prompt}" exactly once. Null: the prompt as it is.
+/// </param>
+/// <param name="ExpertResponsePrefix">Text after the expert's chat template (e.g. "Answer:"). Null: nothing.</param>
 [GenerateSerializer, Immutable]
 public sealed record CombinationSpec(
     [property: Id(0)] string Base,
     [property: Id(1)] ExpertSpec[] Experts,
-    [property: Id(2)] float Alpha = 1f)
+    [property: Id(2)] float Alpha = 1f,
+    [property: Id(3)] string? AnswerCue = null,
+    [property: Id(4)] string? ExpertResponsePrefix = null)
 {
     public static CombinationSpec BaseOnly(string baseModel) => new(baseModel, [], 0f);
+
+    /// <summary>The placeholder an <see cref="AnswerCue"/> holds exactly once.</summary>
+    public const string PromptPlaceholder = "{prompt}";
+
+    /// <summary>Why <paramref name="answerCue"/> cannot be used (null: it can), in words a caller can act on.</summary>
+    public static string? AnswerCueProblem(string? answerCue)
+    {
+        if (answerCue is null) return null;
+        int first = answerCue.IndexOf(PromptPlaceholder, StringComparison.Ordinal);
+        if (first >= 0 && answerCue.IndexOf(PromptPlaceholder, first + 1, StringComparison.Ordinal) < 0) return null;
+        return $"The answer cue must contain {PromptPlaceholder} exactly once (where the prompt goes), e.g. \"Question: {{prompt}}\\nAnswer:\"; " +
+               $"got \"{answerCue.Replace("\n", "\\n")}\".";
+    }
 
     /// <summary>Every model the combination needs, base first, without duplicates.</summary>
     public IReadOnlyList<string> Models =>
@@ -27,7 +47,10 @@ public sealed record CombinationSpec(
 [GenerateSerializer, Immutable]
 public sealed record ChatMessageSpec([property: Id(0)] string Role, [property: Id(1)] string Content);
 
-/// <summary>Sampling and stopping (mirrors ProxyOrleans.Inference.Decoding.SamplingOptions).</summary>
+/// <summary>
+/// Sampling and stopping on the wire. The grains turn it into the Inference library's SamplingOptions in one place
+/// (src/Grains/InferenceMapping.cs): a new field goes here, in the gateway's RequestParser and in that mapping.
+/// </summary>
 [GenerateSerializer, Immutable]
 public sealed record SamplingSpec
 {
@@ -55,9 +78,11 @@ public enum LogitsPrecision
 }
 
 /// <summary>
-/// One generation request. Give either <see cref="Prompt"/> or <see cref="Messages"/>.
-/// The expert models see the chat template (when they have one and <see cref="ExpertChatTemplate"/> is set);
-/// the base and anti-experts see the plain prompt, as in the paper.
+/// One generation request, from the HTTP gateway (RequestParser builds it), the CLI or a test to the coordinator
+/// grain. Give either <see cref="Prompt"/> or <see cref="Messages"/>.
+/// The expert models see the chat template (when they have one and <see cref="ExpertChatTemplate"/> is set) and the
+/// combination's <see cref="CombinationSpec.ExpertResponsePrefix"/>; the base and anti-experts see the plain prompt
+/// inside the combination's <see cref="CombinationSpec.AnswerCue"/>, as in the paper.
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record GenerationRequest

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Runtime.InteropServices;
 using ProxyOrleans.Grains.Models;
 using ProxyOrleans.Grains.Placement;
 using ProxyOrleans.Inference.Decoding;
@@ -29,12 +28,11 @@ public sealed class ModelGrain(HostedModels hosted) : Grain, IModelGrain
     public async Task<StepResult> Open(OpenSessionRequest request)
     {
         if (hosted.Draining) throw new ModelDrainingException($"Model '{_worker.Name}' on {RuntimeIdentity} is draining: open the session elsewhere.");
-        var ids = _worker.Tokenize(request.Prompt, request.Messages, request.ApplyChatTemplate);
-        var (logits, ms) = await _worker.OpenAsync(request.SessionId, ids, request.Generated, request.MaxNewTokens);
-        _worker.SetPrecision(request.SessionId, request.Precision);
+        var ids = _worker.Tokenize(request);
+        var (logits, ms) = await _worker.OpenAsync(request.SessionId, ids, request.Generated, request.MaxNewTokens, request.Precision);
         return new StepResult
         {
-            Step = request.Generated.Length, Logits = new(LogitsCodec.Encode(LogitsCodec.AsFloats(logits), request.Precision, logits)),
+            Step = request.Generated.Length, Logits = new(LogitsCodec.Encode(logits.Span, request.Precision)),
             Precision = request.Precision, PromptTokens = ids.Length, PromptIds = ids, ModelMs = ms,
             ContextRoom = _worker.MaxSequenceLength - ids.Length, Vocabularies = [_worker.Vocabulary],
         };
@@ -47,7 +45,7 @@ public sealed class ModelGrain(HostedModels hosted) : Grain, IModelGrain
         var precision = _worker.PrecisionOf(sessionId);
         return new StepResult
         {
-            Step = step, Logits = new(LogitsCodec.Encode(LogitsCodec.AsFloats(logits), precision, logits)), Precision = precision, ModelMs = ms,
+            Step = step, Logits = new(LogitsCodec.Encode(logits.Span, precision)), Precision = precision, ModelMs = ms,
             ServerMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds,
         };
     }
@@ -78,6 +76,12 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
 {
     private ModelWorker _expert = null!, _anti = null!;
 
+    /// <summary>What a pair session sends: w·(expert − anti) over the base's vocabulary, in this precision.</summary>
+    private sealed record PairSession(float Weight, int OutputVocab, LogitsPrecision Precision);
+
+    // Per session, set at open. Lost with the activation: a step then finds no entry and the coordinator re-opens.
+    private readonly Dictionary<string, PairSession> _sessions = new(StringComparer.Ordinal);
+
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
         var (models, _) = ModelPlacementDirector.ParseModelKey(this.GetPrimaryKeyString());
@@ -90,13 +94,16 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
     public async Task<StepResult> Open(OpenSessionRequest expertRequest, OpenSessionRequest antiRequest)
     {
         if (hosted.Draining) throw new ModelDrainingException($"Models on {RuntimeIdentity} are draining: open the session elsewhere.");
-        var eIds = _expert.Tokenize(expertRequest.Prompt, expertRequest.Messages, expertRequest.ApplyChatTemplate);
-        var aIds = _anti.Tokenize(antiRequest.Prompt, antiRequest.Messages, antiRequest.ApplyChatTemplate);
+        // Sessions the workers freed (idle, or never closed by a coordinator that died) leave the table here.
+        foreach (var gone in _sessions.Keys.Where(id => !_expert.IsOpen(id)).ToList()) _sessions.Remove(gone);
+        var eIds = _expert.Tokenize(expertRequest);
+        var aIds = _anti.Tokenize(antiRequest);
         var e = _expert.OpenAsync(expertRequest.SessionId, eIds, expertRequest.Generated, expertRequest.MaxNewTokens);
         var a = _anti.OpenAsync(antiRequest.SessionId, aIds, antiRequest.Generated, antiRequest.MaxNewTokens);
         await Task.WhenAll(e, a);
-        _expert.SetPairInfo(expertRequest.SessionId, expertRequest.Weight, expertRequest.OutputVocab, expertRequest.Precision);
-        return Difference(expertRequest.SessionId, expertRequest.Generated.Length, e.Result, a.Result) with
+        var session = new PairSession(expertRequest.Weight, expertRequest.OutputVocab, expertRequest.Precision);
+        _sessions[expertRequest.SessionId] = session;
+        return Difference(session, expertRequest.Generated.Length, e.Result, a.Result) with
         {
             ContextRoom = Math.Min(_expert.MaxSequenceLength - eIds.Length, _anti.MaxSequenceLength - aIds.Length),
             Vocabularies = [_expert.Vocabulary, _anti.Vocabulary],
@@ -106,25 +113,28 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
     public async Task<StepResult> Step(string sessionId, int step, int token)
     {
         long start = Stopwatch.GetTimestamp();
+        if (!_sessions.TryGetValue(sessionId, out var session))
+            throw new SessionNotFoundException($"Session '{sessionId}' is not open on pair '{this.GetPrimaryKeyString()}' here: re-open it.");
         var e = _expert.StepAsync(sessionId, step, token);
         var a = _anti.StepAsync(sessionId, step, token);
         await Task.WhenAll(e, a);
-        return Difference(sessionId, step, e.Result, a.Result) with { ServerMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds };
+        return Difference(session, step, e.Result, a.Result) with { ServerMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds };
     }
 
-    private StepResult Difference(string sessionId, int step, (byte[] Logits, double Ms) e, (byte[] Logits, double Ms) a)
+    private static StepResult Difference(PairSession session, int step, (ReadOnlyMemory<float> Logits, double Ms) e, (ReadOnlyMemory<float> Logits, double Ms) a)
     {
-        var (weight, vocab, precision) = _expert.PairInfo(sessionId);
-        var expert = LogitsCodec.AsFloats(e.Logits);
-        var anti = LogitsCodec.AsFloats(a.Logits);
-        if (vocab <= 0) vocab = Math.Min(expert.Length, anti.Length);
+        int vocab = session.OutputVocab > 0 ? session.OutputVocab : Math.Min(e.Logits.Length, a.Logits.Length);
         var d = new float[vocab];
-        ProxyCombiner.WeightedDifference(expert, anti, weight, d);
-        return new StepResult { Step = step, Logits = new(LogitsCodec.Encode(d, precision)), Precision = precision, ModelMs = Math.Max(e.Ms, a.Ms) };
+        ProxyCombiner.WeightedDifference(e.Logits.Span, a.Logits.Span, session.Weight, d);
+        return new StepResult
+        {
+            Step = step, Logits = new(LogitsCodec.Encode(d, session.Precision)), Precision = session.Precision, ModelMs = Math.Max(e.Ms, a.Ms),
+        };
     }
 
     public Task Close(string sessionId)
     {
+        _sessions.Remove(sessionId);
         _expert.Close(sessionId);
         _anti.Close(sessionId);
         return Task.CompletedTask;

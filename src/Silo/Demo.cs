@@ -29,7 +29,8 @@ public static class Demo
             async Task<string> Run(CombinationSpec spec, string prompt)
             {
                 var text = new System.Text.StringBuilder();
-                // As a chat turn: the expert sees its chat template, the base and anti-expert the plain question.
+                // As a chat turn: the expert sees its chat template and the combination's response prefix, the base and
+                // anti-expert the question inside its answer cue.
                 var request = new GenerationRequest { Combination = spec, Messages = [new ChatMessageSpec("user", prompt)], Sampling = sampling, TenantId = "demo" };
                 await foreach (var ev in GenerationClient.StreamAsync(grains, request, "demo-" + Guid.NewGuid().ToString("N"), ct))
                     text.Append(ev.Text);
@@ -37,7 +38,8 @@ public static class Demo
             }
             foreach (string prompt in prompts)
             {
-                var baseOnly = Run(CombinationSpec.BaseOnly(combo.Spec.Base), prompt);
+                // The base alone is asked as the combination asks it (same answer cue): zero-shot, as the reference evaluates bases.
+                var baseOnly = Run(CombinationSpec.BaseOnly(combo.Spec.Base) with { AnswerCue = combo.Spec.AnswerCue }, prompt);
                 var proxy = Run(combo.Spec, prompt);
                 await Task.WhenAll(baseOnly, proxy);
                 Console.WriteLine();

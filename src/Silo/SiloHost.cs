@@ -35,7 +35,7 @@ public static class SiloHost
         Any configuration key also works: --ProxyOrleans:KvBudgetMB=512, env ProxyOrleans__Models__0__Name=base-large ...
         """;
 
-    /// <summary>Translates the friendly options into configuration keys (see the BRIEF's configuration conventions).</summary>
+    /// <summary>Translates the friendly options into configuration keys (the "ProxyOrleans" section's keys, docs/distributed.md).</summary>
     public static Dictionary<string, string?> ParseArgs(string[] args, out List<string> rest)
     {
         var d = new Dictionary<string, string?>();
@@ -157,6 +157,10 @@ public static class SiloHost
             d["ProxyOrleans:Combinations:proxy-large:Experts:0:Expert"] = "tuned-small";
             d["ProxyOrleans:Combinations:proxy-large:Experts:0:AntiExpert"] = "base-small";
             d["ProxyOrleans:Combinations:proxy-large:Experts:0:Weight"] = "1";
+            // The reference's zero-shot prompts: the base and anti-expert are asked "Question: …\nAnswer:", the
+            // expert answers after its chat template and "Answer:".
+            d["ProxyOrleans:Combinations:proxy-large:AnswerCue"] = "Question: {prompt}\nAnswer:";
+            d["ProxyOrleans:Combinations:proxy-large:ExpertResponsePrefix"] = "Answer:";
         }
         config.AddInMemoryCollection(d);
     }

@@ -128,6 +128,76 @@ public sealed class InProcessClusterTests(TrioClusterFixture fixture, ITestOutpu
     }
 
     [Fact]
+    public async Task AnswerCueAndResponsePrefixPrefillTheSameIdsAndTokensAsSingleProcess()
+    {
+        var spec = TinyTrio.Spec() with { AnswerCue = "Question: {prompt}\nAnswer:", ExpertResponsePrefix = "Answer:" };
+        string[] models = [TinyTrio.Base, TinyTrio.Expert, TinyTrio.Anti];
+        foreach (var chat in new[] { false, true })
+        {
+            var expectedIds = TinyTrio.ReferencePromptIds(Prompt, spec, chat);
+            var bareIds = TinyTrio.ReferencePromptIds(Prompt, TinyTrio.Spec(), chat);
+            for (int m = 0; m < 3; m++) Assert.NotEqual(bareIds[m], expectedIds[m]); // each model sees the option meant for it
+
+            // Each model grain, opened as the coordinator opens it, prefills the single-process ids.
+            for (int m = 0; m < 3; m++)
+            {
+                var session = $"cue-{chat}-{m}";
+                var opened = await Grains.GetGrain<IModelGrain>(models[m]).Open(new OpenSessionRequest
+                {
+                    SessionId = session, Prompt = chat ? null : Prompt, Messages = chat ? [new ChatMessageSpec("user", Prompt)] : null,
+                    ApplyChatTemplate = m == 1, AnswerCue = spec.AnswerCue, ExpertResponsePrefix = spec.ExpertResponsePrefix, MaxNewTokens = 4,
+                });
+                await Grains.GetGrain<IModelGrain>(models[m]).Close(session);
+                Assert.Equal(expectedIds[m], opened.PromptIds);
+            }
+
+            // The coordinator carries the options to every model: the same tokens as ProxyDecoder.
+            var reference = TinyTrio.Reference(Prompt, 12, spec, chat);
+            var request = TinyTrio.Request(Prompt, 12, spec);
+            if (chat) request = request with { Prompt = null, Messages = [new ChatMessageSpec("user", Prompt)] };
+            var (tokens, text, events) = await TinyTrio.Collect(GenerationClient.StreamAsync(Grains, request, $"cue-run-{chat}"));
+            Assert.Equal(reference.TokenIds, tokens);
+            Assert.Equal(reference.Text, text);
+            Assert.Equal(reference.PromptTokens, events[^1].Usage!.PromptTokens);
+        }
+    }
+
+    [Fact]
+    public async Task Fp16AtOpenHalvesTheBytesOfEveryStepAndStaysClose()
+    {
+        // The precision is given at open and applies to every later step of the session (model and pair grains).
+        foreach (var pair in new[] { false, true })
+        {
+            var spec = pair ? new CombinationSpec(TinyTrio.Base, [new ExpertSpec(TinyTrio.Extra, TinyTrio.Anti)], 1f) : TinyTrio.Spec();
+            var fp32 = await TinyTrio.Collect(GenerationClient.StreamAsync(Grains, TinyTrio.Request(Prompt, 6, spec) with { ReturnLogits = true }, $"fp32-{pair}"));
+            var fp16 = await TinyTrio.Collect(GenerationClient.StreamAsync(Grains,
+                TinyTrio.Request(Prompt, 6, spec) with { ReturnLogits = true, Precision = LogitsPrecision.Float16 }, $"fp16-{pair}"));
+            double full = fp32.Events[^1].Stats!.BytesPerStep, half = fp16.Events[^1].Stats!.BytesPerStep;
+            var first32 = MemoryMarshal.Cast<byte, float>(fp32.Events[0].Logits);
+            var first16 = MemoryMarshal.Cast<byte, float>(fp16.Events[0].Logits);
+            float worst = 0;
+            for (int j = 0; j < first32.Length; j++) worst = Math.Max(worst, Math.Abs(first32[j] - first16[j]));
+            output.WriteLine($"{(pair ? "pair grain" : "separate models")}: {full / 1024:F0} KiB/step fp32, {half / 1024:F0} KiB/step fp16; max |Δ first-step logit| {worst:G3}");
+            Assert.Equal(full / 2, half);
+            Assert.True(worst > 0 && worst < 0.05f, $"fp16 first-step logits differ by {worst}");
+        }
+    }
+
+    [Fact]
+    public async Task AnAnswerCueWithoutThePlaceholderIsRefusedNamingTheField()
+    {
+        var spec = TinyTrio.Spec() with { AnswerCue = "Question: Answer:" };
+        var e = await Assert.ThrowsAsync<InvalidRequestException>(() => TinyTrio.Collect(Grains.GetGrain<IGenerationGrain>("x/bad-cue")
+            .Generate(TinyTrio.Request(Prompt, 4, spec))));
+        Assert.Equal("answer_cue", e.Field);
+        Assert.Contains("{prompt}", e.Message);
+        // A model grain opened directly refuses it the same way.
+        var m = await Assert.ThrowsAsync<InvalidRequestException>(() => Grains.GetGrain<IModelGrain>(TinyTrio.Base)
+            .Open(new OpenSessionRequest { SessionId = "bad-cue", Prompt = Prompt, AnswerCue = "Question: Answer:" }));
+        Assert.Equal("answer_cue", m.Field);
+    }
+
+    [Fact]
     public async Task BadRequestsNameTheField()
     {
         var e = await Assert.ThrowsAsync<InvalidRequestException>(() => TinyTrio.Collect(Grains.GetGrain<IGenerationGrain>("x/bad-1")

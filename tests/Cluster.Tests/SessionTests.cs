@@ -16,7 +16,7 @@ public sealed class SessionTests(TrioClusterFixture fixture) : IClassFixture<Tri
         // Room for one 100-token session only.
         using var worker = new ModelWorker("budget", TinyTrio.Dir(TinyTrio.Base), loaded, budgetBytes: 150 * loaded.Model.KvBytesPerToken,
             TimeSpan.Zero, 8, TimeSpan.FromMinutes(1), NullLogger.Instance);
-        var prompt = worker.Tokenize("Hello world", null, false);
+        var prompt = worker.Tokenize(new OpenSessionRequest { SessionId = "s", Prompt = "Hello world" });
         await worker.OpenAsync("a", prompt, [], 96);
         var e = await Assert.ThrowsAsync<CapacityExceededException>(() => worker.OpenAsync("b", prompt, [], 96));
         Assert.Contains("budget", e.Message);

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using ProxyOrleans.Abstractions;
+using ProxyOrleans.Grains;
 using ProxyOrleans.Inference.Decoding;
 using ProxyOrleans.Inference.Models;
 using ProxyOrleans.Inference.Runtime;
@@ -94,14 +95,22 @@ public static class TinyTrio
 
     private static readonly Lazy<ModelCatalog> SharedCatalog = new(NewCatalog);
 
-    /// <summary>Tokens the single-process ProxyDecoder produces (greedy).</summary>
+    /// <summary>Tokens the single-process ProxyDecoder produces (greedy), with the spec's answer cue and response prefix.</summary>
     public static GenerationResult Reference(string prompt, int maxTokens, CombinationSpec? spec = null, bool chat = false)
     {
         var s = spec ?? Spec();
-        var combination = new ProxyCombination(s.Base, s.Experts.Select(e => new ExpertPair(e.Expert, e.AntiExpert, e.Weight)).ToList(), s.Alpha);
-        var p = chat ? ProxyPrompt.FromMessages([new ChatMessage("user", prompt)]) : ProxyPrompt.FromText(prompt);
-        return new ProxyDecoder(SharedCatalog.Value).Generate(combination, p, new SamplingOptions { Temperature = 0, MaxNewTokens = maxTokens, StopAtEos = false });
+        return new ProxyDecoder(SharedCatalog.Value).Generate(s.ToCombination(), ReferencePrompt(prompt, s, chat), Greedy(maxTokens));
     }
+
+    /// <summary>The prompt ids the single-process ProxyDecoder prefills: base, then expert and anti-expert per pair.</summary>
+    public static IReadOnlyList<int[]> ReferencePromptIds(string prompt, CombinationSpec spec, bool chat = false) =>
+        new ProxyDecoder(SharedCatalog.Value).Start(spec.ToCombination(), ReferencePrompt(prompt, spec, chat), Greedy(1)).PromptTokensByModel;
+
+    private static ProxyPrompt ReferencePrompt(string prompt, CombinationSpec spec, bool chat) =>
+        (chat ? ProxyPrompt.FromMessages([new ChatMessage("user", prompt)]) : ProxyPrompt.FromText(prompt))
+        with { AnswerCue = spec.AnswerCue, ExpertResponsePrefix = spec.ExpertResponsePrefix };
+
+    private static SamplingOptions Greedy(int maxTokens) => new() { Temperature = 0, MaxNewTokens = maxTokens, StopAtEos = false };
 
     public static GenerationRequest Request(string prompt, int maxTokens, CombinationSpec? spec = null) => new()
     {
@@ -122,14 +131,10 @@ public static class TinyTrio
         {
             for (int m = 0; m < 3; m++) sessions[m].Append(rows[m].Prompt, logits[m]);
             var result = new List<float[]>();
-            int n = b.Model.VocabSize;
+            var combine = new ProxyStep(1f, [1f]);
             for (int step = 0; step <= tokens.Length; step++)
             {
-                var diff = new float[n];
-                ProxyCombiner.WeightedDifference(logits[1], logits[2], 1f, diff);
-                var combined = new float[n];
-                ProxyCombiner.CombineDifferences(logits[0], diff, 1f, combined);
-                result.Add(combined);
+                result.Add(combine.Combine(logits[0], [PairLogits.Of(logits[1], logits[2])]).ToArray());
                 if (step == tokens.Length) break;
                 for (int m = 0; m < 3; m++) sessions[m].Append([tokens[step]], logits[m]);
             }

@@ -37,6 +37,9 @@ public sealed class GatewayFixture : IAsyncLifetime
     public string ExpertModel => "expert-tiny";
     public string AntiExpertModel => "anti-tiny";
     public string Combination => "proxy-tiny";
+    /// <summary>The same trio with the silos' configured prompt defaults: <see cref="AnswerCue"/> and <see cref="ResponsePrefix"/>.</summary>
+    public string CuedCombination => "proxy-tiny-cued";
+    public const string AnswerCue = "Question: {prompt}\nAnswer:", ResponsePrefix = "Answer:";
     public CombinationSpec CombinationSpec => new(BaseModel, [new ExpertSpec(ExpertModel, AntiExpertModel, 1f)], 1f);
     public int ModelContext => 2048;
     /// <summary>A generation this long runs for a while (the tiny models never stop early: checked at start): ~2 s on a
@@ -132,6 +135,11 @@ public sealed class GatewayFixture : IAsyncLifetime
             ["ProxyOrleans:Combinations:proxy-tiny:Alpha"] = "1",
             ["ProxyOrleans:Combinations:proxy-tiny:Experts:0:Expert"] = ExpertModel,
             ["ProxyOrleans:Combinations:proxy-tiny:Experts:0:AntiExpert"] = AntiExpertModel,
+            ["ProxyOrleans:Combinations:proxy-tiny-cued:Base"] = BaseModel,
+            ["ProxyOrleans:Combinations:proxy-tiny-cued:Experts:0:Expert"] = ExpertModel,
+            ["ProxyOrleans:Combinations:proxy-tiny-cued:Experts:0:AntiExpert"] = AntiExpertModel,
+            ["ProxyOrleans:Combinations:proxy-tiny-cued:AnswerCue"] = AnswerCue,
+            ["ProxyOrleans:Combinations:proxy-tiny-cued:ExpertResponsePrefix"] = ResponsePrefix,
             ["ProxyOrleans:Threads"] = "1",
         };
         for (var i = 0; i < models.Length; i++)
@@ -170,7 +178,8 @@ public sealed class GatewayFixture : IAsyncLifetime
         float temperature = 0f, ulong? seed = null, IReadOnlyList<string>? stop = null)
     {
         var combination = new ProxyCombination(spec.Base, spec.Experts.Select(e => new ExpertPair(e.Expert, e.AntiExpert, e.Weight)).ToList(), spec.Alpha);
-        var p = prompt is not null ? ProxyPrompt.FromText(prompt) : ProxyPrompt.FromMessages(messages!.Select(m => new ChatMessage(m.Role, m.Content)).ToList());
+        var p = (prompt is not null ? ProxyPrompt.FromText(prompt) : ProxyPrompt.FromMessages(messages!.Select(m => new ChatMessage(m.Role, m.Content)).ToList()))
+            with { AnswerCue = spec.AnswerCue, ExpertResponsePrefix = spec.ExpertResponsePrefix };
         var options = new SamplingOptions { Temperature = temperature, Seed = seed, MaxNewTokens = maxTokens, Stop = stop ?? [] };
         GenerationResult r;
         lock (decoder!) r = decoder.Generate(combination, p, options);

@@ -22,12 +22,22 @@ public static class GenerateCommand
         var seed = new Option<ulong?>("--seed");
         var maxTokens = new Option<int>("--max-tokens") { DefaultValueFactory = _ => 64 };
         var stop = new Option<string[]>("--stop") { Description = "Stop sequence(s)." };
-        var compare = new Option<bool>("--compare") { Description = "Show base-only and proxy-tuned side by side." };
+        var compare = new Option<bool>("--compare") { Description = "Show base-only (with the same answer cue) and proxy-tuned side by side." };
         var fp16 = new Option<bool>("--fp16") { Description = "Ship logits between silos as fp16 (half the bytes; not bit-exact)." };
         var stats = new Option<bool>("--stats") { Description = "Print timing and traffic figures at the end." };
+        var answerCue = new Option<string?>("--answer-cue")
+        {
+            Description = "How the base and anti-experts see the prompt, with {prompt} where it goes, e.g. \"Question: {prompt}\\nAnswer:\" " +
+                          "(\\n is a newline; default: the combination's; \"{prompt}\" for the bare prompt).",
+        };
+        var responsePrefix = new Option<string?>("--expert-response-prefix")
+        {
+            Description = "Text after the experts' chat template, e.g. \"Answer:\" (default: the combination's; \"\" for none).",
+        };
         var cmd = new Command("generate", "Generate text on the cluster, streaming tokens as they come.")
         {
             prompt, chat, combination, baseModel, expert, anti, alpha, temperature, topP, topK, seed, maxTokens, stop, compare, fp16, stats,
+            answerCue, responsePrefix,
         };
         ClusterConnection.AddOptions(cmd);
         cmd.SetAction(async (p, ct) =>
@@ -72,6 +82,12 @@ public static class GenerateCommand
                 }
                 spec = p.GetValue(alpha) is float a ? resolved with { Alpha = a } : resolved;
             }
+            try { spec = WithPromptOptions(spec, p.GetValue(answerCue), p.GetValue(responsePrefix)); }
+            catch (ArgumentException e)
+            {
+                Console.Error.WriteLine("error: " + e.Message);
+                return 2;
+            }
             var text = p.GetValue(prompt)!;
             var request = new GenerationRequest
             {
@@ -90,7 +106,7 @@ public static class GenerateCommand
             {
                 if (p.GetValue(compare))
                 {
-                    var baseOnly = Collect(grains, request with { Combination = CombinationSpec.BaseOnly(spec.Base) }, ct);
+                    var baseOnly = Collect(grains, request with { Combination = CombinationSpec.BaseOnly(spec.Base) with { AnswerCue = spec.AnswerCue } }, ct);
                     var proxied = Collect(grains, request, ct);
                     await Task.WhenAll(baseOnly, proxied);
                     SideBySide($"{spec.Base} alone", baseOnly.Result.Text, $"proxy-tuned: {Describe(spec)}", proxied.Result.Text);
@@ -115,6 +131,22 @@ public static class GenerateCommand
             }
         });
         return cmd;
+    }
+
+    /// <summary>
+    /// The combination with the command line's prompt options over its configured ones; a literal \n in either option
+    /// is a newline (shells make a real one awkward). A cue without {prompt} is an ArgumentException naming the option.
+    /// </summary>
+    public static CombinationSpec WithPromptOptions(CombinationSpec spec, string? answerCue, string? responsePrefix)
+    {
+        if (answerCue is not null)
+        {
+            answerCue = answerCue.Replace("\\n", "\n", StringComparison.Ordinal);
+            if (CombinationSpec.AnswerCueProblem(answerCue) is { } problem) throw new ArgumentException($"--answer-cue: {problem}");
+            spec = spec with { AnswerCue = answerCue };
+        }
+        if (responsePrefix is not null) spec = spec with { ExpertResponsePrefix = responsePrefix.Replace("\\n", "\n", StringComparison.Ordinal) };
+        return spec;
     }
 
     internal static string NewId() => "cli-" + Guid.NewGuid().ToString("N")[..12];

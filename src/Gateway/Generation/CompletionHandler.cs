@@ -35,18 +35,18 @@ public sealed class CompletionHandler(
         if (req.Combination.Models.FirstOrDefault(m => !catalog.Hosted.Contains(m)) is { } missing)
             throw ApiError.Unavailable($"The model '{missing}' needed by '{req.Model}' is not hosted by any silo right now; retry later.", "model_not_hosted");
 
-        var lease = await quotas.AdmitAsync(tenant, req.Generations, req.MaxTokens);
+        var lease = await quotas.AdmitAsync(tenant, req.GenerationCount, req.MaxTokens);
         var id = (endpoint == ApiEndpoint.ChatCompletions ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
-        registry.Add(new RequestRegistry.Entry(tenant.Name, id, req.Model, time.GetUtcNow(), req.Generations, cancel));
+        registry.Add(new RequestRegistry.Entry(tenant.Name, id, req.Model, time.GetUtcNow(), req.GenerationCount, cancel));
         ctx.Response.Headers["x-request-id"] = id;
         using var scope = log.BeginScope(new Dictionary<string, object> { ["RequestId"] = id, ["Tenant"] = tenant.Name, ["Model"] = req.Model });
         log.LogInformation("Request {RequestId} admitted: {Generations} generation(s), max_tokens {MaxTokens}, stream {Stream}",
-            id, req.Generations, req.MaxTokens, req.Stream);
+            id, req.GenerationCount, req.MaxTokens, req.Stream);
         var modelTag = new KeyValuePair<string, object?>("model", req.Model);
         var tenantTag = new KeyValuePair<string, object?>("tenant", tenant.Name);
-        var jobs = BuildJobs(req, tenant.Name, id);
+        var jobs = BuildGenerations(req, tenant.Name, id);
         var promptTokens = new int[jobs.Count];
         var completionTokens = new int[jobs.Count];
         try
@@ -140,24 +140,12 @@ public sealed class CompletionHandler(
         }
     }
 
-    List<GenerationJob> BuildJobs(ParsedRequest req, string tenant, string id)
-    {
-        List<GenerationJob> jobs = [];
-        var prompts = req.Endpoint == ApiEndpoint.Completions ? req.Prompts.Cast<string?>().ToList() : [null];
-        foreach (var prompt in prompts)
-            for (var j = 0; j < req.N; j++)
-            {
-                // Choices of one request differ by seed; with a seed, each choice still repeats exactly.
-                ulong? seed = req.Seed is { } s ? unchecked((ulong)s + (ulong)j) : (req.N > 1 && req.Temperature > 0 ? (ulong)Random.Shared.NextInt64() : null);
-                jobs.Add(new GenerationJob($"{tenant}:{id}:{jobs.Count}", tenant, req.Combination, prompt,
-                    req.Endpoint == ApiEndpoint.ChatCompletions ? req.Messages : null,
-                    req.MaxTokens, req.Temperature, req.TopP, req.TopK, seed, req.Stop));
-            }
-        return jobs;
-    }
+    /// <summary>Each generation's cluster-wide id ("&lt;tenant&gt;:&lt;request id&gt;:&lt;index&gt;": the prefix keeps tenants' ids apart) and request.</summary>
+    static List<(string Id, GenerationRequest Request)> BuildGenerations(ParsedRequest req, string tenant, string id) =>
+        [.. req.Generations(tenant).Select((g, i) => ($"{tenant}:{id}:{i}", g))];
 
     /// <summary>Runs every generation at once and merges their updates; the first failure cancels the others.</summary>
-    async IAsyncEnumerable<(int, GenerationUpdate)> RunAll(List<GenerationJob> jobs, KeyValuePair<string, object?> modelTag,
+    async IAsyncEnumerable<(int, GenerationUpdate)> RunAll(List<(string Id, GenerationRequest Request)> jobs, KeyValuePair<string, object?> modelTag,
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
     {
         if (jobs.Count == 1)
@@ -165,7 +153,7 @@ public sealed class CompletionHandler(
             metrics.ActiveGenerations.Add(1, modelTag);
             try
             {
-                await foreach (var u in backend.RunAsync(jobs[0], ct).WithCancellation(ct)) yield return (0, u);
+                await foreach (var u in backend.RunAsync(jobs[0].Id, jobs[0].Request, ct).WithCancellation(ct)) yield return (0, u);
             }
             finally { metrics.ActiveGenerations.Add(-1, modelTag); }
             yield break;
@@ -177,7 +165,7 @@ public sealed class CompletionHandler(
             metrics.ActiveGenerations.Add(1, modelTag);
             try
             {
-                await foreach (var u in backend.RunAsync(job, linked.Token).WithCancellation(linked.Token))
+                await foreach (var u in backend.RunAsync(job.Id, job.Request, linked.Token).WithCancellation(linked.Token))
                     await channel.Writer.WriteAsync((i, u), linked.Token);
             }
             catch { linked.Cancel(); throw; }

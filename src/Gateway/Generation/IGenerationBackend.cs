@@ -1,20 +1,5 @@
 namespace ProxyOrleans.Gateway.Generation;
 
-/// <summary>One generation the gateway asks the cluster for (one choice of one prompt).</summary>
-public sealed record GenerationJob(
-    /// <summary>Cluster-wide id: "&lt;tenant&gt;:&lt;request id&gt;:&lt;choice&gt;". The tenant prefix keeps tenants' ids apart.</summary>
-    string GenerationId,
-    string Tenant,
-    CombinationSpec Combination,
-    string? Prompt,
-    IReadOnlyList<ChatMessageSpec>? Messages,
-    int MaxTokens,
-    float Temperature,
-    float TopP,
-    int TopK,
-    ulong? Seed,
-    IReadOnlyList<string> Stop);
-
 public abstract record GenerationUpdate;
 /// <summary>New text (already detokenized, never half a character) and how many tokens produced it.</summary>
 public sealed record TextDelta(string Text, int Tokens) : GenerationUpdate;
@@ -26,7 +11,8 @@ public sealed record Finished(string FinishReason, int PromptTokens, int Complet
 public interface IGenerationBackend
 {
     /// <summary>Runs a generation; cancelling <paramref name="cancellationToken"/> stops it on every silo.</summary>
-    IAsyncEnumerable<GenerationUpdate> RunAsync(GenerationJob job, CancellationToken cancellationToken);
+    /// <param name="generationId">Cluster-wide id: "&lt;tenant&gt;:&lt;request id&gt;:&lt;index&gt;".</param>
+    IAsyncEnumerable<GenerationUpdate> RunAsync(string generationId, GenerationRequest request, CancellationToken cancellationToken);
 
     /// <summary>Models hosted by the cluster now and the combinations its silos are configured with.</summary>
     Task<ClusterModels> GetModelsAsync(CancellationToken cancellationToken);

@@ -80,7 +80,10 @@ public sealed class ModelCatalog(IConfiguration config, IGenerationBackend backe
                 var anti = e["AntiExpert"] is { Length: > 0 } y ? y : throw new InvalidOperationException($"{at}:AntiExpert is missing.");
                 experts.Add(new ExpertSpec(ex, anti, ParseFloat(e["Weight"], 1f, $"{at}:Weight")));
             }
-            result[c.Key] = new CombinationSpec(baseModel, experts.ToArray(), alpha);
+            var cue = c["AnswerCue"];
+            if (CombinationSpec.AnswerCueProblem(cue) is { } problem)
+                throw new InvalidOperationException($"ProxyOrleans:Combinations:{c.Key}:AnswerCue: {problem}");
+            result[c.Key] = new CombinationSpec(baseModel, experts.ToArray(), alpha, cue, c["ExpertResponsePrefix"]);
         }
         return result;
     }

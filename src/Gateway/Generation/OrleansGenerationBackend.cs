@@ -15,24 +15,12 @@ public sealed class OrleansGenerationBackend(IClusterClient client, ILogger<Orle
     public Task<ClusterModels> GetModelsAsync(CancellationToken cancellationToken) =>
         client.GetGrain<IModelDirectoryGrain>(DirectoryKeys.Default).GetModels().WaitAsync(cancellationToken);
 
-    public async IAsyncEnumerable<GenerationUpdate> RunAsync(GenerationJob job, [EnumeratorCancellation] CancellationToken cancellationToken)
+    public async IAsyncEnumerable<GenerationUpdate> RunAsync(string generationId, GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        var grain = client.GetGrain<IGenerationGrain>(GenerationKeys.Create(job.Combination.Base, job.GenerationId));
-        var request = new GenerationRequest
-        {
-            Combination = job.Combination,
-            Prompt = job.Prompt,
-            Messages = job.Messages?.ToArray(),
-            TenantId = job.Tenant,
-            Sampling = new SamplingSpec
-            {
-                Temperature = job.Temperature, TopP = job.TopP, TopK = job.TopK, Seed = job.Seed,
-                MaxNewTokens = job.MaxTokens, Stop = job.Stop.ToArray(),
-            },
-        };
+        var grain = client.GetGrain<IGenerationGrain>(GenerationKeys.Create(request.Combination.Base, generationId));
         // GenerationClient resumes on a new coordinator (same output) if the coordinator's silo dies mid-stream.
-        await using var events = GenerationClient.StreamAsync(client, request, job.GenerationId, cancellationToken).GetAsyncEnumerator(cancellationToken);
-        using var onCancel = cancellationToken.Register(() => _ = CancelAsync(grain, job));
+        await using var events = GenerationClient.StreamAsync(client, request, generationId, cancellationToken).GetAsyncEnumerator(cancellationToken);
+        using var onCancel = cancellationToken.Register(() => _ = CancelAsync(grain, generationId, request.TenantId));
         while (true)
         {
             TokenEvent e;
@@ -43,7 +31,7 @@ public sealed class OrleansGenerationBackend(IClusterClient client, ILogger<Orle
             }
             catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
             {
-                throw Translate(ex, job);
+                throw Translate(ex, isChat: request.Messages is not null);
             }
             if (e.Finish == FinishKind.Error)
                 throw new ApiError(500, $"The generation failed on the cluster: {e.Error}", "server_error", null, "generation_failed", "generation_failed");
@@ -60,19 +48,18 @@ public sealed class OrleansGenerationBackend(IClusterClient client, ILogger<Orle
         }
     }
 
-    async Task CancelAsync(IGenerationGrain grain, GenerationJob job)
+    async Task CancelAsync(IGenerationGrain grain, string generationId, string tenant)
     {
         try
         {
-            await grain.Cancel(job.Tenant).WaitAsync(TimeSpan.FromSeconds(5));
-            log.LogInformation("Cancelled generation {GenerationId} on the cluster", job.GenerationId);
+            await grain.Cancel(tenant).WaitAsync(TimeSpan.FromSeconds(5));
+            log.LogInformation("Cancelled generation {GenerationId} on the cluster", generationId);
         }
-        catch (Exception e) { log.LogWarning(e, "Cancel of generation {GenerationId} failed", job.GenerationId); }
+        catch (Exception e) { log.LogWarning(e, "Cancel of generation {GenerationId} failed", generationId); }
     }
 
-    static Exception Translate(Exception ex, GenerationJob job)
+    static Exception Translate(Exception ex, bool isChat)
     {
-        var isChat = job.Messages is not null;
         return ex switch
         {
             ApiError a => a,
@@ -98,6 +85,7 @@ public sealed class OrleansGenerationBackend(IClusterClient client, ILogger<Orle
         "TopP" or "Sampling.TopP" => "top_p",
         "Stop" or "Sampling.Stop" => "stop",
         "Alpha" or "Combination.Alpha" => "alpha",
+        "answer_cue" => "proxy.answer_cue",
         _ => field,
     };
 }

@@ -101,12 +101,21 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
 
         var request = new ParsedRequest
         {
-            Endpoint = endpoint, Model = model, Combination = spec, Prompts = prompts, Messages = messages,
-            MaxTokens = maxTokens, Temperature = (float)temperature, TopP = (float)topP, TopK = (int)topK,
-            Seed = seed, Stop = stop, N = (int)n, Stream = stream, IncludeUsage = includeUsage, OverrideModels = overrides,
+            Endpoint = endpoint, Model = model, Prompts = prompts, N = (int)n, Stream = stream, IncludeUsage = includeUsage,
+            OverrideModels = overrides,
+            Generation = new GenerationRequest
+            {
+                Combination = spec,
+                Messages = endpoint == ApiEndpoint.ChatCompletions ? [.. messages] : null,
+                Sampling = new SamplingSpec
+                {
+                    Temperature = (float)temperature, TopP = (float)topP, TopK = (int)topK,
+                    Seed = seed is { } s ? unchecked((ulong)s) : null, MaxNewTokens = maxTokens, Stop = [.. stop],
+                },
+            },
         };
-        if (request.Generations > options.MaxChoices)
-            throw ApiError.Invalid("n", $"prompts × n = {request.Generations} exceeds the limit of {options.MaxChoices} generations per request.");
+        if (request.GenerationCount > options.MaxChoices)
+            throw ApiError.Invalid("n", $"prompts × n = {request.GenerationCount} exceeds the limit of {options.MaxChoices} generations per request.");
         return request;
     }
 
@@ -206,7 +215,8 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
     }
 
     /// <summary>
-    /// Extension fields: top-level "alpha", or "proxy": {"alpha", "base", "experts": [{"expert","anti_expert","weight"}]}.
+    /// Extension fields: top-level "alpha", or "proxy": {"alpha", "base", "experts": [{"expert","anti_expert","weight"}],
+    /// "answer_cue", "expert_response_prefix"} (the prompt options override the combination's configured defaults).
     /// </summary>
     (CombinationSpec, IReadOnlyList<string>) ApplyOverrides(JsonElement root, CombinationSpec spec)
     {
@@ -214,8 +224,16 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
         if (OptionalFinite(root, "alpha") is { } topAlpha) spec = spec with { Alpha = CheckAlpha(topAlpha, "alpha") };
         if (Get(root, "proxy") is not { } proxy) return (spec, named);
         if (proxy.ValueKind != JsonValueKind.Object)
-            throw ApiError.Invalid("proxy", "'proxy' must be an object: {\"alpha\", \"base\", \"experts\": [{\"expert\", \"anti_expert\", \"weight\"}]}.", "invalid_type");
+            throw ApiError.Invalid("proxy", "'proxy' must be an object: {\"alpha\", \"base\", \"experts\": [{\"expert\", \"anti_expert\", \"weight\"}], \"answer_cue\", \"expert_response_prefix\"}.", "invalid_type");
         if (OptionalFinite(proxy, "alpha", "proxy.alpha") is { } a) spec = spec with { Alpha = CheckAlpha(a, "proxy.alpha") };
+        if (OptionalText(proxy, "answer_cue", "proxy.answer_cue") is { } cue)
+        {
+            if (CombinationSpec.AnswerCueProblem(cue) is { } problem)
+                throw ApiError.Invalid("proxy.answer_cue", $"'proxy.answer_cue': {problem} Send \"{{prompt}}\" for the bare prompt.");
+            spec = spec with { AnswerCue = cue };
+        }
+        if (OptionalText(proxy, "expert_response_prefix", "proxy.expert_response_prefix") is { } prefix)
+            spec = spec with { ExpertResponsePrefix = prefix };
         if (OptionalString(proxy, "base", "proxy.base") is { } b)
         {
             spec = spec with { Base = CheckPlainModel(b, "proxy.base") };
@@ -287,6 +305,18 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
     {
         if (Get(obj, name) is not { } v) return null;
         return RequiredString(obj, name, param);
+    }
+
+    /// <summary>An optional string that may be empty, at most MaxPromptChars long.</summary>
+    string? OptionalText(JsonElement obj, string name, string param)
+    {
+        if (Get(obj, name) is not { } v) return null;
+        if (v.ValueKind != JsonValueKind.String)
+            throw ApiError.Invalid(param, $"'{param}' must be a string.", "invalid_type");
+        var s = Text(v, param);
+        if (s.Length > options.MaxPromptChars)
+            throw ApiError.Invalid(param, $"'{param}' is {s.Length} characters; the limit is {options.MaxPromptChars}.");
+        return s;
     }
 
     static long? OptionalInt(JsonElement obj, string name, string? param = null)

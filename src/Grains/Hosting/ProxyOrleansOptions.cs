@@ -21,12 +21,16 @@ public sealed class CombinationOptions
     public string Base { get; set; } = "";
     public float Alpha { get; set; } = 1f;
     public List<ExpertOptions> Experts { get; set; } = [];
+    /// <summary>Default answer cue of the combination (a request may give its own), e.g. "Question: {prompt}\nAnswer:".</summary>
+    public string? AnswerCue { get; set; }
+    /// <summary>Default text after the experts' chat template (a request may give its own), e.g. "Answer:".</summary>
+    public string? ExpertResponsePrefix { get; set; }
 
     public CombinationSpec ToSpec() =>
-        new(Base, Experts.Select(e => new ExpertSpec(e.Expert, e.AntiExpert, e.Weight)).ToArray(), Alpha);
+        new(Base, Experts.Select(e => new ExpertSpec(e.Expert, e.AntiExpert, e.Weight)).ToArray(), Alpha, AnswerCue, ExpertResponsePrefix);
 }
 
-/// <summary>The "ProxyOrleans" configuration section (see the BRIEF's configuration conventions).</summary>
+/// <summary>The "ProxyOrleans" configuration section (keys listed in docs/gateway.md and docs/distributed.md).</summary>
 public sealed class ProxyOrleansOptions
 {
     public const string Section = "ProxyOrleans";

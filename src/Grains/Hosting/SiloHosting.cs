@@ -22,6 +22,9 @@ public static class SiloHosting
     {
         var section = configuration.GetSection(ProxyOrleansOptions.Section);
         var options = section.Get<ProxyOrleansOptions>() ?? new ProxyOrleansOptions();
+        foreach (var (name, combination) in options.Combinations)
+            if (CombinationSpec.AnswerCueProblem(combination.AnswerCue) is { } problem)
+                throw new InvalidOperationException($"{ProxyOrleansOptions.Section}:Combinations:{name}:AnswerCue: {problem}");
         silo.Services.Configure<ProxyOrleansOptions>(section);
         var metadata = configuration.GetSection("Orleans:Metadata").GetChildren()
             .Where(c => c.Value is not null).ToDictionary(c => c.Key, c => c.Value!);

@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Runtime.InteropServices;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using ProxyOrleans.Inference.Decoding;
@@ -12,7 +11,8 @@ namespace ProxyOrleans.Grains.Models;
 /// <summary>
 /// One loaded model on this silo and all its sessions. A single loop runs the model: prefills one at a time,
 /// and the steps of all sessions that are waiting (gathered for a short window) as one StepBatch, so tenants
-/// share the model instead of queueing behind each other. Results are fp32 logits as bytes (what the wire carries).
+/// share the model instead of queueing behind each other. Results are fp32 logits as floats; the grain that sends
+/// them encodes them once, for the wire, in the session's precision (given at open).
 /// </summary>
 public sealed class ModelWorker : IDisposable
 {
@@ -57,14 +57,16 @@ public sealed class ModelWorker : IDisposable
         _idleSweep = new Timer(_ => SweepIdle(), null, sweep, sweep);
     }
 
-    /// <summary>The prompt as this model sees it: plain text, or messages through its chat template.</summary>
+    /// <summary>
+    /// The prompt as this model sees it: the plain text inside the answer cue (base, anti-expert), or the messages
+    /// through its chat template plus the response prefix (expert, <see cref="OpenSessionRequest.ApplyChatTemplate"/>).
+    /// </summary>
     /// <remarks>Through <see cref="ProxyPrompt"/>, as the single-process decoder does, so both paths prefill the same ids.</remarks>
-    public int[] Tokenize(string? prompt, ChatMessageSpec[]? messages, bool applyChatTemplate)
+    public int[] Tokenize(OpenSessionRequest request)
     {
-        var p = messages is { Length: > 0 }
-            ? ProxyPrompt.FromMessages(messages.Select(m => new ChatMessage(m.Role, m.Content)).ToList())
-            : ProxyPrompt.FromText(prompt ?? throw new InvalidRequestException("prompt", "Give a prompt or chat messages."));
-        try { return applyChatTemplate ? p.ExpertTokens(Tokenizer) : p.PlainTokens(Tokenizer); }
+        if (CombinationSpec.AnswerCueProblem(request.AnswerCue) is { } problem) throw new InvalidRequestException("answer_cue", problem);
+        var prompt = request.ToProxyPrompt();
+        try { return request.ApplyChatTemplate ? prompt.ExpertTokens(Tokenizer) : prompt.PlainTokens(Tokenizer); }
         catch (ArgumentException e) { throw new InvalidRequestException("prompt", e.Message); }
     }
 
@@ -72,7 +74,9 @@ public sealed class ModelWorker : IDisposable
     /// Creates (or replaces) a session, prefills prompt + generated tokens, returns fp32 logits for step
     /// <c>generated.Length</c>. Reserves KV memory for the whole request up front.
     /// </summary>
-    public async Task<(byte[] Logits, double ModelMs)> OpenAsync(string sessionId, int[] promptIds, int[] generated, int maxNewTokens)
+    /// <param name="precision">How the session's logits travel (<see cref="PrecisionOf"/>); the worker itself always returns fp32.</param>
+    public async Task<(ReadOnlyMemory<float> Logits, double ModelMs)> OpenAsync(string sessionId, int[] promptIds, int[] generated, int maxNewTokens,
+        LogitsPrecision precision = LogitsPrecision.Float32)
     {
         if (promptIds.Length == 0) throw new InvalidRequestException("prompt", "The prompt tokenized to no tokens.");
         Close(sessionId);
@@ -94,7 +98,7 @@ public sealed class ModelWorker : IDisposable
                 $"{(after - need) / 1048576.0:F1} of {_budgetBytes / 1048576.0:F1} MB are held by {_sessions.Count} sessions. " +
                 "Retry later, lower max_tokens, add a replica, or raise ProxyOrleans:KvBudgetMB.");
         }
-        var session = new Session(sessionId, capacity, need) { Step = generated.Length };
+        var session = new Session(sessionId, capacity, need) { Step = generated.Length, Precision = precision };
         try
         {
             session.Inner = _model.CreateSession(capacity);
@@ -116,7 +120,7 @@ public sealed class ModelWorker : IDisposable
     }
 
     /// <summary>Appends the token sampled at step−1 and returns the logits for <paramref name="step"/>; idempotent per step.</summary>
-    public Task<(byte[] Logits, double ModelMs)> StepAsync(string sessionId, int step, int token)
+    public Task<(ReadOnlyMemory<float> Logits, double ModelMs)> StepAsync(string sessionId, int step, int token)
     {
         if (!_sessions.TryGetValue(sessionId, out var session))
             throw new SessionNotFoundException($"Session '{sessionId}' is not open on model '{Name}' here (silo restarted or idle timeout): re-open it.");
@@ -138,7 +142,7 @@ public sealed class ModelWorker : IDisposable
         }
     }
 
-    private static async Task<(byte[], double)> RunStep(Session session, int step, Work work)
+    private static async Task<(ReadOnlyMemory<float>, double)> RunStep(Session session, int step, Work work)
     {
         var logits = await work.Result.Task;
         lock (session)
@@ -155,20 +159,8 @@ public sealed class ModelWorker : IDisposable
         _sessions.TryGetValue(sessionId, out var s) ? s.Precision
             : throw new SessionNotFoundException($"Session '{sessionId}' is not open on model '{Name}' here: re-open it.");
 
-    public void SetPrecision(string sessionId, LogitsPrecision precision)
-    {
-        if (_sessions.TryGetValue(sessionId, out var s)) s.Precision = precision;
-    }
-
-    /// <summary>Pair sessions (expert side) remember the weight, the base's vocabulary and the precision.</summary>
-    public void SetPairInfo(string sessionId, float weight, int vocab, LogitsPrecision precision)
-    {
-        if (_sessions.TryGetValue(sessionId, out var s)) { s.Weight = weight; s.OutputVocab = vocab; s.Precision = precision; }
-    }
-
-    public (float Weight, int Vocab, LogitsPrecision Precision) PairInfo(string sessionId) =>
-        _sessions.TryGetValue(sessionId, out var s) ? (s.Weight, s.OutputVocab, s.Precision)
-            : throw new SessionNotFoundException($"Session '{sessionId}' is not open on model '{Name}' here: re-open it.");
+    /// <summary>Whether the session is open here (not closed, not freed as idle).</summary>
+    public bool IsOpen(string sessionId) => _sessions.ContainsKey(sessionId);
 
     public void Close(string sessionId)
     {
@@ -238,8 +230,8 @@ public sealed class ModelWorker : IDisposable
         try
         {
             var sw = Stopwatch.StartNew();
-            var logits = new byte[_model.VocabSize * sizeof(float)];
-            w.Session.Inner!.Append(w.Tokens, MemoryMarshal.Cast<byte, float>(logits.AsSpan()));
+            var logits = new float[_model.VocabSize];
+            w.Session.Inner!.Append(w.Tokens, logits);
             w.ModelMs = sw.Elapsed.TotalMilliseconds;
             ComputeMs += w.ModelMs;
             Prefills++;
@@ -261,11 +253,11 @@ public sealed class ModelWorker : IDisposable
             ComputeMs += ms;
             Steps += steps.Count;
             Batches++;
+            // Each session's row of the batch, without a copy: the grain's encoding for the wire is the one copy.
             for (int i = 0; i < steps.Count; i++)
             {
-                var bytes = MemoryMarshal.AsBytes(all.AsSpan(i * v, v)).ToArray();
                 steps[i].ModelMs = ms;
-                steps[i].Result.TrySetResult(bytes);
+                steps[i].Result.TrySetResult(all.AsMemory(i * v, v));
             }
         }
         catch (Exception e)
@@ -290,12 +282,10 @@ public sealed class ModelWorker : IDisposable
         public int Capacity { get; } = capacity;
         public IModelSession? Inner;
         public int Step;                 // step whose logits LastLogits holds
-        public byte[]? LastLogits;
-        public Task<(byte[], double)>? Pending;
+        public ReadOnlyMemory<float>? LastLogits;
+        public Task<(ReadOnlyMemory<float>, double)>? Pending;
         public long LastUsed = Environment.TickCount64;
         public LogitsPrecision Precision;
-        public float Weight = 1f;
-        public int OutputVocab;
         public volatile bool Closed;
         private long _reserved = reserved;
         public void Touch() => LastUsed = Environment.TickCount64;
@@ -316,6 +306,6 @@ public sealed class ModelWorker : IDisposable
         public bool Prefill { get; } = prefill;
         public bool Free { get; init; }
         public double ModelMs;
-        public TaskCompletionSource<byte[]> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public TaskCompletionSource<ReadOnlyMemory<float>> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 }

@@ -19,8 +19,8 @@ public sealed record GenerationCheckpoint(ulong Seed, int[] GeneratedTokens);
 /// <summary>
 /// The decoding side of one generation, independent of where the logits come from: token history, step
 /// index, sampling, EOS, max tokens, the context window, stop sequences and streaming detokenization. The single-process
-/// <see cref="ProxyDecoder"/> and the Orleans coordinator grain both drive it with
-/// <see cref="Advance"/>(combined logits), so both paths run the same code.
+/// <see cref="ProxyDecoder"/> and the Orleans coordinator grain both drive it through <see cref="ProxyStep.Advance"/>
+/// (combine, then <see cref="Advance"/>(combined logits)), so both paths run the same code.
 /// <para>Text: ids become text through <see cref="StreamingDetokenizer"/> (prompt context so the first word keeps
 /// its SentencePiece space; incomplete UTF-8 characters held back). On top of that, text is held back while its
 /// end could be the start of a stop sequence; when a stop sequence appears the text is cut just before it and

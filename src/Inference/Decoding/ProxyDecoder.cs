@@ -24,9 +24,8 @@ public sealed record DecodeOptions
 
 /// <summary>
 /// Proxy-tuned decoding in one process: prefill every model, then per step combine
-/// base + alpha * Σ w_i (expert_i − antiExpert_i) with <see cref="ProxyCombiner"/>, choose the token with
-/// <see cref="GenerationState"/> and append it to every model. The Orleans coordinator runs the same
-/// combiner and state, with the models behind grains.
+/// base + alpha * Σ w_i (expert_i − antiExpert_i), sample and stop with <see cref="ProxyStep"/> and append the
+/// token to every model. The Orleans coordinator runs the same <see cref="ProxyStep"/>, with the models behind grains.
 /// </summary>
 public sealed class ProxyDecoder(Func<string, LoadedModel> resolve, Action<ProxyCombination>? checkCombination = null)
 {
@@ -125,20 +124,18 @@ public sealed class ProxyDecoder(Func<string, LoadedModel> resolve, Action<Proxy
 /// <summary>One running single-process generation: enumerate <see cref="Steps"/> once.</summary>
 public sealed class ProxyGeneration
 {
-    private readonly ProxyCombination combination;
     private readonly (LoadedModel Model, int[] Prompt, float[] Logits, string Role)[] models; // base, then expert/anti per pair
-    private readonly float[] weights;
+    private readonly ProxyStep step;
+    private readonly PairLogits[] pairLogits; // views of each pair's logits buffers, refilled in place every step
     private readonly DecodeOptions decode;
     private readonly List<IModelSession> sessions = [];
-    private float[]? combined, differences;
     private bool started;
 
     internal ProxyGeneration(ProxyCombination combination, LoadedModel baseModel,
         (ExpertPair Pair, LoadedModel Expert, LoadedModel Anti)[] pairs, ProxyPrompt prompt, SamplingOptions options, DecodeOptions decode)
     {
-        this.combination = combination;
         this.decode = decode;
-        weights = [.. pairs.Select(p => p.Pair.Weight)];
+        step = new ProxyStep(combination.Alpha, [.. pairs.Select(p => p.Pair.Weight)]);
         var roles = new List<(LoadedModel, int[], float[], string)> { (baseModel, prompt.BaseTokens(baseModel.Tokenizer), new float[baseModel.Model.VocabSize], "base") };
         foreach (var (_, expert, anti) in pairs)
         {
@@ -146,6 +143,7 @@ public sealed class ProxyGeneration
             roles.Add((anti, prompt.PlainTokens(anti.Tokenizer), new float[anti.Model.VocabSize], "anti-expert"));
         }
         models = [.. roles];
+        pairLogits = [.. pairs.Select((_, i) => PairLogits.Of(models[1 + 2 * i].Logits, models[2 + 2 * i].Logits))];
 
         // Room after the prompt in the tightest context; the prompt must leave some.
         foreach (var (m, p, _, _) in models)
@@ -222,24 +220,17 @@ public sealed class ProxyGeneration
         }
     }
 
-    /// <summary>Combines the current logits and advances the state by one token.</summary>
+    /// <summary>Combines the current logits and advances the state by one token (<see cref="ProxyStep"/>).</summary>
     internal DecodedToken Decide()
     {
-        int vocab = models[0].Logits.Length, n = weights.Length;
-        combined ??= new float[vocab];
-        differences ??= new float[n * vocab];
-        for (int i = 0; i < n; i++)
-            ProxyCombiner.WeightedDifference(models[1 + 2 * i].Logits, models[2 + 2 * i].Logits, weights[i], differences.AsSpan(i * vocab, vocab));
-        ProxyCombiner.CombineDifferences(models[0].Logits, differences, combination.Alpha, combined);
-
-        int step = State.Step;
-        var outcome = State.Advance(combined);
+        int at = State.Step;
+        var outcome = step.Advance(State, models[0].Logits, pairLogits);
         StepAnalysis? analysis = decode.AnalysisTopK > 0
-            ? new StepAnalysis(step, outcome.TokenId,
+            ? new StepAnalysis(at, outcome.TokenId,
                 [.. models.Select(m => new ModelTopTokens(m.Model.Name, m.Role, StepAnalysis.TopTokens(m.Logits, decode.AnalysisTopK)))],
-                StepAnalysis.TopTokens(combined, decode.AnalysisTopK))
+                StepAnalysis.TopTokens(step.Combined, decode.AnalysisTopK))
             : null;
-        return new DecodedToken(step, outcome.TokenId, outcome.TextDelta, outcome.Finish, analysis);
+        return new DecodedToken(at, outcome.TokenId, outcome.TextDelta, outcome.Finish, analysis);
     }
 
     internal void Release()
