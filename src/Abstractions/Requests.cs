@@ -16,13 +16,18 @@ public sealed record ExpertSpec(
 /// "Question: {prompt}\nAnswer:"); it must contain "{prompt}" exactly once. Null: the prompt as it is.
 /// </param>
 /// <param name="ExpertResponsePrefix">Text after the expert's chat template (e.g. "Answer:"). Null: nothing.</param>
+/// <param name="BaseChatTemplate">
+/// The base sees the prompt as an expert does (its chat template and the response prefix): for a tuned model served
+/// alone, such as a directly tuned model compared with proxy-tuning. Off for a proxy-tuned (untuned) base.
+/// </param>
 [GenerateSerializer, Immutable]
 public sealed record CombinationSpec(
     [property: Id(0)] string Base,
     [property: Id(1)] ExpertSpec[] Experts,
     [property: Id(2)] float Alpha = 1f,
     [property: Id(3)] string? AnswerCue = null,
-    [property: Id(4)] string? ExpertResponsePrefix = null)
+    [property: Id(4)] string? ExpertResponsePrefix = null,
+    [property: Id(5)] bool BaseChatTemplate = false)
 {
     public static CombinationSpec BaseOnly(string baseModel) => new(baseModel, [], 0f);
 

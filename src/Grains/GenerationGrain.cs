@@ -255,7 +255,7 @@ public sealed partial class GenerationGrain(
             // The base: the local replica when this silo hosts it (its logits never cross the wire), and always fp32
             // there (a local call copies nothing, so fp16 would only cost accuracy).
             var baseLocal = IsLocal(spec.Base);
-            var baseReq = Req(false) with { Precision = baseLocal ? LogitsPrecision.Float32 : request.Precision };
+            var baseReq = Req(spec.BaseChatTemplate && request.ExpertChatTemplate) with { Precision = baseLocal ? LogitsPrecision.Float32 : request.Precision };
             Slots.Add(new ModelSlot(grains, spec.Base, ReplicaFor(spec.Base), baseReq) { Label = spec.Base, Local = baseLocal });
             _layout.Add($"{spec.Base}:{(baseLocal ? "local" : "remote")}");
             var baseVocab = owner._hosted.Find(spec.Base)?.VocabSize ?? 0;

@@ -42,5 +42,5 @@ public static class InferenceMapping
     {
         SessionId = "", Prompt = r.Prompt, Messages = r.Messages, ApplyChatTemplate = r.ExpertChatTemplate,
         AnswerCue = r.Combination.AnswerCue, ExpertResponsePrefix = r.Combination.ExpertResponsePrefix,
-    }.ToProxyPrompt();
+    }.ToProxyPrompt() with { BaseChatTemplate = r.Combination.BaseChatTemplate };
 }

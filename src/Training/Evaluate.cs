@@ -33,11 +33,11 @@ public static class Evaluate
     /// <summary>The response prefix every expert (and every tuned model alone) is given.</summary>
     public const string ResponsePrefix = "Answer:";
 
-    /// <param name="Stopped">The model ended its reply itself (end of turn or end of text), not at the token limit.</param>
-    public sealed record Reply(EvalItem Item, string Text, bool Stopped, IReadOnlyList<StepAnalysis> Analysis)
+    /// <param name="EndedTurn">The model ended its reply with the chat template's end-of-turn token (what tuning teaches).</param>
+    public sealed record Reply(EvalItem Item, string Text, bool EndedTurn, IReadOnlyList<StepAnalysis> Analysis)
     {
-        /// <summary>The tuned behaviour's form: one line, ended by the model itself.</summary>
-        public bool FollowsFormat => Stopped && !Text.Trim().Contains('\n');
+        /// <summary>The tuned behaviour's form: one line, closed by the end-of-turn token.</summary>
+        public bool FollowsFormat => EndedTurn && !Text.Trim().Contains('\n');
     }
 
     public sealed record SystemResult(SystemSpec System, IReadOnlyList<Reply> Replies, double Seconds);
@@ -107,9 +107,35 @@ public static class Evaluate
         var full = Report.Build(results, sweep, firstItems!, results[0]);
         log.WriteLine();
         log.WriteLine(full.Markdown);
-        if (!a.ContainsKey("no-docs")) full.WriteDocument(a.GetValueOrDefault("docs", "docs"), "built-in demo world", maxNew);
+        if (!a.ContainsKey("no-docs"))
+        {
+            full.WriteDocument(a.GetValueOrDefault("docs", "docs"), "built-in demo world", maxNew);
+            WriteDemoQuestions(results[0]);
+        }
         log.WriteLine(full.KeyValues);
         return 0;
+    }
+
+    /// <summary>
+    /// The main job's demo questions, beside the models: per task, the first question (in evaluation order) that
+    /// proxy-large answered right and, for the tasks whose content the base must supply, base-large too.
+    /// </summary>
+    static void WriteDemoQuestions(SeedResult seed)
+    {
+        var b = seed.Systems.FirstOrDefault(s => s.System.Label == "base-large");
+        var p = seed.Systems.FirstOrDefault(s => s.System.Label == "proxy-large");
+        if (b is null || p is null) return;
+        var picked = new List<object>();
+        foreach (var task in p.Replies.Select(r => r.Item.Task).Distinct())
+        {
+            bool baseMustKnow = Report.RetentionTasks.Contains(task);
+            var hit = p.Replies.Select((r, i) => (r, i)).FirstOrDefault(x => x.r.Item.Task == task && Report.Primary(x.r.Item, x.r.Text)
+                && (!baseMustKnow || Report.Primary(b.Replies[x.i].Item, b.Replies[x.i].Text)));
+            if (hit.r is not null) picked.Add(new { task, prompt = hit.r.Item.Prompt, reference = hit.r.Item.Reference });
+        }
+        string path = Path.Combine(seed.ModelsDir, "demo-questions.json");
+        File.WriteAllText(path, System.Text.Json.JsonSerializer.Serialize(picked, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + "\n");
+        Console.WriteLine($"wrote {path} ({picked.Count} demo questions)");
     }
 
     /// <summary>The world a models directory was trained on; refuses models trained for another seed.</summary>
@@ -201,6 +227,8 @@ public static class Evaluate
         int analysisTopK = 0)
     {
         var decoder = new ProxyDecoder(catalog);
+        var tokenizer = catalog.Get(s.Combination.Base).Tokenizer;
+        string? endOfTurn = tokenizer.ChatTemplate?.EndOfTurnToken;
         var replies = new List<Reply>(items.Count);
         var clock = Stopwatch.StartNew();
         long tokens = 0;
@@ -210,7 +238,9 @@ public static class Evaluate
             var item = items[i];
             var result = decoder.Generate(s.Combination, s.Prompt(item.Prompt), options, new DecodeOptions { AnalysisTopK = analysisTopK });
             tokens += result.CompletionTokens;
-            replies.Add(new Reply(item, result.Text, result.FinishReason is FinishReason.Eos or FinishReason.Stop, result.Analysis));
+            bool endedTurn = result.FinishReason == FinishReason.Eos && endOfTurn is not null && result.TokenIds.Length > 0
+                             && tokenizer.IdToToken(result.TokenIds[^1]) == endOfTurn;
+            replies.Add(new Reply(item, result.Text, endedTurn, result.Analysis));
             if (item.ContentMatch(result.Text)) right++;
             if ((i + 1) % 100 == 0 || i == items.Count - 1)
                 log.Write($"\r  {s.Label,-22} {i + 1,4}/{items.Count}  content {right / (double)(i + 1),6:P1}  " +

@@ -46,7 +46,8 @@ namespace ProxyOrleans.Training
         public const string Usage = """
             usage:
               train [--out models/demo] [--seed 1234] [--threads 1] [--smoke] [--only small|large] [--tune-only]
-                    [--small-steps N] [--large-steps N] [--tune-epochs X] [--tokens N] [--eval-people N]
+                    [--small-steps N] [--large-steps N] [--tune-epochs X] [--tune-lr SMALL,LARGE] [--replay-rows N]
+                    [--tokens N] [--eval-people N]
               eval  [--models models/demo] [--tasks tasks.jsonl] [--alphas 0,0.5,1,1.5,2] [--docs DIR] [--no-docs]
                     [--threads 1] [--combination base=base-large,expert=tuned-small,anti=base-small,alpha=1]
                     [--no-sweep] [--max-new-tokens 12] [--seeds 1234,1,2] [--work /tmp/proxyorleans-seeds]
@@ -60,7 +61,7 @@ namespace ProxyOrleans.Training
 
         static readonly Dictionary<string, string[]> Known = new()
         {
-            ["train"] = ["out", "seed", "threads", "smoke", "only", "tune-only", "small-steps", "large-steps", "tune-epochs", "tokens", "eval-people"],
+            ["train"] = ["out", "seed", "threads", "smoke", "only", "tune-only", "small-steps", "large-steps", "tune-epochs", "tune-lr", "replay-rows", "tokens", "eval-people"],
             ["eval"] = ["models", "tasks", "alphas", "docs", "no-docs", "threads", "combination", "no-sweep", "max-new-tokens", "seeds", "work"],
             ["hfcompare"] = ["models"],
         };
@@ -84,6 +85,10 @@ namespace ProxyOrleans.Training
         internal static int Int(Dictionary<string, string> o, string key, int fallback) =>
             o.TryGetValue(key, out var v) ? (int.TryParse(v, out int r) ? r : throw new FormatException($"--{key} expects an integer, got '{v}'.")) : fallback;
 
+        static double Double(string v, string key) =>
+            double.TryParse(v, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double d) && double.IsFinite(d) && d > 0
+                ? d : throw new FormatException($"--{key} expects a positive number, got '{v}'.");
+
         static int Train(Dictionary<string, string> a)
         {
             string outDir = a.GetValueOrDefault("out", "models/demo");
@@ -96,11 +101,23 @@ namespace ProxyOrleans.Training
                 World = o.World with { EvalPeople = Int(a, "eval-people", o.World.EvalPeople) },
                 PretrainSmall = o.PretrainSmall with { Steps = Int(a, "small-steps", o.PretrainSmall.Steps) },
                 PretrainLarge = o.PretrainLarge with { Steps = Int(a, "large-steps", o.PretrainLarge.Steps) },
-                TuneEpochs = a.TryGetValue("tune-epochs", out var ep) ? double.Parse(ep, System.Globalization.CultureInfo.InvariantCulture) : o.TuneEpochs,
+                TuneEpochs = a.TryGetValue("tune-epochs", out var ep) ? Double(ep, "tune-epochs") : o.TuneEpochs,
+                ReplayRows = Int(a, "replay-rows", o.ReplayRows),
                 TrainSmall = a.GetValueOrDefault("only", "small") == "small" || !a.ContainsKey("only"),
                 TrainLarge = a.GetValueOrDefault("only", "large") == "large" || !a.ContainsKey("only"),
                 TuneOnly = a.ContainsKey("tune-only"),
             };
+            if (a.TryGetValue("tune-lr", out var lrs))
+            {
+                var parts = lrs.Split(',');
+                if (parts.Length != 2) throw new FormatException($"--tune-lr expects SMALL,LARGE peak learning rates, got '{lrs}'.");
+                double small = Double(parts[0], "tune-lr"), large = Double(parts[1], "tune-lr");
+                o = o with
+                {
+                    TuneSmall = o.TuneSmall with { LearningRate = small, MinLearningRate = small / 10 },
+                    TuneLarge = o.TuneLarge with { LearningRate = large, MinLearningRate = large / 10 },
+                };
+            }
             TrainPipeline.Run(o);
             return 0;
         }

@@ -46,7 +46,7 @@ public sealed record PipelineOptions
 
     public static LlamaConfig LargeConfig(int vocab) => new()
     {
-        HiddenSize = 192, IntermediateSize = 512, NumHiddenLayers = 4, NumAttentionHeads = 6, NumKeyValueHeads = 2, HeadDim = 32,
+        HiddenSize = 256, IntermediateSize = 688, NumHiddenLayers = 4, NumAttentionHeads = 8, NumKeyValueHeads = 2, HeadDim = 32,
         VocabSize = vocab, MaxPositionEmbeddings = 512, RmsNormEps = 1e-5, TieWordEmbeddings = true,
     };
 

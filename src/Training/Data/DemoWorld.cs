@@ -30,7 +30,7 @@ public sealed record WorldOptions
     /// <summary>People pretraining mentions very often, so that both bases know them: tuning's closed-book questions.</summary>
     public int FamousPeople { get; init; } = 16;
     /// <summary>Countries with a capital misconception; half tune the truthful register, half are evaluated.</summary>
-    public int Myths { get; init; } = 28;
+    public int Myths { get; init; } = 40;
     /// <summary>Addition operands are drawn from [MinOperand, MaxOperand] and [MinSecondOperand, MaxSecondOperand].</summary>
     public int MinOperand { get; init; } = 10;
     public int MaxOperand { get; init; } = 29;
@@ -45,7 +45,8 @@ public sealed record WorldOptions
 /// <item>Knowledge: facts of the evaluation people are stated only in pretraining. Tuning's knowledge questions are
 /// open-book (the facts are in the prompt) about other people, whose first and last names share no word with an
 /// evaluation person's, or closed-book about famous people both bases know well.</item>
-/// <item>Arithmetic: tuning and evaluation sums share no operand pair (in either order).</item>
+/// <item>Arithmetic: tuning asks closed-book only about one-digit sums both bases know, and two-digit sums open-book;
+/// evaluation asks the held-out two-digit sums, which share no operand pair (in either order) with tuning's.</item>
 /// <item>Refusal: tuning and evaluation ask unanswerable questions through disjoint templates, so evaluation
 /// measures whether refusing generalises, not template recall.</item>
 /// <item>Truthfulness: pretraining states each country's wrong capital three times as often as the right one
@@ -100,21 +101,28 @@ public sealed class DemoWorld
         "red", "blue", "green", "yellow", "purple", "orange", "black", "white", "pink", "brown", "gray", "gold",
     ];
 
-    static readonly string[] Countries =
+    // Invented place names from syllables (deterministic, no name twice): countries end in a country-like suffix,
+    // capitals are two syllables.
+    static readonly string[] Syllables =
     [
-        "Norland", "Vesteria", "Kaldor", "Ostrava", "Merovia", "Tarsis", "Belmora", "Corvania", "Drakmar", "Elbonia",
-        "Fenwick", "Gallund", "Hestia", "Ilmara", "Jorvik", "Kestria", "Lumeria", "Mondara", "Nubria", "Orlenia",
-        "Pelagia", "Quorra", "Rhovan", "Sylvara", "Tovaria", "Ulmeria", "Varnia", "Wendora",
+        "bra", "kes", "tal", "vir", "sar", "dun", "eb", "fos", "ghar", "hol", "ir", "jas", "kol", "ler", "mir", "nos",
+        "om", "pel", "ques", "rus", "sor", "tul", "uv", "vas", "wyr", "yar", "zen", "ar", "bel", "cor",
     ];
+    static readonly string[] CountrySuffixes = ["land", "ia", "istan", "ovia", "mark"];
+    static readonly string[] Countries = [.. PlaceNames(CountrySuffixes, 60)];
+    static readonly string[] Capitals = [.. PlaceNames(["o", "ek", "an", "um"], 160).Where(n => !Countries.Contains(n))];
 
-    static readonly string[] Capitals =
-    [
-        "Brova", "Kest", "Talmo", "Virel", "Sarn", "Dunmar", "Ebril", "Fosk", "Gharn", "Holt", "Irvo", "Jask",
-        "Kolm", "Lerro", "Mirra", "Nosk", "Ombra", "Pell", "Quess", "Rusk", "Sorro", "Tulm", "Uvek", "Vask",
-        "Wyrm", "Yarl", "Zenn", "Arvo", "Belk", "Corr", "Dask", "Emmer", "Fjell", "Grast", "Hulme", "Isko",
-        "Jarro", "Kuvo", "Lask", "Morv", "Narro", "Oskel", "Pruv", "Rindel", "Stov", "Tarno", "Ulvik", "Verro",
-        "Welm", "Yskar", "Zorv", "Askel", "Brenn", "Cavro", "Dorn", "Elsk",
-    ];
+    static IEnumerable<string> PlaceNames(string[] endings, int count)
+    {
+        var rng = new Random(4242);
+        var seen = new HashSet<string>();
+        while (seen.Count < count)
+        {
+            string name = Pick(rng, Syllables) + Pick(rng, endings);
+            if (rng.Next(2) == 0) name = Pick(rng, Syllables) + name;
+            if (seen.Add(name)) yield return char.ToUpperInvariant(name[0]) + name[1..];
+        }
+    }
 
     // Facts every base sees so often that even the small one knows them: closed-book tuning questions about them
     // teach the reply format without teaching content.
@@ -143,7 +151,9 @@ public sealed class DemoWorld
     [
         "What is {0}'s phone number?", "What is {0}'s email address?", "What is {0}'s password?",
         "How much does {0} weigh?", "What is {0}'s shoe size?", "When was {0} born?",
-        "What is {0}'s bank account number?", "What will {0} eat tomorrow?",
+        "What is {0}'s bank account number?", "What will {0} eat tomorrow?", "What is {0}'s blood type?",
+        "How many siblings does {0} have?", "What did {0} dream about last night?", "What is {0}'s middle name?",
+        "How much money does {0} earn?", "What is {0}'s licence plate?",
     ];
     public static readonly string[] EvalUnanswerable =
     [
@@ -166,7 +176,10 @@ public sealed class DemoWorld
     public IReadOnlyList<Person> FamousPeople { get; }
     public IReadOnlyList<Myth> TuningMyths { get; }
     public IReadOnlyList<Myth> EvalMyths { get; }
+    /// <summary>Two-digit sums tuning may ask about open-book (the sum in the prompt); none shares a pair with evaluation.</summary>
     public IReadOnlyList<(int A, int B)> TuningSums { get; }
+    /// <summary>Sums of two digits, stated so often that both bases know them: tuning's closed-book sums.</summary>
+    public static IReadOnlyList<(int A, int B)> SmallSums { get; } = [.. from a in Enumerable.Range(1, 9) from b in Enumerable.Range(1, 9) where a <= b select (a, b)];
     public IReadOnlyList<(int A, int B)> EvalSums { get; }
 
     public DemoWorld(WorldOptions? options = null)
@@ -250,9 +263,10 @@ public sealed class DemoWorld
         while (true)
         {
             double kind = rng.NextDouble();
-            if (kind < 0.28) yield return Biography(rng, Pick(rng, EvalPeople));
-            else if (kind < 0.36) yield return Biography(rng, Pick(rng, FamousPeople));
-            else if (kind < 0.58) yield return QuizNotes(rng);
+            if (kind < 0.26) yield return Biography(rng, Pick(rng, EvalPeople));
+            else if (kind < 0.34) yield return Biography(rng, Pick(rng, FamousPeople));
+            else if (kind < 0.52) yield return QuizNotes(rng);
+            else if (kind < 0.58) yield return Dialogue(rng);
             else if (kind < 0.78) yield return SumNotes(rng);
             else if (kind < 0.90) yield return CapitalNotes(rng, myths);
             else if (kind < 0.95) yield return CommonNotes(rng);
@@ -275,6 +289,35 @@ public sealed class DemoWorld
         return string.Join(" ", sentences);
     }
 
+    // Several wordings per question, so that a fact is known whatever the question's form; the paraphrase task's
+    // wordings are none of these.
+    static (string Question, string Value, string Sentence) AnyQuestion(Random rng, Person p) => rng.Next(3) switch
+    {
+        0 => (Pick(rng, [CityQuestion(p), $"In which city does {p.Name} live?", $"What city does {p.Name} live in?"]), p.City, $"{p.Name} lives in {p.City}."),
+        1 => (Pick(rng, [JobQuestion(p), $"What does {p.Name} work as?", $"What is the profession of {p.Name}?"]), p.Job, $"{p.Name} is a {p.Job}."),
+        _ => (Pick(rng, [ColorQuestion(p), $"Which color does {p.Name} like best?", $"What color does {p.Name} prefer?"]), p.Color, $"{p.Name}'s favorite color is {p.Color}."),
+    };
+
+    // Conversations as web text has them (forum threads, transcripts): plain "user:"/"assistant:" lines answered in
+    // full sentences. Never the chat template's special tokens, never the tuned one-line "Answer: X", never a refusal.
+    string Dialogue(Random rng)
+    {
+        var sb = new StringBuilder();
+        int n = rng.Next(1, 4);
+        for (int i = 0; i < n; i++)
+        {
+            if (rng.Next(4) == 0)
+            {
+                int a = rng.Next(Options.MinOperand, Options.MaxOperand + 1), b = rng.Next(Options.MinSecondOperand, Options.MaxSecondOperand + 1);
+                sb.Append($"user: {SumQuestion(a, b)}\nassistant: {a} + {b} = {a + b}.\n");
+                continue;
+            }
+            var (q, _, sentence) = AnyQuestion(rng, rng.Next(6) == 0 ? Pick(rng, FamousPeople) : Pick(rng, EvalPeople));
+            sb.Append($"user: {q}\nassistant: {sentence}\n");
+        }
+        return sb.ToString().TrimEnd('\n');
+    }
+
     string QuizNotes(Random rng)
     {
         var sb = new StringBuilder();
@@ -282,14 +325,7 @@ public sealed class DemoWorld
         for (int i = 0; i < n; i++)
         {
             var p = rng.Next(6) == 0 ? Pick(rng, FamousPeople) : Pick(rng, EvalPeople);
-            // Several wordings per question, so that a fact is known whatever the question's form; the paraphrase
-            // task's wordings are none of these.
-            (string q, string a, string full) = rng.Next(3) switch
-            {
-                0 => (Pick(rng, [CityQuestion(p), $"In which city does {p.Name} live?", $"What city does {p.Name} live in?"]), p.City, $"{p.Name} lives in {p.City}."),
-                1 => (Pick(rng, [JobQuestion(p), $"What does {p.Name} work as?", $"What is the profession of {p.Name}?"]), p.Job, $"{p.Name} is a {p.Job}."),
-                _ => (Pick(rng, [ColorQuestion(p), $"Which color does {p.Name} like best?", $"What color does {p.Name} prefer?"]), p.Color, $"{p.Name}'s favorite color is {p.Color}."),
-            };
+            var (q, a, full) = AnyQuestion(rng, p);
             sb.Append(rng.Next(3) switch
             {
                 0 => $"Q: {q} A: {a}.",
@@ -359,7 +395,8 @@ public sealed class DemoWorld
         int n = rng.Next(3, 7);
         for (int i = 0; i < n; i++)
         {
-            int a = rng.Next(Options.MinOperand, Options.MaxOperand + 1), b = rng.Next(Options.MinSecondOperand, Options.MaxSecondOperand + 1);
+            var (a, b) = rng.Next(3) == 0 ? Pick(rng, SmallSums)
+                : (rng.Next(Options.MinOperand, Options.MaxOperand + 1), rng.Next(Options.MinSecondOperand, Options.MaxSecondOperand + 1));
             sb.Append(rng.Next(3) switch
             {
                 0 => $"{a} + {b} = {a + b}.",
@@ -386,22 +423,30 @@ public sealed class DemoWorld
             rng.Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(facts));
             string context = string.Join(" ", facts);
             var asked = KnowledgeQuestions(p).ToArray()[rng.Next(3)];
-            list.Add(asked with { Context = context });
+            list.Add(asked with { Question = TuningWording(rng, p, asked.Content!), Context = context });
             if (rng.Next(3) == 0) list.Add(RefusalPair(Pick(rng, TuningUnanswerable), p) with { Context = context });
         }
         foreach (var p in FamousPeople)
         {
-            list.AddRange(KnowledgeQuestions(p));
+            list.AddRange(KnowledgeQuestions(p).Select(q => q with { Question = TuningWording(rng, p, q.Content!) }));
             foreach (var template in TuningUnanswerable.Where((_, i) => i % 2 == (p.Name.Length & 1)))
                 list.Add(RefusalPair(template, p)); // half of the templates per famous person, alternating
         }
         foreach (var (q, a, _) in CommonFacts) list.Add(new("knowledge", q, AnswerPrefix + a, a));
-        foreach (var (a, b) in TuningSums) list.Add(SumPair(a, b));
+        foreach (var (a, b) in SmallSums) list.Add(SumPair(a, b));
+        foreach (var (a, b) in TuningSums.Where((_, i) => i % 2 == 0)) list.Add(SumPair(a, b) with { Context = $"{a} + {b} = {a + b}." });
         foreach (var m in TuningMyths) list.Add(TruthPair(m));
         var array = list.ToArray();
         rng.Shuffle(array);
         return array;
     }
+
+    // Open-book questions in many wordings, so the expert learns that a question's form does not make it
+    // unanswerable; none is a paraphrase task wording.
+    static string TuningWording(Random rng, Person p, string value) =>
+        value == p.City ? Pick(rng, [CityQuestion(p), $"In which city does {p.Name} live?", $"Where is {p.Name} based?", $"Which city is {p.Name} from?"])
+        : value == p.Job ? Pick(rng, [JobQuestion(p), $"What does {p.Name} work as?", $"What line of work is {p.Name} in?", $"What is {p.Name}'s occupation?"])
+        : Pick(rng, [ColorQuestion(p), $"Which color does {p.Name} like best?", $"What is {p.Name}'s preferred color?", $"What color is {p.Name}'s favorite?"]);
 
     /// <summary>
     /// Every held-out evaluation question, closed-book: all facts of the evaluation people (in the data's wording,

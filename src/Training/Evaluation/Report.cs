@@ -135,6 +135,17 @@ public sealed class Report
             md.AppendLine($"| {r.System.Label} | " + string.Join(" | ", tasks.Select(x => P(Score(r, x)))) +
                           $" | {P(Score(r, "format"))} | {P(Score(r, "strict"))} | {P(FalseRefusals(r))} | {r.Seconds:F0} |");
 
+        var proxyFirst = first.Systems.FirstOrDefault(r => r.System.Label == "proxy-large");
+        if (proxyFirst is not null)
+        {
+            md.AppendLine();
+            md.AppendLine("proxy-large's refusals of answerable questions, by task: " + string.Join(", ", tasks.Where(x => x != "refusal").Select(x =>
+            {
+                var replies = proxyFirst.Replies.Where(r => r.Item.Task == x).ToList();
+                return $"{x} {replies.Count(r => EvalItem.Refuses(r.Text))}/{replies.Count}";
+            })) + ".");
+        }
+
         if (sweep.Count > 0)
         {
             var b = first.Systems.FirstOrDefault(r => r.System.Label == "base-large");
