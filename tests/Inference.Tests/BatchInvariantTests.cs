@@ -126,6 +126,24 @@ public class BatchInvariantTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void OneThreadAndTwoThreadsGetTheSameBits()
+    {
+        string dir = TestModels.Save(TestModels.Tiny(), "invariant-threads");
+        int before = TorchSharp.torch.get_num_threads();
+        using var two = LlamaInferenceModel.Load(dir, new InferenceOptions { Threads = 2 });
+        using var one = LlamaInferenceModel.Load(dir, new InferenceOptions { Threads = 1 });
+        TorchSharp.torch.set_num_threads(before);
+        var prompt = Ids(48, 5, one.VocabSize);   // 48 rows: the products are large enough to be split between threads
+        using var a = one.CreateSession(64);
+        using var b = two.CreateSession(64);
+        var x = new float[one.VocabSize];
+        var y = new float[one.VocabSize];
+        a.Append(prompt, x);
+        b.Append(prompt, y);
+        Assert.Equal(0, BitDifferences(x, y));
+    }
+
+    [Fact]
     public void TheRowPathAgreesWithTheTrainingModuleOnSizesThatAreNoMultipleOfTheLanes()
     {
         var config = Config(oddSizes: true);
