@@ -83,7 +83,7 @@ public static class BenchModelCommand
                 if (r == 0) { oursLast = ol; cppLast = cl; continue; } // warm-up
                 oursPrefill.Add(op); oursDecode.Add(od); fastPrefill.Add(fp); fastDecode.Add(fd); cppPrefill.Add(cp); cppDecode.Add(cd);
                 output.WriteLine($"rep {r}: ours prefill {op.Wall:F0} tok/s decode {od.Wall:F1} tok/s (per CPU-second {od.Cpu:F1}) | " +
-                                 $"fast prefill {fp.Wall:F0} decode {fd.Wall:F1} | " +
+                                 $"fast prefill {fp.Wall:F0} decode {fd.Wall:F1} (per CPU-second {fd.Cpu:F1}) | " +
                                  $"llama.cpp prefill {cp.Wall:F0} tok/s decode {cd.Wall:F1} tok/s (per CPU-second {cd.Cpu:F1})");
             }
             float maxDiff = oursLast.Zip(cppLast, (a, b) => Math.Abs(a - b)).Max();
@@ -104,7 +104,7 @@ public static class BenchModelCommand
             double M(List<Rate> xs, bool cpu) => Median(xs.Select(x => cpu ? x.Cpu : x.Wall).ToList());
             double oD = M(oursDecode, false), fD = M(fastDecode, false), cD = M(cppDecode, false);
             double oP = M(oursPrefill, false), fP = M(fastPrefill, false), cP = M(cppPrefill, false);
-            double oDc = M(oursDecode, true), cDc = M(cppDecode, true);
+            double oDc = M(oursDecode, true), fDc = M(fastDecode, true), cDc = M(cppDecode, true);
             double oB = Median(oursBatch), fB = Median(fastBatch), cB = Median(cppBatch);
             output.WriteLine($"batch-invariant vs fast: decode {oD / fD:F2}x, prefill {oP / fP:F2}x, batch of 8 {oB / fB:F2}x the fast path's tokens/s");
             output.WriteLine($"last-step logits, ours vs llama.cpp: max |Δ| = {maxDiff:E2}");
@@ -113,7 +113,7 @@ public static class BenchModelCommand
                 $"ours_decode_tok_s={oD:F1} llamacpp_decode_tok_s={cD:F1} decode_ratio={oD / cD:F2} " +
                 $"ours_prefill_tok_s={oP:F0} llamacpp_prefill_tok_s={cP:F0} prefill_ratio={oP / cP:F2} " +
                 $"ours_decode_tok_per_cpu_s={oDc:F1} llamacpp_decode_tok_per_cpu_s={cDc:F1} decode_cpu_ratio={oDc / cDc:F2} " +
-                $"fast_decode_tok_s={fD:F1} fast_decode_ratio={fD / cD:F2} fast_prefill_tok_s={fP:F0} fast_prefill_ratio={fP / cP:F2} " +
+                $"fast_decode_tok_s={fD:F1} fast_decode_ratio={fD / cD:F2} fast_decode_tok_per_cpu_s={fDc:F1} fast_prefill_tok_s={fP:F0} fast_prefill_ratio={fP / cP:F2} " +
                 $"invariant_decode_speed={oD / fD:F2} invariant_prefill_speed={oP / fP:F2} " +
                 $"ours_batch8_tok_s={oB:F1} fast_batch8_tok_s={fB:F1} llamacpp_batch8_tok_s={cB:F1} " +
                 $"batch8_ratio_vs_llamacpp={oB / cB:F2} fast_batch8_ratio_vs_llamacpp={fB / cB:F2} " +
