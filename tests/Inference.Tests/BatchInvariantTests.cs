@@ -126,6 +126,22 @@ public class BatchInvariantTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void APromptLongerThanOneCallsRowsIsRunInPiecesWithTheSameBits()
+    {
+        string dir = TestModels.Save(TestModels.Tiny(maxPos: 400), "invariant-long");
+        using var model = LlamaInferenceModel.Load(dir, new InferenceOptions { Threads = 1 });
+        var prompt = Ids(300, 6, model.VocabSize);   // more than RowForward.MaxRows (256)
+        using var whole = model.CreateSession(400);
+        using var single = model.CreateSession(400);
+        var a = new float[model.VocabSize];
+        var b = new float[model.VocabSize];
+        whole.Append(prompt, a);
+        foreach (int token in prompt) single.Append([token], b);
+        Assert.Equal(300, whole.Length);
+        Assert.Equal(0, BitDifferences(a, b));
+    }
+
+    [Fact]
     public void OneThreadAndTwoThreadsGetTheSameBits()
     {
         string dir = TestModels.Save(TestModels.Tiny(), "invariant-threads");

@@ -116,6 +116,17 @@ public sealed class LlamaInferenceModel : ILogitsModel
             if ((uint)id >= (uint)VocabSize)
                 throw new ArgumentOutOfRangeException(nameof(tokens), id, $"Token id {id} is outside the vocabulary of model '{Name}' (0..{VocabSize - 1}).");
         for (int i = 0; i < sessions.Length; i++) sessions[i].Reserve(counts[i]); // all checks before any cache is written
+        if (BatchInvariant && sessions.Length == 1 && tokens.Length > RowForward.MaxRows)
+        {
+            // A long prompt in pieces of MaxRows bounds the activations' memory; with batch invariance that changes no bit.
+            for (int start = 0; start < tokens.Length; start += RowForward.MaxRows)
+            {
+                int count = Math.Min(RowForward.MaxRows, tokens.Length - start);
+                forward.Run(sessions, tokens.Slice(start, count), [count], logits);
+                sessions[0].Length += count;
+            }
+            return;
+        }
         forward.Run(sessions, tokens, counts, logits);
         for (int i = 0; i < sessions.Length; i++) sessions[i].Length += counts[i];
     }

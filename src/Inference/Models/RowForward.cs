@@ -24,6 +24,9 @@ internal sealed unsafe class RowForward : IForwardPath
         Tensor GateUp,     // [2·inter, hidden] = [gate | up] rows
         Tensor Down);      // [hidden, inter]
 
+    /// <summary>Rows one call should hold at most: a longer prompt is run in pieces (same bits, bounded buffers).</summary>
+    public const int MaxRows = 256;
+
     private readonly LlamaConfig config;
     private readonly RopeTable rope;
     private readonly int threads;
