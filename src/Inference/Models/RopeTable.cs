@@ -7,7 +7,7 @@ namespace ProxyOrleans.Inference.Models;
 /// [-x2, x1] over the two halves of a head. cos and sin are [positions, head_dim] (each frequency twice), computed
 /// in float64 and rounded to fp32 once. The training module and both inference paths use these tables.
 /// </summary>
-public sealed class RopeTable : IDisposable
+internal sealed class RopeTable : IDisposable
 {
     private readonly double[] inverseFrequencies;
     private readonly int headDim, maxPositions;
