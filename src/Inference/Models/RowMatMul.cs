@@ -9,7 +9,8 @@ namespace ProxyOrleans.Inference.Models;
 /// Every output is one <see cref="RowKernels.Dot"/>-order reduction over k, whichever tile computes it (16 outputs ×
 /// 1 row, 8 × 2, 8 × 1 or 1 × 1) and on however many threads (threads split the outputs, never k): the result of a
 /// row does not depend on the number of rows in the call. Tiles only change speed: one row streams 16 weight rows at
-/// once (more loads in flight: ~28 GB/s against ~18 with 4, measured on this CPU), and a pair of rows shares each
+/// once (more loads in flight: ~28 GB/s against ~18 with 4 on this AVX-512 CPU, whose 32 vector registers hold the 16
+/// accumulators; docs/model.md), and a pair of rows shares each
 /// weight load (8 × 2: a weight row read once from memory serves both rows from L1).
 /// </summary>
 internal static unsafe class RowMatMul
