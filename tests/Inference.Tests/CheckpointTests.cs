@@ -32,6 +32,19 @@ public class CheckpointTests
     }
 
     [Theory]
+    [InlineData(false, 2, false)]
+    [InlineData(true, 4, true)]   // tied head, Qwen2-style q/k/v bias
+    public void TheCheckpointKeyListIsTheTrainingModulesStateDict(bool tied, int kvHeads, bool bias)
+    {
+        var config = TestModels.Tiny(tied, kvHeads, bias);
+        using var module = new LlamaForCausalLM(config, init: false);
+        var state = module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.shape);
+        var keys = LlamaCheckpointKeys.Shapes(config);
+        Assert.Equal(state.Keys.Order(), keys.Keys.Order());
+        foreach (var (name, shape) in keys) Assert.True(shape.SequenceEqual(state[name]), name);
+    }
+
+    [Theory]
     [InlineData(SafetensorsDType.F32, 0.0)]
     [InlineData(SafetensorsDType.BF16, 1e-2)]
     [InlineData(SafetensorsDType.F16, 1e-3)]

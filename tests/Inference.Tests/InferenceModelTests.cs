@@ -32,18 +32,22 @@ public class InferenceModelTests
     }
 
     [Theory]
-    [InlineData(false, 2, false, 1)]  // GQA, untied head
-    [InlineData(true, 4, true, 1)]    // MHA, tied head, Qwen2-style q/k/v bias
-    [InlineData(false, 1, false, 2)]  // MQA, 2 threads: chunked bmm weights
-    public void CachedDecodingEqualsFullRecomputation(bool tied, int kvHeads, bool bias, int threads)
+    [InlineData(false, 2, false, 1, true)]   // GQA, untied head, batch-invariant row path
+    [InlineData(true, 4, true, 1, true)]     // MHA, tied head, Qwen2-style q/k/v bias
+    [InlineData(false, 1, false, 2, true)]   // MQA, 2 threads
+    [InlineData(false, 2, false, 1, false)]  // the same on the torch path (DecodeRow)
+    [InlineData(true, 4, true, 1, false)]
+    [InlineData(false, 1, false, 2, false)]  // MQA, 2 threads: chunked bmm weights
+    public void CachedDecodingEqualsFullRecomputation(bool tied, int kvHeads, bool bias, int threads, bool invariant)
     {
         var config = TestModels.Tiny(tied, kvHeads, bias);
         string dir = TestModels.Save(config, "cached");
         var ids = Ids(80, 1); // crosses the first cache growth (64)
         var full = FullForward(dir, ids);
         int before = torch.get_num_threads();
-        using var model = LlamaInferenceModel.Load(dir, new InferenceOptions { Threads = threads });
+        using var model = LlamaInferenceModel.Load(dir, new InferenceOptions { Threads = threads, BatchInvariant = invariant });
         torch.set_num_threads(before);
+        Assert.Equal(invariant, model.BatchInvariant);
         Assert.Equal(300, model.VocabSize);
         Assert.Equal(2L * 2 * kvHeads * 16 * 4, model.KvBytesPerToken);
         using var s = model.CreateSession(128);
@@ -58,13 +62,15 @@ public class InferenceModelTests
         Assert.True(worst < 1e-4, $"max |Δlogit| {worst}");
     }
 
-    [Fact]
-    public void ChunkedPrefillEqualsTokenByToken()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void ChunkedPrefillEqualsTokenByToken(bool invariant)
     {
         string dir = TestModels.Save(TestModels.Tiny(), "chunked");
         var ids = Ids(40, 2);
         var full = FullForward(dir, ids);
-        using var model = LlamaInferenceModel.Load(dir);
+        using var model = LlamaInferenceModel.Load(dir, new InferenceOptions { BatchInvariant = invariant });
         using var chunked = model.CreateSession(64);
         using var single = model.CreateSession(64);
         var a = new float[model.VocabSize];
@@ -81,11 +87,13 @@ public class InferenceModelTests
         }
     }
 
-    [Fact]
-    public void StepBatchEqualsIndividualSteps()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void StepBatchEqualsIndividualSteps(bool invariant)
     {
         string dir = TestModels.Save(TestModels.Tiny(), "batch");
-        using var model = LlamaInferenceModel.Load(dir);
+        using var model = LlamaInferenceModel.Load(dir, new InferenceOptions { BatchInvariant = invariant });
         int[] promptLengths = [3, 9, 1];
         var prompts = promptLengths.Select((n, i) => Ids(n, 10 + i)).ToArray();
         var batched = prompts.Select(_ => model.CreateSession(32)).ToArray();
@@ -111,11 +119,13 @@ public class InferenceModelTests
         foreach (var s in batched.Concat(alone)) s.Dispose();
     }
 
-    [Fact]
-    public void ContextOverflowIsRefusedAndLeavesTheSessionUsable()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void ContextOverflowIsRefusedAndLeavesTheSessionUsable(bool invariant)
     {
         string dir = TestModels.Save(TestModels.Tiny(maxPos: 16), "overflow");
-        using var model = LlamaInferenceModel.Load(dir, new InferenceOptions { Name = "tiny" });
+        using var model = LlamaInferenceModel.Load(dir, new InferenceOptions { Name = "tiny", BatchInvariant = invariant });
         Assert.Equal("tiny", model.Name);
         Assert.Equal(16, model.MaxSequenceLength);
         Assert.Throws<ArgumentOutOfRangeException>(() => model.CreateSession(17));
@@ -130,14 +140,19 @@ public class InferenceModelTests
         Assert.Equal(16, s.Length);
         Assert.Throws<ContextLengthExceededException>(() => model.StepBatch([s], [5], logits));
         Assert.Throws<ArgumentOutOfRangeException>(() => s.Append([300], logits));
+        using var fresh = model.CreateSession(16);
+        Assert.Throws<ArgumentOutOfRangeException>(() => model.StepBatch([fresh], [-1], logits));
+        Assert.Equal(0, fresh.Length);
     }
 
-    [Fact]
-    public void InferenceCopyOfATrainingModuleAgreesWithIt()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void InferenceCopyOfATrainingModuleAgreesWithIt(bool invariant)
     {
         torch.manual_seed(3);
         using var m = new LlamaForCausalLM(TestModels.Tiny());
-        using var model = LlamaInferenceModel.FromModule(m);
+        using var model = LlamaInferenceModel.FromModule(m, new InferenceOptions { BatchInvariant = invariant });
         var ids = Ids(12, 5);
         using var s = model.CreateSession(12);
         var logits = new float[model.VocabSize];

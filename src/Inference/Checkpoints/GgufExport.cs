@@ -22,26 +22,27 @@ public static class GgufExport
         if (c.RopeScaling is not null || c.AttentionBias)
             throw new NotSupportedException($"GGUF export covers plain Llama configs; '{modelDir}' has rope_scaling or attention bias.");
         var entries = Safetensors.ReadDirectory(modelDir);
-        var shapes = LlamaInferenceModel.ExpectedShapes(c);
-        HfCheckpoint.Check(modelDir, entries, shapes, c.TieWordEmbeddings ? new HashSet<string> { "lm_head.weight" } : null);
+        var shapes = LlamaCheckpointKeys.Shapes(c);
+        HfCheckpoint.Check(modelDir, entries, shapes, LlamaCheckpointKeys.Optional(c));
 
         // GGUF name -> HF name, in llama.cpp's order.
-        var tensors = new List<(string Gguf, string Hf)> { ("token_embd.weight", "model.embed_tokens.weight") };
+        var tensors = new List<(string Gguf, string Hf)> { ("token_embd.weight", LlamaCheckpointKeys.Embedding) };
         for (int l = 0; l < c.NumHiddenLayers; l++)
         {
-            string p = $"model.layers.{l}.", b = $"blk.{l}.";
-            tensors.Add((b + "attn_norm.weight", p + "input_layernorm.weight"));
-            tensors.Add((b + "attn_q.weight", p + "self_attn.q_proj.weight"));
-            tensors.Add((b + "attn_k.weight", p + "self_attn.k_proj.weight"));
-            tensors.Add((b + "attn_v.weight", p + "self_attn.v_proj.weight"));
-            tensors.Add((b + "attn_output.weight", p + "self_attn.o_proj.weight"));
-            tensors.Add((b + "ffn_norm.weight", p + "post_attention_layernorm.weight"));
-            tensors.Add((b + "ffn_gate.weight", p + "mlp.gate_proj.weight"));
-            tensors.Add((b + "ffn_up.weight", p + "mlp.up_proj.weight"));
-            tensors.Add((b + "ffn_down.weight", p + "mlp.down_proj.weight"));
+            var k = new LlamaCheckpointKeys.Layer(l);
+            string b = $"blk.{l}.";
+            tensors.Add((b + "attn_norm.weight", k.InputNorm));
+            tensors.Add((b + "attn_q.weight", k.Q));
+            tensors.Add((b + "attn_k.weight", k.K));
+            tensors.Add((b + "attn_v.weight", k.V));
+            tensors.Add((b + "attn_output.weight", k.O));
+            tensors.Add((b + "ffn_norm.weight", k.PostAttentionNorm));
+            tensors.Add((b + "ffn_gate.weight", k.Gate));
+            tensors.Add((b + "ffn_up.weight", k.Up));
+            tensors.Add((b + "ffn_down.weight", k.Down));
         }
-        tensors.Add(("output_norm.weight", "model.norm.weight"));
-        if (!c.TieWordEmbeddings) tensors.Add(("output.weight", "lm_head.weight"));
+        tensors.Add(("output_norm.weight", LlamaCheckpointKeys.FinalNorm));
+        if (!c.TieWordEmbeddings) tensors.Add(("output.weight", LlamaCheckpointKeys.LmHead));
 
         using var f = new BinaryWriter(File.Create(ggufPath));
         f.Write(Encoding.ASCII.GetBytes("GGUF"));

@@ -24,7 +24,8 @@ public interface ILogitsModel : IDisposable
     /// <summary>
     /// Appends one token to each session and writes each session's next-token logits to its row of
     /// <paramref name="logits"/> (length sessions.Count * VocabSize). Sessions are run as one batch where
-    /// that is faster; the result equals calling <see cref="IModelSession.Append"/> on each in turn.
+    /// that is faster; the result equals calling <see cref="IModelSession.Append"/> on each in turn (bit for bit with
+    /// <see cref="InferenceOptions.BatchInvariant"/>, to rounding without it).
     /// </summary>
     void StepBatch(IReadOnlyList<IModelSession> sessions, ReadOnlySpan<int> tokens, Span<float> logits);
 }

@@ -189,28 +189,21 @@ internal sealed class LlamaRMSNorm : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) => weight * (x * rsqrt(x.pow(2).mean([-1L], keepdim: true) + eps));
+    public override Tensor forward(Tensor x) => weight * Normalize(x, eps);
+
+    /// <summary>x / sqrt(mean(x²) + eps) over the last dimension; the torch inference path folds the weight into the next matrix.</summary>
+    public static Tensor Normalize(Tensor x, double eps) => x * (x.square().mean([-1L], keepdim: true) + eps).rsqrt();
 }
 
-/// <summary>HF rotate_half RoPE: x*cos + rotate_half(x)*sin, with cos/sin of width head_dim (frequencies repeated).</summary>
+/// <summary>HF rotate_half RoPE on [B, heads, T, head_dim] with <see cref="RopeTable"/>'s cos/sin.</summary>
 internal static class Rope
 {
-    /// <summary>cos, sin: [T, head_dim] for positions start..start+T-1, computed in float64 then cast to fp32.</summary>
+    /// <summary>cos, sin: [T, head_dim] for positions start..start+T-1 (<see cref="RopeTable.Build"/>).</summary>
     public static (Tensor cos, Tensor sin) CosSin(double[] invFreq, long start, long t, Device device)
     {
-        int half = invFreq.Length;
-        var cos = new float[t * half * 2];
-        var sin = new float[t * half * 2];
-        for (long p = 0; p < t; p++)
-            for (int i = 0; i < half; i++)
-            {
-                double a = (start + p) * invFreq[i];
-                float c = (float)Math.Cos(a), s = (float)Math.Sin(a);
-                long row = p * half * 2;
-                cos[row + i] = cos[row + half + i] = c;
-                sin[row + i] = sin[row + half + i] = s;
-            }
-        return (tensor(cos, new long[] { t, half * 2 }, device: device), tensor(sin, new long[] { t, half * 2 }, device: device));
+        var (cos, sin) = RopeTable.Build(invFreq, start, t);
+        long width = 2L * invFreq.Length;
+        return (tensor(cos, new long[] { t, width }, device: device), tensor(sin, new long[] { t, width }, device: device));
     }
 
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
