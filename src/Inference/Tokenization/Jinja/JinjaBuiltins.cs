@@ -156,7 +156,7 @@ internal static class JinjaBuiltins
 
     private static JinjaCallable DictMethod(Dictionary<string, object?> d, string name) => name switch
     {
-        "items" => (_, _) => d.Select(kv => (object?)new List<object?> { kv.Key, kv.Value }).ToList(),
+        "items" => (_, _) => d.Select(kv => (object?)new JinjaTuple { kv.Key, kv.Value }).ToList(),
         "keys" => (_, _) => d.Keys.Cast<object?>().ToList(),
         "values" => (_, _) => d.Values.ToList(),
         _ => (args, _) => args.Count > 0 && args[0] is string k && d.TryGetValue(k, out var v) ? v : args.Count > 1 ? args[1] : null,
@@ -283,15 +283,15 @@ internal static class JinjaBuiltins
         switch (op)
         {
             case "+":
-                if (numbers) return floats ? JinjaValues.ToDouble(a) + JinjaValues.ToDouble(b) : JinjaValues.ToLong(a) + JinjaValues.ToLong(b);
+                if (numbers) return floats ? JinjaValues.ToDouble(a) + JinjaValues.ToDouble(b) : (object)(JinjaValues.ToLong(a) + JinjaValues.ToLong(b));
                 if (a is string sa && b is string sb) return sa + sb;
                 if (a is List<object?> la && b is List<object?> lb) return la.Concat(lb).ToList();
                 break;
             case "-":
-                if (numbers) return floats ? JinjaValues.ToDouble(a) - JinjaValues.ToDouble(b) : JinjaValues.ToLong(a) - JinjaValues.ToLong(b);
+                if (numbers) return floats ? JinjaValues.ToDouble(a) - JinjaValues.ToDouble(b) : (object)(JinjaValues.ToLong(a) - JinjaValues.ToLong(b));
                 break;
             case "*":
-                if (numbers) return floats ? JinjaValues.ToDouble(a) * JinjaValues.ToDouble(b) : JinjaValues.ToLong(a) * JinjaValues.ToLong(b);
+                if (numbers) return floats ? JinjaValues.ToDouble(a) * JinjaValues.ToDouble(b) : (object)(JinjaValues.ToLong(a) * JinjaValues.ToLong(b));
                 if (a is string s1 && b is long or bool) return string.Concat(Enumerable.Repeat(s1, (int)Math.Max(0, JinjaValues.ToLong(b))));
                 if (b is string s2 && a is long or bool) return string.Concat(Enumerable.Repeat(s2, (int)Math.Max(0, JinjaValues.ToLong(a))));
                 if (a is List<object?> l1 && b is long or bool) return Enumerable.Repeat(l1, (int)Math.Max(0, JinjaValues.ToLong(b))).SelectMany(x => x).ToList();
@@ -364,7 +364,7 @@ internal static class JinjaBuiltins
         ["items"] = (a, _, line) => a[0] switch
         {
             JinjaUndefined => new List<object?>(),
-            Dictionary<string, object?> d => d.Select(kv => (object?)new List<object?> { kv.Key, kv.Value }).ToList(),
+            Dictionary<string, object?> d => d.Select(kv => (object?)new JinjaTuple { kv.Key, kv.Value }).ToList(),
             _ => throw new JinjaException($"the items filter needs a mapping, got '{JinjaValues.TypeName(a[0])}' (line {line})", line),
         },
         ["list"] = (a, _, line) => JinjaValues.Iterate(a[0], line).ToList(),
@@ -411,7 +411,7 @@ internal static class JinjaBuiltins
         },
         ["abs"] = (a, _, line) => a[0] switch
         {
-            long l => Math.Abs(l),
+            long l => (object)Math.Abs(l),
             double d => Math.Abs(d),
             bool b => b ? 1L : 0L,
             _ => throw new JinjaException($"bad operand type for abs(): '{JinjaValues.TypeName(a[0])}' (line {line})", line),

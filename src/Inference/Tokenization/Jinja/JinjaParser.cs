@@ -6,7 +6,7 @@ namespace ProxyOrleans.Inference.Tokenization.Jinja;
 internal abstract record Expr(int Line);
 internal sealed record Literal(object? Value, int Line) : Expr(Line);
 internal sealed record NameRef(string Name, int Line) : Expr(Line);
-internal sealed record ListExpr(List<Expr> Items, int Line) : Expr(Line);
+internal sealed record ListExpr(List<Expr> Items, int Line, bool IsTuple = false) : Expr(Line);
 internal sealed record DictExpr(List<(Expr Key, Expr Value)> Items, int Line) : Expr(Line);
 internal sealed record GetAttr(Expr Target, string Name, int Line) : Expr(Line);
 internal sealed record GetItem(Expr Target, Expr Index, int Line) : Expr(Line);
@@ -211,7 +211,7 @@ internal sealed class JinjaParser
             if (Peek().Kind == TokenKind.End) break;
             items.Add(ParseExpression());
         }
-        return new ListExpr(items, first.Line);
+        return new ListExpr(items, first.Line, IsTuple: true);
     }
 
     private Expr ParseExpression(bool withCondition = true)
@@ -333,13 +333,13 @@ internal sealed class JinjaParser
             case TokenKind.Float: return new Literal(double.Parse(t.Text, CultureInfo.InvariantCulture), t.Line);
             case TokenKind.Operator when t.Text == "(":
             {
-                if (Accept(")")) return new ListExpr([], t.Line);
+                if (Accept(")")) return new ListExpr([], t.Line, IsTuple: true);
                 var inner = ParseExpression();
                 if (Peek() is { Kind: TokenKind.Operator, Text: "," })
                 {
                     var items = new List<Expr> { inner };
                     while (Accept(",")) { if (Peek() is { Text: ")" }) break; items.Add(ParseExpression()); }
-                    inner = new ListExpr(items, t.Line);
+                    inner = new ListExpr(items, t.Line, IsTuple: true);
                 }
                 Expect(")");
                 return inner;

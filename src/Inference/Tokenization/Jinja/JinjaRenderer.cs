@@ -187,6 +187,12 @@ internal sealed class JinjaRenderer(JinjaOptions options)
         {
             case Literal l: return l.Value;
             case NameRef n: return scope.TryGet(n.Name, out var v) ? v : new JinjaUndefined($"'{n.Name}'");
+            case ListExpr { IsTuple: true } t:
+            {
+                var tuple = new JinjaTuple();
+                tuple.AddRange(t.Items.Select(i => Eval(i, scope)));
+                return tuple;
+            }
             case ListExpr l: return l.Items.Select(i => Eval(i, scope)).ToList();
             case DictExpr d:
             {
@@ -236,7 +242,7 @@ internal sealed class JinjaRenderer(JinjaOptions options)
                     "not" => !JinjaValues.Truthy(operand),
                     "-" => operand switch
                     {
-                        long x => -x,
+                        long x => (object)(-x),
                         double x => -x,
                         bool x => -(x ? 1L : 0L),
                         _ => throw new JinjaException($"bad operand type for unary -: '{JinjaValues.TypeName(operand)}' (line {u.Line})", u.Line),

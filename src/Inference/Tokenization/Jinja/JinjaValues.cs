@@ -18,6 +18,9 @@ internal sealed class JinjaNamespace
     public Dictionary<string, object?> Attributes { get; } = new(StringComparer.Ordinal);
 }
 
+/// <summary>A Python tuple (dict items, "a, b"): a list that prints as (a, b).</summary>
+internal sealed class JinjaTuple : List<object?>;
+
 internal delegate object? JinjaCallable(List<object?> args, Dictionary<string, object?> kwargs);
 
 /// <summary>The value model (None = null, bool, long, double, string, List, Dictionary) and Python's behaviour on it.</summary>
@@ -100,6 +103,7 @@ internal static class JinjaValues
         long l => l.ToString(CultureInfo.InvariantCulture),
         double d => FloatRepr(d),
         string s => StringRepr(s),
+        JinjaTuple t => t.Count == 1 ? "(" + Repr(t[0]) + ",)" : "(" + string.Join(", ", t.Select(Repr)) + ")",
         List<object?> l => "[" + string.Join(", ", l.Select(Repr)) + "]",
         Dictionary<string, object?> d => "{" + string.Join(", ", d.Select(kv => StringRepr(kv.Key) + ": " + Repr(kv.Value))) + "}",
         JinjaNamespace n => "<Namespace " + string.Join(", ", n.Attributes.Select(kv => kv.Key + "=" + Repr(kv.Value))) + ">",
