@@ -72,6 +72,41 @@ public class ChatTemplateReferenceTests
         Assert.Contains(reference, r => !r.StartsWith("error:", StringComparison.Ordinal));
     }
 
+    [Theory]
+    [InlineData("llama2")]
+    [InlineData("llama3")]
+    [InlineData("chatml")]
+    public void Built_in_family_override_renders_as_jinja2_renders_its_reference_template(string family)
+    {
+        var (jinja, bos, eos) = family switch
+        {
+            "llama2" => (ChatTemplates.Llama2Jinja, "<s>", "</s>"),
+            "llama3" => (ChatTemplates.Llama3Jinja, "<|begin_of_text|>", "<|eot_id|>"),
+            _ => (ChatTemplates.ChatMlJinja, (string?)null, "<|im_end|>"),
+        };
+        var builtIn = ChatTemplates.ByName(family, bos, eos);
+        var cases = new List<RenderCase>();
+        var ours = new List<string>();
+        foreach (var conversation in Conversations)
+            foreach (bool generationPrompt in new[] { true, false })
+            {
+                var variables = new JsonObject { ["messages"] = Messages(conversation), ["add_generation_prompt"] = generationPrompt, ["eos_token"] = eos };
+                if (bos is not null) variables["bos_token"] = bos;
+                cases.Add(new RenderCase(jinja, variables));
+                ours.Add(OutcomeOfBuiltIn(() => builtIn.Render(conversation, generationPrompt)));
+            }
+        var reference = RenderWithJinja2(cases);
+        for (int i = 0; i < cases.Count; i++)
+            Assert.True(reference[i] == ours[i], $"{family}, case {Describe(cases[i].Variables)}:\n jinja2: {Show(reference[i])}\n ours:   {Show(ours[i])}");
+    }
+
+    // The built-in classes refuse misordered roles with an ArgumentException carrying the template's message.
+    private static string OutcomeOfBuiltIn(Func<string> render)
+    {
+        try { return render(); }
+        catch (ArgumentException e) { return "error: TemplateError: " + e.Message.Split(" (Parameter")[0]; }
+    }
+
     [Fact]
     public void Qwen3_tools_tool_calls_reasoning_and_thinking_switch_render_as_jinja2()
     {

@@ -90,7 +90,9 @@ public class TokenizerLoaderTests
         var tok = TokenizerLoader.Load(dir.Path);
         Assert.Null(tok.BosTokenId);
         Assert.Equal(258, tok.EosTokenId);
-        var template = Assert.IsType<ChatMlChatTemplate>(tok.ChatTemplate);
-        Assert.Equal("You are a helpful assistant.", template.DefaultSystemPrompt);
+        var template = Assert.IsType<JinjaChatTemplate>(tok.ChatTemplate);
+        Assert.Equal(ChatTemplates.Qwen2Jinja, template.Source);
+        Assert.Equal("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+            template.Render([new ChatMessage("user", "Hi")]));
     }
 }
