@@ -91,7 +91,12 @@ public sealed class ByteLevelBpeTextTokenizer : TextTokenizerBase
     public static ByteLevelBpeTextTokenizer FromFile(string tokenizerJsonPath, TokenizerConfig? config = null,
         Func<ITextTokenizer, IChatTemplate?>? chatTemplateFactory = null)
     {
-        JsonObject root = HfJson.ReadObject(tokenizerJsonPath);
+        return FromParsed(HfJson.ReadObject(tokenizerJsonPath), config, chatTemplateFactory, tokenizerJsonPath);
+    }
+
+    internal static ByteLevelBpeTextTokenizer FromParsed(JsonObject root, TokenizerConfig? config,
+        Func<ITextTokenizer, IChatTemplate?>? chatTemplateFactory, string tokenizerJsonPath)
+    {
         try
         {
             return FromJson(root, config ?? new TokenizerConfig(), chatTemplateFactory, tokenizerJsonPath);

@@ -4,7 +4,8 @@ namespace ProxyOrleans.Inference.Tokenization;
 public static class TokenizerLoader
 {
     /// <summary>
-    /// tokenizer.model (SentencePiece) is used when present, else tokenizer.json (byte-level BPE); tokenizer_config.json,
+    /// tokenizer.model (SentencePiece) is used when present, else tokenizer.json (byte-level BPE, or SentencePiece-style
+    /// BPE with byte_fallback as Llama 2 / Gemma 3 ship it); tokenizer_config.json,
     /// config.json and generation_config.json add BOS/EOS, added tokens and the chat template.
     /// </summary>
     /// <param name="modelDir">The model directory.</param>
@@ -30,9 +31,11 @@ public static class TokenizerLoader
 
         var config = TokenizerConfig.Load(modelDir);
         var factory = ChatTemplateFactory(config, chatTemplate, modelDir);
-        return hasSp
-            ? SentencePieceTextTokenizer.FromFile(spPath, config, factory)
-            : ByteLevelBpeTextTokenizer.FromFile(jsonPath, config, factory);
+        if (hasSp) return SentencePieceTextTokenizer.FromFile(spPath, config, factory);
+        var root = HfJson.ReadObject(jsonPath);
+        return SentencePieceBpeTextTokenizer.IsSentencePieceStyle(root)
+            ? SentencePieceBpeTextTokenizer.FromJson(root, config, factory, jsonPath)
+            : ByteLevelBpeTextTokenizer.FromParsed(root, config, factory, jsonPath);
     }
 
     private static Func<ITextTokenizer, IChatTemplate?> ChatTemplateFactory(TokenizerConfig config, string? name, string modelDir)
