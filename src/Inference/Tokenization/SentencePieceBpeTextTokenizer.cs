@@ -38,7 +38,7 @@ public sealed class SentencePieceBpeTextTokenizer : TextTokenizerBase
         for (int b = 0; b < 256; b++)
             byteIds[b] = vocab.TryGetValue($"<0x{b:X2}>", out int id) ? id
                 : throw new InvalidDataException($"{source}: model.vocab lacks the byte token <0x{b:X2}>, which byte_fallback needs for characters outside the vocabulary. " +
-                    "Replace the file with the model's own tokenizer.json.");
+                    "Replace the file with the model's own tokenizer.json, or put the model's tokenizer.model in the directory (it is used in preference).");
         merges = new Dictionary<(int, int), (int, int)>(mergeList.Count);
         for (int rank = 0; rank < mergeList.Count; rank++)
         {
@@ -166,7 +166,9 @@ public sealed class SentencePieceBpeTextTokenizer : TextTokenizerBase
                     throw new InvalidDataException($"{source}: decoder \"{d["type"]}\" is not supported for SentencePiece-style BPE (supported: Replace, ByteFallback, Fuse, Strip).");
             }
         }
-        if (!byteFallback) throw new InvalidDataException($"{source}: a byte_fallback model needs a ByteFallback decoder.");
+        if (!byteFallback)
+            throw new InvalidDataException($"{source}: a byte_fallback model needs a ByteFallback decoder. Replace the file with the model's own " +
+                "tokenizer.json, or put the model's tokenizer.model in the directory (it is used in preference).");
         return (space, strip);
     }
 

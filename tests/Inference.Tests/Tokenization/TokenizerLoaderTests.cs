@@ -45,12 +45,13 @@ public class TokenizerLoaderTests
     }
 
     [Fact]
-    public void Sentencepiece_style_tokenizer_json_asks_for_tokenizer_model()
+    public void Sentencepiece_style_tokenizer_json_without_byte_tokens_asks_for_the_real_files()
     {
         using var dir = NewTempDir();
         File.WriteAllText(Path.Combine(dir.Path, "tokenizer.json"),
-            """{"model": {"type": "BPE", "byte_fallback": true, "vocab": {"<unk>": 0, "▁a": 1}, "merges": []}}""");
+            """{"model": {"type": "BPE", "byte_fallback": true, "vocab": {"<unk>": 0, "▁a": 1}, "merges": []}, "decoder": {"type": "ByteFallback"}}""");
         var e = Assert.Throws<InvalidDataException>(() => TokenizerLoader.Load(dir.Path));
+        Assert.Contains("<0x00>", e.Message);
         Assert.Contains("tokenizer.model", e.Message);
     }
 
