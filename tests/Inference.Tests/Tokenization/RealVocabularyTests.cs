@@ -31,6 +31,7 @@ public class RealVocabularyTests(ITestOutputHelper output)
         "$$\\frac{a}{b}$$ \\alpha_{i}^{2}", "snake_case camelCase PascalCase kebab-case SCREAMING_CASE",
         "!!!???...,,,;;;:::", "----====____****####", "a\u0000b\u0001c\u007f",
         "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𝕋𝕖𝕩𝕥", "𠀀𠀁𠀂 rare CJK extension B", "🧑🏽‍💻 and 🏳️‍🌈",
+        "x𝔘y 𠀀字 a𝕋. '𝔘s 🚀x𝔘", "(𝔘) \"𠀀\" -𝕋-",
         "<s>[INST] hi [/INST]", "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>",
         "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", "<bos><start_of_turn>user\nHi<end_of_turn>\n",
         "text<|endoftext|>more", "<think>\nreasoning\n</think>\n\nanswer",
