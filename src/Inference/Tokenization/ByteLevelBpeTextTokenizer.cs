@@ -119,7 +119,7 @@ public sealed class ByteLevelBpeTextTokenizer : TextTokenizerBase
                 "(for SentencePiece models put tokenizer.model in the directory).");
         if (model["byte_fallback"]?.GetValue<bool>() == true)
             throw new InvalidDataException($"{source} is a SentencePiece-style BPE (byte_fallback), not byte-level BPE. " +
-                "Put the model's tokenizer.model in the directory; it is used in preference to tokenizer.json.");
+                "Load it with TokenizerLoader.Load(dir) or SentencePieceBpeTextTokenizer.FromFile, which read that kind.");
         if (model["vocab"] is not JsonObject vocabNode || vocabNode.Count == 0)
             throw new InvalidDataException($"{source}: model.vocab is missing or empty.");
 
