@@ -160,6 +160,8 @@ public class ChatTemplateReferenceTests
         ("{% for a in [1, 2] %}{% for b in 'xy' %}{{ loop.index }}{{ a }}{{ b }} {% endfor %}{{ loop.index }}{% endfor %}", "{}"),
         // Scoping: set inside a loop stays there; namespace() carries out.
         ("{% set x = 'outer' %}{% for m in messages %}{% set x = m.role %}{{ x }} {% endfor %}{{ x }}", Msgs),
+        ("{% set x = 'o' %}{% for i in [1, 2, 3] %}{% if i == 1 %}{% set x = 'a' %}{% endif %}{{ x }}|{% endfor %}{{ x }}{% for i in [1, 2] %}{{ y }}{% set y = i %}|{% endfor %}", "{}"),
+        ("{% for a in [1] %}{% set q = 1 %}{% for b in [2] %}{{ q }}{% set q = 3 %}{{ q }}{% endfor %}{{ q }}{% endfor %}{% macro m() %}{{ z }}{% endmacro %}{% set z = 5 %}{{ m() }}", "{}"),
         ("{% set ns = namespace(found=false, last=-1, items=[]) %}{% for m in messages %}{% if m.role == 'user' %}{% set ns.found = true %}{% set ns.last = loop.index0 %}{% endif %}{% endfor %}{{ ns.found }} {{ ns.last }} {{ ns.items }}", Msgs),
         ("{% set block %}inner {{ 1 + 2 }}\n{% endset %}[{{ block }}]{% set a, b = 1, 'two' %}{{ a }}{{ b }}", "{}"),
         // Macros.

@@ -95,15 +95,15 @@ internal sealed class JinjaRenderer(JinjaOptions options)
     private void ExecuteFor(ForNode f, Scope scope, StringBuilder output)
     {
         var all = JinjaValues.Iterate(Eval(f.Iterable, scope), f.Line);
-        var loopScope = new Scope(scope);
         var items = all;
         if (f.Filter is not null)
         {
             items = [];
             foreach (var item in all)
             {
-                Bind(f.Targets, item, loopScope, f.Line);
-                if (JinjaValues.Truthy(Eval(f.Filter, loopScope))) items.Add(item);
+                var filterScope = new Scope(scope);
+                Bind(f.Targets, item, filterScope, f.Line);
+                if (JinjaValues.Truthy(Eval(f.Filter, filterScope))) items.Add(item);
             }
         }
         if (items.Count == 0)
@@ -118,6 +118,8 @@ internal sealed class JinjaRenderer(JinjaOptions options)
             for (int i = 0; i < items.Count; i++)
             {
                 loop.Index0 = i;
+                // Each iteration is a scope of its own: a {% set %} in the body is gone at the next item, as in jinja2.
+                var loopScope = new Scope(scope);
                 Bind(f.Targets, items[i], loopScope, f.Line);
                 loopScope.Set("loop", loop);
                 try { Run(f.Body, loopScope, output); }
