@@ -191,6 +191,9 @@ public class ChatTemplateReferenceTests
         // Globals: raise_exception, strftime_now, dict(), range().
         ("{{ strftime_now('%d %b %Y') }}|{{ strftime_now('%Y-%m-%d %H:%M:%S %A %B %j %p %I %y') }}|{{ strftime_now('%-d') }}|{{ dict(a=1, b='x') }}|{{ range(3) | list }}{{ range(1, 7, 2) | list }}", "{}"),
         ("{% if messages | length > 1 %}{{ raise_exception('Only one message, please: ' ~ messages | length) }}{% endif %}", Msgs),
+        ("{{ none.x }}|{{ 4 / 2 }}|{{ 10 ** -1 }}|{{ 1 == true }}|{{ [1, 2] + [3] }}|{{ not messages | length }}|{{ x | default('d') }}|{{ 21.5 }}|{{ 1e-5 }}|{{ -2 ** 2 }}|{{ 'a' ~ 'b' | upper }}|{{ [1, 2, 3][-1:] }}|{{ 'x' * 0 }}|{{ {'a': none} | tojson }}|{{ y is none }}|{{ messages[1].content[:2] }}",
+            """{"x": null, "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo!"}]}"""),
+        ("{% if true %}  \n{% endif %}|\n\t{% if true %}\t{{ 'in' }}\n\t{% endif %}\n  {{- 'v' }}\n  {%- if true %} {% endif %}\n{% for i in [1, 2] -%}\n  {{ i }}\n{%- endfor %}\n", "{}"),
         // Undefined renders empty, iterates empty and compares falsy.
         ("[{{ nothing }}][{% for x in nothing %}x{% endfor %}][{{ nothing == none }}][{{ not nothing }}][{{ messages[10] is defined }}][{{ {}.a is defined }}]", Msgs),
         ("{{ '{{' }} {{ \"{% raw %}\" }} {% raw %}{{ not rendered }}{% endraw %} done", "{}"),
