@@ -194,6 +194,7 @@ public class ChatTemplateReferenceTests
         ("{{ none.x }}|{{ 4 / 2 }}|{{ 10 ** -1 }}|{{ 1 == true }}|{{ [1, 2] + [3] }}|{{ not messages | length }}|{{ x | default('d') }}|{{ 21.5 }}|{{ 1e-5 }}|{{ -2 ** 2 }}|{{ 'a' ~ 'b' | upper }}|{{ [1, 2, 3][-1:] }}|{{ 'x' * 0 }}|{{ {'a': none} | tojson }}|{{ y is none }}|{{ messages[1].content[:2] }}",
             """{"x": null, "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo!"}]}"""),
         ("{% if true %}  \n{% endif %}|\n\t{% if true %}\t{{ 'in' }}\n\t{% endif %}\n  {{- 'v' }}\n  {%- if true %} {% endif %}\n{% for i in [1, 2] -%}\n  {{ i }}\n{%- endfor %}\n", "{}"),
+        ("{% set x = 1 %}{% for m in messages %}{%- if m.role == 'assistant' %}\n  {% generation %}{{ m.content }}{% set x = 2 %}{{ x }}{% endgeneration %}\n{% endif %}{% endfor %}{{ x }}", Msgs),
         // Undefined renders empty, iterates empty and compares falsy.
         ("[{{ nothing }}][{% for x in nothing %}x{% endfor %}][{{ nothing == none }}][{{ not nothing }}][{{ messages[10] is defined }}][{{ {}.a is defined }}]", Msgs),
         ("{{ '{{' }} {{ \"{% raw %}\" }} {% raw %}{{ not rendered }}{% endraw %} done", "{}"),

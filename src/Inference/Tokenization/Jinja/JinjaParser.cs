@@ -29,6 +29,7 @@ internal sealed record SetNode(List<string> Targets, string? Attribute, Expr? Va
 internal sealed record MacroNode(string Name, List<(string Name, Expr? Default)> Parameters, List<Node> Body, int Line) : Node(Line);
 internal sealed record LoopControlNode(bool IsBreak, int Line) : Node(Line);
 internal sealed record FilterBlockNode(string Name, List<Expr> Args, List<Node> Body, int Line) : Node(Line);
+internal sealed record ScopedBlockNode(List<Node> Body, int Line) : Node(Line);
 
 /// <summary>
 /// A recursive-descent parser for the Jinja subset that chat templates use, with jinja2's operator precedence:
@@ -110,11 +111,12 @@ internal sealed class JinjaParser
             }
             case "generation":
             {
-                // transformers' AssistantTracker extension: marks assistant text for masks, renders its body as is.
+                // transformers' AssistantTracker extension: marks assistant text for masks; the body renders as a
+                // call block, so its {% set %}s stay inside.
                 ExpectEnd();
                 var body = ParseBody(["endgeneration"], out _, out _);
                 ExpectEnd();
-                return new IfNode([(new Literal(true, line), body)], null, line);
+                return new ScopedBlockNode(body, line);
             }
             default:
                 if (UnsupportedTags.Contains(tag) || !tag.StartsWith("end", StringComparison.Ordinal))

@@ -79,6 +79,7 @@ internal sealed class JinjaRenderer(JinjaOptions options)
             case LoopControlNode c:
                 if (loopDepth == 0) throw new JinjaException($"'{{% {(c.IsBreak ? "break" : "continue")} %}}' outside a loop (line {c.Line})", c.Line);
                 throw new LoopControl(c.IsBreak);
+            case ScopedBlockNode sb: Run(sb.Body, new Scope(scope), output); break;
             case FilterBlockNode fb:
             {
                 var inner = new StringBuilder();
