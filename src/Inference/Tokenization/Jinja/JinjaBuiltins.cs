@@ -428,6 +428,43 @@ internal static class JinjaBuiltins
             return JinjaValues.ToJson(a[0], indent is null ? null : (int)JinjaValues.ToLong(indent), JinjaValues.Truthy(Arg(a, k, 4, "sort_keys", false)), line);
         },
         ["attr"] = (a, _, line) => GetAttribute(a[0], JinjaValues.Str(a[1]), line),
+        ["unique"] = (a, k, line) =>
+        {
+            var seen = new List<object?>();
+            var result = new List<object?>();
+            foreach (var x in JinjaValues.Iterate(a[0], line))
+            {
+                var key = SortKey(x, Arg(a, k, 2, "attribute"), JinjaValues.Truthy(Arg(a, k, 1, "case_sensitive", false)), line);
+                if (seen.Any(s => JinjaValues.Equal(s, key))) continue;
+                seen.Add(key);
+                result.Add(x);
+            }
+            return result;
+        },
+        ["min"] = (a, k, line) => Extreme(a, k, line, smallest: true),
+        ["max"] = (a, k, line) => Extreme(a, k, line, smallest: false),
+        ["sum"] = (a, k, line) =>
+        {
+            object? total = Arg(a, k, 2, "start", 0L);
+            object? attribute = Arg(a, k, 1, "attribute");
+            foreach (var x in JinjaValues.Iterate(a[0], line))
+                total = Arithmetic("+", total, attribute is null ? x : Attribute(x, attribute, line), line);
+            return total;
+        },
+        ["dictsort"] = (a, k, line) =>
+        {
+            if (a[0] is not Dictionary<string, object?> d) throw new JinjaException($"dictsort needs a mapping (line {line})", line);
+            bool caseSensitive = JinjaValues.Truthy(Arg(a, k, 1, "case_sensitive", false));
+            int by = JinjaValues.Str(Arg(a, k, 2, "by", "key")) == "value" ? 1 : 0;
+            bool reverse = JinjaValues.Truthy(Arg(a, k, 3, "reverse", false));
+            var pairs = d.Select((kv, i) => (Pair: new JinjaTuple { kv.Key, kv.Value }, i)).ToList();
+            pairs.Sort((p, q) =>
+            {
+                int c = JinjaValues.Compare(SortKey(p.Pair[by], null, caseSensitive, line), SortKey(q.Pair[by], null, caseSensitive, line), "<", line);
+                return c != 0 ? (reverse ? -c : c) : p.i.CompareTo(q.i);
+            });
+            return pairs.Select(p => (object?)p.Pair).ToList();
+        },
         ["sort"] = (a, k, line) =>
         {
             var items = JinjaValues.Iterate(a[0], line).ToList();
@@ -444,6 +481,28 @@ internal static class JinjaBuiltins
             return sorted.Select(p => p.x).ToList();
         },
     };
+
+    // jinja2 compares strings case-insensitively in sort/unique/min/max unless case_sensitive is set.
+    private static object? SortKey(object? x, object? attribute, bool caseSensitive, int line)
+    {
+        var v = attribute is null ? x : Attribute(x, attribute, line);
+        return !caseSensitive && v is string s ? s.ToLowerInvariant() : v;
+    }
+
+    private static object? Extreme(List<object?> a, Dictionary<string, object?> k, int line, bool smallest)
+    {
+        var items = JinjaValues.Iterate(a[0], line);
+        if (items.Count == 0) return new JinjaUndefined($"the {(smallest ? "min" : "max")} of an empty sequence");
+        bool caseSensitive = JinjaValues.Truthy(Arg(a, k, 1, "case_sensitive", false));
+        object? attribute = Arg(a, k, 2, "attribute");
+        var best = items[0];
+        foreach (var x in items.Skip(1))
+        {
+            int c = JinjaValues.Compare(SortKey(x, attribute, caseSensitive, line), SortKey(best, attribute, caseSensitive, line), "<", line);
+            if (smallest ? c < 0 : c > 0) best = x;
+        }
+        return best;
+    }
 
     private static object? DefaultFilter(List<object?> a, Dictionary<string, object?> k, int line)
     {
