@@ -82,6 +82,28 @@ public class RealVocabularyTests(ITestOutputHelper output)
 
     [Theory]
     [MemberData(nameof(ComparedFamilies))]
+    public void Streaming_each_id_gives_the_text_hugging_face_decodes(string family)
+    {
+        // What the gateway streams: the BOS prompt as context, then each id of the text pushed one by one.
+        var ours = Ours(family);
+        using var hf = Hf(family);
+        var mismatches = new List<string>();
+        foreach (string text in HardStrings)
+        {
+            int[] ids = hf.Encode(text).Select(x => (int)x).ToArray();
+            int promptLength = ids.Length > 0 && ids[0] == ours.BosTokenId ? 1 : 0;
+            var detok = new StreamingDetokenizer(ours, ids[..promptLength]);
+            var streamed = new System.Text.StringBuilder();
+            foreach (int id in ids[promptLength..]) streamed.Append(detok.Push(id));
+            streamed.Append(detok.Flush());
+            string expected = hf.Decode(ids.Select(x => (uint)x).ToArray());
+            if (streamed.ToString() != expected) mismatches.Add($"{Show(text)}\n  hf:       {Show(expected)}\n  streamed: {Show(streamed.ToString())}");
+        }
+        Assert.True(mismatches.Count == 0, $"{family}: {mismatches.Count} of {HardStrings.Length} streams differ:\n" + string.Join("\n", mismatches));
+    }
+
+    [Theory]
+    [MemberData(nameof(ComparedFamilies))]
     public void Vocabulary_has_the_reference_size_and_special_tokens(string family)
     {
         var ours = Ours(family);
