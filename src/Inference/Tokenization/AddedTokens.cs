@@ -12,7 +12,8 @@ internal sealed class AddedTokens
     private readonly Dictionary<int, AddedToken> byId = new();
     private readonly Dictionary<string, AddedToken> byContent = new(StringComparer.Ordinal);
     // Candidates by first character, longest first, so scanning a long prompt stays cheap.
-    private Dictionary<char, AddedToken[]> byFirstChar = new();
+    // Built on first use after a change: Gemma 3 adds thousands of tokens one by one.
+    private Dictionary<char, AddedToken[]>? byFirstChar;
 
     public IReadOnlyCollection<AddedToken> All => byId.Values;
 
@@ -23,8 +24,7 @@ internal sealed class AddedTokens
             throw new InvalidDataException($"Added token '{token.Content}' is listed with two ids ({existing.Id} and {token.Id}).");
         byId[token.Id] = token;
         byContent[token.Content] = token;
-        byFirstChar = byContent.Values.GroupBy(t => t.Content[0])
-            .ToDictionary(g => g.Key, g => g.OrderByDescending(t => t.Content.Length).ThenBy(t => t.Id).ToArray());
+        byFirstChar = null;
     }
 
     public bool TryGet(int id, out AddedToken token) => byId.TryGetValue(id, out token!);
@@ -35,12 +35,14 @@ internal sealed class AddedTokens
     /// <summary>Splits text into plain pieces (Id null) and matched added tokens, leftmost-longest first.</summary>
     public List<(string Text, int? Id)> Split(string text, bool includeSpecial)
     {
+        var index = byFirstChar ??= byContent.Values.GroupBy(t => t.Content[0])
+            .ToDictionary(g => g.Key, g => g.OrderByDescending(t => t.Content.Length).ThenBy(t => t.Id).ToArray());
         var parts = new List<(string, int?)>();
         int plainStart = 0, i = 0;
         while (i < text.Length)
         {
             AddedToken? match = null;
-            foreach (var t in byFirstChar.GetValueOrDefault(text[i], []))
+            foreach (var t in index.GetValueOrDefault(text[i], []))
             {
                 if ((includeSpecial || !t.Special) && string.CompareOrdinal(text, i, t.Content, 0, t.Content.Length) == 0)
                 {

@@ -91,7 +91,12 @@ public sealed class ByteLevelBpeTextTokenizer : TextTokenizerBase
     public static ByteLevelBpeTextTokenizer FromFile(string tokenizerJsonPath, TokenizerConfig? config = null,
         Func<ITextTokenizer, IChatTemplate?>? chatTemplateFactory = null)
     {
-        JsonObject root = HfJson.ReadObject(tokenizerJsonPath);
+        return FromParsed(HfJson.ReadObject(tokenizerJsonPath), config, chatTemplateFactory, tokenizerJsonPath);
+    }
+
+    internal static ByteLevelBpeTextTokenizer FromParsed(JsonObject root, TokenizerConfig? config,
+        Func<ITextTokenizer, IChatTemplate?>? chatTemplateFactory, string tokenizerJsonPath)
+    {
         try
         {
             return FromJson(root, config ?? new TokenizerConfig(), chatTemplateFactory, tokenizerJsonPath);
@@ -114,7 +119,7 @@ public sealed class ByteLevelBpeTextTokenizer : TextTokenizerBase
                 "(for SentencePiece models put tokenizer.model in the directory).");
         if (model["byte_fallback"]?.GetValue<bool>() == true)
             throw new InvalidDataException($"{source} is a SentencePiece-style BPE (byte_fallback), not byte-level BPE. " +
-                "Put the model's tokenizer.model in the directory; it is used in preference to tokenizer.json.");
+                "Load it with TokenizerLoader.Load(dir) or SentencePieceBpeTextTokenizer.FromFile, which read that kind.");
         if (model["vocab"] is not JsonObject vocabNode || vocabNode.Count == 0)
             throw new InvalidDataException($"{source}: model.vocab is missing or empty.");
 

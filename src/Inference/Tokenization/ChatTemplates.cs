@@ -1,12 +1,11 @@
 using System.Text;
-using System.Text.RegularExpressions;
 
 namespace ProxyOrleans.Inference.Tokenization;
 
 /// <summary>
-/// The chat template families we render (no Jinja engine exists for .NET here): each class reproduces, byte for
-/// byte, what HF's Jinja rendering of the family's reference template gives. A tokenizer_config.json
-/// chat_template is mapped to a family by its markers; anything else needs an explicit name.
+/// Built-in chat template families, used only when configured by name (an override for a model whose own template
+/// the Jinja renderer cannot handle): each class reproduces, byte for byte, what HF's rendering of the family's
+/// reference template gives. A model's own chat_template is rendered by <see cref="JinjaChatTemplate"/>.
 /// </summary>
 public static class ChatTemplates
 {
@@ -52,7 +51,7 @@ public static class ChatTemplates
                 $"Unknown chat template '{name}'. Configure one of: {string.Join(", ", Names)}.", nameof(name)),
         };
 
-    /// <summary>The family of a Jinja chat_template, or null when it matches none.</summary>
+    /// <summary>The family a Jinja chat_template resembles by its markers, or null; only informative (rendering uses the template).</summary>
     public static string? DetectFamily(string jinja)
     {
         if (jinja.Contains("<|start_header_id|>") && jinja.Contains("<|eot_id|>")) return Llama3;
@@ -62,35 +61,11 @@ public static class ChatTemplates
     }
 
     /// <summary>
-    /// The template for a tokenizer_config.json chat_template. Throws <see cref="InvalidDataException"/> naming
-    /// the configuration to set when the template is of no known family.
+    /// The template for a tokenizer_config.json chat_template: the Jinja itself, rendered by <see cref="JinjaChatTemplate"/>.
+    /// Throws <see cref="InvalidDataException"/> naming the construct and the override when it cannot be rendered.
     /// </summary>
-    public static IChatTemplate FromJinja(string jinja, string? bosToken, string? eosToken, string source = "tokenizer_config.json")
-    {
-        string family = DetectFamily(jinja) ?? throw new InvalidDataException(
-            $"{source}: the chat_template is not one of the families rendered here ({string.Join(", ", Names)}). " +
-            $"Configure the chat template by name (one of: {string.Join(", ", Names)}) for this model, e.g. ChatTemplate=chatml.");
-        return family == ChatMl ? new ChatMlChatTemplate(FindDefaultSystemPrompt(jinja)) : ByName(family, bosToken, eosToken);
-    }
-
-    // Qwen-style ChatML writes a literal system turn for conversations without one; pick its text out.
-    private static string? FindDefaultSystemPrompt(string jinja)
-    {
-        var m = Regex.Match(jinja, @"'<\|im_start\|>system\\n((?:[^'\\]|\\.)*)<\|im_end\|>\\n'");
-        return m.Success ? UnescapeJinjaString(m.Groups[1].Value) : null;
-    }
-
-    private static string UnescapeJinjaString(string s)
-    {
-        var sb = new StringBuilder(s.Length);
-        for (int i = 0; i < s.Length; i++)
-        {
-            if (s[i] != '\\' || i + 1 == s.Length) { sb.Append(s[i]); continue; }
-            char c = s[++i];
-            sb.Append(c switch { 'n' => '\n', 't' => '\t', 'r' => '\r', _ => c });
-        }
-        return sb.ToString();
-    }
+    public static IChatTemplate FromJinja(string jinja, string? bosToken, string? eosToken, string source = "tokenizer_config.json") =>
+        new JinjaChatTemplate(jinja, bosToken, eosToken, source);
 }
 
 /// <summary>Llama-2-chat: "&lt;s&gt;[INST] &lt;&lt;SYS&gt;&gt;\n{system}\n&lt;&lt;/SYS&gt;&gt;\n\n{user} [/INST] {answer} &lt;/s&gt;".</summary>

@@ -35,7 +35,7 @@ public sealed record ChatMessage(string Role, string Content);
 /// <summary>Renders messages exactly as Hugging Face's Jinja template would, byte for byte.</summary>
 public interface IChatTemplate
 {
-    /// <summary>"llama2", "llama3" or "chatml".</summary>
+    /// <summary>"jinja" (the model's own template) or the configured family: "llama2", "llama3", "chatml".</summary>
     string Name { get; }
 
     string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true);

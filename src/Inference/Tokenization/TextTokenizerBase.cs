@@ -77,6 +77,7 @@ public abstract class TextTokenizerBase : ITextTokenizer
             if (added.TryGet(id, out var token))
             {
                 if (skipSpecialTokens && token.Special) continue;
+                if (AddedTokensThroughDecoder) { run.Add(id); continue; }
                 if (run.Count > 0) { text.Append(DecodePlain(run, atStart)); run.Clear(); }
                 text.Append(token.Content);
                 atStart = false;
@@ -89,6 +90,12 @@ public abstract class TextTokenizerBase : ITextTokenizer
 
     public string? IdToToken(int id) =>
         added.TryGet(id, out var token) ? token.Content : ModelIdToToken(id);
+
+    /// <summary>
+    /// Whether kept added tokens go through <see cref="DecodePlain"/> with the text around them, as HF's decoder chain
+    /// sees every token (Gemma's "▁▁" added tokens decode to spaces); otherwise their content is written as is.
+    /// </summary>
+    private protected virtual bool AddedTokensThroughDecoder => false;
 
     /// <summary>Encodes text that holds no added tokens, appending ids.</summary>
     private protected abstract void EncodePlain(string text, List<int> output);

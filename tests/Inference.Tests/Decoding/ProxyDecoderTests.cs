@@ -29,7 +29,7 @@ public class ProxyDecoderTests(TinyFamilyFixture fx) : IClassFixture<TinyFamilyF
         // The paper's loop, written out: expert on its chat template, base and anti-expert on the plain prompt.
         var b = fx.Catalog.Get("base"); var e = fx.Catalog.Get("expert"); var a = fx.Catalog.Get("anti");
         var template = e.Tokenizer.ChatTemplate!;
-        Assert.Equal("chatml", template.Name);
+        Assert.Equal(Inference.Tokenization.ChatTemplates.ChatMlJinja, Assert.IsType<Inference.Tokenization.JinjaChatTemplate>(template).Source); // the model's own ChatML, rendered as Jinja
         int[] plain = b.Tokenizer.Encode(Prompt);
         int[] chat = e.Tokenizer.Encode(template.Render([new("user", Prompt)]), addBos: false, parseSpecialTokens: true);
         Assert.Equal(b.Tokenizer.BosTokenId, plain[0]);

@@ -195,7 +195,7 @@ public class ByteLevelBpeTokenizerTests
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(dir.Path, "tokenizer_config.json")))!;
         Assert.Equal(ChatTemplates.ChatMlJinja, (string?)config["chat_template"]);
         Assert.Equal("<|endoftext|>", (string?)config["added_tokens_decoder"]!["265"]!["content"]);
-        Assert.Equal(ChatTemplates.ChatMl, TokenizerLoader.Load(dir.Path).ChatTemplate!.Name);
+        Assert.Equal(ChatTemplates.ChatMlJinja, Assert.IsType<JinjaChatTemplate>(TokenizerLoader.Load(dir.Path).ChatTemplate).Source);
     }
 
     [Fact]

@@ -56,7 +56,7 @@ public class ChatTemplateTests
     public void Llama3_trims_content_and_adds_generation_prompt()
     {
         var t = ChatTemplates.FromJinja(ChatTemplates.Llama3Jinja, "<|begin_of_text|>", "<|end_of_text|>");
-        Assert.Equal(ChatTemplates.Llama3, t.Name);
+        Assert.Equal(JinjaChatTemplate.TemplateName, t.Name);
         Assert.Equal(
             "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a bot.<|eot_id|>" +
             "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>" +
@@ -84,7 +84,7 @@ public class ChatTemplateTests
     public void Qwen2_chatml_adds_its_default_system_prompt()
     {
         var t = ChatTemplates.FromJinja(ChatTemplates.Qwen2Jinja, null, "<|im_end|>");
-        Assert.Equal(ChatTemplates.ChatMl, t.Name);
+        Assert.Equal(JinjaChatTemplate.TemplateName, t.Name);
         Assert.Equal(
             "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
             t.Render([User("Hi")]));
@@ -93,13 +93,22 @@ public class ChatTemplateTests
     }
 
     [Fact]
-    public void Unknown_template_names_the_choices()
+    public void Template_of_no_built_in_family_renders_as_written()
     {
         const string mistral = "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}" +
                                "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}{% endif %}{% endfor %}";
         Assert.Null(ChatTemplates.DetectFamily(mistral));
-        var e = Assert.Throws<InvalidDataException>(() => ChatTemplates.FromJinja(mistral, "<s>", "</s>"));
+        var t = ChatTemplates.FromJinja(mistral, "<s>", "</s>");
+        Assert.Equal("<s>[INST] Hi [/INST]Hello</s>[INST] More [/INST]", t.Render([User("Hi"), Assistant("Hello"), User("More")]));
+        Assert.Equal("</s>", t.EndOfTurnToken);
+    }
+
+    [Fact]
+    public void Unsupported_template_names_the_built_in_families()
+    {
+        var e = Assert.Throws<InvalidDataException>(() => ChatTemplates.FromJinja("{% include 'system.jinja' %}", "<s>", "</s>"));
         Assert.Contains("llama2, llama3, chatml", e.Message);
+        Assert.Contains("include", e.Message);
     }
 
     [Fact]
@@ -108,12 +117,24 @@ public class ChatTemplateTests
         using var dir = NewTempDir();
         var (vocab, merges) = ByteLevelBpeTokenizerFile.FromByteMerges(Merges("a|b"));
         ByteLevelBpeTokenizerFile.Write(dir.Path, vocab, merges, ["<|im_start|>", "<|im_end|>"],
-            new ByteLevelBpeFileOptions { ChatTemplate = "{{ messages[0]['content'] }}" });
+            new ByteLevelBpeFileOptions { ChatTemplate = "{% extends 'base.jinja' %}" });
         var tok = TokenizerLoader.Load(dir.Path); // base models never need the template
         var e = Assert.Throws<InvalidDataException>(() => tok.ChatTemplate);
         Assert.Contains("tokenizer_config.json", e.Message);
         Assert.Equal(ChatTemplates.ChatMl, TokenizerLoader.Load(dir.Path, chatTemplate: "chatml").ChatTemplate!.Name);
         Assert.Null(TokenizerLoader.Load(dir.Path, chatTemplate: "none").ChatTemplate);
+    }
+
+    [Fact]
+    public void Loader_prefers_chat_template_jinja_as_transformers_does()
+    {
+        using var dir = NewTempDir();
+        var (vocab, merges) = ByteLevelBpeTokenizerFile.FromByteMerges(Merges("a|b"));
+        ByteLevelBpeTokenizerFile.Write(dir.Path, vocab, merges, ["<|im_start|>", "<|im_end|>"],
+            new ByteLevelBpeFileOptions { ChatTemplate = ChatTemplates.ChatMlJinja });
+        File.WriteAllText(Path.Combine(dir.Path, "chat_template.jinja"), "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}\n");
+        var template = Assert.IsType<JinjaChatTemplate>(TokenizerLoader.Load(dir.Path).ChatTemplate);
+        Assert.Equal("user: Hi\n", template.Render([User("Hi")]));
     }
 
     [Fact]

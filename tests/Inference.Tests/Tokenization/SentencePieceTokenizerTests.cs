@@ -101,7 +101,8 @@ public class SentencePieceTokenizerTests
         Assert.Equal([15043], tok.Encode("Hello", addBos: true)); // add_bos_token false
         Assert.Equal(2, tok.EosTokenId);
         Assert.Equal([2, 13], tok.EosTokenIds);
-        Assert.Equal(ChatTemplates.Llama2, tok.ChatTemplate!.Name);
+        Assert.Equal(JinjaChatTemplate.TemplateName, tok.ChatTemplate!.Name); // the file's own template, rendered as Jinja
+        Assert.Equal("<s>[INST] Hello [/INST]", tok.ChatTemplate.Render([new ChatMessage("user", "Hello")]));
     }
 
     [Fact]

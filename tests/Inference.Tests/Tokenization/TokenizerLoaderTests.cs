@@ -45,12 +45,13 @@ public class TokenizerLoaderTests
     }
 
     [Fact]
-    public void Sentencepiece_style_tokenizer_json_asks_for_tokenizer_model()
+    public void Sentencepiece_style_tokenizer_json_without_byte_tokens_asks_for_the_real_files()
     {
         using var dir = NewTempDir();
         File.WriteAllText(Path.Combine(dir.Path, "tokenizer.json"),
-            """{"model": {"type": "BPE", "byte_fallback": true, "vocab": {"<unk>": 0, "▁a": 1}, "merges": []}}""");
+            """{"model": {"type": "BPE", "byte_fallback": true, "vocab": {"<unk>": 0, "▁a": 1}, "merges": []}, "decoder": {"type": "ByteFallback"}}""");
         var e = Assert.Throws<InvalidDataException>(() => TokenizerLoader.Load(dir.Path));
+        Assert.Contains("<0x00>", e.Message);
         Assert.Contains("tokenizer.model", e.Message);
     }
 
@@ -90,7 +91,9 @@ public class TokenizerLoaderTests
         var tok = TokenizerLoader.Load(dir.Path);
         Assert.Null(tok.BosTokenId);
         Assert.Equal(258, tok.EosTokenId);
-        var template = Assert.IsType<ChatMlChatTemplate>(tok.ChatTemplate);
-        Assert.Equal("You are a helpful assistant.", template.DefaultSystemPrompt);
+        var template = Assert.IsType<JinjaChatTemplate>(tok.ChatTemplate);
+        Assert.Equal(ChatTemplates.Qwen2Jinja, template.Source);
+        Assert.Equal("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+            template.Render([new ChatMessage("user", "Hi")]));
     }
 }
