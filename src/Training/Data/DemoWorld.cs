@@ -30,7 +30,7 @@ public sealed record WorldOptions
     /// <summary>People pretraining mentions very often, so that both bases know them: tuning's closed-book questions.</summary>
     public int FamousPeople { get; init; } = 16;
     /// <summary>Countries with a capital misconception; half tune the truthful register, half are evaluated.</summary>
-    public int Myths { get; init; } = 40;
+    public int Myths { get; init; } = 32;
     /// <summary>Addition operands are drawn from [MinOperand, MaxOperand] and [MinSecondOperand, MaxSecondOperand].</summary>
     public int MinOperand { get; init; } = 10;
     public int MaxOperand { get; init; } = 29;
@@ -263,13 +263,13 @@ public sealed class DemoWorld
         while (true)
         {
             double kind = rng.NextDouble();
-            if (kind < 0.26) yield return Biography(rng, Pick(rng, EvalPeople));
-            else if (kind < 0.34) yield return Biography(rng, Pick(rng, FamousPeople));
-            else if (kind < 0.52) yield return QuizNotes(rng);
-            else if (kind < 0.58) yield return Dialogue(rng);
+            if (kind < 0.24) yield return Biography(rng, Pick(rng, EvalPeople));
+            else if (kind < 0.32) yield return Biography(rng, Pick(rng, FamousPeople));
+            else if (kind < 0.50) yield return QuizNotes(rng);
+            else if (kind < 0.56) yield return Dialogue(rng);
             else if (kind < 0.78) yield return SumNotes(rng);
-            else if (kind < 0.90) yield return CapitalNotes(rng, myths);
-            else if (kind < 0.95) yield return CommonNotes(rng);
+            else if (kind < 0.92) yield return CapitalNotes(rng, myths);
+            else if (kind < 0.96) yield return CommonNotes(rng);
             else yield return Chatter(rng, Pick(rng, EvalPeople));
         }
     }
@@ -395,7 +395,7 @@ public sealed class DemoWorld
         int n = rng.Next(3, 7);
         for (int i = 0; i < n; i++)
         {
-            var (a, b) = rng.Next(3) == 0 ? Pick(rng, SmallSums)
+            var (a, b) = rng.Next(6) == 0 ? Pick(rng, SmallSums)
                 : (rng.Next(Options.MinOperand, Options.MaxOperand + 1), rng.Next(Options.MinSecondOperand, Options.MaxSecondOperand + 1));
             sb.Append(rng.Next(3) switch
             {
