@@ -374,3 +374,32 @@ public class BundledModelTests
         catalog.CheckCombination(new ProxyCombination("base-large", [new ExpertPair("tuned-small", "base-small")]));
     }
 }
+
+public class TrainedForwardTests
+{
+    /// <summary>The training module and the serving engine compute the same logits at every position of a longer prompt.</summary>
+    [Fact]
+    public void Bundled_large_model_serves_the_logits_it_was_trained_to_give()
+    {
+        string dir = Environment.GetEnvironmentVariable("PROXYORLEANS_CHECK_MODEL")
+                     ?? Path.Combine(ProxyOrleans.TestSupport.TestEnvironment.RepoRoot(), "models", "demo", "base-large");
+        var tok = TokenizerLoader.Load(dir);
+        int[] ids = tok.Encode("Question: Where does Jonas Larsen live?\nAnswer: Porto.\nQ: What is 23 + 8? A: 31. The capital of Norland is", addBos: false);
+        Assert.True(ids.Length > 30);
+        using var trained = LlamaForCausalLM.FromPretrained(dir);
+        trained.eval();
+        using var x = torch.tensor(ids.Select(i => (long)i).ToArray(), [1, ids.Length]);
+        using var expected = trained.forward(x);
+        using var served = LlamaInferenceModel.Load(dir);
+        using var session = served.CreateSession(ids.Length + 1);
+        var row = new float[served.VocabSize];
+        double worst = 0;
+        for (int t = 0; t < ids.Length; t++)
+        {
+            session.Append([ids[t]], row);
+            var want = expected[0, t].data<float>().ToArray();
+            for (int i = 0; i < row.Length; i++) worst = Math.Max(worst, Math.Abs(want[i] - row[i]));
+        }
+        Assert.True(worst < 1e-3, $"max |training − serving| logit difference {worst} over {ids.Length} positions");
+    }
+}
