@@ -7,6 +7,8 @@ public sealed class HostedModelOptions
 {
     public string Name { get; set; } = "";
     public string Path { get; set; } = "";
+    /// <summary>Benchmarks only: overrides <see cref="ProxyOrleansOptions.LatencyModel"/> for this model.</summary>
+    public string? LatencyModel { get; set; }
 }
 
 public sealed class ExpertOptions
@@ -55,6 +57,11 @@ public sealed class ProxyOrleansOptions
     public string Device { get; set; } = "cpu";
     /// <summary>Torch intra-op threads per silo (0 = leave as is).</summary>
     public int Threads { get; set; }
+    /// <summary>
+    /// Benchmarks only: pad every forward of the hosted models to a simulated accelerator's latency (a preset such as
+    /// base-70b-h200, or fixed=&lt;ms&gt;,row=&lt;ms&gt;,...; see AcceleratorLatencyProfile). Logits stay the real model's.
+    /// </summary>
+    public string? LatencyModel { get; set; }
 
     /// <summary>How every hosted model is run (the Inference library's options).</summary>
     public InferenceOptions Inference(string name) => new() { Name = name, Device = Device, Threads = Threads };
