@@ -13,7 +13,9 @@ namespace ProxyOrleans.Client.Commands;
 /// <param name="Quick">CI-sized: the presets' deployed layout, one model step (20 ms), 1 and 64 streams, short windows.</param>
 /// <param name="TokenizerModel">The Llama-2 SentencePiece tokenizer.model (32000 tokens); null: ../shared/data beside the repository.</param>
 /// <param name="PlotPrefix">Write PREFIX-latency.png and PREFIX-throughput.png; null: no plots.</param>
-public sealed record AcceleratorSimOptions(bool Quick = false, string? TokenizerModel = null, string? PlotPrefix = null, TextWriter? SiloLog = null);
+/// <param name="BatchWindowMs">The silos' ProxyOrleans:BatchWindowMs (how long a model waits for its previous batch's sessions).</param>
+public sealed record AcceleratorSimOptions(bool Quick = false, string? TokenizerModel = null, string? PlotPrefix = null, TextWriter? SiloLog = null,
+    double BatchWindowMs = 2);
 
 /// <summary>
 /// `bench cluster --accelerator-sim`: the distributed system over real silo processes on loopback TCP, with every model
@@ -28,7 +30,7 @@ public static class AcceleratorSimBench
     /// <summary>The real model behind every simulated one: small enough that its CPU time stays under the simulated latency, with Llama-2's vocabulary.</summary>
     internal static readonly LlamaConfig SimModelConfig = new()
     {
-        HiddenSize = 64, IntermediateSize = 172, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, HeadDim = 16,
+        HiddenSize = 16, IntermediateSize = 48, NumHiddenLayers = 2, NumAttentionHeads = 2, NumKeyValueHeads = 1, HeadDim = 8,
         VocabSize = 32000, MaxPositionEmbeddings = 1024, RmsNormEps = 1e-5, RopeTheta = 10000, TieWordEmbeddings = false,
         ModelType = "llama", BosTokenId = 1, EosTokenIds = [2],
     };
@@ -54,6 +56,7 @@ public static class AcceleratorSimBench
         TorchRuntime.EnsureLoaded();
         var tokenizer = FindTokenizer(o.TokenizerModel);
         var kv = new Dictionary<string, double>(StringComparer.Ordinal);
+        double batchWindowMs = o.BatchWindowMs;
         int tokens = o.Quick ? 16 : 32, runs = o.Quick ? 1 : 3;
         double[] steps = o.Quick ? [20] : [5, 10, 20, 50];
         int[] concurrency = o.Quick ? [1, 64] : [1, 4, 16, 64];
@@ -64,7 +67,7 @@ public static class AcceleratorSimBench
         output.WriteLine($"  base   {bp}");
         output.WriteLine($"  expert {ep} (expert and anti-expert)");
         output.WriteLine($"  {tokens} tokens/generation, {runs} runs/layout, loopback TCP, {Environment.ProcessorCount} cores; real model: hidden {SimModelConfig.HiddenSize}, " +
-                         $"{SimModelConfig.NumHiddenLayers} layers, vocabulary {SimModelConfig.VocabSize} ({SimModelConfig.VocabSize * 4 / 1024} KiB of fp32 logits per vector)");
+                         $"{SimModelConfig.NumHiddenLayers} layers, vocabulary {SimModelConfig.VocabSize} ({SimModelConfig.VocabSize * 4 / 1024} KiB of fp32 logits per vector); batch window {o.BatchWindowMs} ms");
 
         string dir = Path.Combine(Path.GetTempPath(), "proxyorleans-accelerator-sim-" + Environment.ProcessId);
         try
@@ -77,7 +80,7 @@ public static class AcceleratorSimBench
             var spec = new CombinationSpec(BaseName, [new ExpertSpec(ExpertName, AntiName)], 1f);
             var baseOnly = spec with { Experts = [] };
             // One torch thread per silo process (several share the cores); batches up to 64 sessions (the 64-stream run).
-            var common = new Dictionary<string, string> { ["ProxyOrleans:Threads"] = "1", ["ProxyOrleans:MaxBatch"] = "64" };
+            var common = new Dictionary<string, string> { ["ProxyOrleans:Threads"] = "1", ["ProxyOrleans:MaxBatch"] = "64", ["ProxyOrleans:BatchWindowMs"] = batchWindowMs.ToString(CultureInfo.InvariantCulture) };
             LoopbackCluster.SiloSpec Silo(string name, string latency, params (string, string)[] models) =>
                 new(name, models) { Config = new Dictionary<string, string> { ["ProxyOrleans:LatencyModel"] = latency } };
 

@@ -41,8 +41,9 @@ public sealed class ProxyOrleansOptions
     /// <summary>KV-cache memory budget per hosted model, in MB; an Open beyond it fails with a clear error.</summary>
     public long KvBudgetMB { get; set; } = 2048;
     /// <summary>
-    /// How long a model waits for more sessions' steps before running a batch (only while several sessions are open).
-    /// 0 (default): natural batching only — whatever queued up while the previous batch ran goes into the next one.
+    /// How long a model waits, before running a decode batch, for the sessions of its previous batch that have not sent
+    /// their next step yet (their coordinators are still combining, or waiting on another model). 0 (default): natural
+    /// batching only — whatever queued up while the previous batch ran goes into the next one.
     /// </summary>
     public double BatchWindowMs { get; set; }
     /// <summary>Largest batch of sessions in one forward.</summary>
