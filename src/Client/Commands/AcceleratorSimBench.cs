@@ -107,7 +107,7 @@ public static class AcceleratorSimBench
                 await MeasureInto(c, new("base_only_separate", "base alone, coordinator on its own silo", true, false, true));
             }
             sw.Restart();
-            var throughput = new List<(int Streams, double Base, double Proxy, double BaseRows, double ProxyRows)>();
+            var throughput = new List<(int Streams, double Base, double Proxy, double BaseRows, double ProxyRows, double ProxyFp16)>();
             await using (var c = await LoopbackCluster.StartAsync([Silo("base", BasePreset, b), Silo("pair", ExpertPreset, e, a)], o.SiloLog, common, ct))
             {
                 output.WriteLine($"cluster 2 (2 processes: base | expert+anti-expert) up in {sw.Elapsed.TotalSeconds:F1} s");
@@ -121,8 +121,9 @@ public static class AcceleratorSimBench
                 {
                     var baseRun = await ThroughputAsync(c, baseOnly, false, n, warmup, window, minTokens, maxTokens, ct);
                     var proxyRun = await ThroughputAsync(c, spec, true, n, warmup, window, minTokens, maxTokens, ct);
-                    throughput.Add((n, baseRun.TokensPerSecond, proxyRun.TokensPerSecond, baseRun.RowsPerForward, proxyRun.RowsPerForward));
-                    output.WriteLine($"  {n} streams: base alone {baseRun.TokensPerSecond:F0} tok/s, proxy-tuned {proxyRun.TokensPerSecond:F0} tok/s");
+                    var halfRun = await ThroughputAsync(c, spec, true, n, warmup, window, minTokens, maxTokens, ct, LogitsPrecision.Float16);
+                    throughput.Add((n, baseRun.TokensPerSecond, proxyRun.TokensPerSecond, baseRun.RowsPerForward, proxyRun.RowsPerForward, halfRun.TokensPerSecond));
+                    output.WriteLine($"  {n} streams: base alone {baseRun.TokensPerSecond:F0} tok/s, proxy-tuned {proxyRun.TokensPerSecond:F0} tok/s, with fp16 transfer {halfRun.TokensPerSecond:F0} tok/s");
                 }
             }
 
@@ -159,9 +160,9 @@ public static class AcceleratorSimBench
                                  $"{x.ProxyStep / x.BaseStep,11:F3} {x.Sum / x.ProxyStep,8:F2} {x.ProxyBytes / 1024,9:F1}");
             output.WriteLine();
             output.WriteLine($"SIMULATED aggregate throughput ({BasePreset} / {ExpertPreset}; sessions of {(o.Quick ? "16-32" : "48-128")} tokens joining and leaving, 5 prompts)");
-            output.WriteLine($"{"streams",7} {"base tok/s",11} {"proxy tok/s",12} {"proxy/base",11} {"rows/forward base",18} {"rows/forward proxy",19}");
+            output.WriteLine($"{"streams",7} {"base tok/s",11} {"proxy tok/s",12} {"proxy/base",11} {"rows/forward base",18} {"rows/forward proxy",19} {"proxy fp16 tok/s",17}");
             foreach (var t in throughput)
-                output.WriteLine($"{t.Streams,7} {t.Base,11:F0} {t.Proxy,12:F0} {t.Proxy / t.Base,11:F3} {t.BaseRows,18:F1} {t.ProxyRows,19:F1}");
+                output.WriteLine($"{t.Streams,7} {t.Base,11:F0} {t.Proxy,12:F0} {t.Proxy / t.Base,11:F3} {t.BaseRows,18:F1} {t.ProxyRows,19:F1} {t.ProxyFp16,17:F0}");
             output.WriteLine("rows/forward = mean sessions per base forward (continuous batching across sessions at different positions).");
 
             foreach (var r in rows)
@@ -183,6 +184,9 @@ public static class AcceleratorSimBench
             {
                 kv[$"sim_tok_s_{t.Streams}_proxy"] = t.Proxy;
                 kv[$"sim_tok_s_{t.Streams}_base"] = t.Base;
+                kv[$"sim_tok_s_{t.Streams}_proxy_fp16"] = t.ProxyFp16;
+                kv[$"sim_rows_per_forward_{t.Streams}_proxy"] = t.ProxyRows;
+                kv[$"sim_rows_per_forward_{t.Streams}_base"] = t.BaseRows;
             }
             if (o.PlotPrefix is { } prefix)
             {
@@ -238,11 +242,11 @@ public static class AcceleratorSimBench
     }
 
     private static async Task<(GenerationStats Stats, int[] Tokens)> GenerateAsync(LoopbackCluster c, CombinationSpec spec, bool anywhere, bool pairs,
-        string prompt, int tokens, Action? onToken, CancellationToken ct)
+        string prompt, int tokens, Action? onToken, CancellationToken ct, LogitsPrecision precision = LogitsPrecision.Float32)
     {
         var request = new GenerationRequest
         {
-            Combination = spec, Prompt = prompt, TenantId = "bench", CoHostedPairs = pairs, Precision = LogitsPrecision.Float32,
+            Combination = spec, Prompt = prompt, TenantId = "bench", CoHostedPairs = pairs, Precision = precision,
             Sampling = new SamplingSpec { Temperature = 0, MaxNewTokens = tokens, StopAtEos = false },
         };
         var id = "sim-" + Guid.NewGuid().ToString("N")[..10];
@@ -263,7 +267,7 @@ public static class AcceleratorSimBench
     /// Counts the tokens that arrive within the window after a warm-up.
     /// </summary>
     private static async Task<(double TokensPerSecond, double RowsPerForward)> ThroughputAsync(LoopbackCluster c, CombinationSpec spec, bool pairs, int streams,
-        double warmupS, double windowS, int minTokens, int maxTokens, CancellationToken ct)
+        double warmupS, double windowS, int minTokens, int maxTokens, CancellationToken ct, LogitsPrecision precision = LogitsPrecision.Float32)
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         long start = Stopwatch.GetTimestamp();
@@ -281,7 +285,7 @@ public static class AcceleratorSimBench
             {
                 await Task.Delay(TimeSpan.FromSeconds(rng.NextDouble() * warmupS * 0.8), stop.Token);
                 while (!stop.IsCancellationRequested)
-                    await GenerateAsync(c, spec, false, pairs, Prompts[rng.Next(Prompts.Length)], rng.Next(minTokens, maxTokens + 1), OnToken, stop.Token);
+                    await GenerateAsync(c, spec, false, pairs, Prompts[rng.Next(Prompts.Length)], rng.Next(minTokens, maxTokens + 1), OnToken, stop.Token, precision);
             }
             catch (Exception) when (stop.IsCancellationRequested) { }
         }
