@@ -58,6 +58,7 @@ public static class AcceleratorSimBench
         var kv = new Dictionary<string, double>(StringComparer.Ordinal);
         double batchWindowMs = o.BatchWindowMs;
         int tokens = o.Quick ? 16 : 32, runs = o.Quick ? 1 : 3;
+        int minTokens = o.Quick ? 16 : 48, maxTokens = o.Quick ? 32 : 128; // the throughput runs' generation lengths
         double[] steps = o.Quick ? [20] : [5, 10, 20, 50];
         int[] concurrency = o.Quick ? [1, 64] : [1, 4, 16, 64];
         var prompt = Prompts[0];
@@ -107,7 +108,7 @@ public static class AcceleratorSimBench
                 await MeasureInto(c, new("base_only_separate", "base alone, coordinator on its own silo", true, false, true));
             }
             sw.Restart();
-            var throughput = new List<(int Streams, double Base, double Proxy, double BaseRows, double ProxyRows, double ProxyFp16)>();
+            var throughput = new List<(int Streams, Throughput Base, Throughput Proxy, Throughput Fp16)>();
             await using (var c = await LoopbackCluster.StartAsync([Silo("base", BasePreset, b), Silo("pair", ExpertPreset, e, a)], o.SiloLog, common, ct))
             {
                 output.WriteLine($"cluster 2 (2 processes: base | expert+anti-expert) up in {sw.Elapsed.TotalSeconds:F1} s");
@@ -116,13 +117,12 @@ public static class AcceleratorSimBench
 
                 // 3. Aggregate throughput with sessions joining and leaving at different positions.
                 double warmup = o.Quick ? 1 : 1.5, window = o.Quick ? 2 : 4;
-                int minTokens = o.Quick ? 16 : 48, maxTokens = o.Quick ? 32 : 128;
                 foreach (var n in concurrency)
                 {
                     var baseRun = await ThroughputAsync(c, baseOnly, false, n, warmup, window, minTokens, maxTokens, ct);
                     var proxyRun = await ThroughputAsync(c, spec, true, n, warmup, window, minTokens, maxTokens, ct);
                     var halfRun = await ThroughputAsync(c, spec, true, n, warmup, window, minTokens, maxTokens, ct, LogitsPrecision.Float16);
-                    throughput.Add((n, baseRun.TokensPerSecond, proxyRun.TokensPerSecond, baseRun.RowsPerForward, proxyRun.RowsPerForward, halfRun.TokensPerSecond));
+                    throughput.Add((n, baseRun, proxyRun, halfRun));
                     output.WriteLine($"  {n} streams: base alone {baseRun.TokensPerSecond:F0} tok/s, proxy-tuned {proxyRun.TokensPerSecond:F0} tok/s, with fp16 transfer {halfRun.TokensPerSecond:F0} tok/s");
                 }
             }
@@ -159,11 +159,16 @@ public static class AcceleratorSimBench
                 output.WriteLine($"{x.S,8:F0} ms {x.BaseStep,11:F2} {x.ProxyStep,12:F2} {x.Model,11:F2} {x.Sum,12:F2} {100 * (x.ProxyStep - x.Model) / x.ProxyStep,6:F1}% " +
                                  $"{x.ProxyStep / x.BaseStep,11:F3} {x.Sum / x.ProxyStep,8:F2} {x.ProxyBytes / 1024,9:F1}");
             output.WriteLine();
-            output.WriteLine($"SIMULATED aggregate throughput ({BasePreset} / {ExpertPreset}; sessions of {(o.Quick ? "16-32" : "48-128")} tokens joining and leaving, 5 prompts)");
-            output.WriteLine($"{"streams",7} {"base tok/s",11} {"proxy tok/s",12} {"proxy/base",11} {"rows/forward base",18} {"rows/forward proxy",19} {"proxy fp16 tok/s",17}");
-            foreach (var t in throughput)
-                output.WriteLine($"{t.Streams,7} {t.Base,11:F0} {t.Proxy,12:F0} {t.Proxy / t.Base,11:F3} {t.BaseRows,18:F1} {t.ProxyRows,19:F1} {t.ProxyFp16,17:F0}");
-            output.WriteLine("rows/forward = mean sessions per base forward (continuous batching across sessions at different positions).");
+            output.WriteLine($"SIMULATED aggregate throughput ({BasePreset} / {ExpertPreset}; sessions of {minTokens}-{maxTokens} tokens joining and leaving, 5 prompts)");
+            output.WriteLine($"{"streams",7} {"base tok/s",11} {"proxy tok/s",12} {"proxy/base",11} {"fp16 tok/s",11} {"rows/fwd base|proxy",20} {"prefills/fwd",13} {"ms/fwd base|proxy",18} {"profile ms",11}");
+            foreach (var (n, tb, tp, th) in throughput)
+                output.WriteLine($"{n,7} {tb.TokensPerSecond,11:F0} {tp.TokensPerSecond,12:F0} {tp.TokensPerSecond / tb.TokensPerSecond,11:F3} {th.TokensPerSecond,11:F0} " +
+                                 $"{tb.RowsPerForward,9:F1} | {tp.RowsPerForward,-8:F1} {tb.PrefillsPerForward,5:F2} | {tp.PrefillsPerForward,-5:F2} {tb.MsPerForward,8:F1} | {tp.MsPerForward,-7:F1} " +
+                                 $"{bp.DecodeMs((int)Math.Round(tp.RowsPerForward), (long)Math.Round(tp.RowsPerForward) * (promptTokens + (minTokens + maxTokens) / 4)),11:F1}");
+            output.WriteLine("fp16 = proxy-tuned with fp16 transfer. rows/fwd = mean sessions per base decode forward (continuous batching across sessions at");
+            output.WriteLine("different positions); prefills/fwd = base prefills (one at a time, between decode forwards) per decode forward; ms/fwd = the base's");
+            output.WriteLine("mean forward time (decode and prefill) from its silo's counters; profile ms = the latency model's decode time at the proxy's rows/fwd:");
+            output.WriteLine("where ms/fwd is far above it, this machine's CPUs, not the simulated accelerator, set the pace.");
 
             foreach (var r in rows)
             {
@@ -180,18 +185,20 @@ public static class AcceleratorSimBench
                 kv[$"sim_proxy_over_base_{k}"] = x.ProxyStep / x.BaseStep;
                 kv[$"sim_sequential_over_parallel_{k}"] = x.Sum / x.ProxyStep;
             }
-            foreach (var t in throughput)
+            foreach (var (n, tb, tp, th) in throughput)
             {
-                kv[$"sim_tok_s_{t.Streams}_proxy"] = t.Proxy;
-                kv[$"sim_tok_s_{t.Streams}_base"] = t.Base;
-                kv[$"sim_tok_s_{t.Streams}_proxy_fp16"] = t.ProxyFp16;
-                kv[$"sim_rows_per_forward_{t.Streams}_proxy"] = t.ProxyRows;
-                kv[$"sim_rows_per_forward_{t.Streams}_base"] = t.BaseRows;
+                kv[$"sim_tok_s_{n}_proxy"] = tp.TokensPerSecond;
+                kv[$"sim_tok_s_{n}_base"] = tb.TokensPerSecond;
+                kv[$"sim_tok_s_{n}_proxy_fp16"] = th.TokensPerSecond;
+                kv[$"sim_rows_per_forward_{n}_proxy"] = tp.RowsPerForward;
+                kv[$"sim_rows_per_forward_{n}_base"] = tb.RowsPerForward;
+                kv[$"sim_ms_per_forward_{n}_proxy"] = tp.MsPerForward;
+                kv[$"sim_ms_per_forward_{n}_base"] = tb.MsPerForward;
             }
             if (o.PlotPrefix is { } prefix)
             {
                 WritePlots(prefix, sweep.Select(x => (x.S, x.BaseStep, x.ProxyStep, x.Model, x.Sum)).ToList(),
-                    throughput.Select(t => (t.Streams, t.Base, t.Proxy)).ToList());
+                    throughput.Select(t => (t.Streams, t.Base.TokensPerSecond, t.Proxy.TokensPerSecond)).ToList());
                 output.WriteLine($"plots written to {prefix}-latency.png and {prefix}-throughput.png");
             }
             return kv;
@@ -266,7 +273,12 @@ public static class AcceleratorSimBench
     /// first ones starting at random moments: sessions join and leave the models' batches at different positions.
     /// Counts the tokens that arrive within the window after a warm-up.
     /// </summary>
-    private static async Task<(double TokensPerSecond, double RowsPerForward)> ThroughputAsync(LoopbackCluster c, CombinationSpec spec, bool pairs, int streams,
+    /// <param name="RowsPerForward">Mean sessions per decode forward of the base.</param>
+    /// <param name="PrefillsPerForward">Base prefills (run one at a time, between decode forwards) per decode forward.</param>
+    /// <param name="MsPerForward">Mean wall time of the base's forwards (decode and prefill): the simulated latency unless the CPU overran it.</param>
+    private sealed record Throughput(double TokensPerSecond, double RowsPerForward, double PrefillsPerForward, double MsPerForward);
+
+    private static async Task<Throughput> ThroughputAsync(LoopbackCluster c, CombinationSpec spec, bool pairs, int streams,
         double warmupS, double windowS, int minTokens, int maxTokens, CancellationToken ct, LogitsPrecision precision = LogitsPrecision.Float32)
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -297,17 +309,19 @@ public static class AcceleratorSimBench
         stop.Cancel();
         await Task.WhenAll(clients);
         await Task.Delay(300, ct); // let the cancelled sessions close before the next run
-        double batches = after.Batches - before.Batches;
-        return (counted / windowS, batches > 0 ? (after.Steps - before.Steps) / batches : 0);
+        double batches = after.Batches - before.Batches, prefills = after.Prefills - before.Prefills;
+        return new(counted / windowS, batches > 0 ? (after.Steps - before.Steps) / batches : 0, batches > 0 ? prefills / batches : 0,
+            batches + prefills > 0 ? 1000 * (after.Seconds - before.Seconds) / (batches + prefills) : 0);
     }
 
     /// <summary>The base model's decode counters from its silo's /metrics (silo 0 in every simulated cluster).</summary>
-    private static async Task<(double Steps, double Batches)> BaseCountersAsync(LoopbackCluster c)
+    private static async Task<(double Steps, double Batches, double Prefills, double Seconds)> BaseCountersAsync(LoopbackCluster c)
     {
         var metrics = await c.GetAsync(0, "/metrics");
         double Read(string name) => metrics.Split('\n').Where(l => l.StartsWith($"{name}{{model=\"{BaseName}\"}}"))
             .Select(l => double.Parse(l.Split(' ')[^1], CultureInfo.InvariantCulture)).FirstOrDefault();
-        return (Read("proxyorleans_model_steps_total"), Read("proxyorleans_model_batches_total"));
+        return (Read("proxyorleans_model_steps_total"), Read("proxyorleans_model_batches_total"), Read("proxyorleans_model_prefills_total"),
+            Read("proxyorleans_model_compute_seconds_total"));
     }
 
     private static void WritePlots(string prefix, IReadOnlyList<(double S, double Base, double Proxy, double Model, double Sum)> sweep,
