@@ -198,7 +198,8 @@ public static class AcceleratorSimBench
             if (o.PlotPrefix is { } prefix)
             {
                 WritePlots(prefix, sweep.Select(x => (x.S, x.BaseStep, x.ProxyStep, x.Model, x.Sum)).ToList(),
-                    throughput.Select(t => (t.Streams, t.Base.TokensPerSecond, t.Proxy.TokensPerSecond)).ToList());
+                    throughput.Select(t => (t.Streams, t.Base.TokensPerSecond, t.Proxy.TokensPerSecond)).ToList(),
+                    n => n * 1000 / bp.DecodeMs(n, n * (promptTokens + (minTokens + maxTokens) / 4L)));
                 output.WriteLine($"plots written to {prefix}-latency.png and {prefix}-throughput.png");
             }
             return kv;
@@ -325,7 +326,7 @@ public static class AcceleratorSimBench
     }
 
     private static void WritePlots(string prefix, IReadOnlyList<(double S, double Base, double Proxy, double Model, double Sum)> sweep,
-        IReadOnlyList<(int Streams, double Base, double Proxy)> throughput)
+        IReadOnlyList<(int Streams, double Base, double Proxy)> throughput, Func<int, double> boundTokensPerSecond)
     {
         if (Path.GetDirectoryName(Path.GetFullPath(prefix)) is { } d) Directory.CreateDirectory(d);
         var plt = new Plot();
@@ -343,7 +344,7 @@ public static class AcceleratorSimBench
         Line(sweep.Select(x => x.Model).ToArray(), "slowest model (max)", LinePattern.Dashed);
         plt.XLabel("simulated model step of the base (ms)");
         plt.YLabel("decode step at the coordinator (ms)");
-        plt.Title("SIMULATED accelerators: step latency vs model step (bench cluster --accelerator-sim)");
+        plt.Title("SIMULATED accelerators: step latency vs model step, one stream");
         plt.ShowLegend(Alignment.UpperLeft);
         plt.SavePng(prefix + "-latency.png", 900, 560);
 
@@ -355,11 +356,14 @@ public static class AcceleratorSimBench
         var p = plt.Add.Scatter(positions, throughput.Select(t => t.Proxy).ToArray());
         p.LegendText = "proxy-tuned (base + expert/anti-expert pair)";
         p.MarkerSize = 7;
+        var bound = plt.Add.Scatter(positions, throughput.Select(t => boundTokensPerSecond(t.Streams)).ToArray());
+        bound.LegendText = "latency model's bound: N rows per decode forward, no prefills, no CPU limit";
+        bound.LinePattern = LinePattern.Dotted;
         plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
             throughput.Select(t => new Tick(Math.Log2(t.Streams), t.Streams.ToString(CultureInfo.InvariantCulture))).ToArray());
         plt.XLabel("concurrent streams");
         plt.YLabel("aggregate tokens/s");
-        plt.Title("SIMULATED accelerators: throughput vs concurrency (70B base / 7B experts, H200 latency model)");
+        plt.Title("SIMULATED accelerators (70B/7B on H200): throughput vs concurrency");
         plt.ShowLegend(Alignment.UpperLeft);
         plt.SavePng(prefix + "-throughput.png", 900, 560);
     }
