@@ -31,5 +31,6 @@ public sealed class AcceleratorSimBenchTests(ITestOutputHelper output)
         // Sessions were batched across streams.
         Assert.True(kv["sim_rows_per_forward_64_base"] > 2, $"rows per base forward at 64 streams: {kv["sim_rows_per_forward_64_base"]:F1}");
         Assert.True(kv["sim_tok_s_64_proxy"] > 0);
+        Assert.Equal(0, kv["sim_failed_generations"]);
     }
 }

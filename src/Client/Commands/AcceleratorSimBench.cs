@@ -108,6 +108,7 @@ public static class AcceleratorSimBench
                 await MeasureInto(c, new("base_only_separate", "base alone, coordinator on its own silo", true, false, true));
             }
             sw.Restart();
+            var failures = new List<(string What, int Count)>();
             var throughput = new List<(int Streams, Throughput Base, Throughput Proxy, Throughput Fp16)>();
             await using (var c = await LoopbackCluster.StartAsync([Silo("base", BasePreset, b), Silo("pair", ExpertPreset, e, a)], o.SiloLog, common, ct))
             {
@@ -119,9 +120,9 @@ public static class AcceleratorSimBench
                 double warmup = o.Quick ? 1 : 1.5, window = o.Quick ? 2 : 4;
                 foreach (var n in concurrency)
                 {
-                    var baseRun = await ThroughputAsync(c, baseOnly, false, n, warmup, window, minTokens, maxTokens, ct);
-                    var proxyRun = await ThroughputAsync(c, spec, true, n, warmup, window, minTokens, maxTokens, ct);
-                    var halfRun = await ThroughputAsync(c, spec, true, n, warmup, window, minTokens, maxTokens, ct, LogitsPrecision.Float16);
+                    var baseRun = await ThroughputAsync(c, baseOnly, false, n, warmup, window, minTokens, maxTokens, failures, ct);
+                    var proxyRun = await ThroughputAsync(c, spec, true, n, warmup, window, minTokens, maxTokens, failures, ct);
+                    var halfRun = await ThroughputAsync(c, spec, true, n, warmup, window, minTokens, maxTokens, failures, ct, LogitsPrecision.Float16);
                     throughput.Add((n, baseRun, proxyRun, halfRun));
                     output.WriteLine($"  {n} streams: base alone {baseRun.TokensPerSecond:F0} tok/s, proxy-tuned {proxyRun.TokensPerSecond:F0} tok/s, with fp16 transfer {halfRun.TokensPerSecond:F0} tok/s");
                 }
@@ -195,6 +196,8 @@ public static class AcceleratorSimBench
                 kv[$"sim_ms_per_forward_{n}_proxy"] = tp.MsPerForward;
                 kv[$"sim_ms_per_forward_{n}_base"] = tb.MsPerForward;
             }
+            kv["sim_failed_generations"] = failures.Sum(f => f.Count);
+            foreach (var f in failures) output.WriteLine("FAILED generations in the throughput run at " + f.What);
             if (o.PlotPrefix is { } prefix)
             {
                 WritePlots(prefix, sweep.Select(x => (x.S, x.BaseStep, x.ProxyStep, x.Model, x.Sum)).ToList(),
@@ -280,12 +283,14 @@ public static class AcceleratorSimBench
     private sealed record Throughput(double TokensPerSecond, double RowsPerForward, double PrefillsPerForward, double MsPerForward);
 
     private static async Task<Throughput> ThroughputAsync(LoopbackCluster c, CombinationSpec spec, bool pairs, int streams,
-        double warmupS, double windowS, int minTokens, int maxTokens, CancellationToken ct, LogitsPrecision precision = LogitsPrecision.Float32)
+        double warmupS, double windowS, int minTokens, int maxTokens, List<(string What, int Count)> failures, CancellationToken ct,
+        LogitsPrecision precision = LogitsPrecision.Float32)
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         long start = Stopwatch.GetTimestamp();
         long windowStart = start + (long)(warmupS * Stopwatch.Frequency), windowEnd = windowStart + (long)(windowS * Stopwatch.Frequency);
-        int counted = 0;
+        int counted = 0, failed = 0;
+        string? firstError = null;
         void OnToken()
         {
             long now = Stopwatch.GetTimestamp();
@@ -298,7 +303,14 @@ public static class AcceleratorSimBench
             {
                 await Task.Delay(TimeSpan.FromSeconds(rng.NextDouble() * warmupS * 0.8), stop.Token);
                 while (!stop.IsCancellationRequested)
-                    await GenerateAsync(c, spec, false, pairs, Prompts[rng.Next(Prompts.Length)], rng.Next(minTokens, maxTokens + 1), OnToken, stop.Token, precision);
+                {
+                    try { await GenerateAsync(c, spec, false, pairs, Prompts[rng.Next(Prompts.Length)], rng.Next(minTokens, maxTokens + 1), OnToken, stop.Token, precision); }
+                    catch (Exception e) when (!stop.IsCancellationRequested)
+                    {
+                        // Counted and reported, not hidden: one failed request must not end the other streams' measurement.
+                        if (Interlocked.Increment(ref failed) == 1) firstError = e.GetType().Name + ": " + e.Message.Split('\n')[0];
+                    }
+                }
             }
             catch (Exception) when (stop.IsCancellationRequested) { }
         }
@@ -311,6 +323,7 @@ public static class AcceleratorSimBench
         await Task.WhenAll(clients);
         await Task.Delay(300, ct); // let the cancelled sessions close before the next run
         double batches = after.Batches - before.Batches, prefills = after.Prefills - before.Prefills;
+        if (failed > 0) failures.Add(($"{streams} streams ({(spec.Experts.Length == 0 ? "base alone" : "proxy-tuned")}): {failed} failed, first: {firstError}", failed));
         return new(counted / windowS, batches > 0 ? (after.Steps - before.Steps) / batches : 0, batches > 0 ? prefills / batches : 0,
             batches + prefills > 0 ? 1000 * (after.Seconds - before.Seconds) / (batches + prefills) : 0);
     }
