@@ -49,7 +49,7 @@ public static class AcceleratorSimBench
 
     private sealed record Layout(string Key, string Title, bool Anywhere, bool Pairs, bool BaseOnly);
 
-    private sealed record Row(Layout Layout, double StepMs, double ModelMs, double SumModelsMs, double BytesPerStep, bool? SameTokens);
+    private sealed record Row(Layout Layout, double StepMs, double ModelMs, double SumModelsMs, double BytesPerStep, bool? SameTokens, double CombineSampleMs);
 
     public static async Task<IReadOnlyDictionary<string, double>> RunAsync(AcceleratorSimOptions o, TextWriter output, CancellationToken ct)
     {
@@ -91,10 +91,10 @@ public static class AcceleratorSimBench
             double SumOfModels(Layout l) => bp.DecodeMs(1, context) + (l.BaseOnly ? 0 : 2 * ep.DecodeMs(1, context));
             async Task MeasureInto(LoopbackCluster c, Layout l)
             {
-                var (stepMs, modelMs, bytes, ids) = await MeasureAsync(c, l.BaseOnly ? baseOnly : spec, l, prompt, tokens, runs, ct);
+                var (stepMs, modelMs, bytes, ids, combineSample) = await MeasureAsync(c, l.BaseOnly ? baseOnly : spec, l, prompt, tokens, runs, ct);
                 bool? same = l.BaseOnly ? null : reference is null || ids.SequenceEqual(reference);
                 if (!l.BaseOnly) reference ??= ids;
-                rows.Add(new Row(l, stepMs, modelMs, SumOfModels(l), bytes, same));
+                rows.Add(new Row(l, stepMs, modelMs, SumOfModels(l), bytes, same, combineSample));
                 output.WriteLine($"  {l.Title}: step {stepMs:F2} ms (slowest model {modelMs:F2} ms)");
             }
             var sw = Stopwatch.StartNew();
@@ -147,12 +147,13 @@ public static class AcceleratorSimBench
             // Report.
             output.WriteLine();
             output.WriteLine($"SIMULATED accelerators ({BasePreset} base, {ExpertPreset} experts): one stream, per layout");
-            output.WriteLine($"{"layout",-62} {"step ms",8} {"max(model)",10} {"sum(models)",11} {"coord%",7} {"seq/par",8} {"KiB/step",9} exact");
+            output.WriteLine($"{"layout",-62} {"step ms",8} {"max(model)",10} {"sum(models)",11} {"coord%",7} {"seq/par",8} {"KiB/step",9} {"comb+smp",8} exact");
             foreach (var r in rows)
                 output.WriteLine($"{r.Layout.Title,-62} {r.StepMs,8:F2} {r.ModelMs,10:F2} {r.SumModelsMs,11:F2} {100 * (r.StepMs - r.ModelMs) / r.StepMs,6:F1}% " +
-                                 $"{r.SumModelsMs / r.StepMs,8:F2} {r.BytesPerStep / 1024,9:F1} {(r.SameTokens is null ? "-" : r.SameTokens.Value ? "yes" : "NO")}");
+                                 $"{r.SumModelsMs / r.StepMs,8:F2} {r.BytesPerStep / 1024,9:F1} {r.CombineSampleMs,8:F3} {(r.SameTokens is null ? "-" : r.SameTokens.Value ? "yes" : "NO")}");
             output.WriteLine("max(model) = the slowest model's simulated compute per step (measured at the model grain); sum(models) = the three models");
-            output.WriteLine("one after another, as the reference's sequential loop runs them (from the latency models); seq/par = sum(models) / step.");
+            output.WriteLine("one after another, as the reference's sequential loop runs them (from the latency models); seq/par = sum(models) / step;");
+            output.WriteLine("comb+smp = the coordinator's combining and sampling per step (ms of its CPU, per stream).");
             output.WriteLine();
             output.WriteLine("SIMULATED model step sweep (deployed layout vs base alone, coordinator beside the base; experts at the 7B/70B latency ratio)");
             output.WriteLine($"{"model step",10} {"base alone",11} {"proxy-tuned",12} {"max(model)",11} {"sum(models)",12} {"coord%",7} {"proxy/base",11} {"seq/par",8} {"KiB/step",9}");
@@ -177,6 +178,7 @@ public static class AcceleratorSimBench
                 kv[$"sim_{r.Layout.Key}_model_ms"] = r.ModelMs;
                 kv[$"sim_{r.Layout.Key}_sum_models_ms"] = r.SumModelsMs;
                 kv[$"sim_{r.Layout.Key}_bytes_per_step"] = Math.Round(r.BytesPerStep);
+                kv[$"sim_{r.Layout.Key}_combine_sample_ms"] = r.CombineSampleMs;
                 if (r.SameTokens is bool same) kv[$"sim_{r.Layout.Key}_exact"] = same ? 1 : 0;
             }
             foreach (var x in sweep)
@@ -237,7 +239,7 @@ public static class AcceleratorSimBench
         return (name, dest);
     }
 
-    private static async Task<(double StepMs, double ModelMs, double BytesPerStep, int[] Tokens)> MeasureAsync(LoopbackCluster c, CombinationSpec spec, Layout l,
+    private static async Task<(double StepMs, double ModelMs, double BytesPerStep, int[] Tokens, double CombineSampleMs)> MeasureAsync(LoopbackCluster c, CombinationSpec spec, Layout l,
         string prompt, int tokens, int runs, CancellationToken ct)
     {
         await GenerateAsync(c, spec, l.Anywhere, l.Pairs, prompt, tokens, null, ct); // warm-up (JIT, activations, tokenizer fetch)
@@ -249,7 +251,7 @@ public static class AcceleratorSimBench
             stats.Add(s);
             if (i == 0) first = ids;
         }
-        return (stats.Average(s => s.StepMs), stats.Average(s => s.ModelMs), stats.Average(s => s.BytesPerStep), first);
+        return (stats.Average(s => s.StepMs), stats.Average(s => s.ModelMs), stats.Average(s => s.BytesPerStep), first, stats.Average(s => s.CombineMs + s.SampleMs));
     }
 
     private static async Task<(GenerationStats Stats, int[] Tokens)> GenerateAsync(LoopbackCluster c, CombinationSpec spec, bool anywhere, bool pairs,
