@@ -57,7 +57,7 @@ public static class AcceleratorSimBench
         var tokenizer = FindTokenizer(o.TokenizerModel);
         var kv = new Dictionary<string, double>(StringComparer.Ordinal);
         double batchWindowMs = o.BatchWindowMs;
-        int tokens = o.Quick ? 16 : 32, runs = o.Quick ? 1 : 3;
+        int tokens = o.Quick ? 16 : 32, runs = o.Quick ? 1 : 5;
         int minTokens = o.Quick ? 16 : 48, maxTokens = o.Quick ? 32 : 128; // the throughput runs' generation lengths
         double[] steps = o.Quick ? [20] : [5, 10, 20, 50];
         int[] concurrency = o.Quick ? [1, 64] : [1, 4, 16, 64];
@@ -89,13 +89,17 @@ public static class AcceleratorSimBench
             var rows = new List<Row>();
             int[]? reference = null;
             double SumOfModels(Layout l) => bp.DecodeMs(1, context) + (l.BaseOnly ? 0 : 2 * ep.DecodeMs(1, context));
-            async Task MeasureInto(LoopbackCluster c, Layout l)
+            async Task MeasureInto(LoopbackCluster c, params Layout[] layouts)
             {
-                var (stepMs, modelMs, bytes, ids, combineSample) = await MeasureAsync(c, l.BaseOnly ? baseOnly : spec, l, prompt, tokens, runs, ct);
-                bool? same = l.BaseOnly ? null : reference is null || ids.SequenceEqual(reference);
-                if (!l.BaseOnly) reference ??= ids;
-                rows.Add(new Row(l, stepMs, modelMs, SumOfModels(l), bytes, same, combineSample));
-                output.WriteLine($"  {l.Title}: step {stepMs:F2} ms (slowest model {modelMs:F2} ms)");
+                var measured = await MeasureAsync(c, layouts.Select(l => (l.BaseOnly ? baseOnly : spec, l)).ToArray(), prompt, tokens, runs, ct);
+                for (int i = 0; i < layouts.Length; i++)
+                {
+                    var (l, m) = (layouts[i], measured[i]);
+                    bool? same = l.BaseOnly ? null : reference is null || m.Tokens.SequenceEqual(reference);
+                    if (!l.BaseOnly) reference ??= m.Tokens;
+                    rows.Add(new Row(l, m.StepMs, m.ModelMs, SumOfModels(l), m.BytesPerStep, same, m.CombineSampleMs));
+                    output.WriteLine($"  {l.Title}: step {m.StepMs:F2} ms (slowest model {m.ModelMs:F2} ms)");
+                }
             }
             var sw = Stopwatch.StartNew();
             if (!o.Quick)
@@ -103,9 +107,9 @@ public static class AcceleratorSimBench
                 await using var c = await LoopbackCluster.StartAsync(
                     [Silo("base", BasePreset, b), Silo("expert", ExpertPreset, e), Silo("anti", ExpertPreset, a), new("coordinator")], o.SiloLog, common, ct);
                 output.WriteLine($"cluster 1 (4 processes: base | expert | anti-expert | coordinator) up in {sw.Elapsed.TotalSeconds:F1} s");
-                await MeasureInto(c, new("separate", "all separate (coordinator on its own silo)", true, false, false));
-                await MeasureInto(c, new("beside_base", "coordinator beside the base", false, false, false));
-                await MeasureInto(c, new("base_only_separate", "base alone, coordinator on its own silo", true, false, true));
+                await MeasureInto(c, new("separate", "all separate (coordinator on its own silo)", true, false, false),
+                    new("beside_base", "coordinator beside the base", false, false, false),
+                    new("base_only_separate", "base alone, coordinator on its own silo", true, false, true));
             }
             sw.Restart();
             var failures = new List<(string What, int Count)>();
@@ -113,8 +117,8 @@ public static class AcceleratorSimBench
             await using (var c = await LoopbackCluster.StartAsync([Silo("base", BasePreset, b), Silo("pair", ExpertPreset, e, a)], o.SiloLog, common, ct))
             {
                 output.WriteLine($"cluster 2 (2 processes: base | expert+anti-expert) up in {sw.Elapsed.TotalSeconds:F1} s");
-                await MeasureInto(c, new("pair", "beside base + expert/anti-expert co-hosted (deployed layout)", false, true, false));
-                await MeasureInto(c, new("base_alone", "base alone, coordinator beside it (no proxy-tuning)", false, false, true));
+                await MeasureInto(c, new("pair", "beside base + expert/anti-expert co-hosted (deployed layout)", false, true, false),
+                    new("base_alone", "base alone, coordinator beside it (no proxy-tuning)", false, false, true));
 
                 // 3. Aggregate throughput with sessions joining and leaving at different positions.
                 double warmup = o.Quick ? 1 : 1.5, window = o.Quick ? 2 : 4;
@@ -137,8 +141,8 @@ public static class AcceleratorSimBench
                 sw.Restart();
                 await using var c = await LoopbackCluster.StartAsync([Silo("base", SpecOf(bs), b), Silo("pair", SpecOf(es), e, a)], o.SiloLog, common, ct);
                 output.WriteLine($"model step {s} ms: cluster (base | expert+anti-expert) up in {sw.Elapsed.TotalSeconds:F1} s");
-                var proxy = await MeasureAsync(c, spec, new("pair", "", false, true, false), prompt, tokens, runs, ct);
-                var alone = await MeasureAsync(c, baseOnly, new("base_alone", "", false, false, true), prompt, tokens, runs, ct);
+                var both = await MeasureAsync(c, [(spec, new("pair", "", false, true, false)), (baseOnly, new("base_alone", "", false, false, true))], prompt, tokens, runs, ct);
+                var (proxy, alone) = (both[0], both[1]);
                 if (reference is not null && !proxy.Tokens.SequenceEqual(reference))
                     output.WriteLine($"  WARNING: tokens at model step {s} ms differ from the presets' run");
                 sweep.Add((s, alone.StepMs, proxy.StepMs, proxy.ModelMs, bs.DecodeMs(1, context) + 2 * es.DecodeMs(1, context), alone.BytesPerStep, proxy.BytesPerStep));
@@ -239,19 +243,25 @@ public static class AcceleratorSimBench
         return (name, dest);
     }
 
-    private static async Task<(double StepMs, double ModelMs, double BytesPerStep, int[] Tokens, double CombineSampleMs)> MeasureAsync(LoopbackCluster c, CombinationSpec spec, Layout l,
+    private sealed record Measured(double StepMs, double ModelMs, double BytesPerStep, int[] Tokens, double CombineSampleMs);
+
+    /// <summary>
+    /// Runs of each (spec, layout) in turn, interleaved (a, b, a, b, ...) so that both see the same machine, after one
+    /// warm-up each; reports per case the run with the median step time (other jobs on the machine slow single runs).
+    /// </summary>
+    private static async Task<Measured[]> MeasureAsync(LoopbackCluster c, (CombinationSpec Spec, Layout Layout)[] cases,
         string prompt, int tokens, int runs, CancellationToken ct)
     {
-        await GenerateAsync(c, spec, l.Anywhere, l.Pairs, prompt, tokens, null, ct); // warm-up (JIT, activations, tokenizer fetch)
-        var stats = new List<GenerationStats>();
-        int[] first = [];
+        foreach (var (spec, l) in cases) await GenerateAsync(c, spec, l.Anywhere, l.Pairs, prompt, tokens, null, ct); // JIT, activations, tokenizer fetch
+        var all = cases.Select(_ => new List<(GenerationStats Stats, int[] Tokens)>()).ToArray();
         for (int i = 0; i < runs; i++)
+            for (int k = 0; k < cases.Length; k++)
+                all[k].Add(await GenerateAsync(c, cases[k].Spec, cases[k].Layout.Anywhere, cases[k].Layout.Pairs, prompt, tokens, null, ct));
+        return all.Select(r =>
         {
-            var (s, ids) = await GenerateAsync(c, spec, l.Anywhere, l.Pairs, prompt, tokens, null, ct);
-            stats.Add(s);
-            if (i == 0) first = ids;
-        }
-        return (stats.Average(s => s.StepMs), stats.Average(s => s.ModelMs), stats.Average(s => s.BytesPerStep), first, stats.Average(s => s.CombineMs + s.SampleMs));
+            var (m, _) = r.OrderBy(x => x.Stats.StepMs).ElementAt(r.Count / 2);
+            return new Measured(m.StepMs, m.ModelMs, m.BytesPerStep, r[0].Tokens, m.CombineMs + m.SampleMs);
+        }).ToArray();
     }
 
     private static async Task<(GenerationStats Stats, int[] Tokens)> GenerateAsync(LoopbackCluster c, CombinationSpec spec, bool anywhere, bool pairs,
