@@ -31,6 +31,8 @@ public sealed class AcceleratorSimBenchTests(ITestOutputHelper output)
         // Sessions were batched across streams.
         Assert.True(kv["sim_rows_per_forward_64_base"] > 2, $"rows per base forward at 64 streams: {kv["sim_rows_per_forward_64_base"]:F1}");
         Assert.True(kv["sim_tok_s_64_proxy"] > 0);
-        Assert.Equal(0, kv["sim_failed_generations"]);
+        // A failure here so far was libtorch's "Expected false to be true" (Scalar::toFloat) in LlamaInferenceModel.RmsNorm
+        // under load: the implicit Scalar of add_(eps) finalized during the call (docs/distributed.md, simulation section).
+        Assert.True(kv["sim_failed_generations"] == 0, $"{kv["sim_failed_generations"]} generations failed:\n{text}");
     }
 }
