@@ -32,6 +32,8 @@ public static class SiloHost
           --name <silo name>        (POD_NAME when set)               --demo / --no-demo  print the demo generation
           --fast-failure            declare dead silos within seconds (loopback demos, tests)
           --device <cpu|cuda[:n]>   device of the hosted models (cpu)   --threads <n>  torch threads (0 = torch's default)
+          --latency-model <m>       benchmarks only: pad each forward to a simulated accelerator (base-70b-h200, expert-7b-h200,
+                                    base-70b-h100, expert-7b-h100, or fixed=<ms>,row=<ms>,...); logits stay the real model's
         Any configuration key also works: --ProxyOrleans:KvBudgetMB=512, env ProxyOrleans__Models__0__Name=base-large ...
         """;
 
@@ -69,6 +71,7 @@ public static class SiloHost
                 case "--fast-failure": d["ProxyOrleans:FastFailureDetection"] = "true"; break;
                 case "--device": d["ProxyOrleans:Device"] = Next(); break;
                 case "--threads": d["ProxyOrleans:Threads"] = Next(); break;
+                case "--latency-model": d["ProxyOrleans:LatencyModel"] = Next(); break;
                 case "-h" or "--help": throw new HelpRequestedException();
                 default: rest.Add(a); break;
             }

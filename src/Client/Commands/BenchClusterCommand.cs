@@ -25,14 +25,25 @@ public static class BenchClusterCommand
         var verbose = new Option<bool>("--verbose") { Description = "Show the silos' output." };
         var larger = new Option<bool>("--larger") { Description = "Also measure a random-weight trio of 24M-parameter models (the same tokenizers): how the overhead scales with model size." };
         var plot = new Option<string?>("--plot") { Description = "Write the latency breakdown as a PNG (e.g. docs/cluster-latency.png)." };
+        var sim = new Option<bool>("--accelerator-sim") { Description = "SIMULATION instead: every model a real 32k-vocabulary model whose forwards are padded to simulated H200 latencies (70B base, 7B experts); with --plot P writes P-latency.png and P-throughput.png." };
+        var quick = new Option<bool>("--quick") { Description = "With --accelerator-sim: a CI-sized run (one model step, 1 and 64 streams)." };
+        var simWindow = new Option<double>("--sim-batch-window-ms") { Description = "With --accelerator-sim: the silos' ProxyOrleans:BatchWindowMs.", DefaultValueFactory = _ => 2 };
+        var simTokenizer = new Option<string?>("--sim-tokenizer") { Description = "With --accelerator-sim: the Llama-2 tokenizer.model (default: ../shared/data/llama2-tokenizer beside the repository)." };
         var cmd = new Command("cluster", "Benchmark distributed proxy-tuning over loopback TCP (3-4 silo processes) in several layouts.")
         {
-            baseOpt, expertOpt, antiOpt, tokens, runs, prompt, verbose, larger, plot,
+            baseOpt, expertOpt, antiOpt, tokens, runs, prompt, verbose, larger, plot, sim, quick, simTokenizer, simWindow,
         };
         cmd.SetAction(async (p, ct) =>
         {
             try
             {
+                if (p.GetValue(sim))
+                {
+                    var figures = await AcceleratorSimBench.RunAsync(new(p.GetValue(quick), p.GetValue(simTokenizer),
+                        p.GetValue(plot) is { } prefix ? Path.ChangeExtension(prefix, null) : null, p.GetValue(verbose) ? Console.Out : null, p.GetValue(simWindow)), Console.Out, ct);
+                    Console.WriteLine(AcceleratorSimBench.KeyValueLine(figures));
+                    return 0;
+                }
                 var b = Model(p.GetValue(baseOpt), "base-large");
                 var e = Model(p.GetValue(expertOpt), "tuned-small");
                 var a = Model(p.GetValue(antiOpt), "base-small");

@@ -13,7 +13,11 @@ namespace ProxyOrleans.Client.Commands;
 /// </summary>
 public sealed class LoopbackCluster : IAsyncDisposable
 {
-    public sealed record SiloSpec(string Name, params (string Name, string Path)[] Models);
+    public sealed record SiloSpec(string Name, params (string Name, string Path)[] Models)
+    {
+        /// <summary>Configuration of this silo only (after the cluster-wide keys), e.g. its simulated latency model.</summary>
+        public IReadOnlyDictionary<string, string>? Config { get; init; }
+    }
 
     private readonly Dictionary<int, Process> _processes = []; // by silo index
     private readonly TextWriter? _log;
@@ -89,7 +93,7 @@ public sealed class LoopbackCluster : IAsyncDisposable
                      "--primary-port", SiloPorts[0].ToString(), "--cluster-id", ClusterId, "--http-port", HttpPorts[i].ToString(), "--name", s.Name,
                      "--no-demo", "--fast-failure" })
             psi.ArgumentList.Add(a);
-        foreach (var (k, v) in extra ?? new Dictionary<string, string>()) psi.ArgumentList.Add($"--{k}={v}");
+        foreach (var (k, v) in (extra ?? new Dictionary<string, string>()).Concat(s.Config ?? new Dictionary<string, string>())) psi.ArgumentList.Add($"--{k}={v}");
         // A silo with no models must not fall back to the demo models: advertise an empty model list explicitly.
         if (s.Models.Length == 0) psi.ArgumentList.Add("--Orleans:Metadata:proxyorleans.models=");
         psi.Environment["DOTNET_GCLOHThreshold"] = "0x200000";

@@ -7,6 +7,8 @@ public sealed class HostedModelOptions
 {
     public string Name { get; set; } = "";
     public string Path { get; set; } = "";
+    /// <summary>Benchmarks only: overrides <see cref="ProxyOrleansOptions.LatencyModel"/> for this model.</summary>
+    public string? LatencyModel { get; set; }
 }
 
 public sealed class ExpertOptions
@@ -43,8 +45,9 @@ public sealed class ProxyOrleansOptions
     /// <summary>KV-cache memory budget per hosted model, in MB; an Open beyond it fails with a clear error.</summary>
     public long KvBudgetMB { get; set; } = 2048;
     /// <summary>
-    /// How long a model waits for more sessions' steps before running a batch (only while several sessions are open).
-    /// 0 (default): natural batching only — whatever queued up while the previous batch ran goes into the next one.
+    /// How long a model waits, before running a decode batch, for the sessions of its previous batch that have not sent
+    /// their next step yet (their coordinators are still combining, or waiting on another model). 0 (default): natural
+    /// batching only — whatever queued up while the previous batch ran goes into the next one.
     /// </summary>
     public double BatchWindowMs { get; set; }
     /// <summary>Largest batch of sessions in one forward.</summary>
@@ -59,6 +62,11 @@ public sealed class ProxyOrleansOptions
     public string Device { get; set; } = "cpu";
     /// <summary>Torch intra-op threads per silo (0 = leave as is).</summary>
     public int Threads { get; set; }
+    /// <summary>
+    /// Benchmarks only: pad every forward of the hosted models to a simulated accelerator's latency (a preset such as
+    /// base-70b-h200, or fixed=&lt;ms&gt;,row=&lt;ms&gt;,...; see AcceleratorLatencyProfile). Logits stay the real model's.
+    /// </summary>
+    public string? LatencyModel { get; set; }
 
     /// <summary>How every hosted model is run (the Inference library's options).</summary>
     public InferenceOptions Inference(string name) => new() { Name = name, Device = Device, Threads = Threads };

@@ -60,6 +60,14 @@ public sealed class HostedModels : IHostedLifecycleService, IDisposable
                 $"Model '{m.Name}': directory '{m.Path}' does not exist. Set ProxyOrleans:Models:N:Path to an HF-layout model directory.");
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var loaded = _loader.Load(m.Name, m.Path);
+        if ((m.LatencyModel ?? _options.LatencyModel) is { Length: > 0 } latency)
+        {
+            AcceleratorLatencyProfile profile;
+            try { profile = AcceleratorLatencyProfile.Parse(latency); }
+            catch (FormatException e) { throw new InvalidOperationException($"Model '{m.Name}': {e.Message} (ProxyOrleans:LatencyModel or --latency-model)", e); }
+            loaded = new LoadedModel(loaded.Name, loaded.Directory, new AcceleratorLatencyModel(loaded.Model, profile), loaded.Tokenizer, loaded.Config);
+            _log.LogWarning("Model {Model}: SIMULATED accelerator latency {Profile} (benchmarks only)", m.Name, profile);
+        }
         var model = loaded.Model;
         _workers[m.Name] = new ModelWorker(m.Name, m.Path, loaded, _options.KvBudgetMB * 1024 * 1024,
             TimeSpan.FromMilliseconds(_options.BatchWindowMs), _options.MaxBatch,

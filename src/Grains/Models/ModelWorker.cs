@@ -196,20 +196,33 @@ public sealed class ModelWorker : IDisposable
         var reader = _queue.Reader;
         var batch = new List<Work>(_maxBatch);
         var deferred = new Queue<Work>();
+        var lastBatch = new List<Session>(_maxBatch); // sessions of the last decode batch: expected again in the next
         while (true)
         {
             if (deferred.Count == 0 && !await reader.WaitToReadAsync().ConfigureAwait(false)) return;
             batch.Clear();
             while (deferred.TryDequeue(out var d)) batch.Add(d);
             while (batch.Count < _maxBatch && reader.TryRead(out var w)) batch.Add(w);
-            // Gather more steps for a short window while other open sessions have not yet sent theirs.
-            if (_batchWindow > TimeSpan.Zero && batch.Count > 0 && batch.All(w => !w.Prefill && !w.Free) && batch.Count < Math.Min(_maxBatch, _sessions.Count))
+            // Wait a short window for the sessions of the previous batch that have not sent their next step yet: each
+            // step makes a round trip through its coordinator, so without waiting the first returning session starts a
+            // small batch and the rest form the next one (the batch splits into cohorts that alternate, each session
+            // then advancing every other forward). Sleeps on the queue, no spinning.
+            if (_batchWindow > TimeSpan.Zero && batch.Count > 0 && batch.All(w => !w.Prefill && !w.Free) && lastBatch.Count > 0)
             {
-                var deadline = Stopwatch.GetTimestamp() + (long)(_batchWindow.TotalSeconds * Stopwatch.Frequency);
-                while (batch.Count < Math.Min(_maxBatch, _sessions.Count) && Stopwatch.GetTimestamp() < deadline)
+                long deadline = Stopwatch.GetTimestamp() + (long)(_batchWindow.TotalSeconds * Stopwatch.Frequency);
+                while (batch.Count < _maxBatch && lastBatch.Any(s => !s.Closed && !batch.Any(w => ReferenceEquals(w.Session, s))))
                 {
-                    if (reader.TryRead(out var w)) batch.Add(w);
-                    else Thread.SpinWait(200);
+                    var left = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline);
+                    if (left <= TimeSpan.Zero) break;
+                    if (!reader.TryRead(out var w))
+                    {
+                        using var timeout = new CancellationTokenSource(left);
+                        try { if (!await reader.WaitToReadAsync(timeout.Token).ConfigureAwait(false)) break; }
+                        catch (OperationCanceledException) { break; }
+                        continue;
+                    }
+                    batch.Add(w);
+                    if (w.Prefill || w.Free) break; // run what is there; the prefill goes first
                 }
             }
             var steps = new List<Work>();
@@ -221,7 +234,12 @@ public sealed class ModelWorker : IDisposable
                 if (steps.Any(s => ReferenceEquals(s.Session, w.Session))) { deferred.Enqueue(w); continue; }
                 steps.Add(w);
             }
-            if (steps.Count > 0) RunSteps(steps);
+            if (steps.Count > 0)
+            {
+                RunSteps(steps);
+                lastBatch.Clear();
+                foreach (var w in steps) lastBatch.Add(w.Session);
+            }
         }
     }
 

@@ -1,0 +1,395 @@
+using System.Diagnostics;
+using System.Globalization;
+using ProxyOrleans.Abstractions;
+using ProxyOrleans.Inference.Models;
+using ProxyOrleans.Inference.Runtime;
+using ProxyOrleans.Inference.Tokenization;
+using ScottPlot;
+using TorchSharp;
+
+namespace ProxyOrleans.Client.Commands;
+
+/// <summary>What `bench cluster --accelerator-sim` runs.</summary>
+/// <param name="Quick">CI-sized: the presets' deployed layout, one model step (20 ms), 1 and 64 streams, short windows.</param>
+/// <param name="TokenizerModel">The Llama-2 SentencePiece tokenizer.model (32000 tokens); null: ../shared/data beside the repository.</param>
+/// <param name="PlotPrefix">Write PREFIX-latency.png and PREFIX-throughput.png; null: no plots.</param>
+/// <param name="BatchWindowMs">The silos' ProxyOrleans:BatchWindowMs (how long a model waits for its previous batch's sessions).</param>
+public sealed record AcceleratorSimOptions(bool Quick = false, string? TokenizerModel = null, string? PlotPrefix = null, TextWriter? SiloLog = null,
+    double BatchWindowMs = 2);
+
+/// <summary>
+/// `bench cluster --accelerator-sim`: the distributed system over real silo processes on loopback TCP, with every model
+/// a real 32k-vocabulary TorchSharp Llama (random weights) whose forwards are padded to a simulated accelerator's
+/// latency (<see cref="AcceleratorLatencyModel"/>, loaded by the silos with --latency-model). Orleans, sockets,
+/// serialization, placement, batching, combining and sampling are the real code; only the GPU's time is simulated.
+/// </summary>
+public static class AcceleratorSimBench
+{
+    public const string Banner = "SIMULATION (no GPU): model forwards padded to simulated accelerator latencies; logits from real 32k-vocabulary random-weight models";
+
+    /// <summary>The real model behind every simulated one: small enough that its CPU time stays under the simulated latency, with Llama-2's vocabulary.</summary>
+    internal static readonly LlamaConfig SimModelConfig = new()
+    {
+        HiddenSize = 16, IntermediateSize = 48, NumHiddenLayers = 2, NumAttentionHeads = 2, NumKeyValueHeads = 1, HeadDim = 8,
+        VocabSize = 32000, MaxPositionEmbeddings = 1024, RmsNormEps = 1e-5, RopeTheta = 10000, TieWordEmbeddings = false,
+        ModelType = "llama", BosTokenId = 1, EosTokenIds = [2],
+    };
+
+    private const string BaseName = "sim-base", ExpertName = "sim-expert", AntiName = "sim-anti";
+    private const string BasePreset = "base-70b-h200", ExpertPreset = "expert-7b-h200";
+
+    private static readonly string[] Prompts =
+    [
+        "Question: What is the capital of Elbonia?\nAnswer:",
+        "Write a short poem about the sea.",
+        "In 1492, Columbus",
+        "Explain, step by step, how a bicycle gear system lets a rider climb a steep hill without standing up on the pedals.",
+        "Translate to French: the weather is nice today and we are going to the market.",
+    ];
+
+    private sealed record Layout(string Key, string Title, bool Anywhere, bool Pairs, bool BaseOnly);
+
+    private sealed record Row(Layout Layout, double StepMs, double ModelMs, double SumModelsMs, double BytesPerStep, bool? SameTokens, double CombineSampleMs);
+
+    public static async Task<IReadOnlyDictionary<string, double>> RunAsync(AcceleratorSimOptions o, TextWriter output, CancellationToken ct)
+    {
+        TorchRuntime.EnsureLoaded();
+        var tokenizer = FindTokenizer(o.TokenizerModel);
+        var kv = new Dictionary<string, double>(StringComparer.Ordinal);
+        double batchWindowMs = o.BatchWindowMs;
+        int tokens = o.Quick ? 16 : 32, runs = o.Quick ? 1 : 5;
+        int minTokens = o.Quick ? 16 : 48, maxTokens = o.Quick ? 32 : 128; // the throughput runs' generation lengths
+        double[] steps = o.Quick ? [20] : [5, 10, 20, 50];
+        int[] concurrency = o.Quick ? [1, 64] : [1, 4, 16, 64];
+        var prompt = Prompts[0];
+        var bp = AcceleratorLatencyProfile.Parse(BasePreset);
+        var ep = AcceleratorLatencyProfile.Parse(ExpertPreset);
+        output.WriteLine($"bench cluster --accelerator-sim: {Banner}.");
+        output.WriteLine($"  base   {bp}");
+        output.WriteLine($"  expert {ep} (expert and anti-expert)");
+        output.WriteLine($"  {tokens} tokens/generation, {runs} runs/layout, loopback TCP, {Environment.ProcessorCount} cores; real model: hidden {SimModelConfig.HiddenSize}, " +
+                         $"{SimModelConfig.NumHiddenLayers} layers, vocabulary {SimModelConfig.VocabSize} ({SimModelConfig.VocabSize * 4 / 1024} KiB of fp32 logits per vector); batch window {o.BatchWindowMs} ms");
+
+        string dir = Path.Combine(Path.GetTempPath(), "proxyorleans-accelerator-sim-" + Environment.ProcessId);
+        try
+        {
+            var b = WriteModel(dir, BaseName, 1, tokenizer);
+            var e = WriteModel(dir, ExpertName, 2, tokenizer);
+            var a = WriteModel(dir, AntiName, 3, tokenizer);
+            int promptTokens = TokenizerLoader.Load(b.Path).Encode(prompt).Length;
+            long context = promptTokens + tokens / 2; // mean KV length over a generation, for the models' sum
+            var spec = new CombinationSpec(BaseName, [new ExpertSpec(ExpertName, AntiName)], 1f);
+            var baseOnly = spec with { Experts = [] };
+            // One torch thread per silo process (several share the cores); batches up to 64 sessions (the 64-stream run).
+            var common = new Dictionary<string, string> { ["ProxyOrleans:Threads"] = "1", ["ProxyOrleans:MaxBatch"] = "64", ["ProxyOrleans:BatchWindowMs"] = batchWindowMs.ToString(CultureInfo.InvariantCulture) };
+            LoopbackCluster.SiloSpec Silo(string name, string latency, params (string, string)[] models) =>
+                new(name, models) { Config = new Dictionary<string, string> { ["ProxyOrleans:LatencyModel"] = latency } };
+
+            // 1. The presets, per layout.
+            var rows = new List<Row>();
+            int[]? reference = null;
+            double SumOfModels(Layout l) => bp.DecodeMs(1, context) + (l.BaseOnly ? 0 : 2 * ep.DecodeMs(1, context));
+            async Task MeasureInto(LoopbackCluster c, params Layout[] layouts)
+            {
+                var measured = await MeasureAsync(c, layouts.Select(l => (l.BaseOnly ? baseOnly : spec, l)).ToArray(), prompt, tokens, runs, ct);
+                for (int i = 0; i < layouts.Length; i++)
+                {
+                    var (l, m) = (layouts[i], measured[i]);
+                    bool? same = l.BaseOnly ? null : reference is null || m.Tokens.SequenceEqual(reference);
+                    if (!l.BaseOnly) reference ??= m.Tokens;
+                    rows.Add(new Row(l, m.StepMs, m.ModelMs, SumOfModels(l), m.BytesPerStep, same, m.CombineSampleMs));
+                    output.WriteLine($"  {l.Title}: step {m.StepMs:F2} ms (slowest model {m.ModelMs:F2} ms)");
+                }
+            }
+            var sw = Stopwatch.StartNew();
+            if (!o.Quick)
+            {
+                await using var c = await LoopbackCluster.StartAsync(
+                    [Silo("base", BasePreset, b), Silo("expert", ExpertPreset, e), Silo("anti", ExpertPreset, a), new("coordinator")], o.SiloLog, common, ct);
+                output.WriteLine($"cluster 1 (4 processes: base | expert | anti-expert | coordinator) up in {sw.Elapsed.TotalSeconds:F1} s");
+                await MeasureInto(c, new("separate", "all separate (coordinator on its own silo)", true, false, false),
+                    new("beside_base", "coordinator beside the base", false, false, false),
+                    new("base_only_separate", "base alone, coordinator on its own silo", true, false, true));
+            }
+            sw.Restart();
+            var failures = new List<(string What, int Count)>();
+            var throughput = new List<(int Streams, Throughput Base, Throughput Proxy, Throughput Fp16)>();
+            await using (var c = await LoopbackCluster.StartAsync([Silo("base", BasePreset, b), Silo("pair", ExpertPreset, e, a)], o.SiloLog, common, ct))
+            {
+                output.WriteLine($"cluster 2 (2 processes: base | expert+anti-expert) up in {sw.Elapsed.TotalSeconds:F1} s");
+                await MeasureInto(c, new("pair", "beside base + expert/anti-expert co-hosted (deployed layout)", false, true, false),
+                    new("base_alone", "base alone, coordinator beside it (no proxy-tuning)", false, false, true));
+
+                // 3. Aggregate throughput with sessions joining and leaving at different positions.
+                double warmup = o.Quick ? 1 : 1.5, window = o.Quick ? 2 : 4;
+                foreach (var n in concurrency)
+                {
+                    var baseRun = await ThroughputAsync(c, baseOnly, false, n, warmup, window, minTokens, maxTokens, failures, ct);
+                    var proxyRun = await ThroughputAsync(c, spec, true, n, warmup, window, minTokens, maxTokens, failures, ct);
+                    var halfRun = await ThroughputAsync(c, spec, true, n, warmup, window, minTokens, maxTokens, failures, ct, LogitsPrecision.Float16);
+                    throughput.Add((n, baseRun, proxyRun, halfRun));
+                    output.WriteLine($"  {n} streams: base alone {baseRun.TokensPerSecond:F0} tok/s, proxy-tuned {proxyRun.TokensPerSecond:F0} tok/s, with fp16 transfer {halfRun.TokensPerSecond:F0} tok/s");
+                }
+            }
+
+            // 2. Coordination overhead against the model step: the base at S ms, the experts at the 7B/70B ratio of the presets.
+            var sweep = new List<(double S, double BaseStep, double ProxyStep, double Model, double Sum, double BaseBytes, double ProxyBytes)>();
+            foreach (var s in steps)
+            {
+                var bs = bp with { Name = $"base at {s} ms", FixedMs = s };
+                var es = ep with { Name = $"expert at {s * ep.FixedMs / bp.FixedMs:F2} ms", FixedMs = s * ep.FixedMs / bp.FixedMs };
+                sw.Restart();
+                await using var c = await LoopbackCluster.StartAsync([Silo("base", SpecOf(bs), b), Silo("pair", SpecOf(es), e, a)], o.SiloLog, common, ct);
+                output.WriteLine($"model step {s} ms: cluster (base | expert+anti-expert) up in {sw.Elapsed.TotalSeconds:F1} s");
+                var both = await MeasureAsync(c, [(spec, new("pair", "", false, true, false)), (baseOnly, new("base_alone", "", false, false, true))], prompt, tokens, runs, ct);
+                var (proxy, alone) = (both[0], both[1]);
+                if (reference is not null && !proxy.Tokens.SequenceEqual(reference))
+                    output.WriteLine($"  WARNING: tokens at model step {s} ms differ from the presets' run");
+                sweep.Add((s, alone.StepMs, proxy.StepMs, proxy.ModelMs, bs.DecodeMs(1, context) + 2 * es.DecodeMs(1, context), alone.BytesPerStep, proxy.BytesPerStep));
+            }
+
+            // Report.
+            output.WriteLine();
+            output.WriteLine($"SIMULATED accelerators ({BasePreset} base, {ExpertPreset} experts): one stream, per layout");
+            output.WriteLine($"{"layout",-62} {"step ms",8} {"max(model)",10} {"sum(models)",11} {"coord%",7} {"seq/par",8} {"KiB/step",9} {"comb+smp",8} exact");
+            foreach (var r in rows)
+                output.WriteLine($"{r.Layout.Title,-62} {r.StepMs,8:F2} {r.ModelMs,10:F2} {r.SumModelsMs,11:F2} {100 * (r.StepMs - r.ModelMs) / r.StepMs,6:F1}% " +
+                                 $"{r.SumModelsMs / r.StepMs,8:F2} {r.BytesPerStep / 1024,9:F1} {r.CombineSampleMs,8:F3} {(r.SameTokens is null ? "-" : r.SameTokens.Value ? "yes" : "NO")}");
+            output.WriteLine("max(model) = the slowest model's simulated compute per step (measured at the model grain); sum(models) = the three models");
+            output.WriteLine("one after another, as the reference's sequential loop runs them (from the latency models); seq/par = sum(models) / step;");
+            output.WriteLine("comb+smp = the coordinator's combining and sampling per step (ms of its CPU, per stream).");
+            output.WriteLine();
+            output.WriteLine("SIMULATED model step sweep (deployed layout vs base alone, coordinator beside the base; experts at the 7B/70B latency ratio)");
+            output.WriteLine($"{"model step",10} {"base alone",11} {"proxy-tuned",12} {"max(model)",11} {"sum(models)",12} {"coord%",7} {"proxy/base",11} {"seq/par",8} {"KiB/step",9}");
+            foreach (var x in sweep)
+                output.WriteLine($"{x.S,8:F0} ms {x.BaseStep,11:F2} {x.ProxyStep,12:F2} {x.Model,11:F2} {x.Sum,12:F2} {100 * (x.ProxyStep - x.Model) / x.ProxyStep,6:F1}% " +
+                                 $"{x.ProxyStep / x.BaseStep,11:F3} {x.Sum / x.ProxyStep,8:F2} {x.ProxyBytes / 1024,9:F1}");
+            output.WriteLine();
+            output.WriteLine($"SIMULATED aggregate throughput ({BasePreset} / {ExpertPreset}; sessions of {minTokens}-{maxTokens} tokens joining and leaving, 5 prompts)");
+            output.WriteLine($"{"streams",7} {"base tok/s",11} {"proxy tok/s",12} {"proxy/base",11} {"fp16 tok/s",11} {"rows/fwd base|proxy",20} {"prefills/fwd",13} {"ms/fwd base|proxy",18} {"profile ms",11}");
+            foreach (var (n, tb, tp, th) in throughput)
+                output.WriteLine($"{n,7} {tb.TokensPerSecond,11:F0} {tp.TokensPerSecond,12:F0} {tp.TokensPerSecond / tb.TokensPerSecond,11:F3} {th.TokensPerSecond,11:F0} " +
+                                 $"{tb.RowsPerForward,9:F1} | {tp.RowsPerForward,-8:F1} {tb.PrefillsPerForward,5:F2} | {tp.PrefillsPerForward,-5:F2} {tb.MsPerForward,8:F1} | {tp.MsPerForward,-7:F1} " +
+                                 $"{bp.DecodeMs((int)Math.Round(tp.RowsPerForward), (long)Math.Round(tp.RowsPerForward) * (promptTokens + (minTokens + maxTokens) / 4)),11:F1}");
+            output.WriteLine("fp16 = proxy-tuned with fp16 transfer. rows/fwd = mean sessions per base decode forward (continuous batching across sessions at");
+            output.WriteLine("different positions); prefills/fwd = base prefills (one at a time, between decode forwards) per decode forward; ms/fwd = the base's");
+            output.WriteLine("mean forward time (decode and prefill) from its silo's counters; profile ms = the latency model's decode time at the proxy's rows/fwd:");
+            output.WriteLine("where ms/fwd is far above it, this machine's CPUs, not the simulated accelerator, set the pace.");
+
+            foreach (var r in rows)
+            {
+                kv[$"sim_{r.Layout.Key}_step_ms"] = r.StepMs;
+                kv[$"sim_{r.Layout.Key}_model_ms"] = r.ModelMs;
+                kv[$"sim_{r.Layout.Key}_sum_models_ms"] = r.SumModelsMs;
+                kv[$"sim_{r.Layout.Key}_bytes_per_step"] = Math.Round(r.BytesPerStep);
+                kv[$"sim_{r.Layout.Key}_combine_sample_ms"] = r.CombineSampleMs;
+                if (r.SameTokens is bool same) kv[$"sim_{r.Layout.Key}_exact"] = same ? 1 : 0;
+            }
+            foreach (var x in sweep)
+            {
+                var k = x.S.ToString(CultureInfo.InvariantCulture) + "ms";
+                kv[$"sim_overhead_pct_{k}"] = 100 * (x.ProxyStep - x.Model) / x.ProxyStep;
+                kv[$"sim_proxy_over_base_{k}"] = x.ProxyStep / x.BaseStep;
+                kv[$"sim_sequential_over_parallel_{k}"] = x.Sum / x.ProxyStep;
+            }
+            foreach (var (n, tb, tp, th) in throughput)
+            {
+                kv[$"sim_tok_s_{n}_proxy"] = tp.TokensPerSecond;
+                kv[$"sim_tok_s_{n}_base"] = tb.TokensPerSecond;
+                kv[$"sim_tok_s_{n}_proxy_fp16"] = th.TokensPerSecond;
+                kv[$"sim_rows_per_forward_{n}_proxy"] = tp.RowsPerForward;
+                kv[$"sim_rows_per_forward_{n}_base"] = tb.RowsPerForward;
+                kv[$"sim_ms_per_forward_{n}_proxy"] = tp.MsPerForward;
+                kv[$"sim_ms_per_forward_{n}_base"] = tb.MsPerForward;
+            }
+            kv["sim_failed_generations"] = failures.Sum(f => f.Count);
+            foreach (var f in failures) output.WriteLine("FAILED generations in the throughput run at " + f.What);
+            if (o.PlotPrefix is { } prefix)
+            {
+                WritePlots(prefix, sweep.Select(x => (x.S, x.BaseStep, x.ProxyStep, x.Model, x.Sum)).ToList(),
+                    throughput.Select(t => (t.Streams, t.Base.TokensPerSecond, t.Proxy.TokensPerSecond)).ToList(),
+                    n => n * 1000 / bp.DecodeMs(n, n * (promptTokens + (minTokens + maxTokens) / 4L)));
+                output.WriteLine($"plots written to {prefix}-latency.png and {prefix}-throughput.png");
+            }
+            return kv;
+        }
+        finally { try { Directory.Delete(dir, true); } catch (IOException) { } }
+    }
+
+    public static string KeyValueLine(IReadOnlyDictionary<string, double> kv) =>
+        string.Join(" ", kv.Select(p => $"{p.Key}={p.Value.ToString("0.###", CultureInfo.InvariantCulture)}"));
+
+    private static string SpecOf(AcceleratorLatencyProfile p) => string.Create(CultureInfo.InvariantCulture,
+        $"fixed={p.FixedMs:R},row={p.PerRowMs:R},context_us={p.PerContextTokenUs:R},prefill_token={p.PrefillPerTokenMs:R}");
+
+    private static string FindTokenizer(string? path)
+    {
+        path ??= Path.Combine(Path.GetDirectoryName(LoopbackCluster.FindRepoRoot())!, "shared", "data", "llama2-tokenizer", "tokenizer.model");
+        if (!File.Exists(path))
+            throw new FileNotFoundException(
+                $"The accelerator simulation needs the Llama-2 SentencePiece tokenizer (32000 tokens, a tokenizer.model file): '{path}' does not exist. " +
+                "Pass --sim-tokenizer <path to tokenizer.model>.");
+        return Path.GetFullPath(path);
+    }
+
+    /// <summary>A seeded random-weight <see cref="SimModelConfig"/> model with the Llama-2 tokenizer, as an HF directory.</summary>
+    private static (string Name, string Path) WriteModel(string dir, string name, int seed, string tokenizerModel)
+    {
+        var dest = Path.Combine(dir, name);
+        torch.manual_seed(seed);
+        using (var m = new LlamaForCausalLM(SimModelConfig)) m.SavePretrained(dest);
+        File.Copy(tokenizerModel, Path.Combine(dest, "tokenizer.model"), overwrite: true);
+        File.WriteAllText(Path.Combine(dest, "tokenizer_config.json"), "{\"bos_token\": \"<s>\", \"eos_token\": \"</s>\", \"add_bos_token\": true}");
+        return (name, dest);
+    }
+
+    private sealed record Measured(double StepMs, double ModelMs, double BytesPerStep, int[] Tokens, double CombineSampleMs);
+
+    /// <summary>
+    /// Runs of each (spec, layout) in turn, interleaved (a, b, a, b, ...) so that both see the same machine, after one
+    /// warm-up each; reports per case the run with the median step time (other jobs on the machine slow single runs).
+    /// </summary>
+    private static async Task<Measured[]> MeasureAsync(LoopbackCluster c, (CombinationSpec Spec, Layout Layout)[] cases,
+        string prompt, int tokens, int runs, CancellationToken ct)
+    {
+        foreach (var (spec, l) in cases) await GenerateAsync(c, spec, l.Anywhere, l.Pairs, prompt, tokens, null, ct); // JIT, activations, tokenizer fetch
+        var all = cases.Select(_ => new List<(GenerationStats Stats, int[] Tokens)>()).ToArray();
+        for (int i = 0; i < runs; i++)
+            for (int k = 0; k < cases.Length; k++)
+                all[k].Add(await GenerateAsync(c, cases[k].Spec, cases[k].Layout.Anywhere, cases[k].Layout.Pairs, prompt, tokens, null, ct));
+        return all.Select(r =>
+        {
+            var (m, _) = r.OrderBy(x => x.Stats.StepMs).ElementAt(r.Count / 2);
+            return new Measured(m.StepMs, m.ModelMs, m.BytesPerStep, r[0].Tokens, m.CombineMs + m.SampleMs);
+        }).ToArray();
+    }
+
+    private static async Task<(GenerationStats Stats, int[] Tokens)> GenerateAsync(LoopbackCluster c, CombinationSpec spec, bool anywhere, bool pairs,
+        string prompt, int tokens, Action? onToken, CancellationToken ct, LogitsPrecision precision = LogitsPrecision.Float32)
+    {
+        var request = new GenerationRequest
+        {
+            Combination = spec, Prompt = prompt, TenantId = "bench", CoHostedPairs = pairs, Precision = precision,
+            Sampling = new SamplingSpec { Temperature = 0, MaxNewTokens = tokens, StopAtEos = false },
+        };
+        var id = "sim-" + Guid.NewGuid().ToString("N")[..10];
+        var key = anywhere ? GenerationKeys.Anywhere(id) : GenerationKeys.Create(spec.Base, id);
+        var ids = new List<int>();
+        GenerationStats? stats = null;
+        await foreach (var ev in c.Grains.GetGrain<IGenerationGrain>(key).Generate(request, ct))
+        {
+            if (ev.TokenId >= 0) { ids.Add(ev.TokenId); onToken?.Invoke(); }
+            stats = ev.Stats ?? stats;
+        }
+        return (stats ?? new GenerationStats(), ids.ToArray());
+    }
+
+    /// <summary>
+    /// <paramref name="streams"/> clients, each generating one request after another (random length and prompt), the
+    /// first ones starting at random moments: sessions join and leave the models' batches at different positions.
+    /// Counts the tokens that arrive within the window after a warm-up.
+    /// </summary>
+    /// <param name="RowsPerForward">Mean sessions per decode forward of the base.</param>
+    /// <param name="PrefillsPerForward">Base prefills (run one at a time, between decode forwards) per decode forward.</param>
+    /// <param name="MsPerForward">Mean wall time of the base's forwards (decode and prefill): the simulated latency unless the CPU overran it.</param>
+    private sealed record Throughput(double TokensPerSecond, double RowsPerForward, double PrefillsPerForward, double MsPerForward);
+
+    private static async Task<Throughput> ThroughputAsync(LoopbackCluster c, CombinationSpec spec, bool pairs, int streams,
+        double warmupS, double windowS, int minTokens, int maxTokens, List<(string What, int Count)> failures, CancellationToken ct,
+        LogitsPrecision precision = LogitsPrecision.Float32)
+    {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        long start = Stopwatch.GetTimestamp();
+        long windowStart = start + (long)(warmupS * Stopwatch.Frequency), windowEnd = windowStart + (long)(windowS * Stopwatch.Frequency);
+        int counted = 0, failed = 0;
+        string? firstError = null;
+        void OnToken()
+        {
+            long now = Stopwatch.GetTimestamp();
+            if (now >= windowStart && now < windowEnd) Interlocked.Increment(ref counted);
+        }
+        async Task Client(int i)
+        {
+            var rng = new Random(1000 * streams + i);
+            try
+            {
+                await Task.Delay(TimeSpan.FromSeconds(rng.NextDouble() * warmupS * 0.8), stop.Token);
+                while (!stop.IsCancellationRequested)
+                {
+                    try { await GenerateAsync(c, spec, false, pairs, Prompts[rng.Next(Prompts.Length)], rng.Next(minTokens, maxTokens + 1), OnToken, stop.Token, precision); }
+                    catch (Exception e) when (!stop.IsCancellationRequested)
+                    {
+                        // Counted and reported, not hidden: one failed request must not end the other streams' measurement.
+                        if (Interlocked.Increment(ref failed) == 1) firstError = e.GetType().Name + ": " + e.Message.Split('\n')[0];
+                    }
+                }
+            }
+            catch (Exception) when (stop.IsCancellationRequested) { }
+        }
+        var clients = Enumerable.Range(0, streams).Select(Client).ToList();
+        await Task.Delay(TimeSpan.FromSeconds(warmupS), ct);
+        var before = await BaseCountersAsync(c);
+        await Task.Delay(TimeSpan.FromSeconds(windowS), ct);
+        var after = await BaseCountersAsync(c);
+        stop.Cancel();
+        await Task.WhenAll(clients);
+        await Task.Delay(300, ct); // let the cancelled sessions close before the next run
+        double batches = after.Batches - before.Batches, prefills = after.Prefills - before.Prefills;
+        if (failed > 0) failures.Add(($"{streams} streams ({(spec.Experts.Length == 0 ? "base alone" : "proxy-tuned")}): {failed} failed, first: {firstError}", failed));
+        return new(counted / windowS, batches > 0 ? (after.Steps - before.Steps) / batches : 0, batches > 0 ? prefills / batches : 0,
+            batches + prefills > 0 ? 1000 * (after.Seconds - before.Seconds) / (batches + prefills) : 0);
+    }
+
+    /// <summary>The base model's decode counters from its silo's /metrics (silo 0 in every simulated cluster).</summary>
+    private static async Task<(double Steps, double Batches, double Prefills, double Seconds)> BaseCountersAsync(LoopbackCluster c)
+    {
+        var metrics = await c.GetAsync(0, "/metrics");
+        double Read(string name) => metrics.Split('\n').Where(l => l.StartsWith($"{name}{{model=\"{BaseName}\"}}"))
+            .Select(l => double.Parse(l.Split(' ')[^1], CultureInfo.InvariantCulture)).FirstOrDefault();
+        return (Read("proxyorleans_model_steps_total"), Read("proxyorleans_model_batches_total"), Read("proxyorleans_model_prefills_total"),
+            Read("proxyorleans_model_compute_seconds_total"));
+    }
+
+    private static void WritePlots(string prefix, IReadOnlyList<(double S, double Base, double Proxy, double Model, double Sum)> sweep,
+        IReadOnlyList<(int Streams, double Base, double Proxy)> throughput, Func<int, double> boundTokensPerSecond)
+    {
+        if (Path.GetDirectoryName(Path.GetFullPath(prefix)) is { } d) Directory.CreateDirectory(d);
+        var plt = new Plot();
+        double[] xs = sweep.Select(x => x.S).ToArray();
+        void Line(double[] ys, string label, LinePattern pattern)
+        {
+            var s = plt.Add.Scatter(xs, ys);
+            s.LegendText = label;
+            s.LinePattern = pattern;
+            s.MarkerSize = 6;
+        }
+        Line(sweep.Select(x => x.Sum).ToArray(), "sum of the models (the reference's sequential loop)", LinePattern.Dotted);
+        Line(sweep.Select(x => x.Proxy).ToArray(), "proxy-tuned step (measured)", LinePattern.Solid);
+        Line(sweep.Select(x => x.Base).ToArray(), "base alone step (measured)", LinePattern.Solid);
+        Line(sweep.Select(x => x.Model).ToArray(), "slowest model (max)", LinePattern.Dashed);
+        plt.XLabel("simulated model step of the base (ms)");
+        plt.YLabel("decode step at the coordinator (ms)");
+        plt.Title("SIMULATED accelerators: step latency vs model step, one stream");
+        plt.ShowLegend(Alignment.UpperLeft);
+        plt.SavePng(prefix + "-latency.png", 900, 560);
+
+        plt = new Plot();
+        double[] positions = throughput.Select(t => Math.Log2(t.Streams)).ToArray();
+        var b = plt.Add.Scatter(positions, throughput.Select(t => t.Base).ToArray());
+        b.LegendText = "base alone";
+        b.MarkerSize = 7;
+        var p = plt.Add.Scatter(positions, throughput.Select(t => t.Proxy).ToArray());
+        p.LegendText = "proxy-tuned (base + expert/anti-expert pair)";
+        p.MarkerSize = 7;
+        var bound = plt.Add.Scatter(positions, throughput.Select(t => boundTokensPerSecond(t.Streams)).ToArray());
+        bound.LegendText = "latency model's bound: N rows per decode forward, no prefills, no CPU limit";
+        bound.LinePattern = LinePattern.Dotted;
+        plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
+            throughput.Select(t => new Tick(Math.Log2(t.Streams), t.Streams.ToString(CultureInfo.InvariantCulture))).ToArray());
+        plt.XLabel("concurrent streams");
+        plt.YLabel("aggregate tokens/s");
+        plt.Title("SIMULATED accelerators (70B/7B on H200): throughput vs concurrency");
+        plt.ShowLegend(Alignment.UpperLeft);
+        plt.SavePng(prefix + "-throughput.png", 900, 560);
+    }
+}
