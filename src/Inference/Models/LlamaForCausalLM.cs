@@ -192,7 +192,13 @@ internal sealed class LlamaRMSNorm : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x) => weight * Normalize(x, eps);
 
     /// <summary>x / sqrt(mean(x²) + eps) over the last dimension; the torch inference path folds the weight into the next matrix.</summary>
-    public static Tensor Normalize(Tensor x, double eps) => x * (x.square().mean([-1L], keepdim: true) + eps).rsqrt();
+    public static Tensor Normalize(Tensor x, double eps)
+    {
+        // An explicit Scalar held for the call: an implicit one can be finalised while libtorch still reads it
+        // (seen as "Expected false to be true" in prefills under load).
+        using Scalar epsilon = eps;
+        return x * x.square().mean([-1L], keepdim: true).add(epsilon).rsqrt();
+    }
 }
 
 /// <summary>HF rotate_half RoPE on [B, heads, T, head_dim] with <see cref="RopeTable"/>'s cos/sin.</summary>
