@@ -20,7 +20,7 @@ public sealed record PipelineOptions
     public LlamaConfig Small { get; init; } = SmallConfig(0);
     public LlamaConfig Large { get; init; } = LargeConfig(0);
     public TrainOptions PretrainSmall { get; init; } = new() { Steps = 520, BatchSize = 32, SeqLen = 64, LearningRate = 3e-3, MinLearningRate = 3e-4, WarmupSteps = 25 };
-    public TrainOptions PretrainLarge { get; init; } = new() { Steps = 640, BatchSize = 32, SeqLen = 64, LearningRate = 3e-3, MinLearningRate = 3e-4, WarmupSteps = 25 };
+    public TrainOptions PretrainLarge { get; init; } = new() { Steps = 640, BatchSize = 32, SeqLen = 64, LearningRate = 1.5e-3, MinLearningRate = 1.5e-4, WarmupSteps = 25 };
     // Tuning as the reference fine-tunes do it: a learning rate well below pretraining's, a few epochs, the best
     // checkpoint on a validation split, and pretraining text replayed in every batch. Steps follow from the epochs.
     public TrainOptions TuneSmall { get; init; } = new() { BatchSize = 16, SeqLen = 40, LearningRate = 1e-3, MinLearningRate = 1e-4, WarmupSteps = 5, WeightDecay = 0 };

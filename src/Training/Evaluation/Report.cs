@@ -125,7 +125,7 @@ public sealed class Report
             md.AppendLine();
         }
 
-        md.AppendLine($"Seed {first.Seed}, per system and task: content (the reply's first line holds the right value and not the misconception; " +
+        md.AppendLine((first.Seed == 0 ? "Per system and task" : $"Seed {first.Seed}, per system and task") + ": content (the reply's first line holds the right value and not the misconception; " +
                       "refusal: the reply refuses); format (all replies: one line, ended by the model); strict (the whole reply is exactly the tuned answer); " +
                       "false refusals (answerable questions refused):");
         md.AppendLine();
