@@ -47,6 +47,7 @@ namespace ProxyOrleans.Training
             usage:
               train [--out models/demo] [--seed 1234] [--threads 1] [--smoke] [--only small|large] [--tune-only]
                     [--small-steps N] [--large-steps N] [--tune-epochs X] [--tune-lr SMALL,LARGE] [--replay-rows N]
+                    [--small-hidden N (head_dim N/4, ffn 3N)]
                     [--tokens N] [--eval-people N]
               eval  [--models models/demo] [--tasks tasks.jsonl] [--alphas 0,0.5,1,1.5,2] [--docs DIR] [--no-docs]
                     [--threads 1] [--combination base=base-large,expert=tuned-small,anti=base-small,alpha=1]
@@ -61,7 +62,7 @@ namespace ProxyOrleans.Training
 
         static readonly Dictionary<string, string[]> Known = new()
         {
-            ["train"] = ["out", "seed", "threads", "smoke", "only", "tune-only", "small-steps", "large-steps", "tune-epochs", "tune-lr", "replay-rows", "tokens", "eval-people"],
+            ["train"] = ["out", "seed", "threads", "smoke", "only", "tune-only", "small-steps", "large-steps", "tune-epochs", "tune-lr", "replay-rows", "tokens", "eval-people", "small-hidden"],
             ["eval"] = ["models", "tasks", "alphas", "docs", "no-docs", "threads", "combination", "no-sweep", "max-new-tokens", "seeds", "work"],
             ["hfcompare"] = ["models"],
         };
@@ -107,6 +108,12 @@ namespace ProxyOrleans.Training
                 TrainLarge = a.GetValueOrDefault("only", "large") == "large" || !a.ContainsKey("only"),
                 TuneOnly = a.ContainsKey("tune-only"),
             };
+            if (a.ContainsKey("small-hidden"))
+            {
+                int hidden = Int(a, "small-hidden", o.Small.HiddenSize);
+                if (hidden < 8 || hidden % 8 != 0) throw new FormatException($"--small-hidden must be a positive multiple of 8, got {hidden}.");
+                o = o with { Small = o.Small with { HiddenSize = hidden, HeadDim = hidden / 4, IntermediateSize = 3 * hidden } };
+            }
             if (a.TryGetValue("tune-lr", out var lrs))
             {
                 var parts = lrs.Split(',');

@@ -23,7 +23,7 @@ public sealed record PipelineOptions
     public TrainOptions PretrainLarge { get; init; } = new() { Steps = 640, BatchSize = 32, SeqLen = 64, LearningRate = 1.5e-3, MinLearningRate = 1.5e-4, WarmupSteps = 25 };
     // Tuning as the reference fine-tunes do it: a learning rate well below pretraining's, a few epochs, the best
     // checkpoint on a validation split, and pretraining text replayed in every batch. Steps follow from the epochs.
-    public TrainOptions TuneSmall { get; init; } = new() { BatchSize = 16, SeqLen = 40, LearningRate = 1e-3, MinLearningRate = 1e-4, WarmupSteps = 5, WeightDecay = 0 };
+    public TrainOptions TuneSmall { get; init; } = new() { BatchSize = 16, SeqLen = 40, LearningRate = 2e-3, MinLearningRate = 2e-4, WarmupSteps = 5, WeightDecay = 0 };
     public TrainOptions TuneLarge { get; init; } = new() { BatchSize = 16, SeqLen = 40, LearningRate = 5e-4, MinLearningRate = 5e-5, WarmupSteps = 5, WeightDecay = 0 };
     /// <summary>Passes over the tuning examples (at most; early stopping may end sooner).</summary>
     public double TuneEpochs { get; init; } = 3;
@@ -40,7 +40,7 @@ public sealed record PipelineOptions
 
     public static LlamaConfig SmallConfig(int vocab) => new()
     {
-        HiddenSize = 64, IntermediateSize = 192, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, HeadDim = 16,
+        HiddenSize = 32, IntermediateSize = 96, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, HeadDim = 8,
         VocabSize = vocab, MaxPositionEmbeddings = 512, RmsNormEps = 1e-5, TieWordEmbeddings = true,
     };
 
