@@ -57,7 +57,7 @@ public sealed record PipelineOptions
         World = new WorldOptions { EvalPeople = 20, TuningPeople = 30, FamousPeople = 4, Myths = 8 },
         VocabSize = 320,
         PretrainTokens = 40_000,
-        Small = SmallConfig(0) with { HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 1, NumAttentionHeads = 2, NumKeyValueHeads = 1 },
+        Small = SmallConfig(0) with { HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 1, NumAttentionHeads = 2, NumKeyValueHeads = 1, HeadDim = 16 },
         Large = SmallConfig(0) with { HiddenSize = 48, IntermediateSize = 96, NumHiddenLayers = 2, NumAttentionHeads = 2, NumKeyValueHeads = 2, HeadDim = 24 },
         PretrainSmall = new() { Steps = 30, BatchSize = 8, SeqLen = 64, LearningRate = 1e-2, MinLearningRate = 1e-3, WarmupSteps = 3, LogEvery = 10 },
         PretrainLarge = new() { Steps = 30, BatchSize = 8, SeqLen = 64, LearningRate = 1e-2, MinLearningRate = 1e-3, WarmupSteps = 3, LogEvery = 10 },
