@@ -246,9 +246,10 @@ public sealed partial class GenerationGrain(
             var spec = request.Combination;
             var grains = owner.GrainFactory;
             string session = $"{requestId}@{Guid.NewGuid():N}";
+            // One session id per slot: a model used twice (anti-expert = base) holds two sessions in the same worker.
             OpenSessionRequest Req(bool chat) => new()
             {
-                SessionId = session, Prompt = request.Prompt, Messages = request.Messages, ApplyChatTemplate = chat,
+                SessionId = $"{session}/{Slots.Count}", Prompt = request.Prompt, Messages = request.Messages, ApplyChatTemplate = chat,
                 AnswerCue = spec.AnswerCue, ExpertResponsePrefix = spec.ExpertResponsePrefix,
                 Precision = request.Precision, MaxNewTokens = request.Sampling.MaxNewTokens, TenantId = request.TenantId,
             };
@@ -267,17 +268,25 @@ public sealed partial class GenerationGrain(
                     var local = IsLocal(p.Expert, p.AntiExpert);
                     var expert = Req(request.ExpertChatTemplate) with { Weight = p.Weight, OutputVocab = baseVocab };
                     _pairs.Add(new CoHostedPair(Slots.Count));
-                    Slots.Add(new PairSlot(grains, key, ReplicaFor(p.Expert, p.AntiExpert), expert, Req(false)) { Label = key, Local = local });
+                    Slots.Add(new PairSlot(grains, key, ReplicaFor(p.Expert, p.AntiExpert), expert, Req(false)) { Label = SlotLabel(key), Local = local });
                     _layout.Add($"{key}:pair{(local ? "(local)" : "")}");
                 }
                 else
                 {
                     _pairs.Add(new SeparatePair(Slots.Count, Slots.Count + 1));
-                    Slots.Add(new ModelSlot(grains, p.Expert, ReplicaFor(p.Expert), Req(request.ExpertChatTemplate)) { Label = p.Expert, Local = IsLocal(p.Expert) });
-                    Slots.Add(new ModelSlot(grains, p.AntiExpert, ReplicaFor(p.AntiExpert), Req(false)) { Label = p.AntiExpert, Local = IsLocal(p.AntiExpert) });
+                    Slots.Add(new ModelSlot(grains, p.Expert, ReplicaFor(p.Expert), Req(request.ExpertChatTemplate)) { Label = SlotLabel(p.Expert), Local = IsLocal(p.Expert) });
+                    Slots.Add(new ModelSlot(grains, p.AntiExpert, ReplicaFor(p.AntiExpert), Req(false)) { Label = SlotLabel(p.AntiExpert), Local = IsLocal(p.AntiExpert) });
                     _layout.Add($"{p.Expert}:remote,{p.AntiExpert}:remote");
                 }
             }
+        }
+
+        /// <summary>A slot's label (top tokens, logs), made unique when a model appears twice: "base-small", then "base-small (2)".</summary>
+        private string SlotLabel(string name)
+        {
+            var label = name;
+            for (int k = 2; Slots.Any(s => s.Label == label); k++) label = $"{name} ({k})";
+            return label;
         }
 
         private bool IsLocal(params string[] models) => models.All(m => owner._hosted.Find(m) is not null);
@@ -331,7 +340,9 @@ public sealed partial class GenerationGrain(
         /// </summary>
         private async Task CheckVocabulariesAsync(StepResult[] opened)
         {
-            var ids = opened.SelectMany(o => o.Vocabularies ?? []).ToDictionary(v => v.Model, StringComparer.Ordinal);
+            // A model used twice reports its vocabulary twice: one entry per model.
+            var ids = opened.SelectMany(o => o.Vocabularies ?? []).GroupBy(v => v.Model, StringComparer.Ordinal)
+                .ToDictionary(g => g.Key, g => g.First(), StringComparer.Ordinal);
             var spec = request.Combination;
             if (!ids.TryGetValue(spec.Base, out var baseId)) return; // a silo of an older version: nothing to compare
             var checks = new List<Task>();

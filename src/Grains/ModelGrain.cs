@@ -99,7 +99,7 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
         var eIds = _expert.Tokenize(expertRequest);
         var aIds = _anti.Tokenize(antiRequest);
         var e = _expert.OpenAsync(expertRequest.SessionId, eIds, expertRequest.Generated, expertRequest.MaxNewTokens);
-        var a = _anti.OpenAsync(antiRequest.SessionId, aIds, antiRequest.Generated, antiRequest.MaxNewTokens);
+        var a = _anti.OpenAsync(AntiSession(expertRequest.SessionId), aIds, antiRequest.Generated, antiRequest.MaxNewTokens);
         await Task.WhenAll(e, a);
         var session = new PairSession(expertRequest.Weight, expertRequest.OutputVocab, expertRequest.Precision);
         _sessions[expertRequest.SessionId] = session;
@@ -116,7 +116,7 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
         if (!_sessions.TryGetValue(sessionId, out var session))
             throw new SessionNotFoundException($"Session '{sessionId}' is not open on pair '{this.GetPrimaryKeyString()}' here: re-open it.");
         var e = _expert.StepAsync(sessionId, step, token);
-        var a = _anti.StepAsync(sessionId, step, token);
+        var a = _anti.StepAsync(AntiSession(sessionId), step, token);
         await Task.WhenAll(e, a);
         return Difference(session, step, e.Result, a.Result) with { ServerMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds };
     }
@@ -136,7 +136,10 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
     {
         _sessions.Remove(sessionId);
         _expert.Close(sessionId);
-        _anti.Close(sessionId);
+        _anti.Close(AntiSession(sessionId));
         return Task.CompletedTask;
     }
+
+    /// <summary>The anti-expert's session id: its own, so a pair of one model twice (expert = anti-expert) holds two sessions.</summary>
+    private static string AntiSession(string pairSession) => pairSession + "~anti";
 }
