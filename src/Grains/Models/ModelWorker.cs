@@ -124,6 +124,9 @@ public sealed class ModelWorker : IDisposable
     {
         if (!_sessions.TryGetValue(sessionId, out var session))
             throw new SessionNotFoundException($"Session '{sessionId}' is not open on model '{Name}' here (silo restarted or idle timeout): re-open it.");
+        if ((uint)token >= (uint)_model.VocabSize)
+            // Checked here: the one-row decode path reads the embedding row unchecked.
+            throw new InvalidRequestException("token", $"Token id {token} is outside model '{Name}''s vocabulary (0..{_model.VocabSize - 1}).");
         session.Touch();
         lock (session)
         {
@@ -142,9 +145,21 @@ public sealed class ModelWorker : IDisposable
         }
     }
 
-    private static async Task<(ReadOnlyMemory<float>, double)> RunStep(Session session, int step, Work work)
+    private async Task<(ReadOnlyMemory<float>, double)> RunStep(Session session, int step, Work work)
     {
-        var logits = await work.Result.Task;
+        ReadOnlyMemory<float> logits;
+        try { logits = await work.Result.Task; }
+        catch (Exception e) when (e is not SessionNotFoundException)
+        {
+            // The forward failed for this session: its cache may be half written, so it is closed (KV freed) rather
+            // than left with a faulted pending step that every retry would return. A retry then finds no session.
+            lock (session) session.Pending = null;
+            Close(session.Id);
+            _log.LogWarning(e, "Model {Model}: step {Step} of session {Session} failed; the session was closed", Name, step, session.Id);
+            throw new ModelFaultException(
+                $"Model '{Name}' failed on step {step} of session '{session.Id}' ({e.GetType().Name}: {e.Message}). " +
+                "The session was closed and its memory freed; other sessions are unaffected.");
+        }
         lock (session)
         {
             session.Step = step;
@@ -259,6 +274,13 @@ public sealed class ModelWorker : IDisposable
                 steps[i].ModelMs = ms;
                 steps[i].Result.TrySetResult(all.AsMemory(i * v, v));
             }
+        }
+        catch (Exception e) when (steps.Count > 1)
+        {
+            // One bad row must not fail every session of the batch (other tenants' included): the model checks every
+            // session before writing any cache, so each is run again alone and only the failing one fails.
+            _log.LogWarning(e, "Model {Model}: a batch of {Count} steps failed; running them one by one", Name, steps.Count);
+            foreach (var s in steps) RunSteps([s]);
         }
         catch (Exception e)
         {
