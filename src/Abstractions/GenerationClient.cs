@@ -30,7 +30,7 @@ public static class GenerationClient
                 ResumeTokens = tokens.ToArray(),
                 Sampling = request.Sampling with { Seed = seed },
             };
-            var key = GenerationKeys.Create(request.Combination.Base, attempt == 0 ? requestId : $"{requestId}.resume{attempt}");
+            var key = GenerationKeys.Create(request.Combination.Base, attempt == 0 ? requestId : GenerationKeys.Resume(requestId, attempt));
             var grain = grains.GetGrain<IGenerationGrain>(key);
             var e = grain.Generate(r, cancellationToken).GetAsyncEnumerator(cancellationToken);
             bool lost = false;

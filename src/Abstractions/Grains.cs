@@ -68,6 +68,19 @@ public static class GenerationKeys
     /// <summary>Key of a request's coordinator: "{baseModel}/{requestId}" (the prefix decides placement).</summary>
     public static string Create(string baseModel, string requestId) => $"{baseModel}/{requestId}";
 
+    /// <summary>The request id of resume attempt <paramref name="attempt"/> (≥ 1) of <paramref name="requestId"/>: a new coordinator.</summary>
+    public static string Resume(string requestId, int attempt) => $"{requestId}.resume{attempt}";
+
+    /// <summary>
+    /// The request id every attempt shares and this attempt's number (0: the first), from a coordinator's request id
+    /// ("tenant:req:0.resume2" → ("tenant:req:0", 2)). Model sessions of an earlier attempt are freed when a later one opens.
+    /// </summary>
+    public static (string Root, int Attempt) AttemptOf(string requestId)
+    {
+        int at = requestId.LastIndexOf(".resume", StringComparison.Ordinal);
+        return at >= 0 && int.TryParse(requestId.AsSpan(at + ".resume".Length), out var n) && n > 0 ? (requestId[..at], n) : (requestId, 0);
+    }
+
     /// <summary>A coordinator placed on any silo (no preference; used by the benchmark's "all separate" layout).</summary>
     public static string Anywhere(string requestId) => $"/{requestId}";
 

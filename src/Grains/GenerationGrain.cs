@@ -246,12 +246,14 @@ public sealed partial class GenerationGrain(
             var spec = request.Combination;
             var grains = owner.GrainFactory;
             string session = $"{requestId}@{Guid.NewGuid():N}";
+            var (root, attempt) = GenerationKeys.AttemptOf(requestId);
             // One session id per slot: a model used twice (anti-expert = base) holds two sessions in the same worker.
             OpenSessionRequest Req(bool chat) => new()
             {
                 SessionId = $"{session}/{Slots.Count}", Prompt = request.Prompt, Messages = request.Messages, ApplyChatTemplate = chat,
                 AnswerCue = spec.AnswerCue, ExpertResponsePrefix = spec.ExpertResponsePrefix,
                 Precision = request.Precision, MaxNewTokens = request.Sampling.MaxNewTokens, TenantId = request.TenantId,
+                Generation = $"{request.TenantId}/{root}", Attempt = attempt,
             };
             // The base: the local replica when this silo hosts it (its logits never cross the wire), and always fp32
             // there (a local call copies nothing, so fp16 would only cost accuracy).
@@ -297,7 +299,8 @@ public sealed partial class GenerationGrain(
             var silos = owner._directory.SilosHosting(models);
             if (silos.Count == 0) return 0;
             for (int i = 0; i < silos.Count; i++) if (silos[i].Equals(owner._directory.LocalSilo)) return i;
-            return (int)((uint)StableHash(requestId + string.Join("~", models)) % (uint)silos.Count);
+            // By the attempts' shared id: a resumed attempt lands on the replicas of the first and frees its sessions there.
+            return (int)((uint)StableHash(GenerationKeys.AttemptOf(requestId).Root + string.Join("~", models)) % (uint)silos.Count);
         }
 
         private static int StableHash(string s)

@@ -29,7 +29,8 @@ public sealed class ModelGrain(HostedModels hosted) : Grain, IModelGrain
     {
         if (hosted.Draining) throw new ModelDrainingException($"Model '{_worker.Name}' on {RuntimeIdentity} is draining: open the session elsewhere.");
         var ids = _worker.Tokenize(request);
-        var (logits, ms) = await _worker.OpenAsync(request.SessionId, ids, request.Generated, request.MaxNewTokens, request.Precision);
+        var (logits, ms) = await _worker.OpenAsync(request.SessionId, ids, request.Generated, request.MaxNewTokens, request.Precision,
+            request.Generation, request.Attempt);
         return new StepResult
         {
             Step = request.Generated.Length, Logits = new(LogitsCodec.Encode(logits.Span, request.Precision)),
@@ -98,8 +99,10 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
         foreach (var gone in _sessions.Keys.Where(id => !_expert.IsOpen(id)).ToList()) _sessions.Remove(gone);
         var eIds = _expert.Tokenize(expertRequest);
         var aIds = _anti.Tokenize(antiRequest);
-        var e = _expert.OpenAsync(expertRequest.SessionId, eIds, expertRequest.Generated, expertRequest.MaxNewTokens);
-        var a = _anti.OpenAsync(AntiSession(expertRequest.SessionId), aIds, antiRequest.Generated, antiRequest.MaxNewTokens);
+        var e = _expert.OpenAsync(expertRequest.SessionId, eIds, expertRequest.Generated, expertRequest.MaxNewTokens,
+            generation: expertRequest.Generation, attempt: expertRequest.Attempt);
+        var a = _anti.OpenAsync(AntiSession(expertRequest.SessionId), aIds, antiRequest.Generated, antiRequest.MaxNewTokens,
+            generation: antiRequest.Generation, attempt: antiRequest.Attempt);
         await Task.WhenAll(e, a);
         var session = new PairSession(expertRequest.Weight, expertRequest.OutputVocab, expertRequest.Precision);
         _sessions[expertRequest.SessionId] = session;

@@ -36,6 +36,18 @@ public sealed class FailoverTests(ITestOutputHelper output)
         Assert.Equal(reference.TokenIds, tokens);
         Assert.Equal(reference.Text, text);
         output.WriteLine($"identical after failover; final layout {events[^1].Stats?.Layout}, coordinator {events[^1].Stats?.CoordinatorSilo}");
+        // KV accounting back to its baseline on every surviving silo at once: the dead coordinator's sessions (on the
+        // expert's and anti-expert's silos) were freed when the resumed attempt opened, not after the 60 s idle timeout.
+        await AssertNoKvReservedAsync(c, except: killed);
+    }
+
+    internal static async Task AssertNoKvReservedAsync(InProcessCluster c, int except)
+    {
+        long Reserved() => Enumerable.Range(0, c.Cluster.Silos.Count).Where(i => i != except)
+            .Sum(i => c.Hosted(i).Workers.Sum(w => w.ReservedBytes));
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while (Reserved() != 0 && DateTime.UtcNow < deadline) await Task.Delay(50);
+        Assert.Equal(0, Reserved());
     }
 
     [Fact]

@@ -75,11 +75,14 @@ public sealed class ModelWorker : IDisposable
     /// <c>generated.Length</c>. Reserves KV memory for the whole request up front.
     /// </summary>
     /// <param name="precision">How the session's logits travel (<see cref="PrecisionOf"/>); the worker itself always returns fp32.</param>
+    /// <param name="generation">The request all attempts of a generation share (null: none); with <paramref name="attempt"/>,
+    /// see <see cref="OpenSessionRequest.Generation"/>.</param>
     public async Task<(ReadOnlyMemory<float> Logits, double ModelMs)> OpenAsync(string sessionId, int[] promptIds, int[] generated, int maxNewTokens,
-        LogitsPrecision precision = LogitsPrecision.Float32)
+        LogitsPrecision precision = LogitsPrecision.Float32, string? generation = null, int attempt = 0)
     {
         if (promptIds.Length == 0) throw new InvalidRequestException("prompt", "The prompt tokenized to no tokens.");
         Close(sessionId);
+        if (generation is not null) CloseEarlierAttempts(generation, attempt);
         int used = promptIds.Length + generated.Length;
         // Same capacity as the single-process decoder: prompt + history + the tokens still to come.
         int capacity = maxNewTokens > 0 ? Math.Min(_model.MaxSequenceLength, promptIds.Length + Math.Max(maxNewTokens, generated.Length)) : _model.MaxSequenceLength;
@@ -98,7 +101,7 @@ public sealed class ModelWorker : IDisposable
                 $"{(after - need) / 1048576.0:F1} of {_budgetBytes / 1048576.0:F1} MB are held by {_sessions.Count} sessions. " +
                 "Retry later, lower max_tokens, add a replica, or raise ProxyOrleans:KvBudgetMB.");
         }
-        var session = new Session(sessionId, capacity, need) { Step = generated.Length, Precision = precision };
+        var session = new Session(sessionId, capacity, need) { Step = generated.Length, Precision = precision, Generation = generation, Attempt = attempt };
         try
         {
             session.Inner = _model.CreateSession(capacity);
@@ -116,6 +119,27 @@ public sealed class ModelWorker : IDisposable
             Close(sessionId);
             session.Release(this);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// A later attempt of the same generation is opening: sessions of earlier attempts belong to a coordinator that was
+    /// given up (its silo died) and would hold their KV until the idle timeout. A late open of an earlier attempt
+    /// (its coordinator still alive after all) is refused, so that it cannot take the memory back.
+    /// </summary>
+    private void CloseEarlierAttempts(string generation, int attempt)
+    {
+        foreach (var (id, s) in _sessions)
+        {
+            if (!string.Equals(s.Generation, generation, StringComparison.Ordinal)) continue;
+            if (s.Attempt < attempt)
+            {
+                _log.LogInformation("Model {Model}: freeing session {Session} of attempt {Old}; attempt {New} of the generation opened", Name, id, s.Attempt, attempt);
+                Close(id);
+            }
+            else if (s.Attempt > attempt)
+                throw new SessionNotFoundException(
+                    $"Attempt {attempt} of generation '{generation}' was superseded by attempt {s.Attempt} on model '{Name}': this coordinator was given up.");
         }
     }
 
@@ -308,6 +332,8 @@ public sealed class ModelWorker : IDisposable
         public Task<(ReadOnlyMemory<float>, double)>? Pending;
         public long LastUsed = Environment.TickCount64;
         public LogitsPrecision Precision;
+        public string? Generation;
+        public int Attempt;
         public volatile bool Closed;
         private long _reserved = reserved;
         public void Touch() => LastUsed = Environment.TickCount64;
