@@ -313,13 +313,18 @@ public sealed partial class GenerationGrain(
         {
             try
             {
-                return await owner._pipeline.ExecuteAsync(async t => await call().WaitAsync(t), ct);
+                return await owner._pipeline.ExecuteAsync(async t =>
+                {
+                    // A drain refusal moves to the next replica before the retry (at once: no backoff for drains),
+                    // instead of retrying the draining silo until the attempts run out.
+                    try { return await call().WaitAsync(t); }
+                    catch (ModelDrainingException) { slot.NextReplica(); throw; }
+                }, ct);
             }
             catch (Exception e) when (State is not null && !ct.IsCancellationRequested &&
                                       (e is SessionNotFoundException || Resilience.IsTransient(e)))
             {
                 Figures.Failovers++;
-                if (e is ModelDrainingException) slot.NextReplica();
                 var generated = State.GeneratedTokens.ToArray();
                 owner._log.LogWarning("Request {Request}: {Model} lost its session ({Error}); re-opening with {Tokens} tokens prefilled",
                     requestId, slot.Label, e.GetType().Name, generated.Length);

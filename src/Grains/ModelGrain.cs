@@ -27,7 +27,7 @@ public sealed class ModelGrain(HostedModels hosted) : Grain, IModelGrain
 
     public async Task<StepResult> Open(OpenSessionRequest request)
     {
-        if (hosted.Draining) throw new ModelDrainingException($"Model '{_worker.Name}' on {RuntimeIdentity} is draining: open the session elsewhere.");
+        if (hosted.Draining) throw hosted.RefuseForDrain($"Model '{_worker.Name}' on {RuntimeIdentity} is draining: open the session elsewhere.");
         var ids = _worker.Tokenize(request);
         var (logits, ms) = await _worker.OpenAsync(request.SessionId, ids, request.Generated, request.MaxNewTokens, request.Precision,
             request.Generation, request.Attempt);
@@ -94,7 +94,7 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
 
     public async Task<StepResult> Open(OpenSessionRequest expertRequest, OpenSessionRequest antiRequest)
     {
-        if (hosted.Draining) throw new ModelDrainingException($"Models on {RuntimeIdentity} are draining: open the session elsewhere.");
+        if (hosted.Draining) throw hosted.RefuseForDrain($"Models on {RuntimeIdentity} are draining: open the session elsewhere.");
         // Sessions the workers freed (idle, or never closed by a coordinator that died) leave the table here.
         foreach (var gone in _sessions.Keys.Where(id => !_expert.IsOpen(id)).ToList()) _sessions.Remove(gone);
         var eIds = _expert.Tokenize(expertRequest);

@@ -78,6 +78,28 @@ public sealed class FailoverTests(ITestOutputHelper output)
 public sealed class DrainTests(ITestOutputHelper output)
 {
     [Fact]
+    public async Task APrefillRefusedByADrainMovesToAnotherReplicaAtOnce()
+    {
+        // Two anti-expert replicas; silo 3 drains (no session there yet). Every request whose anti-expert replica is
+        // silo 3 is refused there at open and must go to silo 2 at once, not retry silo 3 until its attempts run out.
+        await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Anti]);
+        const string prompt = "The best way to learn is";
+        var reference = TinyTrio.Reference(prompt, 10);
+        var drain = c.Hosted(3).StoppingAsync(CancellationToken.None);
+        Assert.True(c.Hosted(3).Draining);
+        for (int i = 0; i < 6; i++)
+        {
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var (tokens, _, _) = await TinyTrio.Collect(GenerationClient.StreamAsync(c.Grains, TinyTrio.Request(prompt, 10), $"drain-move-{i}"));
+            output.WriteLine($"request {i}: {sw.Elapsed.TotalMilliseconds:F0} ms, refusals so far {c.Hosted(3).DrainRefusals}");
+            Assert.Equal(reference.TokenIds, tokens);
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(3), $"request {i} took {sw.Elapsed}");
+        }
+        Assert.True(c.Hosted(3).DrainRefusals > 0, "no request was routed to the draining replica: pick other ids");
+        await drain;
+    }
+
+    [Fact]
     public async Task AStoppingSiloFinishesItsRunningSessionsFirst()
     {
         await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Anti]);

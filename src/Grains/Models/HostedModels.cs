@@ -47,6 +47,17 @@ public sealed class HostedModels : IHostedLifecycleService, IDisposable
     /// <summary>True while the silo is shutting down: new sessions are refused so that callers open them elsewhere.</summary>
     public bool Draining { get; private set; }
 
+    /// <summary>Sessions (and coordinators) refused because of the drain, for metrics and tests.</summary>
+    public long DrainRefusals => Interlocked.Read(ref _drainRefusals);
+    private long _drainRefusals;
+
+    /// <summary>The exception that refuses new work during the drain (counted).</summary>
+    public ModelDrainingException RefuseForDrain(string message)
+    {
+        Interlocked.Increment(ref _drainRefusals);
+        return new ModelDrainingException(message);
+    }
+
     public ModelWorker? Find(string name) => _workers.GetValueOrDefault(name);
 
     public ModelWorker Get(string name) => Find(name) ?? throw new ModelNotHostedException(name, _workers.Keys);
