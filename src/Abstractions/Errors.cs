@@ -48,6 +48,14 @@ public sealed class ModelFaultException : ProxyOrleansException
     public ModelFaultException(string message) : base(message) { }
 }
 
+/// <summary>The coordinator's silo is draining: start the generation again (a new coordinator is placed elsewhere).</summary>
+[GenerateSerializer]
+public sealed class CoordinatorDrainingException : ProxyOrleansException
+{
+    public CoordinatorDrainingException() { }
+    public CoordinatorDrainingException(string message) : base(message) { }
+}
+
 /// <summary>The request is malformed (names the field and the problem).</summary>
 [GenerateSerializer]
 public sealed class InvalidRequestException : ProxyOrleansException

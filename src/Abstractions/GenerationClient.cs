@@ -13,7 +13,7 @@ public static class GenerationClient
     /// <summary>Faults after which a new coordinator can pick up (the old one's silo is gone or unreachable).</summary>
     public static bool IsCoordinatorLost(Exception e) =>
         e is SiloUnavailableException or TimeoutException or OrleansMessageRejectionException
-            or EnumerationAbortedException;
+            or EnumerationAbortedException or CoordinatorDrainingException;
 
     public static async IAsyncEnumerable<TokenEvent> StreamAsync(IGrainFactory grains, GenerationRequest request, string requestId,
         [EnumeratorCancellation] CancellationToken cancellationToken = default, int maxResumes = 5)

@@ -46,6 +46,12 @@ public sealed partial class GenerationGrain(
     public async IAsyncEnumerable<TokenEvent> Generate(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         if (_running) throw new InvalidRequestException("request_id", $"Request '{this.GetPrimaryKeyString()}' is already running.");
+        if (_hosted.Draining)
+        {
+            // Placed here before the cluster learnt of the drain: the client starts over on a new coordinator elsewhere.
+            this.DeactivateOnIdle();
+            throw _hosted.RefuseCoordinator($"Silo {_directory.LocalSilo} is draining: the generation starts on another coordinator.");
+        }
         var sampling = Validate(request);
         _running = true;
         _tenant = request.TenantId;

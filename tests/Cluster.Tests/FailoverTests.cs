@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using ProxyOrleans.Abstractions;
 using Xunit;
 using Xunit.Abstractions;
@@ -78,6 +79,30 @@ public sealed class FailoverTests(ITestOutputHelper output)
 public sealed class DrainTests(ITestOutputHelper output)
 {
     [Fact]
+    public async Task ADrainingSiloTakesNoNewCoordinatorsOrSessions()
+    {
+        // Two base replicas (silos 0 and 3): coordinators go beside a base. Silo 3 drains; every new request must be
+        // coordinated and served by silo 0 (before, about half the coordinators still went to silo 3).
+        await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Base]);
+        const string prompt = "The best way to learn is";
+        var reference = TinyTrio.Reference(prompt, 6);
+        var draining = c.Cluster.Silos[3].SiloAddress;
+        var drain = c.Hosted(3).StoppingAsync(CancellationToken.None);
+        var directory = c.Cluster.Silos[0].ServiceProvider.GetRequiredService<ProxyOrleans.Grains.Placement.ModelDirectory>();
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!directory.IsDraining(draining) && DateTime.UtcNow < deadline) await Task.Delay(50);
+        Assert.True(directory.IsDraining(draining), "silo 0 never learnt that silo 3 drains");
+        for (int i = 0; i < 8; i++)
+        {
+            var (tokens, _, events) = await TinyTrio.Collect(GenerationClient.StreamAsync(c.Grains, TinyTrio.Request(prompt, 6), $"drain-place-{i}"));
+            Assert.Equal(reference.TokenIds, tokens);
+            Assert.NotEqual(draining.ToString(), events[^1].Stats!.CoordinatorSilo);
+        }
+        Assert.Equal(0, c.Hosted(3).Workers.Sum(w => w.Prefills));
+        await drain;
+    }
+
+    [Fact]
     public async Task APrefillRefusedByADrainMovesToAnotherReplicaAtOnce()
     {
         // Two anti-expert replicas; silo 3 drains (no session there yet). Every request whose anti-expert replica is
@@ -85,6 +110,8 @@ public sealed class DrainTests(ITestOutputHelper output)
         await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Anti]);
         const string prompt = "The best way to learn is";
         var reference = TinyTrio.Reference(prompt, 10);
+        // Not announced to the cluster: the window before the other silos learn of the drain, when only the refusal helps.
+        c.Hosted(3).AnnounceDrain = null;
         var drain = c.Hosted(3).StoppingAsync(CancellationToken.None);
         Assert.True(c.Hosted(3).Draining);
         for (int i = 0; i < 6; i++)
