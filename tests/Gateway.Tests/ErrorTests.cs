@@ -185,6 +185,24 @@ public sealed class ErrorTests(GatewayFixture fx)
         await Http.AssertErrorAsync(trio, 403, "proxy", "model_not_allowed");
     }
 
+    [Theory]
+    [InlineData("{\"alpha\": 0}")]
+    [InlineData("{\"proxy\": {\"alpha\": 0}}")]
+    [InlineData("{\"proxy\": {\"experts\": []}}")]
+    public async Task A_tenant_allowed_only_the_combination_cannot_run_its_base_alone(string steeringOff)
+    {
+        // Frank may use the combination, not its base: switching the steering off would be the base alone.
+        var body = $"{{\"model\": \"{fx.Combination}\", \"prompt\": \"hi\", \"max_tokens\": 2, {steeringOff[1..^1]}}}";
+        using var off = await fx.Http.SendAsync(Http.Post("/v1/completions", body, GatewayFixture.FrankKey));
+        await Http.AssertErrorAsync(off, 403, "alpha", "model_not_allowed");
+        using var plain = await fx.Http.SendAsync(Http.Post("/v1/completions",
+            JsonSerializer.Serialize(new { model = fx.BaseModel, prompt = "hi", max_tokens = 2 }), GatewayFixture.FrankKey));
+        await Http.AssertErrorAsync(plain, 403, "model", "model_not_allowed");
+        using var steered = await fx.Http.SendAsync(Http.Post("/v1/completions",
+            JsonSerializer.Serialize(new { model = fx.Combination, prompt = "hi", max_tokens = 2, alpha = 0.5 }), GatewayFixture.FrankKey));
+        Assert.Equal(200, (int)steered.StatusCode);
+    }
+
     [Fact]
     public async Task Unknown_path_is_404_with_error_body()
     {

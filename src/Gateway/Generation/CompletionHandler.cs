@@ -32,6 +32,11 @@ public sealed class CompletionHandler(
         if (catalog.Combinations.ContainsKey(req.Model) || catalog.Hosted.Contains(req.Model)) ctx.Items["proxyorleans.model"] = req.Model;
         if (!tenant.Allows(req.Model)) throw ApiError.ModelNotAllowed("model", req.Model);
         if (req.OverrideModels.FirstOrDefault(m => !tenant.Allows(m)) is { } denied) throw ApiError.ModelNotAllowed("proxy", denied);
+        // A tenant allowed a combination but not its base must not get the base alone by switching the steering off.
+        if (!tenant.Allows(req.Combination.Base) && RunsTheBaseAlone(req.Combination))
+            throw new ApiError(StatusCodes.Status403Forbidden,
+                $"Your API key may use '{req.Combination.Base}' only steered by '{req.Model}': alpha 0, no experts or all weights 0 would run it alone. " +
+                "Send a non-zero alpha, or ask the operator to allow the base model itself.", "permission_error", "alpha", "model_not_allowed", "model_not_allowed");
         if (req.Combination.Models.FirstOrDefault(m => !catalog.Hosted.Contains(m)) is { } missing)
             throw ApiError.Unavailable($"The model '{missing}' needed by '{req.Model}' is not hosted by any silo right now; retry later.", "model_not_hosted");
 
@@ -139,6 +144,8 @@ public sealed class CompletionHandler(
                 new KeyValuePair<string, object?>("endpoint", endpoint.ToString()), modelTag);
         }
     }
+
+    static bool RunsTheBaseAlone(CombinationSpec c) => c.Alpha == 0 || c.Experts.All(e => e.Weight == 0);
 
     /// <summary>Each generation's cluster-wide id ("&lt;tenant&gt;:&lt;request id&gt;:&lt;index&gt;": the prefix keeps tenants' ids apart) and request.</summary>
     static List<(string Id, GenerationRequest Request)> BuildGenerations(ParsedRequest req, string tenant, string id) =>
