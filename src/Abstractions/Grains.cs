@@ -105,7 +105,15 @@ public static class DirectoryKeys
 public interface ITenantQuotaGrain : IGrainWithStringKey
 {
     /// <summary>Admits a request of <paramref name="generations"/> generations, or says which limit refuses it.</summary>
-    Task<QuotaDecision> Admit(QuotaLimits limits, int generations, int maxTokensPerGeneration);
+    /// <param name="promptTokens">The prompt tokens of the whole request as far as the gateway can tell before tokenizing
+    /// (an estimate; the settlement at <see cref="Release"/> charges the real count).</param>
+    Task<QuotaDecision> Admit(QuotaLimits limits, int generations, int maxTokensPerGeneration, int promptTokens);
+
+    /// <summary>
+    /// Keeps a running request's lease alive (its gateway calls this while the request runs). A lease not renewed within
+    /// <see cref="QuotaLimits.LeaseSeconds"/> lapses and frees its concurrency slots: its gateway died. False: it had lapsed.
+    /// </summary>
+    Task<bool> Renew(QuotaLimits limits, QuotaLease lease);
 
     /// <summary>Ends a request: frees its concurrency slots and replaces its token reservation with what it used.</summary>
     Task Release(QuotaLimits limits, QuotaLease lease, long tokensUsed);
@@ -115,7 +123,8 @@ public interface ITenantQuotaGrain : IGrainWithStringKey
 }
 
 [GenerateSerializer, Immutable]
-public sealed record QuotaLimits([property: Id(0)] int RequestsPerMinute, [property: Id(1)] int TokensPerMinute, [property: Id(2)] int MaxConcurrency);
+public sealed record QuotaLimits([property: Id(0)] int RequestsPerMinute, [property: Id(1)] int TokensPerMinute, [property: Id(2)] int MaxConcurrency,
+    [property: Id(3)] double LeaseSeconds = 30);
 
 [GenerateSerializer, Immutable]
 public sealed record QuotaLease([property: Id(0)] int Reserved, [property: Id(1)] int Generations, [property: Id(2)] Guid Id);

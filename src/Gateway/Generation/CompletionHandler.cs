@@ -40,7 +40,9 @@ public sealed class CompletionHandler(
         if (req.Combination.Models.FirstOrDefault(m => !catalog.Hosted.Contains(m)) is { } missing)
             throw ApiError.Unavailable($"The model '{missing}' needed by '{req.Model}' is not hosted by any silo right now; retry later.", "model_not_hosted");
 
-        var lease = await quotas.AdmitAsync(tenant, req.GenerationCount, req.MaxTokens);
+        var lease = await quotas.AdmitAsync(tenant, req.GenerationCount, req.MaxTokens, PromptTokenEstimate(req));
+        using var leaseAlive = new CancellationTokenSource();
+        var keepAlive = quotas.KeepAliveAsync(tenant, lease, leaseAlive.Token);
         var id = (endpoint == ApiEndpoint.ChatCompletions ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
@@ -138,11 +140,26 @@ public sealed class CompletionHandler(
         finally
         {
             registry.Remove(tenant.Name, id);
-            // Charged for what was produced, also when cancelled or failed half-way.
-            await quotas.ReleaseAsync(tenant, lease, promptTokens.Sum() + completionTokens.Sum());
+            leaseAlive.Cancel();
+            await keepAlive;
+            // Charged for what was produced, also when cancelled or failed half-way; each prompt once, as usage reports it.
+            var charged = Enumerable.Range(0, jobs.Count).Where(i => i % req.N == 0).Sum(i => promptTokens[i]) + completionTokens.Sum();
+            await quotas.ReleaseAsync(tenant, lease, charged);
             metrics.RequestDuration.Record(time.GetElapsedTime(started).TotalSeconds,
                 new KeyValuePair<string, object?>("endpoint", endpoint.ToString()), modelTag);
         }
+    }
+
+    /// <summary>
+    /// Prompt tokens reserved at admission, before any model tokenized the prompt: a quarter of its characters (about
+    /// what English text gives with BPE vocabularies); the settlement at the end charges the real count.
+    /// </summary>
+    static int PromptTokenEstimate(ParsedRequest req)
+    {
+        long chars = req.Endpoint == ApiEndpoint.Completions
+            ? req.Prompts.Sum(p => (long)p.Length)
+            : (req.Generation.Messages ?? []).Sum(m => (long)m.Content.Length);
+        return (int)Math.Min(int.MaxValue, (chars + 3) / 4);
     }
 
     static bool RunsTheBaseAlone(CombinationSpec c) => c.Alpha == 0 || c.Experts.All(e => e.Weight == 0);
