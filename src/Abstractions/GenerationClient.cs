@@ -15,8 +15,20 @@ public static class GenerationClient
         e is SiloUnavailableException or TimeoutException or OrleansMessageRejectionException
             or EnumerationAbortedException or CoordinatorDrainingException;
 
+    /// <summary>Resumes <see cref="StreamAsync"/> attempts at most (its default).</summary>
+    public const int DefaultMaxResumes = 5;
+
+    /// <summary>
+    /// Cancels a generation wherever it runs now: its first coordinator and every resumed one (a resume runs under
+    /// another key). A coordinator that has not started yet remembers the cancel and ends at once when it does.
+    /// </summary>
+    public static Task CancelAllAttemptsAsync(IGrainFactory grains, string baseModel, string generationId, string tenantId,
+        int maxResumes = DefaultMaxResumes) =>
+        Task.WhenAll(Enumerable.Range(0, maxResumes + 1).Select(attempt => grains.GetGrain<IGenerationGrain>(
+            GenerationKeys.Create(baseModel, attempt == 0 ? generationId : GenerationKeys.Resume(generationId, attempt))).Cancel(tenantId)));
+
     public static async IAsyncEnumerable<TokenEvent> StreamAsync(IGrainFactory grains, GenerationRequest request, string requestId,
-        [EnumeratorCancellation] CancellationToken cancellationToken = default, int maxResumes = 5)
+        [EnumeratorCancellation] CancellationToken cancellationToken = default, int maxResumes = DefaultMaxResumes)
     {
         var tokens = new List<int>(request.ResumeTokens);
         ulong? seed = request.Sampling.Seed;

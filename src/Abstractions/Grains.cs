@@ -92,6 +92,27 @@ public static class GenerationKeys
     }
 }
 
+/// <summary>
+/// One tenant's running requests, cluster-wide (keyed by tenant name): every gateway replica registers the requests it
+/// serves, so that GET/DELETE /v1/requests work on any replica. An entry its gateway stops renewing (the gateway died)
+/// lapses after <see cref="RunningRequest.LeaseSeconds"/>.
+/// </summary>
+public interface ITenantRequestsGrain : IGrainWithStringKey
+{
+    /// <summary>Registers or renews a request.</summary>
+    Task Register(RunningRequest request);
+    Task Unregister(string requestId);
+    Task<RunningRequest[]> List();
+    /// <summary>Cancels every generation of the request on its live coordinator (resumed ones included); false: no such request.</summary>
+    Task<bool> Cancel(string requestId);
+}
+
+/// <param name="GenerationIds">The coordinators' generation ids (one per prompt × choice), as passed to GenerationClient.</param>
+[GenerateSerializer, Immutable]
+public sealed record RunningRequest(
+    [property: Id(0)] string Id, [property: Id(1)] string Tenant, [property: Id(2)] string Model, [property: Id(3)] string BaseModel,
+    [property: Id(4)] long CreatedUnixSeconds, [property: Id(5)] string[] GenerationIds, [property: Id(6)] double LeaseSeconds = 30);
+
 /// <summary>Directory grain's key (one per cluster, stateless so any silo may answer).</summary>
 public static class DirectoryKeys
 {

@@ -35,10 +35,14 @@ public sealed partial class GenerationGrain(
     private bool _running;
     private readonly ResiliencePipeline _pipeline = Resilience.CreateCallPipeline(TimeSpan.FromSeconds(options.Value.StepTimeoutSeconds));
 
+    // A cancel that arrived before the generation started (a resume not yet begun): by which tenant.
+    private string? _cancelledBeforeStart;
+
     public Task Cancel(string tenantId)
     {
         if (_tenant is not null && !string.Equals(_tenant, tenantId, StringComparison.Ordinal))
             throw new AccessDeniedException("This request belongs to another tenant.");
+        if (_cts is null) _cancelledBeforeStart = tenantId;
         _cts?.Cancel();
         return Task.CompletedTask;
     }
@@ -57,6 +61,13 @@ public sealed partial class GenerationGrain(
         _tenant = request.TenantId;
         _cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var ct = _cts.Token;
+        if (string.Equals(_cancelledBeforeStart, request.TenantId, StringComparison.Ordinal))
+        {
+            // Cancelled before it began (the cancel reached this resumed attempt first): nothing to open or close.
+            _running = false;
+            yield return new TokenEvent { Step = request.ResumeTokens.Length, TokenId = -1, Text = "", Finish = FinishKind.Cancelled, Seed = sampling.Seed ?? 0 };
+            yield break;
+        }
         var requestId = this.GetPrimaryKeyString();
         var run = new Run(this, request, requestId);
         Task<StepResult[]>? pending = null;

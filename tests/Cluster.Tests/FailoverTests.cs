@@ -42,6 +42,33 @@ public sealed class FailoverTests(ITestOutputHelper output)
         await AssertNoKvReservedAsync(c, except: killed);
     }
 
+    [Fact]
+    public async Task ACancelReachesTheResumedCoordinatorAfterTheFirstDied()
+    {
+        // The coordinator dies with its base silo at step 8 and the client resumes on a new coordinator under another
+        // key; a cancel by the generation's id (as DELETE /v1/requests sends it) must stop that live one.
+        await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Base]);
+        var request = TinyTrio.Request(Prompt, 400) with { TenantId = "alice" };
+        int killed = -1, cancelledAt = -1;
+        var (tokens, _, events) = await TinyTrio.Collect(GenerationClient.StreamAsync(c.Grains, request, "cancel-resumed"), async ev =>
+        {
+            if (ev.Step == 8 && killed < 0)
+            {
+                killed = c.SiloWithSession(TinyTrio.Base);
+                await c.Cluster.KillSiloAsync(c.Cluster.Silos[killed]);
+            }
+            if (ev.Step == 20 && cancelledAt < 0)
+            {
+                cancelledAt = ev.Step;
+                await GenerationClient.CancelAllAttemptsAsync(c.Grains, TinyTrio.Base, "cancel-resumed", "alice");
+            }
+        });
+        Assert.True(killed >= 0 && cancelledAt == 20);
+        Assert.Equal(FinishKind.Cancelled, events[^1].Finish);
+        Assert.True(tokens.Length < 100, $"ran on to {tokens.Length} tokens after the cancel");
+        await AssertNoKvReservedAsync(c, except: killed);
+    }
+
     internal static async Task AssertNoKvReservedAsync(InProcessCluster c, int except)
     {
         long Reserved() => Enumerable.Range(0, c.Cluster.Silos.Count).Where(i => i != except)

@@ -14,7 +14,7 @@ namespace ProxyOrleans.Gateway.Generation;
 /// </summary>
 public sealed class CompletionHandler(
     GatewayOptions options, ModelCatalog catalog, IGenerationBackend backend, QuotaLimiter quotas,
-    RequestRegistry registry, GatewayMetrics metrics, TimeProvider time, ILogger<CompletionHandler> log)
+    RequestRegistry registry, ClusterRequests clusterRequests, GatewayMetrics metrics, TimeProvider time, ILogger<CompletionHandler> log)
 {
     static readonly byte[] DataPrefix = "data: "u8.ToArray(), EventEnd = "\n\n"u8.ToArray(), Done = "data: [DONE]\n\n"u8.ToArray();
 
@@ -54,6 +54,9 @@ public sealed class CompletionHandler(
         var modelTag = new KeyValuePair<string, object?>("model", req.Model);
         var tenantTag = new KeyValuePair<string, object?>("tenant", tenant.Name);
         var jobs = BuildGenerations(req, tenant.Name, id);
+        // Cluster-wide, so that GET/DELETE /v1/requests work on every gateway replica.
+        var registered = clusterRequests.KeepRegisteredAsync(
+            clusterRequests.Describe(tenant.Name, id, req.Model, req.Combination.Base, created, jobs.Select(j => j.Id)), leaseAlive.Token);
         var promptTokens = new int[jobs.Count];
         var completionTokens = new int[jobs.Count];
         try
@@ -122,9 +125,10 @@ public sealed class CompletionHandler(
             log.LogInformation("Request {RequestId} done: {PromptTokens} prompt + {CompletionTokens} completion tokens, finish {Finish}, {Seconds:F3} s",
                 id, prompt, completion, string.Join(",", finish), time.GetElapsedTime(started).TotalSeconds);
         }
-        catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+        catch (OperationCanceledException e) when (cancel.IsCancellationRequested || e is ClusterCancelledException)
         {
-            var why = ctx.RequestAborted.IsCancellationRequested ? "client disconnected" : "cancelled through DELETE /v1/requests";
+            var why = ctx.RequestAborted.IsCancellationRequested ? "client disconnected"
+                : cancel.IsCancellationRequested ? "cancelled through DELETE /v1/requests" : "cancelled on the cluster (DELETE /v1/requests on another replica)";
             log.LogInformation("Request {RequestId} cancelled: {Reason}; generations stopped on the cluster", id, why);
             metrics.Reject(ctx.RequestAborted.IsCancellationRequested ? "client_disconnected" : "cancelled");
             if (!ctx.Response.HasStarted && !ctx.RequestAborted.IsCancellationRequested)
@@ -141,7 +145,7 @@ public sealed class CompletionHandler(
         {
             registry.Remove(tenant.Name, id);
             leaseAlive.Cancel();
-            await keepAlive;
+            await Task.WhenAll(keepAlive, registered);
             // Charged for what was produced, also when cancelled or failed half-way; each prompt once, as usage reports it.
             var charged = Enumerable.Range(0, jobs.Count).Where(i => i % req.N == 0).Sum(i => promptTokens[i]) + completionTokens.Sum();
             await quotas.ReleaseAsync(tenant, lease, charged);
@@ -195,7 +199,8 @@ public sealed class CompletionHandler(
             catch { linked.Cancel(); throw; }
             finally { metrics.ActiveGenerations.Add(-1, modelTag); }
         }).ToArray();
-        var all = Task.WhenAll(tasks).ContinueWith(t => channel.Writer.TryComplete(t.Exception?.InnerExceptions.FirstOrDefault(e => e is not OperationCanceledException) ?? t.Exception?.InnerException),
+        var all = Task.WhenAll(tasks).ContinueWith(t => channel.Writer.TryComplete(t.Exception?.InnerExceptions.FirstOrDefault(e => e is not OperationCanceledException)
+                ?? t.Exception?.InnerExceptions.FirstOrDefault(e => e is ClusterCancelledException) ?? t.Exception?.InnerException),
             TaskScheduler.Default);
         try
         {
