@@ -78,6 +78,32 @@ public sealed class FailoverTests(ITestOutputHelper output)
         Assert.Equal(0, Reserved());
     }
 
+    [Theory]
+    [InlineData("base")]  // the coordinator dies with it: the client resumes on a new coordinator
+    [InlineData("anti")]  // a model silo under a live coordinator: the session is re-prefilled elsewhere
+    public async Task SeededSamplingWithTopKTopPAndAStopSurvivesASiloKillExactly(string victim)
+    {
+        // One stream at a time, so no batch changes between the runs: exact regardless of batch invariance.
+        await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [victim == "base" ? TinyTrio.Base : TinyTrio.Anti]);
+        var sampling = new SamplingSpec { Temperature = 0.8f, TopK = 40, TopP = 0.9f, Seed = 4242, MaxNewTokens = 40, StopAtEos = false, Stop = ["\n\n\n"] };
+        var reference = TinyTrio.Reference(Prompt, sampling);
+        Assert.NotEqual(TinyTrio.Reference(Prompt, Tokens).Text[..10], reference.Text[..Math.Min(10, reference.Text.Length)]); // really sampled
+        var request = TinyTrio.Request(Prompt, 40) with { Sampling = sampling };
+        int killed = -1;
+        var (tokens, text, _) = await TinyTrio.Collect(GenerationClient.StreamAsync(c.Grains, request, $"sampled-kill-{victim}"), async ev =>
+        {
+            if (ev.Step == 8 && killed < 0)
+            {
+                killed = c.SiloWithSession(victim == "base" ? TinyTrio.Base : TinyTrio.Anti);
+                await c.Cluster.KillSiloAsync(c.Cluster.Silos[killed]);
+            }
+        });
+        Assert.True(killed >= 0);
+        Assert.Equal(reference.TokenIds, tokens);
+        Assert.Equal(reference.Text, text);
+        await AssertNoKvReservedAsync(c, except: killed);
+    }
+
     [Fact]
     public async Task KillingAModelSiloUnderALiveCoordinatorReopensTheSessionElsewhere()
     {
