@@ -178,7 +178,12 @@ public sealed class ModelWorker : IDisposable
             // The forward failed for this session: its cache may be half written, so it is closed (KV freed) rather
             // than left with a faulted pending step that every retry would return. A retry then finds no session.
             lock (session) session.Pending = null;
-            Close(session.Id);
+            // This session object only: the id may already name a re-opened session.
+            if (((ICollection<KeyValuePair<string, Session>>)_sessions).Remove(new(session.Id, session)))
+            {
+                session.Closed = true;
+                _queue.Writer.TryWrite(new Work(session, [], prefill: false) { Free = true });
+            }
             _log.LogWarning(e, "Model {Model}: step {Step} of session {Session} failed; the session was closed", Name, step, session.Id);
             throw new ModelFaultException(
                 $"Model '{Name}' failed on step {step} of session '{session.Id}' ({e.GetType().Name}: {e.Message}). " +
