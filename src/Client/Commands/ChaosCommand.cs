@@ -6,7 +6,7 @@ using ProxyOrleans.Abstractions;
 namespace ProxyOrleans.Client.Commands;
 
 /// <summary>
-/// proxyorleans chaos: real silo processes on loopback TCP (a membership primary hosting no model, base replicas,
+/// proxyorleans chaos: real silo processes on loopback TCP with Redis membership (a silo hosting no model, base replicas,
 /// expert/anti-expert pair replicas), many concurrent streams mixing greedy and seeded sampling, run once without
 /// faults and once while random silos are killed (SIGKILL) and others drained (SIGTERM); every stream of the faulty
 /// run is compared with its fault-free twin. Ends with one key=value line.
@@ -24,9 +24,11 @@ public static class ChaosCommand
         var drains = new Option<int>("--drains") { Description = "Silos drained (SIGTERM) during the faulty run.", DefaultValueFactory = _ => 1 };
         var seed = new Option<int>("--seed") { Description = "Picks the victims and the moments (repeatable).", DefaultValueFactory = _ => 1 };
         var verbose = new Option<bool>("--verbose") { Description = "Show the silos' output." };
+        var redis = new Option<string?>("--redis") { Description = "Redis for membership (host:port); default: a redis-server of its own on a free port." };
+        var localhost = new Option<bool>("--localhost-clustering") { Description = "Membership on the primary silo instead of Redis." };
         var cmd = new Command("chaos", "Kill and drain silos under load and check every stream against a fault-free run.")
         {
-            baseOpt, expertOpt, antiOpt, streams, tokens, kills, drains, seed, verbose,
+            baseOpt, expertOpt, antiOpt, streams, tokens, kills, drains, seed, verbose, redis, localhost,
         };
         cmd.SetAction(async (p, ct) =>
         {
@@ -35,6 +37,7 @@ public static class ChaosCommand
                 var options = new ChaosOptions
                 {
                     Streams = p.GetValue(streams), Tokens = p.GetValue(tokens), Kills = p.GetValue(kills), Drains = p.GetValue(drains), Seed = p.GetValue(seed),
+                    Redis = p.GetValue(localhost) ? null : p.GetValue(redis) ?? OwnRedis,
                 };
                 var result = await RunAsync(BenchClusterCommand.Model(p.GetValue(baseOpt), "base-large"),
                     BenchClusterCommand.Model(p.GetValue(expertOpt), "tuned-small"), BenchClusterCommand.Model(p.GetValue(antiOpt), "base-small"),
@@ -51,6 +54,9 @@ public static class ChaosCommand
         return cmd;
     }
 
+    /// <summary><see cref="ChaosOptions.Redis"/> value that starts a redis-server of the run's own.</summary>
+    public const string OwnRedis = "own";
+
     public sealed record ChaosOptions
     {
         public int Streams { get; init; } = 32;
@@ -60,6 +66,8 @@ public static class ChaosCommand
         public int Kills { get; init; } = 2;
         public int Drains { get; init; } = 1;
         public int Seed { get; init; } = 1;
+        /// <summary>Redis connection string for membership; <see cref="OwnRedis"/>: start a redis-server; null: localhost clustering.</summary>
+        public string? Redis { get; init; } = OwnRedis;
         /// <summary>A stream not finished by then counts as lost.</summary>
         public TimeSpan StreamLimit { get; init; } = TimeSpan.FromMinutes(3);
     }
@@ -87,8 +95,13 @@ public static class ChaosCommand
         for (int i = 0; i < o.BaseReplicas; i++) silos.Add(new($"base-{i + 1}", baseModel));
         for (int i = 0; i < o.PairReplicas; i++) silos.Add(new($"pair-{i + 1}", expert, anti));
         var spec = new CombinationSpec(baseModel.Name, [new ExpertSpec(expert.Name, anti.Name)], 1f);
-        await using var cluster = await LoopbackCluster.StartAsync(silos, siloLog is null ? null : TextWriter.Synchronized(siloLog), ct: ct);
-        progress?.WriteLine($"{silos.Count} silo processes up in {total.Elapsed.TotalSeconds:F1} s: {string.Join(", ", silos.Select(s => s.Name))}");
+        using var ownRedis = o.Redis == OwnRedis ? RedisProcess.Start() : null;
+        var redis = ownRedis?.ConnectionString ?? o.Redis;
+        Dictionary<string, string>? clustering = redis is null ? null
+            : new() { ["ProxyOrleans:Clustering"] = "redis", ["ProxyOrleans:Redis"] = redis };
+        await using var cluster = await LoopbackCluster.StartAsync(silos, siloLog is null ? null : TextWriter.Synchronized(siloLog), clustering, ct);
+        progress?.WriteLine($"{silos.Count} silo processes up in {total.Elapsed.TotalSeconds:F1} s on {(redis is null ? "localhost clustering" : $"Redis {redis}")}: " +
+                            string.Join(", ", silos.Select(s => s.Name)));
 
         GenerationRequest Request(int i) => new()
         {
