@@ -26,6 +26,31 @@ public sealed class QuotaLeaseTests(GatewayFixture fx)
     }
 
     [Fact]
+    public async Task A_running_request_keeps_its_lease_past_its_lifetime_by_renewing_it()
+    {
+        // A gateway whose leases last 1 s: a request running longer must hold its slot (renewed), and give it back at the end.
+        await using var gateway = await GatewayFixture.StartGatewayAsync(fx, new Dictionary<string, string?> { ["ProxyOrleans:Gateway:QuotaLeaseSeconds"] = "1" });
+        var quota = fx.ClusterClient.GetGrain<ITenantQuotaGrain>("alice");
+        using var stream = await gateway.Http.SendAsync(Http.Post("/v1/completions",
+            System.Text.Json.JsonSerializer.Serialize(new { model = fx.Combination, prompt = "Tell a long story", max_tokens = fx.LongMaxTokens, temperature = 0, stream = true, n = 4 }),
+            GatewayFixture.AliceKey), HttpCompletionOption.ResponseHeadersRead);
+        var id = stream.Headers.GetValues("x-request-id").Single();
+        using var reader = new StreamReader(await stream.Content.ReadAsStreamAsync());
+        Assert.StartsWith("data: ", await reader.ReadLineAsync());
+        // Twice the lease; four long generations sharing the cores are still running then.
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        using var list = await gateway.Http.SendAsync(Http.Get("/v1/requests", GatewayFixture.AliceKey));
+        Assert.Contains(id, await list.Content.ReadAsStringAsync());
+        Assert.Equal(4, await quota.Active());
+        using var cancel = await gateway.Http.SendAsync(Http.Get($"/v1/requests/{id}", GatewayFixture.AliceKey, HttpMethod.Delete));
+        Assert.Equal(System.Net.HttpStatusCode.OK, cancel.StatusCode);
+        await reader.ReadToEndAsync();
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while (await quota.Active() > 0 && DateTime.UtcNow < deadline) await Task.Delay(50);
+        Assert.Equal(0, await quota.Active());
+    }
+
+    [Fact]
     public async Task Prompt_tokens_are_reserved_against_tokens_per_minute()
     {
         var quota = fx.ClusterClient.GetGrain<ITenantQuotaGrain>("prompt-" + Guid.NewGuid().ToString("N"));
