@@ -37,6 +37,25 @@ public sealed class SessionNotFoundException : ProxyOrleansException
     public SessionNotFoundException(string message) : base(message) { }
 }
 
+/// <summary>
+/// A model's forward failed for one session: that session was closed and its KV memory freed; other sessions (other
+/// tenants in the same batch included) are unaffected. Not retried: the same step would fail the same way.
+/// </summary>
+[GenerateSerializer]
+public sealed class ModelFaultException : ProxyOrleansException
+{
+    public ModelFaultException() { }
+    public ModelFaultException(string message) : base(message) { }
+}
+
+/// <summary>The coordinator's silo is draining: start the generation again (a new coordinator is placed elsewhere).</summary>
+[GenerateSerializer]
+public sealed class CoordinatorDrainingException : ProxyOrleansException
+{
+    public CoordinatorDrainingException() { }
+    public CoordinatorDrainingException(string message) : base(message) { }
+}
+
 /// <summary>The request is malformed (names the field and the problem).</summary>
 [GenerateSerializer]
 public sealed class InvalidRequestException : ProxyOrleansException

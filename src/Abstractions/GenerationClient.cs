@@ -13,24 +13,43 @@ public static class GenerationClient
     /// <summary>Faults after which a new coordinator can pick up (the old one's silo is gone or unreachable).</summary>
     public static bool IsCoordinatorLost(Exception e) =>
         e is SiloUnavailableException or TimeoutException or OrleansMessageRejectionException
-            or EnumerationAbortedException;
+            or EnumerationAbortedException or CoordinatorDrainingException;
+
+    /// <summary>
+    /// Resumes <see cref="StreamAsync"/> attempts at most (its default): with <see cref="ResumeDelay"/> they span about
+    /// 64 s, longer than Orleans' default failure detection takes to declare a dead silo dead (probes every 5 s, 3 missed
+    /// probes, then the vote and the table refresh: tens of seconds). Five resumes (7.75 s) gave up before that.
+    /// </summary>
+    public const int DefaultMaxResumes = 12;
+
+    /// <summary>Wait before resume attempt <paramref name="attempt"/> (≥ 1): 0.25, 0.5, 1, 2, 4, then 8 s each.</summary>
+    public static TimeSpan ResumeDelay(int attempt) => TimeSpan.FromMilliseconds(Math.Min(250 << Math.Min(attempt - 1, 5), 8000));
+
+    /// <summary>
+    /// Cancels a generation wherever it runs now: its first coordinator and every resumed one (a resume runs under
+    /// another key). A coordinator that has not started yet remembers the cancel and ends at once when it does.
+    /// </summary>
+    public static Task CancelAllAttemptsAsync(IGrainFactory grains, string baseModel, string generationId, string tenantId,
+        int maxResumes = DefaultMaxResumes) =>
+        Task.WhenAll(Enumerable.Range(0, maxResumes + 1).Select(attempt => grains.GetGrain<IGenerationGrain>(
+            GenerationKeys.Create(baseModel, attempt == 0 ? generationId : GenerationKeys.Resume(generationId, attempt))).Cancel(tenantId)));
 
     public static async IAsyncEnumerable<TokenEvent> StreamAsync(IGrainFactory grains, GenerationRequest request, string requestId,
-        [EnumeratorCancellation] CancellationToken cancellationToken = default, int maxResumes = 5)
+        [EnumeratorCancellation] CancellationToken cancellationToken = default, int maxResumes = DefaultMaxResumes)
     {
         var tokens = new List<int>(request.ResumeTokens);
         ulong? seed = request.Sampling.Seed;
         for (int attempt = 0; ; attempt++)
         {
-            // Until the cluster declares the dead silo dead (a few seconds), placement may still pick it: back off
-            // (0.25, 0.5, 1, 2, 4 s) so that the resumes outlast the detection instead of all failing at once.
-            if (attempt > 0) await Task.Delay(TimeSpan.FromMilliseconds(250 << Math.Min(attempt - 1, 4)), cancellationToken);
+            // Until the cluster declares the dead silo dead, placement may still pick it: back off so that the resumes
+            // outlast the detection instead of all failing at once.
+            if (attempt > 0) await Task.Delay(ResumeDelay(attempt), cancellationToken);
             var r = attempt == 0 || tokens.Count == 0 ? request : request with
             {
                 ResumeTokens = tokens.ToArray(),
                 Sampling = request.Sampling with { Seed = seed },
             };
-            var key = GenerationKeys.Create(request.Combination.Base, attempt == 0 ? requestId : $"{requestId}.resume{attempt}");
+            var key = GenerationKeys.Create(request.Combination.Base, attempt == 0 ? requestId : GenerationKeys.Resume(requestId, attempt));
             var grain = grains.GetGrain<IGenerationGrain>(key);
             var e = grain.Generate(r, cancellationToken).GetAsyncEnumerator(cancellationToken);
             bool lost = false;

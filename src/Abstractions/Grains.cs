@@ -68,6 +68,19 @@ public static class GenerationKeys
     /// <summary>Key of a request's coordinator: "{baseModel}/{requestId}" (the prefix decides placement).</summary>
     public static string Create(string baseModel, string requestId) => $"{baseModel}/{requestId}";
 
+    /// <summary>The request id of resume attempt <paramref name="attempt"/> (≥ 1) of <paramref name="requestId"/>: a new coordinator.</summary>
+    public static string Resume(string requestId, int attempt) => $"{requestId}.resume{attempt}";
+
+    /// <summary>
+    /// The request id every attempt shares and this attempt's number (0: the first), from a coordinator's request id
+    /// ("tenant:req:0.resume2" → ("tenant:req:0", 2)). Model sessions of an earlier attempt are freed when a later one opens.
+    /// </summary>
+    public static (string Root, int Attempt) AttemptOf(string requestId)
+    {
+        int at = requestId.LastIndexOf(".resume", StringComparison.Ordinal);
+        return at >= 0 && int.TryParse(requestId.AsSpan(at + ".resume".Length), out var n) && n > 0 ? (requestId[..at], n) : (requestId, 0);
+    }
+
     /// <summary>A coordinator placed on any silo (no preference; used by the benchmark's "all separate" layout).</summary>
     public static string Anywhere(string requestId) => $"/{requestId}";
 
@@ -78,6 +91,27 @@ public static class GenerationKeys
         return end < 0 ? key : key[..end];
     }
 }
+
+/// <summary>
+/// One tenant's running requests, cluster-wide (keyed by tenant name): every gateway replica registers the requests it
+/// serves, so that GET/DELETE /v1/requests work on any replica. An entry its gateway stops renewing (the gateway died)
+/// lapses after <see cref="RunningRequest.LeaseSeconds"/>.
+/// </summary>
+public interface ITenantRequestsGrain : IGrainWithStringKey
+{
+    /// <summary>Registers or renews a request.</summary>
+    Task Register(RunningRequest request);
+    Task Unregister(string requestId);
+    Task<RunningRequest[]> List();
+    /// <summary>Cancels every generation of the request on its live coordinator (resumed ones included); false: no such request.</summary>
+    Task<bool> Cancel(string requestId);
+}
+
+/// <param name="GenerationIds">The coordinators' generation ids (one per prompt × choice), as passed to GenerationClient.</param>
+[GenerateSerializer, Immutable]
+public sealed record RunningRequest(
+    [property: Id(0)] string Id, [property: Id(1)] string Tenant, [property: Id(2)] string Model, [property: Id(3)] string BaseModel,
+    [property: Id(4)] long CreatedUnixSeconds, [property: Id(5)] string[] GenerationIds, [property: Id(6)] double LeaseSeconds = 30);
 
 /// <summary>Directory grain's key (one per cluster, stateless so any silo may answer).</summary>
 public static class DirectoryKeys
@@ -92,7 +126,15 @@ public static class DirectoryKeys
 public interface ITenantQuotaGrain : IGrainWithStringKey
 {
     /// <summary>Admits a request of <paramref name="generations"/> generations, or says which limit refuses it.</summary>
-    Task<QuotaDecision> Admit(QuotaLimits limits, int generations, int maxTokensPerGeneration);
+    /// <param name="promptTokens">The prompt tokens of the whole request as far as the gateway can tell before tokenizing
+    /// (an estimate; the settlement at <see cref="Release"/> charges the real count).</param>
+    Task<QuotaDecision> Admit(QuotaLimits limits, int generations, int maxTokensPerGeneration, int promptTokens);
+
+    /// <summary>
+    /// Keeps a running request's lease alive (its gateway calls this while the request runs). A lease not renewed within
+    /// <see cref="QuotaLimits.LeaseSeconds"/> lapses and frees its concurrency slots: its gateway died. False: it had lapsed.
+    /// </summary>
+    Task<bool> Renew(QuotaLimits limits, QuotaLease lease);
 
     /// <summary>Ends a request: frees its concurrency slots and replaces its token reservation with what it used.</summary>
     Task Release(QuotaLimits limits, QuotaLease lease, long tokensUsed);
@@ -102,7 +144,8 @@ public interface ITenantQuotaGrain : IGrainWithStringKey
 }
 
 [GenerateSerializer, Immutable]
-public sealed record QuotaLimits([property: Id(0)] int RequestsPerMinute, [property: Id(1)] int TokensPerMinute, [property: Id(2)] int MaxConcurrency);
+public sealed record QuotaLimits([property: Id(0)] int RequestsPerMinute, [property: Id(1)] int TokensPerMinute, [property: Id(2)] int MaxConcurrency,
+    [property: Id(3)] double LeaseSeconds = 30);
 
 [GenerateSerializer, Immutable]
 public sealed record QuotaLease([property: Id(0)] int Reserved, [property: Id(1)] int Generations, [property: Id(2)] Guid Id);

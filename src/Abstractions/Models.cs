@@ -55,6 +55,13 @@ public sealed record OpenSessionRequest
     [Id(10)] public string? AnswerCue { get; init; }
     /// <summary>Text after this model's chat template when it is an expert (see <see cref="CombinationSpec.ExpertResponsePrefix"/>).</summary>
     [Id(11)] public string? ExpertResponsePrefix { get; init; }
+    /// <summary>
+    /// The request every attempt of a generation shares (<see cref="GenerationKeys.AttemptOf"/>) and this attempt's
+    /// number: opening attempt n frees the sessions of earlier attempts in the same model (their coordinator died and
+    /// will never close them), so KV accounting returns to its baseline after a failover instead of after the idle timeout.
+    /// </summary>
+    [Id(12)] public string? Generation { get; init; }
+    [Id(13)] public int Attempt { get; init; }
 }
 
 /// <summary>Result of an open or a step: the next-token logits (fp32 or fp16 little-endian bytes).</summary>

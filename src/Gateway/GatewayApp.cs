@@ -28,6 +28,7 @@ public static class GatewayApp
         builder.Services.AddSingleton(_ => TenantStore.FromConfiguration(config));
         builder.Services.AddSingleton<TenantAuth>();
         builder.Services.AddSingleton<QuotaLimiter>();
+        builder.Services.AddSingleton<ClusterRequests>();
         builder.Services.AddSingleton<RequestRegistry>();
         builder.Services.AddSingleton<ModelCatalog>();
         builder.Services.AddSingleton<GatewayMetrics>();
@@ -137,19 +138,25 @@ public static class GatewayApp
         v1.MapPost("/chat/completions", (HttpContext ctx, CompletionHandler h) => h.HandleAsync(ctx, ApiEndpoint.ChatCompletions));
 
         // The caller's own running requests; another tenant's ids are never visible (404, as if unknown).
-        v1.MapGet("/requests", (HttpContext ctx, RequestRegistry registry) =>
+        // Every replica's requests (the cluster's registry), with this replica's own even if the cluster cannot answer.
+        v1.MapGet("/requests", async (HttpContext ctx, RequestRegistry registry, ClusterRequests cluster) =>
         {
             var tenant = TenantAuth.Current(ctx);
+            var local = registry.List(tenant.Name).Select(e => (e.Id, e.Model, Created: e.Created.ToUnixTimeSeconds(), e.Generations));
+            var everywhere = (await cluster.ListAsync(tenant.Name, ctx.RequestAborted) ?? [])
+                .Select(r => (r.Id, r.Model, Created: r.CreatedUnixSeconds, Generations: r.GenerationIds.Length));
             return Results.Json(new
             {
                 @object = "list",
-                data = registry.List(tenant.Name).Select(e => new { id = e.Id, model = e.Model, created = e.Created.ToUnixTimeSeconds(), generations = e.Generations }),
+                data = local.Concat(everywhere).DistinctBy(e => e.Id).OrderBy(e => e.Created)
+                    .Select(e => new { id = e.Id, model = e.Model, created = e.Created, generations = e.Generations }),
             });
         });
-        v1.MapDelete("/requests/{id}", (HttpContext ctx, string id, RequestRegistry registry) =>
+        // This replica's request: trip its token (as a disconnect does); another replica's: through the cluster.
+        v1.MapDelete("/requests/{id}", async (HttpContext ctx, string id, RequestRegistry registry, ClusterRequests cluster) =>
         {
             var tenant = TenantAuth.Current(ctx);
-            if (!registry.TryCancel(tenant.Name, id))
+            if (!registry.TryCancel(tenant.Name, id) && !await cluster.CancelAsync(tenant.Name, id, ctx.RequestAborted))
                 throw ApiError.NotFound($"No running request '{id}' for your API key.", "id", "request_not_found");
             return Results.Json(new { id, @object = "request", cancelled = true });
         });

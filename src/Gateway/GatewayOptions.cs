@@ -22,6 +22,11 @@ public sealed class GatewayOptions
     public long MaxRequestBodyBytes { get; set; } = 1 << 20;
     /// <summary>No tenants configured: serve everything without a key (local development only).</summary>
     public bool AllowAnonymous { get; set; }
+    /// <summary>
+    /// Lifetime of a running request's quota lease (concurrency slots) in seconds; the gateway renews it every third of
+    /// that while the request runs, so a gateway that dies frees its tenants' slots within this time.
+    /// </summary>
+    public double QuotaLeaseSeconds { get; set; } = 30;
     /// <summary>How long the list of models hosted by the cluster is cached.</summary>
     public TimeSpan CatalogRefresh { get; set; } = TimeSpan.FromSeconds(5);
 }

@@ -35,10 +35,14 @@ public sealed partial class GenerationGrain(
     private bool _running;
     private readonly ResiliencePipeline _pipeline = Resilience.CreateCallPipeline(TimeSpan.FromSeconds(options.Value.StepTimeoutSeconds));
 
+    // A cancel that arrived before the generation started (a resume not yet begun): by which tenant.
+    private string? _cancelledBeforeStart;
+
     public Task Cancel(string tenantId)
     {
         if (_tenant is not null && !string.Equals(_tenant, tenantId, StringComparison.Ordinal))
             throw new AccessDeniedException("This request belongs to another tenant.");
+        if (_cts is null) _cancelledBeforeStart = tenantId;
         _cts?.Cancel();
         return Task.CompletedTask;
     }
@@ -46,11 +50,24 @@ public sealed partial class GenerationGrain(
     public async IAsyncEnumerable<TokenEvent> Generate(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         if (_running) throw new InvalidRequestException("request_id", $"Request '{this.GetPrimaryKeyString()}' is already running.");
+        if (_hosted.Draining)
+        {
+            // Placed here before the cluster learnt of the drain: the client starts over on a new coordinator elsewhere.
+            this.DeactivateOnIdle();
+            throw _hosted.RefuseCoordinator($"Silo {_directory.LocalSilo} is draining: the generation starts on another coordinator.");
+        }
         var sampling = Validate(request);
         _running = true;
         _tenant = request.TenantId;
         _cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var ct = _cts.Token;
+        if (string.Equals(_cancelledBeforeStart, request.TenantId, StringComparison.Ordinal))
+        {
+            // Cancelled before it began (the cancel reached this resumed attempt first): nothing to open or close.
+            _running = false;
+            yield return new TokenEvent { Step = request.ResumeTokens.Length, TokenId = -1, Text = "", Finish = FinishKind.Cancelled, Seed = sampling.Seed ?? 0 };
+            yield break;
+        }
         var requestId = this.GetPrimaryKeyString();
         var run = new Run(this, request, requestId);
         Task<StepResult[]>? pending = null;
@@ -246,11 +263,14 @@ public sealed partial class GenerationGrain(
             var spec = request.Combination;
             var grains = owner.GrainFactory;
             string session = $"{requestId}@{Guid.NewGuid():N}";
+            var (root, attempt) = GenerationKeys.AttemptOf(requestId);
+            // One session id per slot: a model used twice (anti-expert = base) holds two sessions in the same worker.
             OpenSessionRequest Req(bool chat) => new()
             {
-                SessionId = session, Prompt = request.Prompt, Messages = request.Messages, ApplyChatTemplate = chat,
+                SessionId = $"{session}/{Slots.Count}", Prompt = request.Prompt, Messages = request.Messages, ApplyChatTemplate = chat,
                 AnswerCue = spec.AnswerCue, ExpertResponsePrefix = spec.ExpertResponsePrefix,
                 Precision = request.Precision, MaxNewTokens = request.Sampling.MaxNewTokens, TenantId = request.TenantId,
+                Generation = $"{request.TenantId}/{root}", Attempt = attempt,
             };
             // The base: the local replica when this silo hosts it (its logits never cross the wire), and always fp32
             // there (a local call copies nothing, so fp16 would only cost accuracy).
@@ -267,17 +287,25 @@ public sealed partial class GenerationGrain(
                     var local = IsLocal(p.Expert, p.AntiExpert);
                     var expert = Req(request.ExpertChatTemplate) with { Weight = p.Weight, OutputVocab = baseVocab };
                     _pairs.Add(new CoHostedPair(Slots.Count));
-                    Slots.Add(new PairSlot(grains, key, ReplicaFor(p.Expert, p.AntiExpert), expert, Req(false)) { Label = key, Local = local });
+                    Slots.Add(new PairSlot(grains, key, ReplicaFor(p.Expert, p.AntiExpert), expert, Req(false)) { Label = SlotLabel(key), Local = local });
                     _layout.Add($"{key}:pair{(local ? "(local)" : "")}");
                 }
                 else
                 {
                     _pairs.Add(new SeparatePair(Slots.Count, Slots.Count + 1));
-                    Slots.Add(new ModelSlot(grains, p.Expert, ReplicaFor(p.Expert), Req(request.ExpertChatTemplate)) { Label = p.Expert, Local = IsLocal(p.Expert) });
-                    Slots.Add(new ModelSlot(grains, p.AntiExpert, ReplicaFor(p.AntiExpert), Req(false)) { Label = p.AntiExpert, Local = IsLocal(p.AntiExpert) });
+                    Slots.Add(new ModelSlot(grains, p.Expert, ReplicaFor(p.Expert), Req(request.ExpertChatTemplate)) { Label = SlotLabel(p.Expert), Local = IsLocal(p.Expert) });
+                    Slots.Add(new ModelSlot(grains, p.AntiExpert, ReplicaFor(p.AntiExpert), Req(false)) { Label = SlotLabel(p.AntiExpert), Local = IsLocal(p.AntiExpert) });
                     _layout.Add($"{p.Expert}:remote,{p.AntiExpert}:remote");
                 }
             }
+        }
+
+        /// <summary>A slot's label (top tokens, logs), made unique when a model appears twice: "base-small", then "base-small (2)".</summary>
+        private string SlotLabel(string name)
+        {
+            var label = name;
+            for (int k = 2; Slots.Any(s => s.Label == label); k++) label = $"{name} ({k})";
+            return label;
         }
 
         private bool IsLocal(params string[] models) => models.All(m => owner._hosted.Find(m) is not null);
@@ -288,7 +316,8 @@ public sealed partial class GenerationGrain(
             var silos = owner._directory.SilosHosting(models);
             if (silos.Count == 0) return 0;
             for (int i = 0; i < silos.Count; i++) if (silos[i].Equals(owner._directory.LocalSilo)) return i;
-            return (int)((uint)StableHash(requestId + string.Join("~", models)) % (uint)silos.Count);
+            // By the attempts' shared id: a resumed attempt lands on the replicas of the first and frees its sessions there.
+            return (int)((uint)StableHash(GenerationKeys.AttemptOf(requestId).Root + string.Join("~", models)) % (uint)silos.Count);
         }
 
         private static int StableHash(string s)
@@ -301,13 +330,18 @@ public sealed partial class GenerationGrain(
         {
             try
             {
-                return await owner._pipeline.ExecuteAsync(async t => await call().WaitAsync(t), ct);
+                return await owner._pipeline.ExecuteAsync(async t =>
+                {
+                    // A drain refusal moves to the next replica before the retry (at once: no backoff for drains),
+                    // instead of retrying the draining silo until the attempts run out.
+                    try { return await call().WaitAsync(t); }
+                    catch (ModelDrainingException) { slot.NextReplica(); throw; }
+                }, ct);
             }
             catch (Exception e) when (State is not null && !ct.IsCancellationRequested &&
                                       (e is SessionNotFoundException || Resilience.IsTransient(e)))
             {
                 Figures.Failovers++;
-                if (e is ModelDrainingException) slot.NextReplica();
                 var generated = State.GeneratedTokens.ToArray();
                 owner._log.LogWarning("Request {Request}: {Model} lost its session ({Error}); re-opening with {Tokens} tokens prefilled",
                     requestId, slot.Label, e.GetType().Name, generated.Length);
@@ -331,7 +365,9 @@ public sealed partial class GenerationGrain(
         /// </summary>
         private async Task CheckVocabulariesAsync(StepResult[] opened)
         {
-            var ids = opened.SelectMany(o => o.Vocabularies ?? []).ToDictionary(v => v.Model, StringComparer.Ordinal);
+            // A model used twice reports its vocabulary twice: one entry per model.
+            var ids = opened.SelectMany(o => o.Vocabularies ?? []).GroupBy(v => v.Model, StringComparer.Ordinal)
+                .ToDictionary(g => g.Key, g => g.First(), StringComparer.Ordinal);
             var spec = request.Combination;
             if (!ids.TryGetValue(spec.Base, out var baseId)) return; // a silo of an older version: nothing to compare
             var checks = new List<Task>();

@@ -27,9 +27,10 @@ public sealed class ModelGrain(HostedModels hosted) : Grain, IModelGrain
 
     public async Task<StepResult> Open(OpenSessionRequest request)
     {
-        if (hosted.Draining) throw new ModelDrainingException($"Model '{_worker.Name}' on {RuntimeIdentity} is draining: open the session elsewhere.");
+        if (hosted.Draining) throw hosted.RefuseForDrain($"Model '{_worker.Name}' on {RuntimeIdentity} is draining: open the session elsewhere.");
         var ids = _worker.Tokenize(request);
-        var (logits, ms) = await _worker.OpenAsync(request.SessionId, ids, request.Generated, request.MaxNewTokens, request.Precision);
+        var (logits, ms) = await _worker.OpenAsync(request.SessionId, ids, request.Generated, request.MaxNewTokens, request.Precision,
+            request.Generation, request.Attempt);
         return new StepResult
         {
             Step = request.Generated.Length, Logits = new(LogitsCodec.Encode(logits.Span, request.Precision)),
@@ -93,13 +94,15 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
 
     public async Task<StepResult> Open(OpenSessionRequest expertRequest, OpenSessionRequest antiRequest)
     {
-        if (hosted.Draining) throw new ModelDrainingException($"Models on {RuntimeIdentity} are draining: open the session elsewhere.");
+        if (hosted.Draining) throw hosted.RefuseForDrain($"Models on {RuntimeIdentity} are draining: open the session elsewhere.");
         // Sessions the workers freed (idle, or never closed by a coordinator that died) leave the table here.
         foreach (var gone in _sessions.Keys.Where(id => !_expert.IsOpen(id)).ToList()) _sessions.Remove(gone);
         var eIds = _expert.Tokenize(expertRequest);
         var aIds = _anti.Tokenize(antiRequest);
-        var e = _expert.OpenAsync(expertRequest.SessionId, eIds, expertRequest.Generated, expertRequest.MaxNewTokens);
-        var a = _anti.OpenAsync(antiRequest.SessionId, aIds, antiRequest.Generated, antiRequest.MaxNewTokens);
+        var e = _expert.OpenAsync(expertRequest.SessionId, eIds, expertRequest.Generated, expertRequest.MaxNewTokens,
+            generation: expertRequest.Generation, attempt: expertRequest.Attempt);
+        var a = _anti.OpenAsync(AntiSession(expertRequest.SessionId), aIds, antiRequest.Generated, antiRequest.MaxNewTokens,
+            generation: antiRequest.Generation, attempt: antiRequest.Attempt);
         await Task.WhenAll(e, a);
         var session = new PairSession(expertRequest.Weight, expertRequest.OutputVocab, expertRequest.Precision);
         _sessions[expertRequest.SessionId] = session;
@@ -116,7 +119,7 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
         if (!_sessions.TryGetValue(sessionId, out var session))
             throw new SessionNotFoundException($"Session '{sessionId}' is not open on pair '{this.GetPrimaryKeyString()}' here: re-open it.");
         var e = _expert.StepAsync(sessionId, step, token);
-        var a = _anti.StepAsync(sessionId, step, token);
+        var a = _anti.StepAsync(AntiSession(sessionId), step, token);
         await Task.WhenAll(e, a);
         return Difference(session, step, e.Result, a.Result) with { ServerMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds };
     }
@@ -136,7 +139,10 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
     {
         _sessions.Remove(sessionId);
         _expert.Close(sessionId);
-        _anti.Close(sessionId);
+        _anti.Close(AntiSession(sessionId));
         return Task.CompletedTask;
     }
+
+    /// <summary>The anti-expert's session id: its own, so a pair of one model twice (expert = anti-expert) holds two sessions.</summary>
+    private static string AntiSession(string pairSession) => pairSession + "~anti";
 }

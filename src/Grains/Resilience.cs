@@ -30,6 +30,8 @@ public static class Resilience
                 MaxDelay = TimeSpan.FromSeconds(2),
                 BackoffType = DelayBackoffType.Exponential,
                 UseJitter = true,
+                // A draining silo refuses at once and the caller has already moved to another replica: retry without waiting.
+                DelayGenerator = args => new ValueTask<TimeSpan?>(args.Outcome.Exception is Models.ModelDrainingException ? TimeSpan.Zero : null),
             })
             .AddTimeout(attemptTimeout)
             .Build();

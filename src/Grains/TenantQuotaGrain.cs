@@ -12,10 +12,12 @@ public sealed class TenantQuotaGrain : Grain, ITenantQuotaGrain
     private double _requests, _tokens; // bucket levels; tokens may go below 0 after settlement
     private long _lastTicks;
     private bool _started;
-    // Running requests' concurrency slots, by lease: a lease its gateway never released (the gateway died) lapses
-    // after LeaseLifetime instead of holding the slots forever.
+    // Running requests' concurrency slots, by lease. Leases are short and renewed by their gateway while the request
+    // runs: one whose gateway died lapses after QuotaLimits.LeaseSeconds instead of holding the slots (it was 30 min).
     private readonly Dictionary<Guid, (int Generations, long Expires)> _leases = [];
-    private static readonly TimeSpan LeaseLifetime = TimeSpan.FromMinutes(30);
+
+    private static long ExpiresAt(QuotaLimits t) =>
+        time.GetTimestamp() + (long)(Math.Max(1, t.LeaseSeconds) * time.TimestampFrequency);
 
     private int ActiveNow()
     {
@@ -26,7 +28,7 @@ public sealed class TenantQuotaGrain : Grain, ITenantQuotaGrain
 
     private string Tenant => this.GetPrimaryKeyString();
 
-    public Task<QuotaDecision> Admit(QuotaLimits t, int generations, int maxTokensPerGeneration)
+    public Task<QuotaDecision> Admit(QuotaLimits t, int generations, int maxTokensPerGeneration, int promptTokens)
     {
         Refill(t);
         var active = ActiveNow();
@@ -39,17 +41,26 @@ public sealed class TenantQuotaGrain : Grain, ITenantQuotaGrain
         var reserve = 0;
         if (t.TokensPerMinute > 0)
         {
-            reserve = (int)Math.Min((long)generations * maxTokensPerGeneration, t.TokensPerMinute);
+            reserve = (int)Math.Min((long)generations * maxTokensPerGeneration + Math.Max(0, promptTokens), t.TokensPerMinute);
             if (_tokens < reserve)
                 return Refuse("tokens_per_minute_exceeded",
                     $"Tenant '{Tenant}' is over its limit of {t.TokensPerMinute} tokens per minute " +
-                    $"(this request reserves {reserve}: max_tokens × choices; lower max_tokens or wait).", Wait(reserve - _tokens, t.TokensPerMinute));
+                    $"(this request reserves {reserve}: about {Math.Max(0, promptTokens)} prompt tokens + max_tokens × choices; shorten it, lower max_tokens or wait).",
+                    Wait(reserve - _tokens, t.TokensPerMinute));
             _tokens -= reserve;
         }
         if (t.RequestsPerMinute > 0) _requests -= 1;
         var lease = new QuotaLease(reserve, generations, Guid.NewGuid());
-        _leases[lease.Id] = (generations, time.GetTimestamp() + (long)(LeaseLifetime.TotalSeconds * time.TimestampFrequency));
+        _leases[lease.Id] = (generations, ExpiresAt(t));
         return Task.FromResult(new QuotaDecision(lease, null, null, 0));
+    }
+
+    public Task<bool> Renew(QuotaLimits t, QuotaLease lease)
+    {
+        ActiveNow(); // drops lapsed leases first: a lapsed lease stays lapsed
+        if (!_leases.TryGetValue(lease.Id, out var l)) return Task.FromResult(false);
+        _leases[lease.Id] = (l.Generations, ExpiresAt(t));
+        return Task.FromResult(true);
     }
 
     public Task Release(QuotaLimits t, QuotaLease lease, long tokensUsed)

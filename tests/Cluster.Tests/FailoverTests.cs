@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using ProxyOrleans.Abstractions;
 using Xunit;
 using Xunit.Abstractions;
@@ -36,6 +37,71 @@ public sealed class FailoverTests(ITestOutputHelper output)
         Assert.Equal(reference.TokenIds, tokens);
         Assert.Equal(reference.Text, text);
         output.WriteLine($"identical after failover; final layout {events[^1].Stats?.Layout}, coordinator {events[^1].Stats?.CoordinatorSilo}");
+        // KV accounting back to its baseline on every surviving silo at once: the dead coordinator's sessions (on the
+        // expert's and anti-expert's silos) were freed when the resumed attempt opened, not after the 60 s idle timeout.
+        await AssertNoKvReservedAsync(c, except: killed);
+    }
+
+    [Fact]
+    public async Task ACancelReachesTheResumedCoordinatorAfterTheFirstDied()
+    {
+        // The coordinator dies with its base silo at step 8 and the client resumes on a new coordinator under another
+        // key; a cancel by the generation's id (as DELETE /v1/requests sends it) must stop that live one.
+        await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Base]);
+        var request = TinyTrio.Request(Prompt, 400) with { TenantId = "alice" };
+        int killed = -1, cancelledAt = -1;
+        var (tokens, _, events) = await TinyTrio.Collect(GenerationClient.StreamAsync(c.Grains, request, "cancel-resumed"), async ev =>
+        {
+            if (ev.Step == 8 && killed < 0)
+            {
+                killed = c.SiloWithSession(TinyTrio.Base);
+                await c.Cluster.KillSiloAsync(c.Cluster.Silos[killed]);
+            }
+            if (ev.Step == 20 && cancelledAt < 0)
+            {
+                cancelledAt = ev.Step;
+                await GenerationClient.CancelAllAttemptsAsync(c.Grains, TinyTrio.Base, "cancel-resumed", "alice");
+            }
+        });
+        Assert.True(killed >= 0 && cancelledAt == 20);
+        Assert.Equal(FinishKind.Cancelled, events[^1].Finish);
+        Assert.True(tokens.Length < 100, $"ran on to {tokens.Length} tokens after the cancel");
+        await AssertNoKvReservedAsync(c, except: killed);
+    }
+
+    internal static async Task AssertNoKvReservedAsync(InProcessCluster c, int except)
+    {
+        long Reserved() => Enumerable.Range(0, c.Cluster.Silos.Count).Where(i => i != except)
+            .Sum(i => c.Hosted(i).Workers.Sum(w => w.ReservedBytes));
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while (Reserved() != 0 && DateTime.UtcNow < deadline) await Task.Delay(50);
+        Assert.Equal(0, Reserved());
+    }
+
+    [Theory]
+    [InlineData("base")]  // the coordinator dies with it: the client resumes on a new coordinator
+    [InlineData("anti")]  // a model silo under a live coordinator: the session is re-prefilled elsewhere
+    public async Task SeededSamplingWithTopKTopPAndAStopSurvivesASiloKillExactly(string victim)
+    {
+        // One stream at a time, so no batch changes between the runs: exact regardless of batch invariance.
+        await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [victim == "base" ? TinyTrio.Base : TinyTrio.Anti]);
+        var sampling = new SamplingSpec { Temperature = 0.8f, TopK = 40, TopP = 0.9f, Seed = 4242, MaxNewTokens = 40, StopAtEos = false, Stop = ["\n\n\n"] };
+        var reference = TinyTrio.Reference(Prompt, sampling);
+        Assert.NotEqual(TinyTrio.Reference(Prompt, Tokens).Text[..10], reference.Text[..Math.Min(10, reference.Text.Length)]); // really sampled
+        var request = TinyTrio.Request(Prompt, 40) with { Sampling = sampling };
+        int killed = -1;
+        var (tokens, text, _) = await TinyTrio.Collect(GenerationClient.StreamAsync(c.Grains, request, $"sampled-kill-{victim}"), async ev =>
+        {
+            if (ev.Step == 8 && killed < 0)
+            {
+                killed = c.SiloWithSession(victim == "base" ? TinyTrio.Base : TinyTrio.Anti);
+                await c.Cluster.KillSiloAsync(c.Cluster.Silos[killed]);
+            }
+        });
+        Assert.True(killed >= 0);
+        Assert.Equal(reference.TokenIds, tokens);
+        Assert.Equal(reference.Text, text);
+        await AssertNoKvReservedAsync(c, except: killed);
     }
 
     [Fact]
@@ -65,6 +131,54 @@ public sealed class FailoverTests(ITestOutputHelper output)
 /// <summary>A silo stopped gracefully (rolling update) lets the sessions it serves finish before it goes.</summary>
 public sealed class DrainTests(ITestOutputHelper output)
 {
+    [Fact]
+    public async Task ADrainingSiloTakesNoNewCoordinatorsOrSessions()
+    {
+        // Two base replicas (silos 0 and 3): coordinators go beside a base. Silo 3 drains; every new request must be
+        // coordinated and served by silo 0 (before, about half the coordinators still went to silo 3).
+        await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Base]);
+        const string prompt = "The best way to learn is";
+        var reference = TinyTrio.Reference(prompt, 6);
+        var draining = c.Cluster.Silos[3].SiloAddress;
+        var drain = c.Hosted(3).StoppingAsync(CancellationToken.None);
+        var directory = c.Cluster.Silos[0].ServiceProvider.GetRequiredService<ProxyOrleans.Grains.Placement.ModelDirectory>();
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!directory.IsDraining(draining) && DateTime.UtcNow < deadline) await Task.Delay(50);
+        Assert.True(directory.IsDraining(draining), "silo 0 never learnt that silo 3 drains");
+        for (int i = 0; i < 8; i++)
+        {
+            var (tokens, _, events) = await TinyTrio.Collect(GenerationClient.StreamAsync(c.Grains, TinyTrio.Request(prompt, 6), $"drain-place-{i}"));
+            Assert.Equal(reference.TokenIds, tokens);
+            Assert.NotEqual(draining.ToString(), events[^1].Stats!.CoordinatorSilo);
+        }
+        Assert.Equal(0, c.Hosted(3).Workers.Sum(w => w.Prefills));
+        await drain;
+    }
+
+    [Fact]
+    public async Task APrefillRefusedByADrainMovesToAnotherReplicaAtOnce()
+    {
+        // Two anti-expert replicas; silo 3 drains (no session there yet). Every request whose anti-expert replica is
+        // silo 3 is refused there at open and must go to silo 2 at once, not retry silo 3 until its attempts run out.
+        await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Anti]);
+        const string prompt = "The best way to learn is";
+        var reference = TinyTrio.Reference(prompt, 10);
+        // Not announced to the cluster: the window before the other silos learn of the drain, when only the refusal helps.
+        c.Hosted(3).AnnounceDrain = null;
+        var drain = c.Hosted(3).StoppingAsync(CancellationToken.None);
+        Assert.True(c.Hosted(3).Draining);
+        for (int i = 0; i < 6; i++)
+        {
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var (tokens, _, _) = await TinyTrio.Collect(GenerationClient.StreamAsync(c.Grains, TinyTrio.Request(prompt, 10), $"drain-move-{i}"));
+            output.WriteLine($"request {i}: {sw.Elapsed.TotalMilliseconds:F0} ms, refusals so far {c.Hosted(3).DrainRefusals}");
+            Assert.Equal(reference.TokenIds, tokens);
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(3), $"request {i} took {sw.Elapsed}");
+        }
+        Assert.True(c.Hosted(3).DrainRefusals > 0, "no request was routed to the draining replica: pick other ids");
+        await drain;
+    }
+
     [Fact]
     public async Task AStoppingSiloFinishesItsRunningSessionsFirst()
     {

@@ -29,6 +29,45 @@ public sealed class SessionTests(TrioClusterFixture fixture) : IClassFixture<Tri
     }
 
     [Fact]
+    public async Task AFailingRowFailsOnlyItsOwnSessionWhichIsClosedAndFreed()
+    {
+        var loaded = new CatalogModelLoader(Microsoft.Extensions.Options.Options.Create(new ProxyOrleans.Grains.Hosting.ProxyOrleansOptions())).Load("fault", TinyTrio.Dir(TinyTrio.Base));
+        // A wide batch window so that both steps below run as one batch.
+        using var worker = new ModelWorker("fault", TinyTrio.Dir(TinyTrio.Base), loaded, budgetBytes: 1L << 30,
+            TimeSpan.FromMilliseconds(500), 8, TimeSpan.FromMinutes(1), NullLogger.Instance);
+        var prompt = worker.Tokenize(new OpenSessionRequest { SessionId = "s", Prompt = "Hello world" });
+        // "full" has room for one generated token only: its second step cannot fit (the forward throws for its row).
+        await worker.OpenAsync("full", prompt, [], 1);
+        await worker.OpenAsync("other", prompt, [], 8);
+        long otherBytes = (prompt.Length + 8) * worker.KvBytesPerToken;
+        await Task.WhenAll(worker.StepAsync("full", 1, 5), worker.StepAsync("other", 1, 5));
+        long batches = worker.Batches;
+
+        var failing = worker.StepAsync("full", 2, 6);
+        var fine = worker.StepAsync("other", 2, 6);
+        var (logits, _) = await fine;                       // the other tenant's session is unaffected
+        Assert.Equal(worker.VocabSize, logits.Length);
+        var fault = await Assert.ThrowsAsync<ModelFaultException>(() => failing);
+        Assert.Contains("fault", fault.Message);
+        Assert.True(worker.Batches > batches);
+
+        // The failed session is gone (a retry is told to re-open, not handed the same fault) and its KV is freed.
+        Assert.False(worker.IsOpen("full"));
+        await Assert.ThrowsAsync<SessionNotFoundException>(() => worker.StepAsync("full", 2, 6));
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while (worker.ReservedBytes != otherBytes && DateTime.UtcNow < deadline) await Task.Delay(20);
+        Assert.Equal(otherBytes, worker.ReservedBytes);
+
+        // A token outside the vocabulary is refused before any forward; the session stays usable.
+        await Assert.ThrowsAsync<InvalidRequestException>(() => worker.StepAsync("other", 3, worker.VocabSize + 7));
+        await worker.StepAsync("other", 3, 7);
+        worker.Close("other");
+        deadline = DateTime.UtcNow.AddSeconds(5);
+        while (worker.ReservedBytes != 0 && DateTime.UtcNow < deadline) await Task.Delay(20);
+        Assert.Equal(0, worker.ReservedBytes);
+    }
+
+    [Fact]
     public async Task OnlyTheOwningTenantCanCancelAndCancellingEndsWithACancelledEvent()
     {
         var grain = fixture.Cluster.Grains.GetGrain<IGenerationGrain>(GenerationKeys.Create(TinyTrio.Base, "tenant-cancel"));

@@ -106,6 +106,13 @@ public static class TinyTrio
     public static IReadOnlyList<int[]> ReferencePromptIds(string prompt, CombinationSpec spec, bool chat = false) =>
         new ProxyDecoder(SharedCatalog.Value).Start(spec.ToCombination(), ReferencePrompt(prompt, spec, chat), Greedy(1)).PromptTokensByModel;
 
+    /// <summary>The single-process ProxyDecoder with any sampling (seeded sampling, top-k, top-p, stop sequences).</summary>
+    public static GenerationResult Reference(string prompt, SamplingSpec sampling, CombinationSpec? spec = null)
+    {
+        var s = spec ?? Spec();
+        return new ProxyDecoder(SharedCatalog.Value).Generate(s.ToCombination(), ReferencePrompt(prompt, s, false), sampling.ToSamplingOptions());
+    }
+
     private static ProxyPrompt ReferencePrompt(string prompt, CombinationSpec spec, bool chat) =>
         (chat ? ProxyPrompt.FromMessages([new ChatMessage("user", prompt)]) : ProxyPrompt.FromText(prompt))
         with { AnswerCue = spec.AnswerCue, ExpertResponsePrefix = spec.ExpertResponsePrefix };

@@ -51,6 +51,31 @@ public sealed class ErrorTests(GatewayFixture fx)
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"stream\": \"yes\"}", "stream", "invalid_type" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"stream_options\": {\"include_usage\": true}}", "stream_options", "invalid_value" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"echo\": true}", "echo", "unsupported_parameter" },
+        // Known OpenAI fields not implemented: refused unless they hold the value that changes nothing.
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"frequency_penalty\": 0.5}", "frequency_penalty", "unsupported_parameter" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"presence_penalty\": -1}", "presence_penalty", "unsupported_parameter" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"logit_bias\": {\"50256\": -100}}", "logit_bias", "unsupported_parameter" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"best_of\": 3}", "best_of", "unsupported_parameter" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"suffix\": \"end\"}", "suffix", "unsupported_parameter" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"logprobs\": 5}", "logprobs", "unsupported_parameter" },
+        { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"response_format\": {\"type\": \"json_object\"}}", "response_format", "unsupported_parameter" },
+        { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{\"type\": \"function\"}]}", "tools", "unsupported_parameter" },
+        { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"logprobs\": true}", "logprobs", "unsupported_parameter" },
+        { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"reasoning_effort\": \"high\"}", "reasoning_effort", "unsupported_parameter" },
+        { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\", \"name\": \"bob\"}]}", "messages[0].name", "unsupported_parameter" },
+        // Unknown fields (a misspelling must not run at the default), in every object; duplicates; wrong case.
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"temprature\": 0}", "temprature", "unknown_parameter" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"Temperature\": 0}", "Temperature", "unknown_parameter" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"messages\": []}", "messages", "unknown_parameter" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"tools\": []}", "tools", "unknown_parameter" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"proxy\": {\"alpah\": 1}}", "proxy.alpah", "unknown_parameter" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"proxy\": {\"experts\": [{\"expert\": \"@B\", \"anti_expert\": \"@B\", \"wieght\": 2}]}}", "proxy.experts[0].wieght", "unknown_parameter" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"stream\": true, \"stream_options\": {\"include_usage\": true, \"x\": 1}}", "stream_options.x", "unknown_parameter" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"temperature\": 0, \"temperature\": 2}", "temperature", "duplicate_parameter" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"\\ud800\": 1}", null, "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"user\": 5}", "user", "invalid_type" },
+        { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\", \"role\": \"system\"}]}", "messages[0].role", "duplicate_parameter" },
+        { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"hi\", \"cache\": 1}]}]}", "messages[0].content[0].cache", "unknown_parameter" },
         { "/v1/chat/completions", "{\"model\": \"@M\"}", "messages", "missing_required_parameter" },
         { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": []}", "messages", "invalid_value" },
         { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": \"hi\"}", "messages", "invalid_type" },
@@ -69,6 +94,36 @@ public sealed class ErrorTests(GatewayFixture fx)
         body = body.Replace("@M", fx.Combination).Replace("@B", fx.BaseModel).Replace("@LONG", new string('x', fx.MaxPromptChars + 1));
         using var response = await fx.Http.SendAsync(Http.Post(path, body, GatewayFixture.AliceKey));
         await Http.AssertErrorAsync(response, 400, param, code);
+    }
+
+    [Theory]
+    [InlineData("/v1/completions", "\"frequency_penalty\": 0, \"presence_penalty\": 0, \"logit_bias\": {}, \"echo\": false, \"logprobs\": null, \"best_of\": 1, \"suffix\": \"\", \"user\": \"u-1\"")]
+    [InlineData("/v1/chat/completions", "\"frequency_penalty\": 0, \"response_format\": {\"type\": \"text\"}, \"tools\": [], \"tool_choice\": \"none\", \"logprobs\": false, \"store\": false, \"parallel_tool_calls\": true, \"user\": \"u-1\"")]
+    public async Task Unimplemented_fields_at_their_default_are_accepted(string path, string fields)
+    {
+        var input = path == "/v1/completions" ? "\"prompt\": \"hi\"" : "\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]";
+        var body = $"{{\"model\": \"{fx.Combination}\", {input}, \"max_tokens\": 2, \"temperature\": 0, {fields}}}";
+        using var response = await fx.Http.SendAsync(Http.Post(path, body, GatewayFixture.AliceKey));
+        Assert.True(response.StatusCode == System.Net.HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+    }
+
+    [Theory]
+    [InlineData(1e-40, 1.0)]   // logit / t overflows: the limit t → 0 is greedy (an empty text came back before)
+    [InlineData(1e-300, 1.0)]  // rounds to float 0: greedy
+    [InlineData(1.0, 1e-50)]   // top_p below float's range: only the most likely token
+    public async Task Degenerate_temperature_or_top_p_decodes_as_greedy(double temperature, double topP)
+    {
+        string Body(double t, double p) => JsonSerializer.Serialize(new { model = fx.Combination, prompt = "Once upon a time", max_tokens = 8, temperature = t, top_p = p, seed = 7 });
+        async Task<string> TextOf(string body)
+        {
+            using var r = await fx.Http.SendAsync(Http.Post("/v1/completions", body, GatewayFixture.AliceKey));
+            var json = await r.Content.ReadAsStringAsync();
+            Assert.True(r.StatusCode == System.Net.HttpStatusCode.OK, json);
+            return JsonDocument.Parse(json).RootElement.GetProperty("choices")[0].GetProperty("text").GetString()!;
+        }
+        var greedy = await TextOf(Body(0, 1));
+        Assert.NotEqual("", greedy);
+        Assert.Equal(greedy, await TextOf(Body(temperature, topP)));
     }
 
     [Fact]
@@ -128,6 +183,24 @@ public sealed class ErrorTests(GatewayFixture fx)
             JsonSerializer.Serialize(new { model = fx.BaseModel, prompt = "hi", proxy = new { experts = new[] { new { expert = fx.ExpertModel, anti_expert = fx.AntiExpertModel } } } }),
             GatewayFixture.CarolKey));
         await Http.AssertErrorAsync(trio, 403, "proxy", "model_not_allowed");
+    }
+
+    [Theory]
+    [InlineData("{\"alpha\": 0}")]
+    [InlineData("{\"proxy\": {\"alpha\": 0}}")]
+    [InlineData("{\"proxy\": {\"experts\": []}}")]
+    public async Task A_tenant_allowed_only_the_combination_cannot_run_its_base_alone(string steeringOff)
+    {
+        // Frank may use the combination, not its base: switching the steering off would be the base alone.
+        var body = $"{{\"model\": \"{fx.Combination}\", \"prompt\": \"hi\", \"max_tokens\": 2, {steeringOff[1..^1]}}}";
+        using var off = await fx.Http.SendAsync(Http.Post("/v1/completions", body, GatewayFixture.FrankKey));
+        await Http.AssertErrorAsync(off, 403, "alpha", "model_not_allowed");
+        using var plain = await fx.Http.SendAsync(Http.Post("/v1/completions",
+            JsonSerializer.Serialize(new { model = fx.BaseModel, prompt = "hi", max_tokens = 2 }), GatewayFixture.FrankKey));
+        await Http.AssertErrorAsync(plain, 403, "model", "model_not_allowed");
+        using var steered = await fx.Http.SendAsync(Http.Post("/v1/completions",
+            JsonSerializer.Serialize(new { model = fx.Combination, prompt = "hi", max_tokens = 2, alpha = 0.5 }), GatewayFixture.FrankKey));
+        Assert.Equal(200, (int)steered.StatusCode);
     }
 
     [Fact]

@@ -31,7 +31,7 @@ public sealed class GatewayCollection : ICollectionFixture<GatewayFixture>
 /// </summary>
 public sealed class GatewayFixture : IAsyncLifetime
 {
-    public const string AliceKey = "sk-test-alice-0001", BobKey = "sk-test-bob-0002", CarolKey = "sk-test-carol-0003", DaveKey = "sk-test-dave-0004", ErinKey = "sk-test-erin-0005";
+    public const string AliceKey = "sk-test-alice-0001", BobKey = "sk-test-bob-0002", CarolKey = "sk-test-carol-0003", DaveKey = "sk-test-dave-0004", ErinKey = "sk-test-erin-0005", FrankKey = "sk-test-frank-0006";
 
     public string BaseModel => "base-tiny";
     public string ExpertModel => "expert-tiny";
@@ -86,6 +86,7 @@ public sealed class GatewayFixture : IAsyncLifetime
                 new { name = "carol", keySha256 = Tenant.HashKey(CarolKey), models = new[] { BaseModel }, requestsPerMinute = 0, tokensPerMinute = 0, maxConcurrency = 0 },
                 new { name = "dave", keySha256 = Tenant.HashKey(DaveKey), models = new[] { "*" }, requestsPerMinute = 0, tokensPerMinute = 40, maxConcurrency = 2 },
                 new { name = "erin", keySha256 = Tenant.HashKey(ErinKey), models = new[] { "*" }, requestsPerMinute = 3, tokensPerMinute = 0, maxConcurrency = 0 },
+                new { name = "frank", keySha256 = Tenant.HashKey(FrankKey), models = new[] { Combination }, requestsPerMinute = 0, tokensPerMinute = 0, maxConcurrency = 0 },
             },
         }));
         GatewaySettings["ProxyOrleans:Clustering"] = "localhost";

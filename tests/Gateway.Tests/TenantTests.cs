@@ -92,6 +92,37 @@ public sealed class TenantTests(GatewayFixture fx)
     }
 
     [Fact]
+    public async Task A_request_is_listed_and_cancelled_by_id_on_another_gateway_replica()
+    {
+        // Alice streams through this gateway; a second replica (another process' worth of state) lists the request
+        // and cancels it through the cluster: the stream ends early and every model session closes.
+        await using var other = await GatewayFixture.StartGatewayAsync(fx, new Dictionary<string, string?>());
+        using var stream = await fx.Http.SendAsync(Http.Post("/v1/completions",
+            JsonSerializer.Serialize(new { model = fx.Combination, prompt = "Tell a long story", max_tokens = fx.LongMaxTokens, temperature = 0, stream = true }),
+            GatewayFixture.AliceKey), HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, stream.StatusCode);
+        var id = stream.Headers.GetValues("x-request-id").Single();
+        using var reader = new StreamReader(await stream.Content.ReadAsStreamAsync());
+        Assert.StartsWith("data: ", await reader.ReadLineAsync());
+
+        using var list = await other.Http.SendAsync(Http.Get("/v1/requests", GatewayFixture.AliceKey));
+        Assert.Contains(id, await list.Content.ReadAsStringAsync());
+        using var bobCancel = await other.Http.SendAsync(Http.Get($"/v1/requests/{id}", GatewayFixture.BobKey, HttpMethod.Delete));
+        await Http.AssertErrorAsync(bobCancel, 404, "id", "request_not_found");
+        using var cancel = await other.Http.SendAsync(Http.Get($"/v1/requests/{id}", GatewayFixture.AliceKey, HttpMethod.Delete));
+        Assert.Equal(HttpStatusCode.OK, cancel.StatusCode);
+
+        var rest = await reader.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.DoesNotContain("[DONE]", rest);
+        Assert.DoesNotContain("\"finish_reason\":\"length\"", rest);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while ((fx.ActiveSessions(0) > 0 || fx.ActiveSessions(1) > 0) && DateTime.UtcNow < deadline) await Task.Delay(50);
+        Assert.Equal(0, fx.ActiveSessions(0) + fx.ActiveSessions(1));
+        using var after = await other.Http.SendAsync(Http.Get("/v1/requests", GatewayFixture.AliceKey));
+        Assert.DoesNotContain(id, await after.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
     public async Task A_tenant_cannot_see_or_cancel_another_tenants_request()
     {
         // Alice streams a long generation; while it runs, Bob neither sees it nor can cancel it; Alice can.

@@ -77,7 +77,7 @@ public static class BenchClusterCommand
         return cmd;
     }
 
-    private static (string Name, string Path) Model(string? spec, string demoName)
+    internal static (string Name, string Path) Model(string? spec, string demoName)
     {
         if (spec is not null)
         {

@@ -181,6 +181,26 @@ public sealed class LoopbackCluster : IAsyncDisposable
         p.WaitForExit(10_000);
     }
 
+    /// <summary>Asks silo <paramref name="index"/> to stop (SIGTERM, as Kubernetes does in a rolling update): it drains, then exits.</summary>
+    public void Terminate(int index)
+    {
+        var p = _processes[index];
+        if (!p.HasExited && SendSignal(p.Id, 15) != 0) throw new InvalidOperationException($"SIGTERM to silo {Silos[index].Name} failed.");
+    }
+
+    /// <summary>Waits for silo <paramref name="index"/>'s process to exit; its exit code, or null if it is still running.</summary>
+    public async Task<int?> WaitForExitAsync(int index, TimeSpan timeout)
+    {
+        var p = _processes[index];
+        try { await p.WaitForExitAsync().WaitAsync(timeout); return p.ExitCode; }
+        catch (TimeoutException) { return null; }
+    }
+
+    public bool IsRunning(int index) => _processes.TryGetValue(index, out var p) && !p.HasExited;
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int SendSignal(int pid, int signal);
+
     public async ValueTask DisposeAsync()
     {
         if (Client is not null)

@@ -14,7 +14,7 @@ namespace ProxyOrleans.Gateway.Generation;
 /// </summary>
 public sealed class CompletionHandler(
     GatewayOptions options, ModelCatalog catalog, IGenerationBackend backend, QuotaLimiter quotas,
-    RequestRegistry registry, GatewayMetrics metrics, TimeProvider time, ILogger<CompletionHandler> log)
+    RequestRegistry registry, ClusterRequests clusterRequests, GatewayMetrics metrics, TimeProvider time, ILogger<CompletionHandler> log)
 {
     static readonly byte[] DataPrefix = "data: "u8.ToArray(), EventEnd = "\n\n"u8.ToArray(), Done = "data: [DONE]\n\n"u8.ToArray();
 
@@ -32,10 +32,17 @@ public sealed class CompletionHandler(
         if (catalog.Combinations.ContainsKey(req.Model) || catalog.Hosted.Contains(req.Model)) ctx.Items["proxyorleans.model"] = req.Model;
         if (!tenant.Allows(req.Model)) throw ApiError.ModelNotAllowed("model", req.Model);
         if (req.OverrideModels.FirstOrDefault(m => !tenant.Allows(m)) is { } denied) throw ApiError.ModelNotAllowed("proxy", denied);
+        // A tenant allowed a combination but not its base must not get the base alone by switching the steering off.
+        if (!tenant.Allows(req.Combination.Base) && RunsTheBaseAlone(req.Combination))
+            throw new ApiError(StatusCodes.Status403Forbidden,
+                $"Your API key may use '{req.Combination.Base}' only steered by '{req.Model}': alpha 0, no experts or all weights 0 would run it alone. " +
+                "Send a non-zero alpha, or ask the operator to allow the base model itself.", "permission_error", "alpha", "model_not_allowed", "model_not_allowed");
         if (req.Combination.Models.FirstOrDefault(m => !catalog.Hosted.Contains(m)) is { } missing)
             throw ApiError.Unavailable($"The model '{missing}' needed by '{req.Model}' is not hosted by any silo right now; retry later.", "model_not_hosted");
 
-        var lease = await quotas.AdmitAsync(tenant, req.GenerationCount, req.MaxTokens);
+        var lease = await quotas.AdmitAsync(tenant, req.GenerationCount, req.MaxTokens, PromptTokenEstimate(req));
+        using var leaseAlive = new CancellationTokenSource();
+        var keepAlive = quotas.KeepAliveAsync(tenant, lease, leaseAlive.Token);
         var id = (endpoint == ApiEndpoint.ChatCompletions ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
@@ -47,6 +54,9 @@ public sealed class CompletionHandler(
         var modelTag = new KeyValuePair<string, object?>("model", req.Model);
         var tenantTag = new KeyValuePair<string, object?>("tenant", tenant.Name);
         var jobs = BuildGenerations(req, tenant.Name, id);
+        // Cluster-wide, so that GET/DELETE /v1/requests work on every gateway replica.
+        var registered = clusterRequests.KeepRegisteredAsync(
+            clusterRequests.Describe(tenant.Name, id, req.Model, req.Combination.Base, created, jobs.Select(j => j.Id)), leaseAlive.Token);
         var promptTokens = new int[jobs.Count];
         var completionTokens = new int[jobs.Count];
         try
@@ -115,9 +125,10 @@ public sealed class CompletionHandler(
             log.LogInformation("Request {RequestId} done: {PromptTokens} prompt + {CompletionTokens} completion tokens, finish {Finish}, {Seconds:F3} s",
                 id, prompt, completion, string.Join(",", finish), time.GetElapsedTime(started).TotalSeconds);
         }
-        catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+        catch (OperationCanceledException e) when (cancel.IsCancellationRequested || e is ClusterCancelledException)
         {
-            var why = ctx.RequestAborted.IsCancellationRequested ? "client disconnected" : "cancelled through DELETE /v1/requests";
+            var why = ctx.RequestAborted.IsCancellationRequested ? "client disconnected"
+                : cancel.IsCancellationRequested ? "cancelled through DELETE /v1/requests" : "cancelled on the cluster (DELETE /v1/requests on another replica)";
             log.LogInformation("Request {RequestId} cancelled: {Reason}; generations stopped on the cluster", id, why);
             metrics.Reject(ctx.RequestAborted.IsCancellationRequested ? "client_disconnected" : "cancelled");
             if (!ctx.Response.HasStarted && !ctx.RequestAborted.IsCancellationRequested)
@@ -133,12 +144,29 @@ public sealed class CompletionHandler(
         finally
         {
             registry.Remove(tenant.Name, id);
-            // Charged for what was produced, also when cancelled or failed half-way.
-            await quotas.ReleaseAsync(tenant, lease, promptTokens.Sum() + completionTokens.Sum());
+            leaseAlive.Cancel();
+            await Task.WhenAll(keepAlive, registered);
+            // Charged for what was produced, also when cancelled or failed half-way; each prompt once, as usage reports it.
+            var charged = Enumerable.Range(0, jobs.Count).Where(i => i % req.N == 0).Sum(i => promptTokens[i]) + completionTokens.Sum();
+            await quotas.ReleaseAsync(tenant, lease, charged);
             metrics.RequestDuration.Record(time.GetElapsedTime(started).TotalSeconds,
                 new KeyValuePair<string, object?>("endpoint", endpoint.ToString()), modelTag);
         }
     }
+
+    /// <summary>
+    /// Prompt tokens reserved at admission, before any model tokenized the prompt: a quarter of its characters (about
+    /// what English text gives with BPE vocabularies); the settlement at the end charges the real count.
+    /// </summary>
+    static int PromptTokenEstimate(ParsedRequest req)
+    {
+        long chars = req.Endpoint == ApiEndpoint.Completions
+            ? req.Prompts.Sum(p => (long)p.Length)
+            : (req.Generation.Messages ?? []).Sum(m => (long)m.Content.Length);
+        return (int)Math.Min(int.MaxValue, (chars + 3) / 4);
+    }
+
+    static bool RunsTheBaseAlone(CombinationSpec c) => c.Alpha == 0 || c.Experts.All(e => e.Weight == 0);
 
     /// <summary>Each generation's cluster-wide id ("&lt;tenant&gt;:&lt;request id&gt;:&lt;index&gt;": the prefix keeps tenants' ids apart) and request.</summary>
     static List<(string Id, GenerationRequest Request)> BuildGenerations(ParsedRequest req, string tenant, string id) =>
@@ -171,7 +199,8 @@ public sealed class CompletionHandler(
             catch { linked.Cancel(); throw; }
             finally { metrics.ActiveGenerations.Add(-1, modelTag); }
         }).ToArray();
-        var all = Task.WhenAll(tasks).ContinueWith(t => channel.Writer.TryComplete(t.Exception?.InnerExceptions.FirstOrDefault(e => e is not OperationCanceledException) ?? t.Exception?.InnerException),
+        var all = Task.WhenAll(tasks).ContinueWith(t => channel.Writer.TryComplete(t.Exception?.InnerExceptions.FirstOrDefault(e => e is not OperationCanceledException)
+                ?? t.Exception?.InnerExceptions.FirstOrDefault(e => e is ClusterCancelledException) ?? t.Exception?.InnerException),
             TaskScheduler.Default);
         try
         {

@@ -20,7 +20,7 @@ public sealed class OrleansGenerationBackend(IClusterClient client, ILogger<Orle
         var grain = client.GetGrain<IGenerationGrain>(GenerationKeys.Create(request.Combination.Base, generationId));
         // GenerationClient resumes on a new coordinator (same output) if the coordinator's silo dies mid-stream.
         await using var events = GenerationClient.StreamAsync(client, request, generationId, cancellationToken).GetAsyncEnumerator(cancellationToken);
-        using var onCancel = cancellationToken.Register(() => _ = CancelAsync(grain, generationId, request.TenantId));
+        using var onCancel = cancellationToken.Register(() => _ = CancelAsync(request.Combination.Base, generationId, request.TenantId));
         while (true)
         {
             TokenEvent e;
@@ -36,7 +36,7 @@ public sealed class OrleansGenerationBackend(IClusterClient client, ILogger<Orle
             if (e.Finish == FinishKind.Error)
                 throw new ApiError(500, $"The generation failed on the cluster: {e.Error}", "server_error", null, "generation_failed", "generation_failed");
             if (e.Finish == FinishKind.Cancelled)
-                throw new OperationCanceledException("The generation was cancelled on the cluster.");
+                throw new ClusterCancelledException();
             yield return new TextDelta(e.Text, e.TokenId >= 0 ? 1 : 0);
             if (e.Finish != FinishKind.None)
             {
@@ -48,11 +48,12 @@ public sealed class OrleansGenerationBackend(IClusterClient client, ILogger<Orle
         }
     }
 
-    async Task CancelAsync(IGenerationGrain grain, string generationId, string tenant)
+    async Task CancelAsync(string baseModel, string generationId, string tenant)
     {
         try
         {
-            await grain.Cancel(tenant).WaitAsync(TimeSpan.FromSeconds(5));
+            // Every attempt: after a resume the live coordinator runs under another key.
+            await GenerationClient.CancelAllAttemptsAsync(client, baseModel, generationId, tenant).WaitAsync(TimeSpan.FromSeconds(5));
             log.LogInformation("Cancelled generation {GenerationId} on the cluster", generationId);
         }
         catch (Exception e) { log.LogWarning(e, "Cancel of generation {GenerationId} failed", generationId); }
@@ -89,3 +90,6 @@ public sealed class OrleansGenerationBackend(IClusterClient client, ILogger<Orle
         _ => field,
     };
 }
+
+/// <summary>The coordinator ended the generation as cancelled without this gateway asking (a DELETE on another replica).</summary>
+public sealed class ClusterCancelledException() : OperationCanceledException("The generation was cancelled on the cluster.");

@@ -32,6 +32,7 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
 
     public ParsedRequest Parse(JsonElement root, ApiEndpoint endpoint)
     {
+        RequestFields.CheckBody(root, endpoint);
         var model = RequiredString(root, "model");
         var combination = resolveModel(model) ?? throw new ApiError(StatusCodes.Status400BadRequest,
             $"The model '{model}' does not exist. GET /v1/models lists the models and combinations you can use.",
@@ -87,15 +88,11 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
                 throw ApiError.Invalid("stream_options", "'stream_options' must be an object such as {\"include_usage\": true}.", "invalid_type");
             if (!stream)
                 throw ApiError.Invalid("stream_options", "'stream_options' is only allowed when 'stream' is true.");
+            RequestFields.Check(so, "stream_options", RequestFields.StreamOptionFields);
             includeUsage = OptionalBool(so, "include_usage", "stream_options.include_usage") ?? false;
         }
-        if (OptionalBool(root, "echo") == true)
-            throw ApiError.Invalid("echo", "'echo' is not supported by this server.", "unsupported_parameter");
-        if (Get(root, "logprobs") is { } lp && lp.ValueKind is not (JsonValueKind.False or JsonValueKind.Null)
-            && !(lp.ValueKind == JsonValueKind.Number && lp.TryGetInt32(out var lpi) && lpi == 0))
-            throw ApiError.Invalid("logprobs", "'logprobs' is not supported by this server.", "unsupported_parameter");
-        if (Get(root, "tools") is { ValueKind: JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
-            throw ApiError.Invalid("tools", "'tools' (function calling) is not supported by this server.", "unsupported_parameter");
+        // An end-user label for the operator's abuse tracking (OpenAI's meaning): checked, not used by decoding.
+        _ = OptionalText(root, "user", "user");
 
         var (spec, overrides) = ApplyOverrides(root, combination);
 
@@ -109,7 +106,9 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
                 Messages = endpoint == ApiEndpoint.ChatCompletions ? [.. messages] : null,
                 Sampling = new SamplingSpec
                 {
-                    Temperature = (float)temperature, TopP = (float)topP, TopK = (int)topK,
+                    Temperature = (float)temperature,
+                    // A top_p below float's range (1e-50) keeps only the most likely token(s), as its smallest float does.
+                    TopP = Math.Max((float)topP, float.Epsilon), TopK = (int)topK,
                     Seed = seed is { } s ? unchecked((ulong)s) : null, MaxNewTokens = maxTokens, Stop = [.. stop],
                 },
             },
@@ -157,6 +156,7 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
             var at = $"messages[{i}]";
             if (e.ValueKind != JsonValueKind.Object)
                 throw ApiError.Invalid(at, $"'{at}' must be an object with 'role' and 'content'.", "invalid_type");
+            RequestFields.CheckMessage(e, at);
             var role = RequiredString(e, "role", $"{at}.role");
             if (!Roles.Contains(role))
                 throw ApiError.Invalid($"{at}.role", $"'{at}.role' must be one of system, developer, user, assistant; got '{role}'.");
@@ -171,6 +171,7 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
                 foreach (var part in c.EnumerateArray())
                 {
                     var pat = $"{at}.content[{j++}]";
+                    if (part.ValueKind == JsonValueKind.Object) RequestFields.Check(part, pat, RequestFields.ContentPartFields);
                     if (part.ValueKind != JsonValueKind.Object || RequiredString(part, "type", $"{pat}.type") != "text")
                         throw ApiError.Invalid(pat, $"'{pat}' must be a text part {{\"type\":\"text\",\"text\":...}}; images and audio are not supported.");
                     sb.Append(RequiredString(part, "text", $"{pat}.text"));
@@ -225,6 +226,7 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
         if (Get(root, "proxy") is not { } proxy) return (spec, named);
         if (proxy.ValueKind != JsonValueKind.Object)
             throw ApiError.Invalid("proxy", "'proxy' must be an object: {\"alpha\", \"base\", \"experts\": [{\"expert\", \"anti_expert\", \"weight\"}], \"answer_cue\", \"expert_response_prefix\"}.", "invalid_type");
+        RequestFields.Check(proxy, "proxy", RequestFields.ProxyFields);
         if (OptionalFinite(proxy, "alpha", "proxy.alpha") is { } a) spec = spec with { Alpha = CheckAlpha(a, "proxy.alpha") };
         if (OptionalText(proxy, "answer_cue", "proxy.answer_cue") is { } cue)
         {
@@ -250,6 +252,7 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
                 var at = $"proxy.experts[{i++}]";
                 if (e.ValueKind != JsonValueKind.Object)
                     throw ApiError.Invalid(at, $"'{at}' must be an object {{expert, anti_expert, weight}}.", "invalid_type");
+                RequestFields.Check(e, at, RequestFields.ExpertFields);
                 var ex = CheckPlainModel(RequiredString(e, "expert", $"{at}.expert"), $"{at}.expert");
                 var anti = CheckPlainModel(RequiredString(e, "anti_expert", $"{at}.anti_expert"), $"{at}.anti_expert");
                 var w = OptionalFinite(e, "weight", $"{at}.weight") ?? 1.0;

@@ -39,6 +39,7 @@ public static class SiloHosting
         silo.Services.AddSingleton<HostedModels>();
         silo.Services.AddHostedService(sp => sp.GetRequiredService<HostedModels>());
         silo.Services.AddSingleton<ModelDirectory>();
+        silo.Services.AddHostedService<DrainWatcher>();
         silo.Services.AddSingleton<TokenizerCache>();
         silo.Services.AddPlacementFilter<ModelPlacementFilterStrategy, ModelPlacementDirector>(ServiceLifetime.Singleton);
         silo.AddMemoryStreams(Abstractions.StreamNames.Provider);

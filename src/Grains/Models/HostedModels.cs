@@ -47,6 +47,27 @@ public sealed class HostedModels : IHostedLifecycleService, IDisposable
     /// <summary>True while the silo is shutting down: new sessions are refused so that callers open them elsewhere.</summary>
     public bool Draining { get; private set; }
 
+    /// <summary>Set by the silo's <see cref="Placement.DrainWatcher"/>: tells the cluster this silo drains.</summary>
+    public Func<Task>? AnnounceDrain { get; set; }
+
+    /// <summary>Sessions (and coordinators) refused because of the drain, for metrics and tests.</summary>
+    public long DrainRefusals => Interlocked.Read(ref _drainRefusals);
+    private long _drainRefusals;
+
+    /// <summary>The exception that refuses a new coordinator during the drain (counted).</summary>
+    public CoordinatorDrainingException RefuseCoordinator(string message)
+    {
+        Interlocked.Increment(ref _drainRefusals);
+        return new CoordinatorDrainingException(message);
+    }
+
+    /// <summary>The exception that refuses new work during the drain (counted).</summary>
+    public ModelDrainingException RefuseForDrain(string message)
+    {
+        Interlocked.Increment(ref _drainRefusals);
+        return new ModelDrainingException(message);
+    }
+
     public ModelWorker? Find(string name) => _workers.GetValueOrDefault(name);
 
     public ModelWorker Get(string name) => Find(name) ?? throw new ModelNotHostedException(name, _workers.Keys);
@@ -89,6 +110,10 @@ public sealed class HostedModels : IHostedLifecycleService, IDisposable
     public async Task StoppingAsync(CancellationToken cancellationToken)
     {
         Draining = true;
+        // Tell the cluster, so that placement stops choosing this silo (the refusals above catch what arrives meanwhile).
+        if (AnnounceDrain is { } announce)
+            try { await announce().WaitAsync(TimeSpan.FromSeconds(2), cancellationToken); }
+            catch (Exception e) { _log.LogWarning(e, "Announcing the drain failed; new work is refused here all the same"); }
         var open = _workers.Values.Sum(w => w.ActiveSessions);
         if (open > 0) _log.LogInformation("Draining: waiting for {Sessions} open sessions to finish", open);
         await Task.WhenAll(_workers.Values.Select(w => w.DrainAsync(TimeSpan.FromSeconds(_options.DrainTimeoutSeconds), cancellationToken)));

@@ -75,11 +75,14 @@ public sealed class ModelWorker : IDisposable
     /// <c>generated.Length</c>. Reserves KV memory for the whole request up front.
     /// </summary>
     /// <param name="precision">How the session's logits travel (<see cref="PrecisionOf"/>); the worker itself always returns fp32.</param>
+    /// <param name="generation">The request all attempts of a generation share (null: none); with <paramref name="attempt"/>,
+    /// see <see cref="OpenSessionRequest.Generation"/>.</param>
     public async Task<(ReadOnlyMemory<float> Logits, double ModelMs)> OpenAsync(string sessionId, int[] promptIds, int[] generated, int maxNewTokens,
-        LogitsPrecision precision = LogitsPrecision.Float32)
+        LogitsPrecision precision = LogitsPrecision.Float32, string? generation = null, int attempt = 0)
     {
         if (promptIds.Length == 0) throw new InvalidRequestException("prompt", "The prompt tokenized to no tokens.");
         Close(sessionId);
+        if (generation is not null) CloseEarlierAttempts(generation, attempt);
         int used = promptIds.Length + generated.Length;
         // Same capacity as the single-process decoder: prompt + history + the tokens still to come.
         int capacity = maxNewTokens > 0 ? Math.Min(_model.MaxSequenceLength, promptIds.Length + Math.Max(maxNewTokens, generated.Length)) : _model.MaxSequenceLength;
@@ -98,7 +101,7 @@ public sealed class ModelWorker : IDisposable
                 $"{(after - need) / 1048576.0:F1} of {_budgetBytes / 1048576.0:F1} MB are held by {_sessions.Count} sessions. " +
                 "Retry later, lower max_tokens, add a replica, or raise ProxyOrleans:KvBudgetMB.");
         }
-        var session = new Session(sessionId, capacity, need) { Step = generated.Length, Precision = precision };
+        var session = new Session(sessionId, capacity, need) { Step = generated.Length, Precision = precision, Generation = generation, Attempt = attempt };
         try
         {
             session.Inner = _model.CreateSession(capacity);
@@ -119,11 +122,35 @@ public sealed class ModelWorker : IDisposable
         }
     }
 
+    /// <summary>
+    /// A later attempt of the same generation is opening: sessions of earlier attempts belong to a coordinator that was
+    /// given up (its silo died) and would hold their KV until the idle timeout. A late open of an earlier attempt
+    /// (its coordinator still alive after all) is refused, so that it cannot take the memory back.
+    /// </summary>
+    private void CloseEarlierAttempts(string generation, int attempt)
+    {
+        foreach (var (id, s) in _sessions)
+        {
+            if (!string.Equals(s.Generation, generation, StringComparison.Ordinal)) continue;
+            if (s.Attempt < attempt)
+            {
+                _log.LogInformation("Model {Model}: freeing session {Session} of attempt {Old}; attempt {New} of the generation opened", Name, id, s.Attempt, attempt);
+                Close(id);
+            }
+            else if (s.Attempt > attempt)
+                throw new SessionNotFoundException(
+                    $"Attempt {attempt} of generation '{generation}' was superseded by attempt {s.Attempt} on model '{Name}': this coordinator was given up.");
+        }
+    }
+
     /// <summary>Appends the token sampled at step−1 and returns the logits for <paramref name="step"/>; idempotent per step.</summary>
     public Task<(ReadOnlyMemory<float> Logits, double ModelMs)> StepAsync(string sessionId, int step, int token)
     {
         if (!_sessions.TryGetValue(sessionId, out var session))
             throw new SessionNotFoundException($"Session '{sessionId}' is not open on model '{Name}' here (silo restarted or idle timeout): re-open it.");
+        if ((uint)token >= (uint)_model.VocabSize)
+            // Checked here: the one-row decode path reads the embedding row unchecked.
+            throw new InvalidRequestException("token", $"Token id {token} is outside model '{Name}''s vocabulary (0..{_model.VocabSize - 1}).");
         session.Touch();
         lock (session)
         {
@@ -142,9 +169,26 @@ public sealed class ModelWorker : IDisposable
         }
     }
 
-    private static async Task<(ReadOnlyMemory<float>, double)> RunStep(Session session, int step, Work work)
+    private async Task<(ReadOnlyMemory<float>, double)> RunStep(Session session, int step, Work work)
     {
-        var logits = await work.Result.Task;
+        ReadOnlyMemory<float> logits;
+        try { logits = await work.Result.Task; }
+        catch (Exception e) when (e is not SessionNotFoundException)
+        {
+            // The forward failed for this session: its cache may be half written, so it is closed (KV freed) rather
+            // than left with a faulted pending step that every retry would return. A retry then finds no session.
+            lock (session) session.Pending = null;
+            // This session object only: the id may already name a re-opened session.
+            if (((ICollection<KeyValuePair<string, Session>>)_sessions).Remove(new(session.Id, session)))
+            {
+                session.Closed = true;
+                _queue.Writer.TryWrite(new Work(session, [], prefill: false) { Free = true });
+            }
+            _log.LogWarning(e, "Model {Model}: step {Step} of session {Session} failed; the session was closed", Name, step, session.Id);
+            throw new ModelFaultException(
+                $"Model '{Name}' failed on step {step} of session '{session.Id}' ({e.GetType().Name}: {e.Message}). " +
+                "The session was closed and its memory freed; other sessions are unaffected.");
+        }
         lock (session)
         {
             session.Step = step;
@@ -278,6 +322,13 @@ public sealed class ModelWorker : IDisposable
                 steps[i].Result.TrySetResult(all.AsMemory(i * v, v));
             }
         }
+        catch (Exception e) when (steps.Count > 1)
+        {
+            // One bad row must not fail every session of the batch (other tenants' included): the model checks every
+            // session before writing any cache, so each is run again alone and only the failing one fails.
+            _log.LogWarning(e, "Model {Model}: a batch of {Count} steps failed; running them one by one", Name, steps.Count);
+            foreach (var s in steps) RunSteps([s]);
+        }
         catch (Exception e)
         {
             foreach (var s in steps) s.Result.TrySetException(e);
@@ -304,6 +355,8 @@ public sealed class ModelWorker : IDisposable
         public Task<(ReadOnlyMemory<float>, double)>? Pending;
         public long LastUsed = Environment.TickCount64;
         public LogitsPrecision Precision;
+        public string? Generation;
+        public int Attempt;
         public volatile bool Closed;
         private long _reserved = reserved;
         public void Touch() => LastUsed = Environment.TickCount64;

@@ -19,8 +19,16 @@ public sealed class ModelDirectory(ISiloMetadataCache metadata, IClusterMembersh
 
     public bool Hosts(SiloAddress silo, string model) => ModelsOf(silo).Contains(model, StringComparer.Ordinal);
 
+    private volatile HashSet<SiloAddress> _draining = [];
+
+    /// <summary>Silos announced as draining (<see cref="DrainRegistryGrain"/>): they take no new coordinators or sessions.</summary>
+    public bool IsDraining(SiloAddress silo) => _draining.Contains(silo);
+
+    public void SetDraining(IEnumerable<SiloAddress> silos) => _draining = [.. silos];
+
+    /// <summary>Active silos that are not draining, sorted.</summary>
     public IReadOnlyList<SiloAddress> ActiveSilos =>
-        membership.CurrentSnapshot.Members.Values.Where(m => m.Status == SiloStatus.Active).Select(m => m.SiloAddress)
+        membership.CurrentSnapshot.Members.Values.Where(m => m.Status == SiloStatus.Active && !IsDraining(m.SiloAddress)).Select(m => m.SiloAddress)
             .OrderBy(s => s.ToString(), StringComparer.Ordinal).ToList();
 
     /// <summary>Active silos hosting all of <paramref name="models"/>, sorted (the order replica indices refer to).</summary>

@@ -23,7 +23,10 @@ public sealed class ModelPlacementDirector(ModelDirectory directory) : IPlacemen
     public IEnumerable<SiloAddress> Filter(PlacementFilterStrategy filterStrategy, PlacementTarget target, IEnumerable<SiloAddress> silos)
     {
         var key = target.GrainIdentity.Key.ToString()!;
-        var candidates = silos.ToList();
+        var all = silos.ToList();
+        // Draining silos take no new activations (coordinators, model replicas), unless nothing else is left.
+        var candidates = all.Where(s => !directory.IsDraining(s)).ToList();
+        if (candidates.Count == 0) candidates = all;
         int slash = key.IndexOf('/');
         if (slash >= 0)
         {

@@ -64,8 +64,16 @@ public static class Sampler
     {
         if (scores.Length != logits.Length) throw new ArgumentException("Scores must be as long as the logits.", nameof(scores));
         float t = options.Temperature > 0 ? options.Temperature : 1f;
-        for (int j = 0; j < logits.Length; j++) scores[j] = t == 1f ? logits[j] : logits[j] / t;
+        bool overflowed = false;
+        for (int j = 0; j < logits.Length; j++)
+        {
+            scores[j] = t == 1f ? logits[j] : logits[j] / t;
+            if (float.IsInfinity(scores[j]) && float.IsFinite(logits[j])) overflowed = true;
+        }
         for (int j = 0; j < scores.Length; j++) if (float.IsNaN(scores[j])) scores[j] = float.NegativeInfinity;
+        // A temperature so small that logit / t overflows (1e-40) would leave ±∞ scores and a NaN softmax (an empty
+        // text came back). Its limit as t → 0 is the largest logit(s) alone: keep them, at equal scores.
+        if (overflowed) KeepOnlyTheLargest(logits, scores);
 
         if (options.TopK > 0 && options.TopK < scores.Length)
         {
@@ -81,6 +89,13 @@ public static class Sampler
             float last = Threshold(values, probabilities, options.TopP);
             for (int j = 0; j < scores.Length; j++) if (scores[j] < last) scores[j] = float.NegativeInfinity;
         }
+    }
+
+    private static void KeepOnlyTheLargest(ReadOnlySpan<float> logits, Span<float> scores)
+    {
+        float max = float.NegativeInfinity;
+        foreach (float x in logits) if (x > max) max = x;
+        for (int j = 0; j < scores.Length; j++) scores[j] = logits[j] == max ? 0f : float.NegativeInfinity;
     }
 
     // The finite scores, and (optionally) their softmax probabilities in double.

@@ -25,6 +25,21 @@ public class SamplerTests
         Assert.Equal(2, Sampler.Sample([1f, -2f, 7.5f, 3f], greedy with { TopK = 1, TopP = 0.1f }, 99, 5));
     }
 
+    [Theory]
+    [InlineData(1e-40f)]       // logit / t overflows to ±∞ (a NaN softmax sampled the last token before)
+    [InlineData(float.Epsilon)]
+    public void ATemperatureSoSmallThatLogitsOverflowSamplesTheLargestLogit(float temperature)
+    {
+        var tiny = new SamplingOptions { Temperature = temperature };
+        for (ulong seed = 0; seed < 20; seed++)
+        {
+            Assert.Equal(1, Sampler.Sample([1f, 3f, 2f, -4f], tiny, seed, 0));
+            Assert.Equal(2, Sampler.Sample([-1f, -3f, 0.5f, -0.25f], tiny, seed, 3));
+            Assert.Equal(0, Sampler.Sample([3f, 2.9f, 2.95f], tiny with { TopK = 2, TopP = 0.5f }, seed, 1));
+        }
+        Assert.Equal([1], Kept([1f, 3f, 2f], tiny));
+    }
+
     [Fact]
     public void TopKKeepsTheKLargest()
     {

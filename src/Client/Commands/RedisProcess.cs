@@ -1,0 +1,62 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace ProxyOrleans.Client.Commands;
+
+/// <summary>A redis-server of our own on a free loopback port (no persistence), for loopback clusters with Redis membership.</summary>
+public sealed class RedisProcess : IDisposable
+{
+    private readonly Process _process;
+    public int Port { get; }
+    public string ConnectionString => $"127.0.0.1:{Port}";
+
+    private RedisProcess(Process process, int port) { _process = process; Port = port; }
+
+    public static RedisProcess Start()
+    {
+        int port = LoopbackPorts.Next();
+        var psi = new ProcessStartInfo("redis-server") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Path.GetTempPath() };
+        foreach (var a in new[] { "--port", port.ToString(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no" }) psi.ArgumentList.Add(a);
+        Process p;
+        try { p = Process.Start(psi)!; }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new InvalidOperationException("redis-server is not installed (apt-get install redis-server, or scripts/install-test-deps.sh); or pass --redis host:port.", e);
+        }
+        p.OutputDataReceived += (_, _) => { };
+        p.ErrorDataReceived += (_, _) => { };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        var redis = new RedisProcess(p, port);
+        var deadline = DateTime.UtcNow.AddSeconds(15);
+        while (!redis.Ping())
+        {
+            if (p.HasExited) { redis.Dispose(); throw new InvalidOperationException($"redis-server exited with {p.ExitCode} on port {port}."); }
+            if (DateTime.UtcNow > deadline) { redis.Dispose(); throw new TimeoutException($"redis-server did not answer PING on port {port} in 15 s."); }
+            Thread.Sleep(50);
+        }
+        return redis;
+    }
+
+    private bool Ping()
+    {
+        try
+        {
+            using var c = new TcpClient();
+            c.Connect(IPAddress.Loopback, Port);
+            var s = c.GetStream();
+            s.Write("PING\r\n"u8);
+            var buf = new byte[64];
+            return Encoding.ASCII.GetString(buf, 0, s.Read(buf)).StartsWith("+PONG");
+        }
+        catch (SocketException) { return false; }
+    }
+
+    public void Dispose()
+    {
+        try { if (!_process.HasExited) { _process.Kill(); _process.WaitForExit(5000); } }
+        finally { _process.Dispose(); }
+    }
+}
