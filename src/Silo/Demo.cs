@@ -62,8 +62,8 @@ public static class Demo
             Console.WriteLine();
             Console.WriteLine($"Demo: one held-out question per task, greedy. {combo.Spec.Base} alone is asked zero-shot inside the answer cue " +
                               $"\"{combo.Spec.AnswerCue?.Replace("\n", "\\n")}\"; the expert and {TunedLarge} through their chat template and the response prefix " +
-                              $"\"{combo.Spec.ExpertResponsePrefix}\". The questions are ones the evaluation found {combo.Spec.Base} to know and {combo.Name} to answer right; " +
-                              "the rates over all questions, misses included, are in docs/evaluation.md.");
+                              $"\"{combo.Spec.ExpertResponsePrefix}\". Per task, the first question {combo.Name} answered right in the evaluation (for knowledge and " +
+                              $"arithmetic, {combo.Spec.Base} too); the rates over all questions and seeds, misses included, are in docs/evaluation.md.");
             foreach (var q in questions)
             {
                 // The base alone is asked as the combination asks it (same answer cue); the tuned model alone as its expert is.
