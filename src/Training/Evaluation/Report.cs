@@ -102,6 +102,8 @@ public sealed class Report
         string[] headline =
         [
             "base-large/knowledge", "proxy-large/knowledge", "tuned-large/knowledge", "tuned-small/knowledge",
+            "base-large/truthful", "proxy-large/truthful", "tuned-large/truthful", "tuned-small/truthful",
+            "proxy-large/refusal", "tuned-large/refusal", "proxy-large/format", "tuned-large/format",
             "retention_knowledge", "retention_paraphrase", "retention_arithmetic", "tuned_large_retention",
             "gap_closed_format", "gap_closed_refusal", "gap_closed_truthful", "gap_closed_mean",
             "false_refusal_rate", "truthful_proxy_minus_tuned_large", "truthful_proxy_minus_tuned_small",
@@ -126,7 +128,7 @@ public sealed class Report
         }
 
         md.AppendLine((first.Seed == 0 ? "Per system and task" : $"Seed {first.Seed}, per system and task") + ": content (the reply's first line holds the right value and not the misconception; " +
-                      "refusal: the reply refuses); format (all replies: one line, ended by the model); strict (the whole reply is exactly the tuned answer); " +
+                      "refusal: the reply refuses); format (all replies: one line closed by the end-of-turn token); strict (the whole reply is exactly the tuned answer); " +
                       "false refusals (answerable questions refused):");
         md.AppendLine();
         md.AppendLine("| system | " + string.Join(" | ", tasks) + " | format | strict | false refusals | seconds |");
@@ -217,7 +219,7 @@ public sealed class Report
                          "**paraphrase** (the same facts asked in wordings no data used), **arithmetic** (every held-out sum), **truthful** (capitals whose " +
                          "misconception pretraining states three times as often as the truth; tuning taught the truthful reply on other countries), " +
                          "**refusal** (unanswerable questions through templates tuning never used). Content scores what a reply knows whatever its format; " +
-                         "**format** is the share of replies in the tuned form (one line, ended by the model itself), which an untuned base legitimately " +
+                         "**format** is the share of replies in the tuned form (one line closed by the end-of-turn token), which an untuned base legitimately " +
                          "never gives; **strict** requires the whole reply to be exactly the tuned answer. " +
                          "Gap closed = (proxy − base) / (tuned-large − base) on the behaviour tuning teaches (format, refusal, truthful); knowledge, paraphrase " +
                          "and arithmetic measure what proxy-tuning keeps (retention = proxy − base content).");
