@@ -152,7 +152,7 @@ public static class BenchClusterCommand
         Console.WriteLine($"bench cluster: {result.Description}, {tokens} tokens/generation, {runs} runs/layout, loopback TCP, {Environment.ProcessorCount} cores");
         Console.WriteLine("(figures taken on a shared machine are disturbed by other work)");
 
-        // Several silo processes share this machine's cores: one torch thread each (platform-facts: a second thread
+        // Several silo processes share this machine's cores: one torch thread each (docs/model.md: a second thread
         // does not pay for small models, and 3-4 processes x 2 threads oversubscribe 2 cores).
         var threads = new Dictionary<string, string> { ["ProxyOrleans:Threads"] = Environment.ProcessorCount <= 4 ? "1" : "0" };
         // Cluster 1: one silo per model plus a coordinator-only silo.

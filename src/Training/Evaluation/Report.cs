@@ -177,7 +177,7 @@ public sealed class Report
             md.AppendLine(shift.Markdown);
         }
 
-        // Closing key=value line: the headline figures, worst seed where a target is a floor.
+        // Closing key=value line: the headline figures, the worst seed where a figure is a floor.
         double Min(string k) => figures.Select(f => f.Values.GetValueOrDefault(k, double.NaN)).Where(x => !double.IsNaN(x)).DefaultIfEmpty(double.NaN).Min();
         double Max(string k) => figures.Select(f => f.Values.GetValueOrDefault(k, double.NaN)).Where(x => !double.IsNaN(x)).DefaultIfEmpty(double.NaN).Max();
         double Mean(string k) => figures.Select(f => f.Values.GetValueOrDefault(k, double.NaN)).Where(x => !double.IsNaN(x)).DefaultIfEmpty(double.NaN).Average();
