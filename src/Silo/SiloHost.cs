@@ -23,7 +23,10 @@ public static class SiloHost
 {
     public const string Usage = """
         Usage: dotnet run --project src/Silo -c Release [-- options]
-          (no options)              one local silo hosting every bundled demo model (models/demo/*), prints a demo, keeps serving
+          (no options)              the local main job: one silo hosting every bundled demo model (models/demo/*), the
+                                    OpenAI-compatible API and playground on http://127.0.0.1:8000, prints a demo, keeps serving
+          --api-url <url>           serve the OpenAI-compatible API and the playground there (implies --api)
+          --api / --no-api          serve them (default: only with no options) on --api-url (http://127.0.0.1:8000)
           --models <list>           models to host: name=dir,... or dir,... (the name is the directory's name)
           --silo-port <n>           silo-to-silo port (11111)          --gateway-port <n>  client gateway port (30000)
           --primary-port <n>        localhost clustering: the primary silo's port (for several silo processes on one machine)
@@ -33,6 +36,8 @@ public static class SiloHost
           --fast-failure            declare dead silos within seconds (loopback demos, tests)
           --device <cpu|cuda[:n]>   device of the hosted models (cpu)   --threads <n>  torch threads (0 = torch's default)
         Any configuration key also works: --ProxyOrleans:KvBudgetMB=512, env ProxyOrleans__Models__0__Name=base-large ...
+        Exit codes: 0 stopped cleanly (Ctrl+C / SIGTERM) or --help; 1 could not start (a port in use, models that do
+        not load); 2 bad command line or configuration (the message names the option).
         """;
 
     /// <summary>Translates the friendly options into configuration keys (the "ProxyOrleans" section's keys, docs/distributed.md).</summary>
@@ -69,8 +74,19 @@ public static class SiloHost
                 case "--fast-failure": d["ProxyOrleans:FastFailureDetection"] = "true"; break;
                 case "--device": d["ProxyOrleans:Device"] = Next(); break;
                 case "--threads": d["ProxyOrleans:Threads"] = Next(); break;
-                case "-h" or "--help": throw new HelpRequestedException();
-                default: rest.Add(a); break;
+                case "--api": d["ProxyOrleans:Api"] = "true"; break;
+                case "--no-api": d["ProxyOrleans:Api"] = "false"; break;
+                case "--api-url": d["ProxyOrleans:ApiUrl"] = Next(); d.TryAdd("ProxyOrleans:Api", "true"); break;
+                case "-h" or "--help" or "-?": throw new HelpRequestedException();
+                // A configuration key (--Section:Key=value or --Section:Key value) goes to the host's configuration.
+                case var key when key.StartsWith("--") && key.Contains(':'):
+                    rest.Add(a);
+                    if (!a.Contains('=') && i + 1 < args.Length && !args[i + 1].StartsWith("--")) rest.Add(args[++i]);
+                    break;
+                default:
+                    throw new ArgumentException(a.StartsWith('-')
+                        ? $"Unknown option '{a}'. Run with --help for the options; configuration keys are given as --Section:Key=value."
+                        : $"Unexpected argument '{a}': the silo takes only options. Run with --help for the options.");
             }
         }
         return d;
@@ -94,8 +110,9 @@ public static class SiloHost
         string serviceId = po.GetValue("ServiceId", "proxyorleans")!;
         string clustering = po.GetValue("Clustering", "localhost")!.ToLowerInvariant();
 
-        builder.WebHost.UseKestrel(k => { if (httpPort > 0) k.ListenAnyIP(httpPort); });
-        if (httpPort <= 0) builder.WebHost.UseUrls(); // no HTTP endpoint
+        // --http-port 0: no health endpoints. Kestrel with no endpoint would take localhost:5000 (and collide with
+        // the next such silo), so it gets an ephemeral loopback port nobody is told about.
+        builder.WebHost.UseKestrel(k => { if (httpPort > 0) k.ListenAnyIP(httpPort); else k.Listen(IPAddress.Loopback, 0); });
         builder.Logging.AddFilter("Orleans", Microsoft.Extensions.Logging.LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.AspNetCore", Microsoft.Extensions.Logging.LogLevel.Warning);
         builder.Logging.AddFilter("Polly", Microsoft.Extensions.Logging.LogLevel.Warning);
@@ -130,6 +147,9 @@ public static class SiloHost
         return app;
     }
 
+    /// <summary>Set (true) when no models were configured and the silo hosts the bundled demo models: the local main job.</summary>
+    public const string BundledDemoModelsKey = "ProxyOrleans:HostsBundledDemoModels";
+
     /// <summary>No models configured: host every bundled demo model, and the demo combination when its models are there.</summary>
     private static void AddDemoDefaults(ConfigurationManager config)
     {
@@ -143,7 +163,7 @@ public static class SiloHost
                 "No models to host: ProxyOrleans:Models is not configured and no bundled demo models were found in models/demo/. " +
                 "Train them with `dotnet run --project src/Training -c Release` (see README), or point the silo at model " +
                 "directories: `dotnet run --project src/Silo -c Release -- --models base=/path/to/base,expert=/path/to/expert`.");
-        var d = new Dictionary<string, string?>();
+        var d = new Dictionary<string, string?> { [BundledDemoModelsKey] = "true" };
         for (int i = 0; i < dirs.Length; i++)
         {
             d[$"ProxyOrleans:Models:{i}:Name"] = Path.GetFileName(dirs[i]);
