@@ -27,7 +27,7 @@ public sealed class CompletionHandler(
         await catalog.RefreshAsync(ctx.RequestAborted);
         if (catalog.Error is { } down)
             throw ApiError.Unavailable($"The model cluster cannot be reached right now ({down}); retry shortly.", "cluster_unavailable");
-        var req = new RequestParser(options, catalog.Resolve).Parse(doc.RootElement, endpoint);
+        var req = ProxyAnalysis.Apply(doc.RootElement, new RequestParser(options, catalog.Resolve).Parse(doc.RootElement, endpoint));
 
         if (catalog.Combinations.ContainsKey(req.Model) || catalog.Hosted.Contains(req.Model)) ctx.Items["proxyorleans.model"] = req.Model;
         if (!tenant.Allows(req.Model)) throw ApiError.ModelNotAllowed("model", req.Model);
@@ -70,7 +70,10 @@ public sealed class CompletionHandler(
                     if (req.Stream)
                     {
                         if (!streamStarted) { streamStarted = true; await StartStreamAsync(ctx, req, id, created, jobs.Count); }
-                        if (d.Text.Length > 0)
+                        if (d.Analysis is { } analysis)
+                            await WriteEventAsync(ctx, w => ResponseWriter.Chunk(w, endpoint, id, created, req.Model, index, d.Text, null,
+                                extra: x => ProxyAnalysis.Write(x, analysis, req.Combination)), cancel.Token);
+                        else if (d.Text.Length > 0)
                             await WriteEventAsync(ctx, w => ResponseWriter.Chunk(w, endpoint, id, created, req.Model, index, d.Text, null), cancel.Token);
                     }
                     else texts[index].Append(d.Text);
