@@ -102,6 +102,9 @@ public static class GatewayApp
                 statusCode: ready ? 200 : 503);
         });
         app.MapPrometheusScrapingEndpoint();
+        // The page is public; the API calls it makes carry the key typed into it.
+        app.MapGet("/playground", () => Results.Content(Playground.Html, "text/html; charset=utf-8"));
+        app.MapGet("/", () => Results.Redirect("/playground"));
 
         var v1 = app.MapGroup("/v1").AddEndpointFilter(async (ctx, next) =>
         {
