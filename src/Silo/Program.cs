@@ -7,9 +7,9 @@ try
 {
     app = SiloHost.Build(args);
 }
-catch (SiloHost.HelpRequestedException)
+catch (SiloCommandLine.HelpRequestedException help)
 {
-    Console.WriteLine(SiloHost.Usage);
+    help.Print();
     return 0;
 }
 catch (Exception e) when (e is InvalidOperationException or ArgumentException or DirectoryNotFoundException)

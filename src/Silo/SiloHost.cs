@@ -21,78 +21,8 @@ namespace ProxyOrleans.Silo;
 /// </summary>
 public static class SiloHost
 {
-    public const string Usage = """
-        Usage: dotnet run --project src/Silo -c Release [-- options]
-          (no options)              the local main job: one silo hosting every bundled demo model (models/demo/*), the
-                                    OpenAI-compatible API and playground on http://127.0.0.1:8000, prints a demo, keeps serving
-          --api-url <url>           serve the OpenAI-compatible API and the playground there (implies --api)
-          --api / --no-api          serve them (default: only with no options) on --api-url (http://127.0.0.1:8000)
-          --models <list>           models to host: name=dir,... or dir,... (the name is the directory's name)
-          --silo-port <n>           silo-to-silo port (11111)          --gateway-port <n>  client gateway port (30000)
-          --primary-port <n>        localhost clustering: the primary silo's port (for several silo processes on one machine)
-          --redis <conn>            Redis clustering (e.g. localhost:6379)   --cluster-id <id>  (proxyorleans)
-          --http-port <n>           /healthz /readyz /metrics (8080 + silo port − 11111; 0 = off)
-          --name <silo name>        (POD_NAME when set)               --demo / --no-demo  print the demo generation
-          --fast-failure            declare dead silos within seconds (loopback demos, tests)
-          --device <cpu|cuda[:n]>   device of the hosted models (cpu)   --threads <n>  torch threads (0 = torch's default)
-        Any configuration key also works: --ProxyOrleans:KvBudgetMB=512, env ProxyOrleans__Models__0__Name=base-large ...
-        Exit codes: 0 stopped cleanly (Ctrl+C / SIGTERM) or --help; 1 could not start (a port in use, models that do
-        not load); 2 bad command line or configuration (the message names the option).
-        """;
-
-    /// <summary>Translates the friendly options into configuration keys (the "ProxyOrleans" section's keys, docs/distributed.md).</summary>
-    public static Dictionary<string, string?> ParseArgs(string[] args, out List<string> rest)
-    {
-        var d = new Dictionary<string, string?>();
-        rest = [];
-        for (int i = 0; i < args.Length; i++)
-        {
-            string a = args[i];
-            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Option {a} needs a value.\n{Usage}");
-            switch (a)
-            {
-                case "--models":
-                    int k = 0;
-                    foreach (var item in Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-                    {
-                        var eq = item.IndexOf('=');
-                        var path = eq > 0 ? item[(eq + 1)..] : item;
-                        d[$"ProxyOrleans:Models:{k}:Name"] = eq > 0 ? item[..eq] : new DirectoryInfo(path.TrimEnd('/')).Name;
-                        d[$"ProxyOrleans:Models:{k}:Path"] = Path.GetFullPath(path);
-                        k++;
-                    }
-                    break;
-                case "--silo-port": d["ProxyOrleans:SiloPort"] = Next(); break;
-                case "--gateway-port": d["ProxyOrleans:GatewayPort"] = Next(); break;
-                case "--primary-port": d["ProxyOrleans:PrimarySiloPort"] = Next(); break;
-                case "--http-port": d["ProxyOrleans:HttpPort"] = Next(); break;
-                case "--redis": d["ProxyOrleans:Clustering"] = "redis"; d["ProxyOrleans:Redis"] = Next(); break;
-                case "--cluster-id": d["ProxyOrleans:ClusterId"] = Next(); break;
-                case "--name": d["ProxyOrleans:SiloName"] = Next(); break;
-                case "--demo": d["ProxyOrleans:Demo"] = "true"; break;
-                case "--no-demo": d["ProxyOrleans:Demo"] = "false"; break;
-                case "--fast-failure": d["ProxyOrleans:FastFailureDetection"] = "true"; break;
-                case "--device": d["ProxyOrleans:Device"] = Next(); break;
-                case "--threads": d["ProxyOrleans:Threads"] = Next(); break;
-                case "--api": d["ProxyOrleans:Api"] = "true"; break;
-                case "--no-api": d["ProxyOrleans:Api"] = "false"; break;
-                case "--api-url": d["ProxyOrleans:ApiUrl"] = Next(); d.TryAdd("ProxyOrleans:Api", "true"); break;
-                case "-h" or "--help" or "-?": throw new HelpRequestedException();
-                // A configuration key (--Section:Key=value or --Section:Key value) goes to the host's configuration.
-                case var key when key.StartsWith("--") && key.Contains(':'):
-                    rest.Add(a);
-                    if (!a.Contains('=') && i + 1 < args.Length && !args[i + 1].StartsWith("--")) rest.Add(args[++i]);
-                    break;
-                default:
-                    throw new ArgumentException(a.StartsWith('-')
-                        ? $"Unknown option '{a}'. Run with --help for the options; configuration keys are given as --Section:Key=value."
-                        : $"Unexpected argument '{a}': the silo takes only options. Run with --help for the options.");
-            }
-        }
-        return d;
-    }
-
-    public sealed class HelpRequestedException() : Exception(Usage);
+    /// <summary>Translates the command line into configuration keys (<see cref="SiloCommandLine"/>).</summary>
+    public static Dictionary<string, string?> ParseArgs(string[] args, out List<string> rest) => SiloCommandLine.Parse(args, out rest);
 
     public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
     {
