@@ -22,6 +22,7 @@ public sealed class CompletionHandler(
     {
         var tenant = TenantAuth.Current(ctx);
         var started = time.GetTimestamp();
+        using var span = Tracing.Source.StartActivity("gateway " + (endpoint == ApiEndpoint.ChatCompletions ? "chat.completions" : "completions"));
         var body = await ReadBodyAsync(ctx);
         using var doc = RequestParser.ParseJson(body);
         await catalog.RefreshAsync(ctx.RequestAborted);
@@ -30,6 +31,7 @@ public sealed class CompletionHandler(
         var req = ProxyAnalysis.Apply(doc.RootElement, new RequestParser(options, catalog.Resolve).Parse(doc.RootElement, endpoint));
 
         if (catalog.Combinations.ContainsKey(req.Model) || catalog.Hosted.Contains(req.Model)) ctx.Items["proxyorleans.model"] = req.Model;
+        span?.SetTag(Tracing.ModelTag, req.Model).SetTag("proxyorleans.tenant", tenant.Name);
         if (!tenant.Allows(req.Model)) throw ApiError.ModelNotAllowed("model", req.Model);
         if (req.OverrideModels.FirstOrDefault(m => !tenant.Allows(m)) is { } denied) throw ApiError.ModelNotAllowed("proxy", denied);
         if (req.Combination.Models.FirstOrDefault(m => !catalog.Hosted.Contains(m)) is { } missing)
@@ -41,6 +43,7 @@ public sealed class CompletionHandler(
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
         registry.Add(new RequestRegistry.Entry(tenant.Name, id, req.Model, time.GetUtcNow(), req.GenerationCount, cancel));
         ctx.Response.Headers["x-request-id"] = id;
+        span?.SetTag("proxyorleans.request_id", id);
         using var scope = log.BeginScope(new Dictionary<string, object> { ["RequestId"] = id, ["Tenant"] = tenant.Name, ["Model"] = req.Model });
         log.LogInformation("Request {RequestId} admitted: {Generations} generation(s), max_tokens {MaxTokens}, stream {Stream}",
             id, req.GenerationCount, req.MaxTokens, req.Stream);
