@@ -48,6 +48,9 @@ public static class GatewayApp
             .AddMeter(GatewayMetrics.MeterName, "Microsoft.Orleans", "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
             .AddPrometheusExporter());
 
+        // In the main job the silo exports the process's spans (one exporter per process, not two).
+        if (TraceExport.Enabled(config) && config.GetValue("ProxyOrleans:Gateway:ExportTraces", true)) TraceExport.AddTo(builder.Services);
+
         if (addOrleansClient) builder.UseOrleansClient(client => OrleansClientSetup.Configure(client, config));
         // Kestrel answers /healthz (and /readyz: 503) while the Orleans client is still connecting.
         builder.Services.Configure<HostOptions>(o => o.ServicesStartConcurrently = true);

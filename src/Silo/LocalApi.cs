@@ -31,6 +31,7 @@ public static class LocalApi
                 // The main job's console is for a person: plain warnings, not a JSON line per request.
                 ["ProxyOrleans:Gateway:JsonLogs"] = siloConfig["ProxyOrleans:Gateway:JsonLogs"] ?? "false",
                 ["Logging:LogLevel:Default"] = siloConfig["Logging:LogLevel:Default"] ?? "Warning",
+                ["ProxyOrleans:Gateway:ExportTraces"] = "false", // the silo's exporter sees this process's spans
             });
             b.WebHost.UseUrls(uri.GetLeftPart(UriPartial.Authority));
             b.Services.AddSingleton(silo.GetRequiredService<IClusterClient>());

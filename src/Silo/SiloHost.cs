@@ -70,6 +70,7 @@ public static class SiloHost
             if (po.GetValue("FastFailureDetection", false)) silo.UseFastFailureDetection();
             silo.AddProxyOrleans(config);
         });
+        if (ProxyOrleans.Gateway.Operations.TraceExport.Enabled(config)) ProxyOrleans.Gateway.Operations.TraceExport.AddTo(builder.Services);
         configure?.Invoke(builder);
 
         var app = builder.Build();

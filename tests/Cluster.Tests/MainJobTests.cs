@@ -40,3 +40,58 @@ public sealed class MainJobTests(ITestOutputHelper output)
         finally { output.WriteLine(job.Log); }
     }
 }
+
+/// <summary>With OTEL_EXPORTER_OTLP_ENDPOINT set, the main job exports its traces over OTLP (HTTP/protobuf here).</summary>
+public sealed class MainJobTraceExportTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task A_request_to_the_main_job_is_exported_over_OTLP_with_gateway_and_model_spans()
+    {
+        int port = Client.Commands.LoopbackPorts.Next();
+        using var collector = new HttpListener();
+        collector.Prefixes.Add($"http://127.0.0.1:{port}/");
+        collector.Start();
+        var received = new System.Collections.Concurrent.ConcurrentQueue<byte[]>();
+        var serving = Task.Run(async () =>
+        {
+            while (collector.IsListening)
+            {
+                HttpListenerContext ctx;
+                try { ctx = await collector.GetContextAsync(); } catch { return; }
+                using var body = new MemoryStream();
+                await ctx.Request.InputStream.CopyToAsync(body);
+                if (ctx.Request.Url!.AbsolutePath == "/v1/traces") received.Enqueue(body.ToArray());
+                ctx.Response.StatusCode = 200;
+                ctx.Response.ContentType = "application/x-protobuf";
+                ctx.Response.Close();
+            }
+        });
+        using var job = new MainJobProcess(new Dictionary<string, string>
+        {
+            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = $"http://127.0.0.1:{port}",
+            ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf",
+            ["OTEL_BSP_SCHEDULE_DELAY"] = "500",
+        });
+        try
+        {
+            await job.WaitUntilServingAsync(TimeSpan.FromSeconds(120));
+            using var http = new HttpClient { BaseAddress = job.BaseUri, Timeout = TimeSpan.FromSeconds(60) };
+            var body = """{"model":"proxy-large","messages":[{"role":"user","content":"Where does Farid Keller live?"}],"max_tokens":4,"temperature":0}""";
+            var answer = await http.PostAsync("/v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"));
+            Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+
+            // The spans' names and attributes travel as UTF-8 strings inside the protobuf batches.
+            string Exported() => string.Join("\n", received.Select(b => Encoding.UTF8.GetString(b)));
+            var deadline = System.Diagnostics.Stopwatch.StartNew();
+            string[] expected = ["gateway chat.completions", "model prefill", "model step", "base-large", "tuned-small", "base-small"];
+            while (expected.Any(e => !Exported().Contains(e)) && deadline.Elapsed < TimeSpan.FromSeconds(30)) await Task.Delay(200);
+            output.WriteLine($"{received.Count} OTLP batches, {received.Sum(b => b.Length)} bytes");
+            foreach (var e in expected) Assert.True(Exported().Contains(e), $"no '{e}' in the exported traces ({received.Count} batches)\n{job.Log}");
+        }
+        finally
+        {
+            collector.Stop();
+            output.WriteLine(job.Log);
+        }
+    }
+}
