@@ -43,6 +43,13 @@ public static class SiloHost
         // --http-port 0: no health endpoints. Kestrel with no endpoint would take localhost:5000 (and collide with
         // the next such silo), so it gets an ephemeral loopback port nobody is told about.
         builder.WebHost.UseKestrel(k => { if (httpPort > 0) k.ListenAnyIP(httpPort); else k.Listen(IPAddress.Loopback, 0); });
+        // Structured logs, as the gateway writes them, for log collectors; plain text where a person reads the
+        // console (the main job and other silos on the bundled demo models).
+        if (po.GetValue("JsonLogs", !config.GetValue(BundledDemoModelsKey, false)))
+        {
+            builder.Logging.ClearProviders();
+            builder.Logging.AddJsonConsole(o => { o.IncludeScopes = true; o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ"; o.UseUtcTimestamp = true; });
+        }
         builder.Logging.AddFilter("Orleans", Microsoft.Extensions.Logging.LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.AspNetCore", Microsoft.Extensions.Logging.LogLevel.Warning);
         builder.Logging.AddFilter("Polly", Microsoft.Extensions.Logging.LogLevel.Warning);

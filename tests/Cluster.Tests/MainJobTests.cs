@@ -95,3 +95,39 @@ public sealed class MainJobTraceExportTests(ITestOutputHelper output)
         }
     }
 }
+
+/// <summary>A silo serving configured models (a cluster's silo) logs JSON lines, as the gateway does.</summary>
+public sealed class SiloLogTests
+{
+    [Fact]
+    public async Task A_silo_with_configured_models_writes_structured_JSON_logs()
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { Client.Commands.LoopbackCluster.FindSiloDll(), "--models", $"{TinyTrio.Base}={TinyTrio.Dir(TinyTrio.Base)}",
+                     "--silo-port", Client.Commands.LoopbackPorts.Next().ToString(), "--gateway-port", Client.Commands.LoopbackPorts.Next().ToString(),
+                     "--http-port", "0", "--no-demo", "--threads", "1" })
+            psi.ArgumentList.Add(a);
+        using var process = System.Diagnostics.Process.Start(psi)!;
+        try
+        {
+            var lines = new List<string>();
+            using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+            string? loaded = null;
+            while (loaded is null && await process.StandardOutput.ReadLineAsync(limit.Token) is { } line)
+            {
+                lines.Add(line);
+                if (line.Contains("Loaded model")) loaded = line;
+            }
+            Assert.True(loaded is not null, "no 'Loaded model' log line:\n" + string.Join('\n', lines));
+            using var doc = JsonDocument.Parse(loaded!);
+            Assert.Equal("Information", doc.RootElement.GetProperty("LogLevel").GetString());
+            Assert.Contains("HostedModels", doc.RootElement.GetProperty("Category").GetString());
+            Assert.Contains(TinyTrio.Base, doc.RootElement.GetProperty("Message").GetString());
+            Assert.True(doc.RootElement.TryGetProperty("Timestamp", out _));
+        }
+        finally
+        {
+            if (!process.HasExited) { process.Kill(entireProcessTree: true); process.WaitForExit(5000); }
+        }
+    }
+}
