@@ -6,6 +6,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Orleans.Configuration;
+using Orleans.Dashboard;
 using Orleans.Hosting;
 using ProxyOrleans.Abstractions;
 using ProxyOrleans.Grains.Hosting;
@@ -76,11 +77,17 @@ public static class SiloHost
             if (siloName is not null) silo.Configure<SiloOptions>(o => o.SiloName = siloName);
             if (po.GetValue("FastFailureDetection", false)) silo.UseFastFailureDetection();
             silo.AddProxyOrleans(config);
+            if (Dashboard.Enabled(config)) silo.AddDashboard();
         });
         if (ProxyOrleans.Gateway.Operations.TraceExport.Enabled(config)) ProxyOrleans.Gateway.Operations.TraceExport.AddTo(builder.Services);
         configure?.Invoke(builder);
 
+        // Checked before the host is built: a dashboard without a password must not start.
+        byte[]? dashboardPassword = Dashboard.Enabled(config) ? Dashboard.PasswordHash(config) : null;
+        if (dashboardPassword is not null && httpPort <= 0)
+            throw new InvalidOperationException("ProxyOrleans:Dashboard:Enabled needs the silo's HTTP port (--http-port > 0): the dashboard is served there.");
         var app = builder.Build();
+        if (dashboardPassword is not null) Dashboard.Map(app, dashboardPassword);
         if (httpPort > 0) MapHealth(app);
         return app;
     }
