@@ -6,6 +6,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Orleans.Configuration;
+using OpenTelemetry.Metrics;
 using Orleans.Dashboard;
 using Orleans.Hosting;
 using ProxyOrleans.Abstractions;
@@ -79,6 +80,8 @@ public static class SiloHost
             silo.AddProxyOrleans(config);
             if (Dashboard.Enabled(config)) silo.AddDashboard();
         });
+        builder.Services.AddSingleton<SiloMetrics>();
+        builder.Services.AddOpenTelemetry().WithMetrics(m => m.AddMeter(SiloMetrics.MeterName, "Microsoft.Orleans").AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0)); // a scrape sees the sessions open now
         if (ProxyOrleans.Gateway.Operations.TraceExport.Enabled(config)) ProxyOrleans.Gateway.Operations.TraceExport.AddTo(builder.Services);
         configure?.Invoke(builder);
 
@@ -148,23 +151,8 @@ public static class SiloHost
             }
             catch (Exception e) { return Results.Text("not ready: " + e.Message, statusCode: 503); }
         });
-        app.MapGet("/metrics", (HostedModels hosted) =>
-        {
-            var sb = new StringBuilder();
-            void Metric(string name, string help, string type, IEnumerable<(string Model, double Value)> values)
-            {
-                sb.Append("# HELP ").Append(name).Append(' ').AppendLine(help).Append("# TYPE ").Append(name).Append(' ').AppendLine(type);
-                foreach (var (m, v) in values) sb.Append(name).Append("{model=\"").Append(m).Append("\"} ").AppendLine(v.ToString(System.Globalization.CultureInfo.InvariantCulture));
-            }
-            var w = hosted.Workers.ToList();
-            Metric("proxyorleans_model_sessions", "Open generation sessions", "gauge", w.Select(x => (x.Name, (double)x.ActiveSessions)));
-            Metric("proxyorleans_model_kv_reserved_bytes", "KV cache bytes reserved by open sessions", "gauge", w.Select(x => (x.Name, (double)x.ReservedBytes)));
-            Metric("proxyorleans_model_kv_budget_bytes", "KV cache budget", "gauge", w.Select(x => (x.Name, (double)x.BudgetBytes)));
-            Metric("proxyorleans_model_steps_total", "Decode steps run (sessions x batches)", "counter", w.Select(x => (x.Name, (double)x.Steps)));
-            Metric("proxyorleans_model_batches_total", "Batched forwards run", "counter", w.Select(x => (x.Name, (double)x.Batches)));
-            Metric("proxyorleans_model_prefills_total", "Prefills run", "counter", w.Select(x => (x.Name, (double)x.Prefills)));
-            Metric("proxyorleans_model_compute_seconds_total", "Time spent in the model", "counter", w.Select(x => (x.Name, x.ComputeMs / 1000)));
-            return Results.Text(sb.ToString(), "text/plain; version=0.0.4");
-        });
+        // Prometheus text by the OpenTelemetry exporter: this silo's models (SiloMetrics) and Orleans' own meter.
+        app.Services.GetRequiredService<SiloMetrics>(); // its instruments exist from now on
+        app.MapPrometheusScrapingEndpoint();
     }
 }
