@@ -44,7 +44,7 @@ if (config.GetValue("ProxyOrleans:Api", args.Length == 0 && config.GetValue(Silo
     catch (Exception e)
     {
         Console.Error.WriteLine(e is IOException
-            ? $"error: the API could not listen on {url}: {e.Message}. Is another main job running? Use --api-url http://127.0.0.1:<port> or --no-api."
+            ? $"error: the API could not listen on {url}: {e.Message.TrimEnd('.')}. Is another main job running? Use --api-url http://127.0.0.1:<port> or --no-api."
             : $"error: the API did not start: {e.Message}");
         await app.StopAsync();
         return e is InvalidOperationException or ArgumentException ? 2 : 1;
