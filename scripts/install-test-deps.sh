@@ -7,6 +7,8 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v node >/dev/null || need+=(nodejs npm)
 # Chat-template tests render with Debian's jinja2 (the engine HF transformers uses) as the independent reference.
 /usr/bin/python3 -c "import jinja2" 2>/dev/null || need+=(python3-jinja2)
+# The playground's browser test drives Debian's headless chromium over the DevTools protocol.
+command -v chromium >/dev/null || need+=(chromium)
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 if [ ${#need[@]} -gt 0 ] || ! command -v kubectl >/dev/null; then
   $SUDO apt-get update -qq

@@ -16,6 +16,7 @@ COPY Directory.Build.props Directory.Packages.props ./
 COPY src/Abstractions/ProxyOrleans.Abstractions.csproj src/Abstractions/
 COPY src/Inference/ProxyOrleans.Inference.csproj src/Inference/
 COPY src/Grains/ProxyOrleans.Grains.csproj src/Grains/
+COPY src/Gateway/ProxyOrleans.Gateway.csproj src/Gateway/
 COPY src/Silo/ProxyOrleans.Silo.csproj src/Silo/
 
 FROM projects AS build-cpu

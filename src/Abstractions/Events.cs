@@ -12,9 +12,13 @@ public sealed record UsageInfo(
     public int TotalTokens => PromptTokens + CompletionTokens;
 }
 
-/// <summary>A token and its probability-free score, for the top-tokens analysis option.</summary>
+/// <summary>A token with its raw score and its probability under that model's softmax, for the top-tokens analysis option.</summary>
 [GenerateSerializer, Immutable]
-public sealed record TopToken([property: Id(0)] int TokenId, [property: Id(1)] string Text, [property: Id(2)] float Logit);
+public sealed record TopToken([property: Id(0)] int TokenId, [property: Id(1)] string Text, [property: Id(2)] float Logit)
+{
+    /// <summary>Softmax of the model's (or the combination's) logits at this step, before temperature and top-p.</summary>
+    [Id(3)] public float Probability { get; init; }
+}
 
 /// <summary>
 /// One streamed step. <see cref="Text"/> is the new text this token completes (may be empty while a UTF-8
@@ -40,6 +44,8 @@ public sealed record TokenEvent
     [Id(8)] public ulong Seed { get; init; }
     /// <summary>Timing and traffic figures of the whole generation (final event only).</summary>
     [Id(9)] public GenerationStats? Stats { get; init; }
+    /// <summary>With <see cref="TopTokens"/>: per model name (and "combined"), the probability of the token chosen at this step.</summary>
+    [Id(10)] public Dictionary<string, float>? ChosenProbabilities { get; init; }
 }
 
 /// <summary>Where a generation's time went, per step on average (final event only).</summary>

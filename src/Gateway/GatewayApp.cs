@@ -49,6 +49,9 @@ public static class GatewayApp
             .AddMeter(GatewayMetrics.MeterName, "Microsoft.Orleans", "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
             .AddPrometheusExporter());
 
+        // In the main job the silo exports the process's spans (one exporter per process, not two).
+        if (TraceExport.Enabled(config) && config.GetValue("ProxyOrleans:Gateway:ExportTraces", true)) TraceExport.AddTo(builder.Services);
+
         if (addOrleansClient) builder.UseOrleansClient(client => OrleansClientSetup.Configure(client, config));
         // Kestrel answers /healthz (and /readyz: 503) while the Orleans client is still connecting.
         builder.Services.Configure<HostOptions>(o => o.ServicesStartConcurrently = true);
@@ -103,6 +106,9 @@ public static class GatewayApp
                 statusCode: ready ? 200 : 503);
         });
         app.MapPrometheusScrapingEndpoint();
+        // The page is public; the API calls it makes carry the key typed into it.
+        app.MapGet("/playground", () => Results.Content(Playground.Html, "text/html; charset=utf-8"));
+        app.MapGet("/", () => Results.Redirect("/playground"));
 
         var v1 = app.MapGroup("/v1").AddEndpointFilter(async (ctx, next) =>
         {

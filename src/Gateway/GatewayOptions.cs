@@ -20,7 +20,7 @@ public sealed class GatewayOptions
     public float MaxAbsAlpha { get; set; } = 100f;
     /// <summary>Largest request body accepted (bytes).</summary>
     public long MaxRequestBodyBytes { get; set; } = 1 << 20;
-    /// <summary>No tenants configured: serve everything without a key (local development only).</summary>
+    /// <summary>No tenants configured: serve everything without a key, to loopback callers only (the local main job).</summary>
     public bool AllowAnonymous { get; set; }
     /// <summary>
     /// Lifetime of a running request's quota lease (concurrency slots) in seconds; the gateway renews it every third of

@@ -31,6 +31,7 @@ public static class OrleansClientSetup
                 throw new InvalidOperationException($"ProxyOrleans:Clustering is '{clustering}'; use 'localhost' or 'redis'.");
         }
         client.Configure<ClusterOptions>(o => { o.ClusterId = clusterId; o.ServiceId = serviceId; });
+        client.AddActivityPropagation(); // the request's trace continues into the coordinator and the models
         // Keep trying while the silos are not up yet (pods start in any order); /readyz says 503 meanwhile.
         client.UseConnectionRetryFilter(async (_, ct) => { await Task.Delay(TimeSpan.FromSeconds(2), ct); return true; });
     }

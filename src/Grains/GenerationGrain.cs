@@ -233,6 +233,7 @@ public sealed partial class GenerationGrain(
                 Step = at, TokenId = outcome.TokenId, Text = outcome.TextDelta, Seed = State.Seed,
                 Logits = request.ReturnLogits ? LogitsCodec.Encode(_step.Combined, LogitsPrecision.Float32) : null,
                 TopTokens = request.TopTokens > 0 ? TopTokens(logits) : null,
+                ChosenProbabilities = request.TopTokens > 0 && outcome.TokenId >= 0 ? ChosenProbabilities(logits, outcome.TokenId) : null,
             };
             return outcome.IsFinal ? token with { Finish = Map(outcome.Finish), Usage = Usage(), Stats = Stats() } : token;
         }
@@ -382,9 +383,16 @@ public sealed partial class GenerationGrain(
         private Dictionary<string, TopToken[]> TopTokens(ReadOnlyMemory<float>[] logits)
         {
             TopToken[] Top(ReadOnlySpan<float> l) => StepAnalysis.TopTokens(l, request.TopTokens)
-                .Select(t => new TopToken(t.Id, _tokenizer!.Decode([t.Id], skipSpecialTokens: false), t.Logit)).ToArray();
+                .Select(t => new TopToken(t.Id, _tokenizer!.Decode([t.Id], skipSpecialTokens: false), t.Logit) { Probability = (float)t.Probability }).ToArray();
             var d = new Dictionary<string, TopToken[]> { ["combined"] = Top(_step!.Combined) };
             for (int i = 0; i < Slots.Count; i++) d[Slots[i].Label] = Top(logits[i].Span);
+            return d;
+        }
+
+        private Dictionary<string, float> ChosenProbabilities(ReadOnlyMemory<float>[] logits, int token)
+        {
+            var d = new Dictionary<string, float> { ["combined"] = (float)StepAnalysis.Probability(_step!.Combined, token) };
+            for (int i = 0; i < Slots.Count; i++) d[Slots[i].Label] = (float)StepAnalysis.Probability(logits[i].Span, token);
             return d;
         }
     }

@@ -28,6 +28,7 @@ public sealed class ModelGrain(HostedModels hosted) : Grain, IModelGrain
     public async Task<StepResult> Open(OpenSessionRequest request)
     {
         if (hosted.Draining) throw hosted.RefuseForDrain($"Model '{_worker.Name}' on {RuntimeIdentity} is draining: open the session elsewhere.");
+        using var span = Tracing.Source.StartActivity("model prefill")?.SetTag(Tracing.ModelTag, _worker.Name);
         var ids = _worker.Tokenize(request);
         var (logits, ms) = await _worker.OpenAsync(request.SessionId, ids, request.Generated, request.MaxNewTokens, request.Precision,
             request.Generation, request.Attempt);
@@ -42,6 +43,7 @@ public sealed class ModelGrain(HostedModels hosted) : Grain, IModelGrain
     public async Task<StepResult> Step(string sessionId, int step, int token)
     {
         long start = Stopwatch.GetTimestamp();
+        using var span = Tracing.Source.StartActivity("model step")?.SetTag(Tracing.ModelTag, _worker.Name).SetTag("proxyorleans.step", step);
         var (logits, ms) = await _worker.StepAsync(sessionId, step, token);
         var precision = _worker.PrecisionOf(sessionId);
         return new StepResult
@@ -97,6 +99,7 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
         if (hosted.Draining) throw hosted.RefuseForDrain($"Models on {RuntimeIdentity} are draining: open the session elsewhere.");
         // Sessions the workers freed (idle, or never closed by a coordinator that died) leave the table here.
         foreach (var gone in _sessions.Keys.Where(id => !_expert.IsOpen(id)).ToList()) _sessions.Remove(gone);
+        using var span = Tracing.Source.StartActivity("model prefill")?.SetTag(Tracing.ModelTag, $"{_expert.Name},{_anti.Name}");
         var eIds = _expert.Tokenize(expertRequest);
         var aIds = _anti.Tokenize(antiRequest);
         var e = _expert.OpenAsync(expertRequest.SessionId, eIds, expertRequest.Generated, expertRequest.MaxNewTokens,
@@ -118,6 +121,7 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
         long start = Stopwatch.GetTimestamp();
         if (!_sessions.TryGetValue(sessionId, out var session))
             throw new SessionNotFoundException($"Session '{sessionId}' is not open on pair '{this.GetPrimaryKeyString()}' here: re-open it.");
+        using var span = Tracing.Source.StartActivity("model step")?.SetTag(Tracing.ModelTag, $"{_expert.Name},{_anti.Name}").SetTag("proxyorleans.step", step);
         var e = _expert.StepAsync(sessionId, step, token);
         var a = _anti.StepAsync(AntiSession(sessionId), step, token);
         await Task.WhenAll(e, a);

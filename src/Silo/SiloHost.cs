@@ -6,6 +6,8 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Orleans.Configuration;
+using OpenTelemetry.Metrics;
+using Orleans.Dashboard;
 using Orleans.Hosting;
 using ProxyOrleans.Abstractions;
 using ProxyOrleans.Grains.Hosting;
@@ -21,65 +23,8 @@ namespace ProxyOrleans.Silo;
 /// </summary>
 public static class SiloHost
 {
-    public const string Usage = """
-        Usage: dotnet run --project src/Silo -c Release [-- options]
-          (no options)              one local silo hosting every bundled demo model (models/demo/*), prints a demo, keeps serving
-          --models <list>           models to host: name=dir,... or dir,... (the name is the directory's name)
-          --silo-port <n>           silo-to-silo port (11111)          --gateway-port <n>  client gateway port (30000)
-          --primary-port <n>        localhost clustering: the primary silo's port (for several silo processes on one machine)
-          --redis <conn>            Redis clustering (e.g. localhost:6379)   --cluster-id <id>  (proxyorleans)
-          --http-port <n>           /healthz /readyz /metrics (8080 + silo port − 11111; 0 = off)
-          --name <silo name>        (POD_NAME when set)               --demo / --no-demo  print the demo generation
-          --fast-failure            declare dead silos within seconds (loopback demos, tests)
-          --device <cpu|cuda[:n]>   device of the hosted models (cpu)   --threads <n>  torch threads (0 = torch's default)
-          --latency-model <m>       benchmarks only: pad each forward to a simulated accelerator (base-70b-h200, expert-7b-h200,
-                                    base-70b-h100, expert-7b-h100, or fixed=<ms>,row=<ms>,...); logits stay the real model's
-        Any configuration key also works: --ProxyOrleans:KvBudgetMB=512, env ProxyOrleans__Models__0__Name=base-large ...
-        """;
-
-    /// <summary>Translates the friendly options into configuration keys (the "ProxyOrleans" section's keys, docs/distributed.md).</summary>
-    public static Dictionary<string, string?> ParseArgs(string[] args, out List<string> rest)
-    {
-        var d = new Dictionary<string, string?>();
-        rest = [];
-        for (int i = 0; i < args.Length; i++)
-        {
-            string a = args[i];
-            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Option {a} needs a value.\n{Usage}");
-            switch (a)
-            {
-                case "--models":
-                    int k = 0;
-                    foreach (var item in Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-                    {
-                        var eq = item.IndexOf('=');
-                        var path = eq > 0 ? item[(eq + 1)..] : item;
-                        d[$"ProxyOrleans:Models:{k}:Name"] = eq > 0 ? item[..eq] : new DirectoryInfo(path.TrimEnd('/')).Name;
-                        d[$"ProxyOrleans:Models:{k}:Path"] = Path.GetFullPath(path);
-                        k++;
-                    }
-                    break;
-                case "--silo-port": d["ProxyOrleans:SiloPort"] = Next(); break;
-                case "--gateway-port": d["ProxyOrleans:GatewayPort"] = Next(); break;
-                case "--primary-port": d["ProxyOrleans:PrimarySiloPort"] = Next(); break;
-                case "--http-port": d["ProxyOrleans:HttpPort"] = Next(); break;
-                case "--redis": d["ProxyOrleans:Clustering"] = "redis"; d["ProxyOrleans:Redis"] = Next(); break;
-                case "--cluster-id": d["ProxyOrleans:ClusterId"] = Next(); break;
-                case "--name": d["ProxyOrleans:SiloName"] = Next(); break;
-                case "--demo": d["ProxyOrleans:Demo"] = "true"; break;
-                case "--no-demo": d["ProxyOrleans:Demo"] = "false"; break;
-                case "--fast-failure": d["ProxyOrleans:FastFailureDetection"] = "true"; break;
-                case "--device": d["ProxyOrleans:Device"] = Next(); break;
-                case "--threads": d["ProxyOrleans:Threads"] = Next(); break;
-                case "--latency-model": d["ProxyOrleans:LatencyModel"] = Next(); break;
-                case "-h" or "--help": throw new HelpRequestedException();
-                default: rest.Add(a); break;
-            }
-        }
-        return d;
-    }
-
-    public sealed class HelpRequestedException() : Exception(Usage);
+    /// <summary>Translates the command line into configuration keys (<see cref="SiloCommandLine"/>).</summary>
+    public static Dictionary<string, string?> ParseArgs(string[] args, out List<string> rest) => SiloCommandLine.Parse(args, out rest);
 
     public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
     {
@@ -97,8 +42,16 @@ public static class SiloHost
         string serviceId = po.GetValue("ServiceId", "proxyorleans")!;
         string clustering = po.GetValue("Clustering", "localhost")!.ToLowerInvariant();
 
-        builder.WebHost.UseKestrel(k => { if (httpPort > 0) k.ListenAnyIP(httpPort); });
-        if (httpPort <= 0) builder.WebHost.UseUrls(); // no HTTP endpoint
+        // --http-port 0: no health endpoints. Kestrel with no endpoint would take localhost:5000 (and collide with
+        // the next such silo), so it gets an ephemeral loopback port nobody is told about.
+        builder.WebHost.UseKestrel(k => { if (httpPort > 0) k.ListenAnyIP(httpPort); else k.Listen(IPAddress.Loopback, 0); });
+        // Structured logs, as the gateway writes them, for log collectors; plain text where a person reads the
+        // console (the main job and other silos on the bundled demo models).
+        if (po.GetValue("JsonLogs", !config.GetValue(BundledDemoModelsKey, false)))
+        {
+            builder.Logging.ClearProviders();
+            builder.Logging.AddJsonConsole(o => { o.IncludeScopes = true; o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ"; o.UseUtcTimestamp = true; });
+        }
         builder.Logging.AddFilter("Orleans", Microsoft.Extensions.Logging.LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.AspNetCore", Microsoft.Extensions.Logging.LogLevel.Warning);
         builder.Logging.AddFilter("Polly", Microsoft.Extensions.Logging.LogLevel.Warning);
@@ -125,13 +78,25 @@ public static class SiloHost
             if (siloName is not null) silo.Configure<SiloOptions>(o => o.SiloName = siloName);
             if (po.GetValue("FastFailureDetection", false)) silo.UseFastFailureDetection();
             silo.AddProxyOrleans(config);
+            if (Dashboard.Enabled(config)) silo.AddDashboard();
         });
+        builder.Services.AddSingleton<SiloMetrics>();
+        builder.Services.AddOpenTelemetry().WithMetrics(m => m.AddMeter(SiloMetrics.MeterName, "Microsoft.Orleans").AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0)); // a scrape sees the sessions open now
+        if (ProxyOrleans.Gateway.Operations.TraceExport.Enabled(config)) ProxyOrleans.Gateway.Operations.TraceExport.AddTo(builder.Services);
         configure?.Invoke(builder);
 
+        // Checked before the host is built: a dashboard without a password must not start.
+        byte[]? dashboardPassword = Dashboard.Enabled(config) ? Dashboard.PasswordHash(config) : null;
+        if (dashboardPassword is not null && httpPort <= 0)
+            throw new InvalidOperationException("ProxyOrleans:Dashboard:Enabled needs the silo's HTTP port (--http-port > 0): the dashboard is served there.");
         var app = builder.Build();
+        if (dashboardPassword is not null) Dashboard.Map(app, dashboardPassword);
         if (httpPort > 0) MapHealth(app);
         return app;
     }
+
+    /// <summary>Set (true) when no models were configured and the silo hosts the bundled demo models: the local main job.</summary>
+    public const string BundledDemoModelsKey = "ProxyOrleans:HostsBundledDemoModels";
 
     /// <summary>No models configured: host every bundled demo model, and the demo combination when its models are there.</summary>
     private static void AddDemoDefaults(ConfigurationManager config)
@@ -146,7 +111,7 @@ public static class SiloHost
                 "No models to host: ProxyOrleans:Models is not configured and no bundled demo models were found in models/demo/. " +
                 "Train them with `dotnet run --project src/Training -c Release` (see README), or point the silo at model " +
                 "directories: `dotnet run --project src/Silo -c Release -- --models base=/path/to/base,expert=/path/to/expert`.");
-        var d = new Dictionary<string, string?>();
+        var d = new Dictionary<string, string?> { [BundledDemoModelsKey] = "true" };
         for (int i = 0; i < dirs.Length; i++)
         {
             d[$"ProxyOrleans:Models:{i}:Name"] = Path.GetFileName(dirs[i]);
@@ -186,23 +151,8 @@ public static class SiloHost
             }
             catch (Exception e) { return Results.Text("not ready: " + e.Message, statusCode: 503); }
         });
-        app.MapGet("/metrics", (HostedModels hosted) =>
-        {
-            var sb = new StringBuilder();
-            void Metric(string name, string help, string type, IEnumerable<(string Model, double Value)> values)
-            {
-                sb.Append("# HELP ").Append(name).Append(' ').AppendLine(help).Append("# TYPE ").Append(name).Append(' ').AppendLine(type);
-                foreach (var (m, v) in values) sb.Append(name).Append("{model=\"").Append(m).Append("\"} ").AppendLine(v.ToString(System.Globalization.CultureInfo.InvariantCulture));
-            }
-            var w = hosted.Workers.ToList();
-            Metric("proxyorleans_model_sessions", "Open generation sessions", "gauge", w.Select(x => (x.Name, (double)x.ActiveSessions)));
-            Metric("proxyorleans_model_kv_reserved_bytes", "KV cache bytes reserved by open sessions", "gauge", w.Select(x => (x.Name, (double)x.ReservedBytes)));
-            Metric("proxyorleans_model_kv_budget_bytes", "KV cache budget", "gauge", w.Select(x => (x.Name, (double)x.BudgetBytes)));
-            Metric("proxyorleans_model_steps_total", "Decode steps run (sessions x batches)", "counter", w.Select(x => (x.Name, (double)x.Steps)));
-            Metric("proxyorleans_model_batches_total", "Batched forwards run", "counter", w.Select(x => (x.Name, (double)x.Batches)));
-            Metric("proxyorleans_model_prefills_total", "Prefills run", "counter", w.Select(x => (x.Name, (double)x.Prefills)));
-            Metric("proxyorleans_model_compute_seconds_total", "Time spent in the model", "counter", w.Select(x => (x.Name, x.ComputeMs / 1000)));
-            return Results.Text(sb.ToString(), "text/plain; version=0.0.4");
-        });
+        // Prometheus text by the OpenTelemetry exporter: this silo's models (SiloMetrics) and Orleans' own meter.
+        app.Services.GetRequiredService<SiloMetrics>(); // its instruments exist from now on
+        app.MapPrometheusScrapingEndpoint();
     }
 }

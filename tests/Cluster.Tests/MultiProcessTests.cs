@@ -42,7 +42,8 @@ public sealed class MultiProcessTests(ITestOutputHelper output)
                              $"{st.BytesPerStep / 1024:F0} KiB/step over the wire; {st.Layout}");
             Assert.True(worst <= 1e-5f, $"max |Δlogit| {worst}");
             Assert.Contains("ready", await c.GetAsync(1, "/readyz"));
-            Assert.Contains("proxyorleans_model_steps_total{model=\"tiny-base\"}", await c.GetAsync(1, "/metrics"));
+            // Exported by the OpenTelemetry Prometheus exporter (which adds its otel_scope_name label).
+            Assert.Matches("proxyorleans_model_steps_total\\{[^}]*model=\"tiny-base\"[^}]*\\} [1-9]", await c.GetAsync(1, "/metrics"));
 
             // 2. A second base process joins; the base process serving the generation is killed mid-way.
             await c.AddSiloAsync(new("base2", TinyTrio.Model(TinyTrio.Base)));

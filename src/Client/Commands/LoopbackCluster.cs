@@ -159,7 +159,8 @@ public sealed class LoopbackCluster : IAsyncDisposable
             try
             {
                 var metrics = await http.GetStringAsync($"http://127.0.0.1:{HttpPorts[i]}/metrics");
-                var line = metrics.Split('\n').FirstOrDefault(l => l.StartsWith($"proxyorleans_model_sessions{{model=\"{model}\"}}"));
+                // proxyorleans_model_sessions{...,model="<model>",...} <value> (the exporter adds labels of its own)
+                var line = metrics.Split('\n').FirstOrDefault(l => l.StartsWith("proxyorleans_model_sessions{") && l[..l.IndexOf('}')].Contains($"model=\"{model}\""));
                 if (line is not null && double.Parse(line.Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture) > 0) return i;
             }
             catch (HttpRequestException) { }

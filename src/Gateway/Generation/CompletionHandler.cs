@@ -22,14 +22,16 @@ public sealed class CompletionHandler(
     {
         var tenant = TenantAuth.Current(ctx);
         var started = time.GetTimestamp();
+        using var span = Tracing.Source.StartActivity("gateway " + (endpoint == ApiEndpoint.ChatCompletions ? "chat.completions" : "completions"));
         var body = await ReadBodyAsync(ctx);
         using var doc = RequestParser.ParseJson(body);
         await catalog.RefreshAsync(ctx.RequestAborted);
         if (catalog.Error is { } down)
             throw ApiError.Unavailable($"The model cluster cannot be reached right now ({down}); retry shortly.", "cluster_unavailable");
-        var req = new RequestParser(options, catalog.Resolve).Parse(doc.RootElement, endpoint);
+        var req = ProxyAnalysis.Apply(doc.RootElement, new RequestParser(options, catalog.Resolve).Parse(doc.RootElement, endpoint));
 
         if (catalog.Combinations.ContainsKey(req.Model) || catalog.Hosted.Contains(req.Model)) ctx.Items["proxyorleans.model"] = req.Model;
+        span?.SetTag(Tracing.ModelTag, req.Model).SetTag("proxyorleans.tenant", tenant.Name);
         if (!tenant.Allows(req.Model)) throw ApiError.ModelNotAllowed("model", req.Model);
         if (req.OverrideModels.FirstOrDefault(m => !tenant.Allows(m)) is { } denied) throw ApiError.ModelNotAllowed("proxy", denied);
         // A tenant allowed a combination but not its base must not get the base alone by switching the steering off.
@@ -48,6 +50,7 @@ public sealed class CompletionHandler(
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
         registry.Add(new RequestRegistry.Entry(tenant.Name, id, req.Model, time.GetUtcNow(), req.GenerationCount, cancel));
         ctx.Response.Headers["x-request-id"] = id;
+        span?.SetTag("proxyorleans.request_id", id);
         using var scope = log.BeginScope(new Dictionary<string, object> { ["RequestId"] = id, ["Tenant"] = tenant.Name, ["Model"] = req.Model });
         log.LogInformation("Request {RequestId} admitted: {Generations} generation(s), max_tokens {MaxTokens}, stream {Stream}",
             id, req.GenerationCount, req.MaxTokens, req.Stream);
@@ -80,7 +83,10 @@ public sealed class CompletionHandler(
                     if (req.Stream)
                     {
                         if (!streamStarted) { streamStarted = true; await StartStreamAsync(ctx, req, id, created, jobs.Count); }
-                        if (d.Text.Length > 0)
+                        if (d.Analysis is { } analysis)
+                            await WriteEventAsync(ctx, w => ResponseWriter.Chunk(w, endpoint, id, created, req.Model, index, d.Text, null,
+                                extra: x => ProxyAnalysis.Write(x, analysis, req.Combination)), cancel.Token);
+                        else if (d.Text.Length > 0)
                             await WriteEventAsync(ctx, w => ResponseWriter.Chunk(w, endpoint, id, created, req.Model, index, d.Text, null), cancel.Token);
                     }
                     else texts[index].Append(d.Text);

@@ -37,7 +37,8 @@ public sealed class OrleansGenerationBackend(IClusterClient client, ILogger<Orle
                 throw new ApiError(500, $"The generation failed on the cluster: {e.Error}", "server_error", null, "generation_failed", "generation_failed");
             if (e.Finish == FinishKind.Cancelled)
                 throw new ClusterCancelledException();
-            yield return new TextDelta(e.Text, e.TokenId >= 0 ? 1 : 0);
+            yield return new TextDelta(e.Text, e.TokenId >= 0 ? 1 : 0,
+                e.TopTokens is { } top && e.TokenId >= 0 ? new StepTokens(e.TokenId, top, e.ChosenProbabilities ?? []) : null);
             if (e.Finish != FinishKind.None)
             {
                 var usage = e.Usage ?? new UsageInfo(0, e.Step + (e.TokenId >= 0 ? 1 : 0));

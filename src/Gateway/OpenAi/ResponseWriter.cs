@@ -61,7 +61,7 @@ public static class ResponseWriter
     /// <paramref name="text"/> null with a finish reason for its last (empty delta).
     /// </summary>
     public static void Chunk(Utf8JsonWriter w, ApiEndpoint ep, string id, long created, string model,
-        int index, string? text, string? finishReason, bool role = false)
+        int index, string? text, string? finishReason, bool role = false, Action<Utf8JsonWriter>? extra = null)
     {
         w.WriteStartObject();
         Header(w, id, ep == ApiEndpoint.ChatCompletions ? "chat.completion.chunk" : "text_completion", created, model);
@@ -80,6 +80,7 @@ public static class ResponseWriter
         else w.WriteString("text", text ?? "");
         w.WriteNull("logprobs");
         if (finishReason is null) w.WriteNull("finish_reason"); else w.WriteString("finish_reason", finishReason);
+        extra?.Invoke(w); // extension fields of this choice (proxy_analysis)
         w.WriteEndObject();
         w.WriteEndArray();
         w.WriteEndObject();

@@ -7,7 +7,7 @@ public sealed class TenantAuth(TenantStore store, GatewayOptions options)
 {
     const string ItemKey = "proxyorleans.tenant";
 
-    /// <summary>With AllowAnonymous and no tenants: one tenant that may use everything, without limits.</summary>
+    /// <summary>With AllowAnonymous and no tenants: one tenant that may use everything, without limits (loopback callers only).</summary>
     static readonly Tenant Anonymous = new() { Name = "anonymous", Models = ["*"] };
 
     public static Tenant Current(HttpContext ctx) =>
@@ -18,6 +18,12 @@ public sealed class TenantAuth(TenantStore store, GatewayOptions options)
         string? header = ctx.Request.Headers.Authorization;
         if (store.All.Count == 0 && options.AllowAnonymous)
         {
+            // Keyless access is for a person on this machine; a caller from elsewhere (the API bound to 0.0.0.0,
+            // or behind a proxy) must not get everything without limits.
+            if (ctx.Connection.RemoteIpAddress is not { } remote || !System.Net.IPAddress.IsLoopback(remote.IsIPv4MappedToIPv6 ? remote.MapToIPv4() : remote))
+                throw ApiError.Unauthorized(
+                    $"Requests without an API key are accepted from this machine (loopback) only; {ctx.Connection.RemoteIpAddress} is not loopback. " +
+                    "Configure tenants with API keys (ProxyOrleans__TenantsFile=tenants.json, see docs/gateway.md) to serve other machines.");
             ctx.Items[ItemKey] = Anonymous;
             return;
         }

@@ -26,6 +26,8 @@ public static class SiloHosting
             if (CombinationSpec.AnswerCueProblem(combination.AnswerCue) is { } problem)
                 throw new InvalidOperationException($"{ProxyOrleansOptions.Section}:Combinations:{name}:AnswerCue: {problem}");
         silo.Services.Configure<ProxyOrleansOptions>(section);
+        // Trace context flows through grain calls: one request is one trace across silos (docs/gateway.md).
+        silo.AddActivityPropagation();
         var metadata = configuration.GetSection("Orleans:Metadata").GetChildren()
             .Where(c => c.Value is not null).ToDictionary(c => c.Key, c => c.Value!);
         var names = options.Models.Select(m => m.Name).ToList();

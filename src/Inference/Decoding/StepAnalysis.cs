@@ -12,6 +12,18 @@ public sealed record ModelTopTokens(string Model, string Role, TokenScore[] Top)
 /// </summary>
 public sealed record StepAnalysis(int Step, int ChosenToken, IReadOnlyList<ModelTopTokens> Models, TokenScore[] Combined)
 {
+    /// <summary>Softmax probability of one token (0 when it lies outside the vocabulary these logits cover).</summary>
+    public static double Probability(ReadOnlySpan<float> logits, int token)
+    {
+        // As Sampler.Softmax for one entry: NaN and −∞ scores count as 0.
+        if ((uint)token >= (uint)logits.Length || float.IsNaN(logits[token])) return 0;
+        float max = float.NegativeInfinity;
+        foreach (var x in logits) if (x > max) max = x;
+        double sum = 0;
+        foreach (var x in logits) if (!float.IsNaN(x)) sum += Math.Exp((double)x - max);
+        return Math.Exp((double)logits[token] - max) / sum;
+    }
+
     /// <summary>The <paramref name="k"/> highest logits, highest first (ties: lower id first), with softmax probabilities.</summary>
     public static TokenScore[] TopTokens(ReadOnlySpan<float> logits, int k)
     {

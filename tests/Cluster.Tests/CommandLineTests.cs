@@ -1,0 +1,62 @@
+using System.Diagnostics;
+using ProxyOrleans.Client.Commands;
+using Xunit;
+
+namespace ProxyOrleans.Cluster.Tests;
+
+/// <summary>
+/// Every executable behaves like a command-line tool: --help prints help and exits 0 without starting anything,
+/// an unknown option exits 2 with a message naming it. Runs the built programs as a person would.
+/// </summary>
+public sealed class CommandLineTests
+{
+    public static TheoryData<string> Programs => new() { "silo", "gateway", "client" };
+
+    static string Dll(string program)
+    {
+        var silo = LoopbackCluster.FindSiloDll();
+        var bin = Path.GetRelativePath(Path.Combine(LoopbackCluster.FindRepoRoot(), "src", "Silo"), Path.GetDirectoryName(silo)!); // bin/<cfg>/net10.0/linux-x64
+        return program switch
+        {
+            "silo" => silo,
+            "gateway" => Path.Combine(LoopbackCluster.FindRepoRoot(), "src", "Gateway", bin, "ProxyOrleans.Gateway.dll"),
+            _ => Path.Combine(LoopbackCluster.FindRepoRoot(), "src", "Client", bin, "proxyorleans.dll"),
+        };
+    }
+
+    static async Task<(int Code, string Out, string Err)> RunAsync(string program, params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add(Dll(program));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        try { await p.WaitForExitAsync(limit.Token); }
+        catch (OperationCanceledException)
+        {
+            p.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{program} {string.Join(' ', args)} still ran after 60 s: it started instead of answering.");
+        }
+        return (p.ExitCode, await stdout, await stderr);
+    }
+
+    [Theory, MemberData(nameof(Programs))]
+    public async Task Help_prints_usage_and_exit_codes_and_starts_nothing(string program)
+    {
+        var (code, stdout, stderr) = await RunAsync(program, "--help");
+        Assert.True(code == 0, $"exit {code}\n{stdout}\n{stderr}");
+        Assert.Contains("Usage", stdout, StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("Exit codes", stdout);
+        Assert.DoesNotContain("Silo up", stdout);
+    }
+
+    [Theory, MemberData(nameof(Programs))]
+    public async Task An_unknown_option_is_an_error_that_names_it(string program)
+    {
+        var (code, stdout, stderr) = await RunAsync(program, "--no-such-option");
+        Assert.True(code == 2, $"exit {code}\n{stdout}\n{stderr}");
+        Assert.Contains("--no-such-option", stderr);
+    }
+}
