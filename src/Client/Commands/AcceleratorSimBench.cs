@@ -344,7 +344,9 @@ public static class AcceleratorSimBench
     private static async Task<(double Steps, double Batches, double Prefills, double Seconds)> BaseCountersAsync(LoopbackCluster c)
     {
         var metrics = await c.GetAsync(0, "/metrics");
-        double Read(string name) => metrics.Split('\n').Where(l => l.StartsWith($"{name}{{model=\"{BaseName}\"}}"))
+        // Prometheus text from the OpenTelemetry exporter: name{model="…",otel_scope_name="…"} value (labels in any order).
+        double Read(string name) => metrics.Split('\n')
+            .Where(l => l.StartsWith(name + "{", StringComparison.Ordinal) && l[..l.IndexOf('}')].Contains($"model=\"{BaseName}\"", StringComparison.Ordinal))
             .Select(l => double.Parse(l.Split(' ')[^1], CultureInfo.InvariantCulture)).FirstOrDefault();
         return (Read("proxyorleans_model_steps_total"), Read("proxyorleans_model_batches_total"), Read("proxyorleans_model_prefills_total"),
             Read("proxyorleans_model_compute_seconds_total"));

@@ -19,6 +19,7 @@ public static class ProxyAnalysis
         if (!root.TryGetProperty(Field, out var a) || a.ValueKind == JsonValueKind.Null) return req;
         if (a.ValueKind != JsonValueKind.Object)
             throw ApiError.Invalid(Field, $"'{Field}' must be an object such as {{\"top_tokens\": {DefaultTopTokens}}}.", "invalid_type");
+        RequestFields.Check(a, Field, RequestFields.ProxyAnalysisFields);
         if (!req.Stream)
             throw ApiError.Invalid(Field, $"'{Field}' is sent with each streamed token only: set \"stream\": true.");
         int k = DefaultTopTokens;

@@ -14,7 +14,8 @@ public static class RequestFields
     sealed record NotImplemented(string Off, Func<JsonElement, bool> IsOff);
 
     static readonly string[] Common =
-        ["model", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "n", "stream", "stream_options", "alpha", "proxy", "user"];
+        ["model", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "n", "stream", "stream_options", "alpha", "proxy", "user",
+         ProxyAnalysis.Field];
 
     static readonly HashSet<string> CompletionFields = [.. Common, "prompt"];
     static readonly HashSet<string> ChatFields = [.. Common, "messages", "max_completion_tokens"];
@@ -71,6 +72,7 @@ public static class RequestFields
     public static readonly HashSet<string> StreamOptionFields = ["include_usage"];
     public static readonly HashSet<string> ProxyFields = ["alpha", "base", "experts", "answer_cue", "expert_response_prefix"];
     public static readonly HashSet<string> ExpertFields = ["expert", "anti_expert", "weight"];
+    public static readonly HashSet<string> ProxyAnalysisFields = ["top_tokens"];
 
     /// <summary>Checks the top level of a request body for <paramref name="endpoint"/>.</summary>
     public static void CheckBody(JsonElement root, ApiEndpoint endpoint)
