@@ -1,3 +1,4 @@
+using System.CommandLine;
 using ProxyOrleans.Inference.Runtime;
 using ProxyOrleans.Training;
 
@@ -6,81 +7,95 @@ return Cli.Run(args);
 
 namespace ProxyOrleans.Training
 {
-    /// <summary>`train`, `eval`, `study` and `hfcompare` (see <see cref="Usage"/>). Exit codes: 0 done, 1 no or unknown command, 2 bad input.</summary>
+    /// <summary>
+    /// `train`, `eval` and `hfcompare` on System.CommandLine, as every executable of the project: `--help` prints and does
+    /// nothing else, unknown options are errors. Exit codes: 0 done (and --help), 1 the work failed, 2 bad command line or input.
+    /// </summary>
     public static class Cli
     {
+        // (name, description, flag): each command's options; values reach the commands as a name → value map.
+        static readonly (string Name, string Description, bool Flag)[] TrainOptions =
+        [
+            ("out", "Output directory of the four models (models/demo).", false),
+            ("seed", "World, data order and initialisation (1234: the bundled models).", false),
+            ("threads", "Torch threads (1: what the bundled models were trained with; results depend on it).", false),
+            ("smoke", "Tiny models, a few steps (what CI runs).", true),
+            ("only", "Train only one size: small or large (the other is left on disk).", false),
+            ("tune-only", "Keep the bases on disk and only redo tuning.", true),
+            ("small-steps", "Pretraining steps of base-small.", false),
+            ("large-steps", "Pretraining steps of base-large.", false),
+            ("tune-epochs", "Passes over the tuning examples, at most (early stopping may end sooner).", false),
+            ("tune-lr", "Peak tuning learning rates SMALL,LARGE.", false),
+            ("replay-rows", "Rows of each tuning batch that replay pretraining text.", false),
+            ("small-hidden", "Width of the small models (head_dim N/4, ffn 3N).", false),
+            ("tokens", "Pretraining corpus size in tokens.", false),
+            ("eval-people", "People whose facts pretraining states and evaluation asks.", false),
+        ];
+
+        static readonly (string Name, string Description, bool Flag)[] EvalOptions =
+        [
+            ("models", "The models directory (models/demo found above the working directory).", false),
+            ("tasks", "Your questions (JSONL: prompt, reference, rule = exact|contains|regex, task); printed only unless --docs.", false),
+            ("seeds", "Training seeds to report (default: the bundled seed, 1, 2); seeds not bundled are trained once into --work.", false),
+            ("work", "Where seeds that are not bundled are trained and kept (/tmp/proxyorleans-seeds).", false),
+            ("alphas", "The alpha sweep (0,0.25,0.5,0.75,1,1.5,2).", false),
+            ("docs", "Write evaluation.md and its plots here (built-in tasks: docs unless --no-docs).", false),
+            ("no-docs", "Write nothing (built-in tasks).", true),
+            ("no-sweep", "Skip the alpha sweep.", true),
+            ("threads", "Torch threads (1).", false),
+            ("combination", "An extra system: base=…,expert=…,anti=…,weight=…,alpha=…[,chat=true].", false),
+            ("max-new-tokens", "Tokens per reply at most (12).", false),
+        ];
+
         public static int Run(string[] args)
         {
-            if (args.Length == 0 || args[0] is "-h" or "--help")
+            var root = new RootCommand("Trains the bundled demo family and evaluates proxy-tuning on it.\n" +
+                                       "Exit codes: 0 done (and --help); 1 the work failed; 2 bad command line or input (the message says what to fix).");
+            root.Subcommands.Add(Command("train", "Reproduces the four bundled models (seeded, deterministic for a seed and thread count).", TrainOptions, Train));
+            root.Subcommands.Add(Command("eval", "The paper's experiment on the demo family over several training seeds; writes docs/evaluation.md.", EvalOptions, Evaluate.Run));
+            var file = new Argument<string>("file") { Description = "The JSON file written by scripts/hf_crosscheck.py (run where transformers is installed)." };
+            var hfModels = new Option<string?>("--models") { Description = "The models directory (models/demo)." };
+            var hf = new Command("hfcompare", "Compares our tokenizer, model and proxy answers with Hugging Face transformers' output.") { file, hfModels };
+            hf.SetAction(p => Guarded(() => HfCompare.Run(p.GetValue(file)!,
+                p.GetValue(hfModels) is { } m ? new Dictionary<string, string> { ["models"] = m } : [])));
+            root.Subcommands.Add(hf);
+
+            var parsed = root.Parse(args);
+            if (parsed.Errors.Count > 0 && parsed.Action is not System.CommandLine.Help.HelpAction)
             {
-                Console.WriteLine(Usage);
-                return args.Length == 0 ? 1 : 0;
+                foreach (var e in parsed.Errors) Console.Error.WriteLine("error: " + e.Message);
+                Console.Error.WriteLine("Run with --help for the commands and their options.");
+                return 2;
             }
-            if (args.Skip(1).Any(a => a is "-h" or "--help"))
+            return parsed.Invoke();
+        }
+
+        static Command Command(string name, string description, (string Name, string Description, bool Flag)[] options, Func<Dictionary<string, string>, int> run)
+        {
+            var command = new Command(name, description);
+            var made = options.Select(o => (o.Name, Option: o.Flag ? (Option)new Option<bool>("--" + o.Name) { Description = o.Description }
+                                                                 : new Option<string>("--" + o.Name) { Description = o.Description })).ToList();
+            foreach (var (_, option) in made) command.Options.Add(option);
+            command.SetAction(parse =>
             {
-                Console.WriteLine(Usage); // help only: never train or overwrite anything
-                return 0;
-            }
-            try
-            {
-                var opts = args[0] == "hfcompare" ? new() : Parse(args.Skip(1).ToArray(), args[0]);
-                switch (args[0])
-                {
-                    case "train": return Train(opts);
-                    case "eval": return Evaluate.Run(opts);
-                    case "hfcompare":
-                        if (args.Length < 2 || args[1].StartsWith("--")) throw new ArgumentException("hfcompare needs the JSON file written by scripts/hf_crosscheck.py.");
-                        return HfCompare.Run(args[1], Parse(args.Skip(2).ToArray(), "hfcompare"));
-                    default:
-                        Console.Error.WriteLine($"Unknown command '{args[0]}'.\n{Usage}");
-                        return 1;
-                }
-            }
+                var values = new Dictionary<string, string>();
+                foreach (var (key, option) in made)
+                    if (parse.GetResult(option) is { Implicit: false } result)
+                        values[key] = option is Option<bool> flag ? (parse.GetValue(flag) ? "true" : "false") : parse.GetValue((Option<string>)option)!;
+                foreach (var flag in values.Where(kv => kv.Value == "false").Select(kv => kv.Key).ToList()) values.Remove(flag);
+                return Guarded(() => run(values));
+            });
+            return command;
+        }
+
+        static int Guarded(Func<int> run)
+        {
+            try { return run(); }
             catch (Exception e) when (e is ArgumentException or FormatException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException)
             {
                 Console.Error.WriteLine("error: " + e.Message);
                 return 2;
             }
-        }
-
-        public const string Usage = """
-            usage:
-              train [--out models/demo] [--seed 1234] [--threads 1] [--smoke] [--only small|large] [--tune-only]
-                    [--small-steps N] [--large-steps N] [--tune-epochs X] [--tune-lr SMALL,LARGE] [--replay-rows N]
-                    [--small-hidden N (head_dim N/4, ffn 3N)]
-                    [--tokens N] [--eval-people N]
-              eval  [--models models/demo] [--tasks tasks.jsonl] [--alphas 0,0.5,1,1.5,2] [--docs DIR] [--no-docs]
-                    [--threads 1] [--combination base=base-large,expert=tuned-small,anti=base-small,alpha=1]
-                    [--no-sweep] [--max-new-tokens 12] [--seeds 1234,1,2] [--work /tmp/proxyorleans-seeds]
-                    built-in tasks (no --tasks): the world is read from the models' training-report.json; writes
-                    docs/evaluation.md unless --no-docs. With --tasks: prints only, unless --docs DIR is given.
-                    --seeds: training seeds to report; the bundled models are the seed in their report, every other
-                    seed is trained (once, kept in --work) with the same recipe.
-              hfcompare FILE [--models models/demo]   (FILE from scripts/hf_crosscheck.py, run with transformers)
-            exit codes: 0 done, 1 no or unknown command, 2 bad input (the message says what to fix)
-            """;
-
-        static readonly Dictionary<string, string[]> Known = new()
-        {
-            ["train"] = ["out", "seed", "threads", "smoke", "only", "tune-only", "small-steps", "large-steps", "tune-epochs", "tune-lr", "replay-rows", "tokens", "eval-people", "small-hidden"],
-            ["eval"] = ["models", "tasks", "alphas", "docs", "no-docs", "threads", "combination", "no-sweep", "max-new-tokens", "seeds", "work"],
-            ["hfcompare"] = ["models"],
-        };
-
-        internal static Dictionary<string, string> Parse(string[] args, string command)
-        {
-            var d = new Dictionary<string, string>();
-            var known = Known.GetValueOrDefault(command, []);
-            for (int i = 0; i < args.Length; i++)
-            {
-                if (!args[i].StartsWith("--")) throw new ArgumentException($"Unexpected argument '{args[i]}'. Options look like --name value.");
-                string key = args[i][2..];
-                if (!known.Contains(key))
-                    throw new ArgumentException($"Unknown option --{key} for '{command}'. Its options: {string.Join(", ", known.Select(k => "--" + k))}.");
-                if (i + 1 < args.Length && !args[i + 1].StartsWith("--")) d[key] = args[++i];
-                else d[key] = "true";
-            }
-            return d;
         }
 
         internal static int Int(Dictionary<string, string> o, string key, int fallback) =>

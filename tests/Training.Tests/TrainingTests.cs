@@ -403,3 +403,18 @@ public class TrainedForwardTests
         Assert.True(worst < 1e-3, $"max |training − serving| logit difference {worst} over {ids.Length} positions");
     }
 }
+
+public class CommandLineTests
+{
+    [Fact]
+    public void Help_prints_and_trains_nothing_and_unknown_options_are_errors()
+    {
+        string outDir = Path.Combine(Init.NewDir("cli"), "models");
+        Assert.Equal(0, Cli.Run(["train", "--out", outDir, "--help"]));
+        Assert.False(Directory.Exists(outDir), "train --help trained");
+        Assert.Equal(0, Cli.Run(["eval", "--help"]));
+        Assert.Equal(2, Cli.Run(["eval", "--no-such-option"]));
+        Assert.Equal(2, Cli.Run(["train", "--out"]));
+        Assert.Equal(2, Cli.Run(["nonsense"]));
+    }
+}
