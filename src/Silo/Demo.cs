@@ -83,9 +83,11 @@ public static class Demo
             Console.WriteLine($"{combo.Name} = {combo.Spec.Base} + {combo.Spec.Alpha}·({string.Join(" + ", combo.Spec.Experts.Select(e => $"{e.Expert} − {e.AntiExpert}"))}). " +
                               "Try your own: proxyorleans generate --prompt \"...\" --chat --compare");
         }
-        catch (Exception e) when (!ct.IsCancellationRequested)
+        catch (Exception e)
         {
-            Console.Error.WriteLine("Demo failed: " + e.Message);
+            // Stopped (Ctrl+C, SIGTERM) while the demo ran: the host shuts down and whatever the demo was waiting for
+            // fails with it; nothing to report then.
+            if (!ct.IsCancellationRequested) Console.Error.WriteLine("Demo failed: " + e.Message);
         }
     }
 
