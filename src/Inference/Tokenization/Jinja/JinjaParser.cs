@@ -2,6 +2,9 @@ using System.Globalization;
 
 namespace ProxyOrleans.Inference.Tokenization.Jinja;
 
+// Over 400 lines on purpose: the syntax tree and the recursive-descent parser of the Jinja subset read together,
+// one grammar rule per method, in jinja2's order of precedence.
+
 // Expressions.
 internal abstract record Expr(int Line);
 internal sealed record Literal(object? Value, int Line) : Expr(Line);
