@@ -93,12 +93,7 @@ public sealed class ChatBatches : IBatchSource
         {
             // One example per row, from position 0, right-padded: exactly the context the model sees at inference.
             long k = (long)step * chatRows + b;
-            var (ids, train) = examples[Order((int)(k / examples.Count))[(int)(k % examples.Count)]];
-            for (int t = 0; t < seq; t++)
-            {
-                inputs[b * seq + t] = t < ids.Length ? ids[t] : padId;
-                labels[b * seq + t] = t + 1 < ids.Length && train[t + 1] ? ids[t + 1] : -100;
-            }
+            WriteRow(examples[Order((int)(k / examples.Count))[(int)(k % examples.Count)]], b, seq, inputs, labels);
         }
         if (replayRows > 0)
             replay!.Fill(step, replayRows, seq, inputs.AsSpan(chatRows * seq), labels.AsSpan(chatRows * seq));
@@ -121,16 +116,19 @@ public sealed class ChatBatches : IBatchSource
         int seq = LongestExample - 1, rows = examples.Count;
         var inputs = new long[rows * seq];
         var labels = new long[rows * seq];
-        for (int b = 0; b < rows; b++)
-        {
-            var (ids, train) = examples[b];
-            for (int t = 0; t < seq; t++)
-            {
-                inputs[b * seq + t] = t < ids.Length ? ids[t] : padId;
-                labels[b * seq + t] = t + 1 < ids.Length && train[t + 1] ? ids[t + 1] : -100;
-            }
-        }
+        for (int b = 0; b < rows; b++) WriteRow(examples[b], b, seq, inputs, labels);
         return (inputs, labels, rows, seq);
+    }
+
+    // One example in row `row`, right-padded; labels are the next token where the reply is trained, else -100.
+    void WriteRow((int[] Ids, bool[] Train) example, int row, int seq, long[] inputs, long[] labels)
+    {
+        var (ids, train) = example;
+        for (int t = 0; t < seq; t++)
+        {
+            inputs[row * seq + t] = t < ids.Length ? ids[t] : padId;
+            labels[row * seq + t] = t + 1 < ids.Length && train[t + 1] ? ids[t + 1] : -100;
+        }
     }
 
     public string Describe() => $"{examples.Count:N0} examples" + (replayRows > 0 ? $" + {replayRows} pretraining rows per batch" : "");

@@ -46,12 +46,6 @@ public sealed class Report
         return replies.Count == 0 ? double.NaN : replies.Count(ok => ok) / (double)replies.Count;
     }
 
-    public static double StrictScore(Evaluate.SystemResult r, string task)
-    {
-        var replies = r.Replies.Where(x => x.Item.Task == task).ToList();
-        return replies.Count == 0 ? double.NaN : replies.Count(x => x.Item.Strict(x.Text)) / (double)replies.Count;
-    }
-
     /// <summary>Share of answerable questions (every task but refusal) that the system refused.</summary>
     public static double FalseRefusals(Evaluate.SystemResult r)
     {
@@ -62,6 +56,18 @@ public sealed class Report
     /// <summary>(proxy − base) / (tuned − base); NaN when tuning did not change the task's score.</summary>
     public static double GapClosed(double baseAcc, double proxyAcc, double tunedAcc) =>
         tunedAcc - baseAcc is var gap && Math.Abs(gap) > 1e-9 ? (proxyAcc - baseAcc) / gap : double.NaN;
+
+    /// <summary>
+    /// Gap closed by <paramref name="proxy"/> per behaviour task among <paramref name="tasks"/> ("format" always), and
+    /// their mean over the tasks where it is defined.
+    /// </summary>
+    static (List<(string Task, double Gap)> PerTask, double Mean) Gaps(Evaluate.SystemResult b, Evaluate.SystemResult proxy,
+        Evaluate.SystemResult t, IReadOnlyCollection<string> tasks)
+    {
+        var gaps = BehaviourTasks.Where(x => x == "format" || tasks.Contains(x)).Select(x => (x, GapClosed(Score(b, x), Score(proxy, x), Score(t, x)))).ToList();
+        var defined = gaps.Select(g => g.Item2).Where(g => !double.IsNaN(g)).ToList();
+        return (gaps, defined.Count > 0 ? defined.Average() : double.NaN);
+    }
 
     /// <summary>One seed's headline figures.</summary>
     public sealed record SeedFigures(int Seed, IReadOnlyDictionary<string, double> Values);
@@ -80,10 +86,9 @@ public sealed class Report
         if (t is not null)
         {
             v["tuned_large_retention"] = Score(t, "knowledge") / Score(b, "knowledge");
-            var gaps = BehaviourTasks.Where(x => x == "format" || tasks.Contains(x)).Select(x => (x, g: GapClosed(Score(b, x), Score(p, x), Score(t, x)))).ToList();
+            var (gaps, mean) = Gaps(b, p, t, [.. tasks]);
             foreach (var (x, g) in gaps) v[$"gap_closed_{x}"] = g;
-            var defined = gaps.Select(g => g.g).Where(g => !double.IsNaN(g)).ToList();
-            v["gap_closed_mean"] = defined.Count > 0 ? defined.Average() : double.NaN;
+            v["gap_closed_mean"] = mean;
             if (tasks.Contains("truthful")) v["truthful_proxy_minus_tuned_large"] = Score(p, "truthful") - Score(t, "truthful");
         }
         if (ts is not null && tasks.Contains("truthful")) v["truthful_proxy_minus_tuned_small"] = Score(p, "truthful") - Score(ts, "truthful");
@@ -160,12 +165,7 @@ public sealed class Report
             md.AppendLine("|---:|" + string.Concat(cols.Select(_ => "---:|")) + "---:|");
             foreach (var (alpha, r) in sweep)
             {
-                double gap = double.NaN;
-                if (b is not null && t is not null)
-                {
-                    var g = BehaviourTasks.Where(cols.Contains).Select(x => GapClosed(Score(b, x), Score(r, x), Score(t, x))).Where(v => !double.IsNaN(v)).ToList();
-                    gap = g.Count > 0 ? g.Average() : double.NaN;
-                }
+                double gap = b is not null && t is not null ? Gaps(b, r, t, tasks).Mean : double.NaN;
                 md.AppendLine($"| {alpha.ToString("0.##", CultureInfo.InvariantCulture)} | " + string.Join(" | ", cols.Select(x => P(Score(r, x)))) + $" | {P(gap)} |");
             }
         }
