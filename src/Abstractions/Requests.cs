@@ -31,6 +31,9 @@ public sealed record CombinationSpec(
 {
     public static CombinationSpec BaseOnly(string baseModel) => new(baseModel, [], 0f);
 
+    /// <summary>This combination's base alone, asked as the combination asks it (the same answer cue): the zero-shot baseline.</summary>
+    public CombinationSpec BaseAlone() => BaseOnly(Base) with { AnswerCue = AnswerCue };
+
     /// <summary>The placeholder an <see cref="AnswerCue"/> holds exactly once.</summary>
     public const string PromptPlaceholder = "{prompt}";
 

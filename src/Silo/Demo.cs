@@ -67,7 +67,7 @@ public static class Demo
             foreach (var q in questions)
             {
                 // The base alone is asked as the combination asks it (same answer cue); the tuned model alone as its expert is.
-                var baseOnly = Run(CombinationSpec.BaseOnly(combo.Spec.Base) with { AnswerCue = combo.Spec.AnswerCue }, q.Prompt);
+                var baseOnly = Run(combo.Spec.BaseAlone(), q.Prompt);
                 var proxy = Run(combo.Spec, q.Prompt);
                 var tuned = tunedHosted
                     ? Run(CombinationSpec.BaseOnly(TunedLarge) with { ExpertResponsePrefix = combo.Spec.ExpertResponsePrefix, BaseChatTemplate = true }, q.Prompt)

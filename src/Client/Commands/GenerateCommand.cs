@@ -106,7 +106,7 @@ public static class GenerateCommand
             {
                 if (p.GetValue(compare))
                 {
-                    var baseOnly = Collect(grains, request with { Combination = CombinationSpec.BaseOnly(spec.Base) with { AnswerCue = spec.AnswerCue } }, ct);
+                    var baseOnly = Collect(grains, request with { Combination = spec.BaseAlone() }, ct);
                     var proxied = Collect(grains, request, ct);
                     await Task.WhenAll(baseOnly, proxied);
                     SideBySide($"{spec.Base} alone", baseOnly.Result.Text, $"proxy-tuned: {Describe(spec)}", proxied.Result.Text);
