@@ -34,7 +34,7 @@ public class SiloOnRedisTests(ITestOutputHelper log)
         var clock = System.Diagnostics.Stopwatch.StartNew();
         void Phase(string what) => log.WriteLine($"{clock.Elapsed.TotalSeconds,6:F1} s  {what}");
         var manifests = Manifests.Render("cpu-demo");
-        using var redis = new RedisServer();
+        using var redis = RedisProcess.Start();
         var work = Path.Combine(Path.GetTempPath(), "proxyorleans-deploy-" + Guid.NewGuid().ToString("N")[..8]);
         var nodes = new List<Node>();
         string clusterId = "", serviceId = "";

@@ -5,7 +5,10 @@ using System.Text;
 
 namespace ProxyOrleans.Client.Commands;
 
-/// <summary>A redis-server of our own on a free loopback port (no persistence), for loopback clusters with Redis membership.</summary>
+/// <summary>
+/// A redis-server of our own on a free loopback port (no persistence), for loopback clusters with Redis membership
+/// (the chaos command; linked into the deployment tests).
+/// </summary>
 public sealed class RedisProcess : IDisposable
 {
     private readonly Process _process;
@@ -40,17 +43,20 @@ public sealed class RedisProcess : IDisposable
         return redis;
     }
 
+    /// <summary>Sends one inline command and returns the first reply (e.g. "KEYS *").</summary>
+    public string Command(string command)
+    {
+        using var c = new TcpClient();
+        c.Connect(IPAddress.Loopback, Port);
+        var s = c.GetStream();
+        s.Write(Encoding.ASCII.GetBytes(command + "\r\n"));
+        var buf = new byte[4096];
+        return Encoding.ASCII.GetString(buf, 0, s.Read(buf));
+    }
+
     private bool Ping()
     {
-        try
-        {
-            using var c = new TcpClient();
-            c.Connect(IPAddress.Loopback, Port);
-            var s = c.GetStream();
-            s.Write("PING\r\n"u8);
-            var buf = new byte[64];
-            return Encoding.ASCII.GetString(buf, 0, s.Read(buf)).StartsWith("+PONG");
-        }
+        try { return Command("PING").StartsWith("+PONG", StringComparison.Ordinal); }
         catch (SocketException) { return false; }
     }
 
