@@ -148,17 +148,25 @@ public static class Evaluate
         return new DemoWorld(report.World);
     }
 
+    // A seed trained earlier is reused only when it is a whole run of the bundled models' recipe: an experiment
+    // left in the work directory (another learning rate, a --tune-only run) would otherwise be reported as the recipe.
     static void EnsureTrained(string dir, int seed, TrainingReport bundled, int threads, TextWriter log)
     {
-        string reportPath = Path.Combine(dir, TrainingReport.FileName);
-        if (File.Exists(reportPath))
+        if (bundled.Recipe is null || bundled.Partial)
+            throw new InvalidDataException("The bundled models' training report records no whole-run recipe (trained by an older trainer, or with " +
+                                           "--only/--tune-only): retrain them with `train --out models/demo` before evaluating other seeds.");
+        if (File.Exists(Path.Combine(dir, TrainingReport.FileName)))
         {
             var existing = TrainingReport.Load(dir);
-            if (existing.Seed == seed && existing.World == bundled.World with { Seed = seed }) return;
-            log.WriteLine($"{dir}: trained with another seed or world; retraining.");
+            if (existing.Seed == seed && existing.World == bundled.World with { Seed = seed } && existing.Recipe == bundled.Recipe && !existing.Partial) return;
+            log.WriteLine($"{dir}: trained with another seed, world or recipe (or only in part); retraining.");
         }
         log.WriteLine($"training seed {seed} into {dir} (the bundled recipe with another seed)");
-        TrainPipeline.Run(new PipelineOptions { OutDir = dir, Seed = seed, Threads = threads, World = bundled.World with { Seed = seed } }, log);
+        var options = new PipelineOptions { OutDir = dir, Seed = seed, Threads = threads, World = bundled.World with { Seed = seed } };
+        if (options.Recipe() != bundled.Recipe)
+            throw new InvalidDataException("The bundled models were trained with another recipe than this trainer's defaults: " +
+                                           "retrain them with `train --out models/demo` (or evaluate only --seeds " + bundled.Seed + ").");
+        TrainPipeline.Run(options, log);
     }
 
     static ModelCatalog Catalog(string modelsDir, int threads)

@@ -38,6 +38,18 @@ public sealed record PipelineOptions
     /// <summary>Keep the base models on disk and only (re)run tuning from them.</summary>
     public bool TuneOnly { get; init; }
 
+    /// <summary>
+    /// Every option that shapes the models, as canonical JSON: where the run wrote, its seed and which phases it
+    /// re-ran are left out, so two directories with the same recipe differ only by seed.
+    /// </summary>
+    public string Recipe() => JsonSerializer.Serialize(this with
+    {
+        OutDir = "", Seed = 0, World = World with { Seed = 0 }, TrainSmall = true, TrainLarge = true, TuneOnly = false,
+    });
+
+    /// <summary>True when the run re-trained only some of the four models (the others came from an earlier run).</summary>
+    public bool Partial => TuneOnly || !TrainSmall || !TrainLarge;
+
     public static LlamaConfig SmallConfig(int vocab) => new()
     {
         HiddenSize = 32, IntermediateSize = 96, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, HeadDim = 8,
@@ -144,7 +156,7 @@ public static class TrainPipeline
             tuned.SavePretrained(Path.Combine(o.OutDir, "tuned-" + size), o.DType);
         }
         log.WriteLine($"done in {clock.Elapsed.TotalMinutes:F1} min");
-        new TrainingReport(o.Seed, world.Options, o.VocabSize, o.PretrainTokens, stream.Count, trainingSet.Length, validationSet.Length,
+        new TrainingReport(o.Seed, world.Options, o.Recipe(), o.Partial, o.VocabSize, o.PretrainTokens, stream.Count, trainingSet.Length, validationSet.Length,
             clock.Elapsed.TotalSeconds, reports).Save(o.OutDir);
         return reports;
     }
@@ -162,9 +174,12 @@ public static class TrainPipeline
 
 /// <summary>
 /// What a training run wrote beside its models (training-report.json): the world it was trained on, so that an
-/// evaluation rebuilds the same world and refuses models trained on another one, and the phases' losses and times.
+/// evaluation rebuilds the same world and refuses models trained on another one, the recipe (so that a seed trained
+/// earlier is reused only when it was trained exactly as the bundled models were), and the phases' losses and times.
 /// </summary>
-public sealed record TrainingReport(int Seed, WorldOptions World, int VocabSize, int PretrainTokens, int CorpusTokens,
+/// <param name="Partial">Only some models were re-trained by this run (--only, --tune-only): the recipe describes
+/// those, not the others, so the directory is not a clean instance of the recipe.</param>
+public sealed record TrainingReport(int Seed, WorldOptions World, string? Recipe, bool Partial, int VocabSize, int PretrainTokens, int CorpusTokens,
     int TuningExamples, int ValidationExamples, double TotalSeconds, IReadOnlyList<TrainReport> Phases)
 {
     public const string FileName = "training-report.json";
