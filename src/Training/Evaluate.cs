@@ -83,7 +83,7 @@ public static class Evaluate
         foreach (int seed in seeds)
         {
             string dir = seed == bundled.Seed ? modelsDir : Path.Combine(work, $"seed-{seed}");
-            EnsureTrained(dir, seed, bundled, threads, log);
+            if (seed != bundled.Seed) EnsureTrained(dir, seed, bundled, threads, log);
             var world = WorldOf(dir, seed);
             var items = EvalTasks.BuiltIn(world);
             firstItems ??= items;
@@ -104,6 +104,7 @@ public static class Evaluate
                         catalog, firstItems!, options, log)));
         }
 
+        if (a.TryGetValue("replies", out var repliesPath)) WriteReplies(repliesPath, results);
         var full = Report.Build(results, sweep, firstItems!, results[0]);
         log.WriteLine();
         log.WriteLine(full.Markdown);
@@ -114,6 +115,20 @@ public static class Evaluate
         }
         log.WriteLine(full.KeyValues);
         return 0;
+    }
+
+    /// <summary>Every reply of every system and seed, one JSON object per line: what the tables summarise.</summary>
+    static void WriteReplies(string path, IEnumerable<SeedResult> results)
+    {
+        using var w = new StreamWriter(path);
+        foreach (var seed in results)
+            foreach (var system in seed.Systems)
+                foreach (var r in system.Replies)
+                    w.WriteLine(System.Text.Json.JsonSerializer.Serialize(new
+                    {
+                        seed = seed.Seed, system = system.System.Label, task = r.Item.Task, prompt = r.Item.Prompt, reference = r.Item.Reference,
+                        reply = r.Text, ended_turn = r.EndedTurn, content = r.Item.ContentMatch(r.Text),
+                    }));
     }
 
     /// <summary>

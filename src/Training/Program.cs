@@ -42,6 +42,7 @@ namespace ProxyOrleans.Training
             ("docs", "Write evaluation.md and its plots here (built-in tasks: docs unless --no-docs).", false),
             ("no-docs", "Write nothing (built-in tasks).", true),
             ("no-sweep", "Skip the alpha sweep.", true),
+            ("replies", "Also write every reply as JSON lines (seed, system, task, prompt, reference, reply, content) to this file.", false),
             ("threads", "Torch threads (1).", false),
             ("combination", "An extra system: base=…,expert=…,anti=…,weight=…,alpha=…[,chat=true].", false),
             ("max-new-tokens", "Tokens per reply at most (12).", false),

@@ -107,6 +107,7 @@ public static class TrainPipeline
         var chatml = new ChatMlChatTemplate();
         sample.AddRange(tuning.Select(t => ChatBatches.RenderPrompt(chatml, t.Prompt) + t.Answer + ByteLevelBpe.ImEnd + "\n"));
         var bpe = ByteLevelBpe.Train(sample, o.VocabSize);
+        if (o.Partial) RequireSameTokenizer(bpe, o.OutDir);
         // All four models share these files; training encodes through the same loader that serving uses.
         foreach (var name in ModelNames) bpe.Save(Path.Combine(o.OutDir, name));
         var tokenizer = TokenizerLoader.Load(Path.Combine(o.OutDir, ModelNames[0]));
@@ -159,6 +160,22 @@ public static class TrainPipeline
         new TrainingReport(o.Seed, world.Options, o.Recipe(), o.Partial, o.VocabSize, o.PretrainTokens, stream.Count, trainingSet.Length, validationSet.Length,
             clock.Elapsed.TotalSeconds, reports).Save(o.OutDir);
         return reports;
+    }
+
+    // The tokenizer is learnt from the corpus and the tuning examples, so a partial run whose data changed would
+    // hand the models it keeps another vocabulary than they were trained with: refuse rather than corrupt them.
+    static void RequireSameTokenizer(ByteLevelBpe bpe, string outDir)
+    {
+        string kept = Path.Combine(outDir, "base-small", "tokenizer.json");
+        string fresh = Path.Combine(Path.GetTempPath(), "proxyorleans-tokenizer-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            bpe.Save(fresh);
+            if (!File.Exists(kept) || File.ReadAllText(kept) != File.ReadAllText(Path.Combine(fresh, "tokenizer.json")))
+                throw new InvalidOperationException($"--only/--tune-only keeps models in {outDir}, but this run's data learns another tokenizer than " +
+                                                    $"{kept}: the world or tuning data changed since they were trained. Retrain all four (without --only/--tune-only).");
+        }
+        finally { Directory.Delete(fresh, recursive: true); }
     }
 
     /// <summary>Mean cross-entropy over the reply tokens of every example (no gradients).</summary>

@@ -266,6 +266,24 @@ public class SmokeTrainingTests
         catalog.CheckCombination(combination);
         var result = new ProxyDecoder(catalog).Generate(combination, "What is 12 + 30?", new SamplingOptions { MaxNewTokens = 4 });
         Assert.InRange(result.CompletionTokens, 1, 4);
+
+        // The report names the recipe (what a later evaluation compares before reusing a seed's models)...
+        var report = TrainingReport.Load(outDir);
+        Assert.Equal(PipelineOptions.Smoke(outDir).Recipe(), report.Recipe);
+        Assert.Equal(PipelineOptions.Smoke("elsewhere").Recipe(), report.Recipe); // where it was written is not part of it
+        Assert.False(report.Partial);
+        Assert.NotEqual(report.Recipe, (PipelineOptions.Smoke(outDir) with { TuneEpochs = 2 }).Recipe());
+
+        // ...and a tune-only run whose tuning data would learn another tokenizer refuses instead of handing the kept
+        // bases a vocabulary they were not trained with; the same data re-tunes and marks the report partial.
+        string tokenizerBefore = File.ReadAllText(Path.Combine(outDir, "base-small", "tokenizer.json"));
+        var changed = PipelineOptions.Smoke(outDir) with { TuneOnly = true, World = PipelineOptions.Smoke(outDir).World with { TuningPeople = 12 } };
+        var e = Assert.Throws<InvalidOperationException>(() => TrainPipeline.Run(changed, TextWriter.Null));
+        Assert.Contains("another tokenizer", e.Message);
+        Assert.Equal(tokenizerBefore, File.ReadAllText(Path.Combine(outDir, "base-small", "tokenizer.json")));
+        TrainPipeline.Run(PipelineOptions.Smoke(outDir) with { TuneOnly = true, TrainLarge = false }, TextWriter.Null);
+        Assert.True(TrainingReport.Load(outDir).Partial);
+        Assert.Equal(tokenizerBefore, File.ReadAllText(Path.Combine(outDir, "base-small", "tokenizer.json")));
     }
 }
 
@@ -306,7 +324,7 @@ public class TaskFileTests
     {
         string dir = Init.NewDir("report");
         var world = new WorldOptions { Seed = 5, EvalPeople = 12 };
-        new TrainingReport(5, world, 320, 1000, 1000, 10, 1, 1.0, []).Save(dir);
+        new TrainingReport(5, world, new PipelineOptions { World = world }.Recipe(), false, 320, 1000, 1000, 10, 1, 1.0, []).Save(dir);
         var rebuilt = Evaluate.WorldOf(dir, 5);
         Assert.Equal(new DemoWorld(world).EvalPeople, rebuilt.EvalPeople);
         var e = Assert.Throws<InvalidDataException>(() => Evaluate.WorldOf(dir, 6));
