@@ -43,7 +43,12 @@ public static class Evaluate
     public sealed record SystemResult(SystemSpec System, IReadOnlyList<Reply> Replies, double Seconds);
 
     /// <summary>The evaluation of one models directory (one training seed).</summary>
-    public sealed record SeedResult(int Seed, string ModelsDir, IReadOnlyList<SystemResult> Systems, ITextTokenizer Tokenizer);
+    /// <param name="Premise">What each base knows of the facts tuning asks closed-book ("famous_known_base_small" and
+    /// "_large"): the world's premise is that both know them, so that tuning them teaches a form, not content.</param>
+    public sealed record SeedResult(int Seed, string ModelsDir, IReadOnlyList<SystemResult> Systems, ITextTokenizer Tokenizer)
+    {
+        public IReadOnlyDictionary<string, double> Premise { get; init; } = new Dictionary<string, double>();
+    }
 
     static float ParseFloat(string s, string what) =>
         float.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out float v) && float.IsFinite(v) ? v
@@ -89,7 +94,10 @@ public static class Evaluate
             firstItems ??= items;
             log.WriteLine($"eval seed {seed}: {items.Count} questions ({string.Join(", ", items.GroupBy(i => i.Task).Select(g => $"{g.Key} {g.Count()}"))}) " +
                           $"from the world in {dir}; greedy, max {maxNew} new tokens");
-            results.Add(RunSeed(seed, dir, items, options, threads, extra, log, analysis: results.Count == 0));
+            results.Add(RunSeed(seed, dir, items, options, threads, extra, log, analysis: results.Count == 0) with
+            {
+                Premise = PremiseCheck(dir, world, options, threads, log),
+            });
         }
 
         // The alpha sweep on the first seed's models.
@@ -182,6 +190,21 @@ public static class Evaluate
             throw new InvalidDataException("The bundled models were trained with another recipe than this trainer's defaults: " +
                                            "retrain them with `train --out models/demo` (or evaluate only --seeds " + bundled.Seed + ").");
         TrainPipeline.Run(options, log);
+    }
+
+    // Both bases asked zero-shot (the answer cue) about the famous people tuning asks closed-book.
+    static Dictionary<string, double> PremiseCheck(string dir, DemoWorld world, SamplingOptions options, int threads, TextWriter log)
+    {
+        var items = world.FamousPeople.SelectMany(p => DemoWorld.KnowledgeQuestions(p))
+            .Select(q => new EvalItem("famous", q.Prompt, q.Answer, ScoringRule.Exact) { Content = q.Content }).ToList();
+        using var catalog = Catalog(dir, threads);
+        var premise = new Dictionary<string, double>();
+        foreach (var model in new[] { "base-small", "base-large" }.Where(catalog.Contains))
+        {
+            var r = RunSystem(new SystemSpec(model, ProxyCombination.BaseOnly(model), false), catalog, items, options, log);
+            premise[$"famous_known_{model.Replace('-', '_')}"] = Report.Score(r, "famous");
+        }
+        return premise;
     }
 
     static ModelCatalog Catalog(string modelsDir, int threads)

@@ -80,6 +80,7 @@ public sealed class Report
         foreach (var r in s.Systems)
             foreach (var x in tasks.Append("format").Append("strict"))
                 v[$"{r.System.Label}/{x}"] = Score(r, x);
+        foreach (var (k, x) in s.Premise) v[k] = x;
         if (b is null || p is null) return new SeedFigures(s.Seed, v);
         foreach (var x in RetentionTasks.Where(tasks.Contains)) v[$"retention_{x}"] = Score(p, x) - Score(b, x);
         v["false_refusal_rate"] = FalseRefusals(p);
@@ -112,6 +113,7 @@ public sealed class Report
             "retention_knowledge", "retention_paraphrase", "retention_arithmetic", "tuned_large_retention",
             "gap_closed_format", "gap_closed_refusal", "gap_closed_truthful", "gap_closed_mean",
             "false_refusal_rate", "truthful_proxy_minus_tuned_large", "truthful_proxy_minus_tuned_small",
+            "famous_known_base_small", "famous_known_base_large",
         ];
         var shown = headline.Where(k => figures.Any(f => f.Values.ContainsKey(k))).ToList();
         if (seeds.Count > 1 || shown.Any(k => !k.Contains('/')))
@@ -124,7 +126,7 @@ public sealed class Report
             {
                 var vals = figures.Select(f => f.Values.GetValueOrDefault(k, double.NaN)).ToList();
                 var ok = vals.Where(x => !double.IsNaN(x)).ToList();
-                bool pct = k.Contains('/') || k.StartsWith("gap") || k.StartsWith("false") || k.StartsWith("tuned_large");
+                bool pct = k.Contains('/') || k.StartsWith("gap") || k.StartsWith("false") || k.StartsWith("tuned_large") || k.StartsWith("famous");
                 string Cell(double x) => pct ? P(x) : (double.IsNaN(x) ? "n/a" : (100 * x).ToString("+0.0;-0.0;0.0", CultureInfo.InvariantCulture) + " pts");
                 md.AppendLine($"| {k} | " + string.Join(" | ", vals.Select(Cell)) +
                               $" | {Cell(ok.Count > 0 ? ok.Average() : double.NaN)} | {Cell(ok.Count > 0 ? ok.Min() : double.NaN)} | {Cell(ok.Count > 0 ? ok.Max() : double.NaN)} |");
@@ -192,6 +194,8 @@ public sealed class Report
             kv.Add($"false_refusal_rate={F(Max("false_refusal_rate"))}");
             kv.Add($"truthful_proxy_minus_tuned_large={F(Min("truthful_proxy_minus_tuned_large"))}");
             kv.Add($"truthful_proxy_minus_tuned_small={F(Min("truthful_proxy_minus_tuned_small"))}");
+            if (figures.Any(f => f.Values.ContainsKey("famous_known_base_small")))
+                kv.Add($"famous_known_base_small={F(Min("famous_known_base_small"))}");
         }
         foreach (var r in first.Systems)
             foreach (var x in tasks)
