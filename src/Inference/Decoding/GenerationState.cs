@@ -83,6 +83,9 @@ public sealed class GenerationState
 
     public SamplingOptions Options { get; }
 
+    /// <summary>The logits processors <see cref="Choose"/> applies, with the output counts the penalties read.</summary>
+    public LogitsProcessors Processors => processors;
+
     /// <summary>Tokens that fit after the prompt in the tightest model's context (int.MaxValue: no limit given).</summary>
     public int ContextRoom { get; }
 
