@@ -154,14 +154,11 @@ public sealed partial class GenerationGrain(
         var s = r.Sampling ?? new SamplingSpec();
         var options = s.ToSamplingOptions();
         try { Sampler.Validate(options); }
-        catch (ArgumentException e) { throw new InvalidRequestException(SamplingField(e), e.Message); }
+        catch (ArgumentException e) { throw new InvalidRequestException(SamplingField(e), e.Message); } // the processors name their field
         if (r.ResumeTokens.Length > 0 && s.Seed is null)
             throw new InvalidRequestException("resume_tokens", "Resuming needs the seed of the first attempt (TokenEvent.Seed).");
         return options with { Seed = options.Seed ?? Sampler.NewSeed() };
     }
-
-    // The logits processors name their request field (logit_bias, min_p...); the other checks are about "sampling".
-    private static string SamplingField(ArgumentException e) => e.ParamName is { } p && p.Contains('_') ? p : "sampling";
 
     private async Task Publish(GenerationRequest request, GenerationEventKind kind, string requestId, Func<GenerationEvent, GenerationEvent> with)
     {
@@ -216,16 +213,7 @@ public sealed partial class GenerationGrain(
             // EOS ids and the context window as the single-process decoder takes them (the tokenizer's EOS list;
             // room after the prompt in the tightest model): GenerationState applies both.
             int room = opened.Min(o => o.ContextRoom);
-            try
-            {
-                State = request.ResumeTokens.Length == 0
-                    ? new GenerationState(_tokenizer, sampling, promptIds, contextRoom: room)
-                    : GenerationState.Resume(_tokenizer, sampling, new GenerationCheckpoint(sampling.Seed!.Value, request.ResumeTokens), promptIds, contextRoom: room);
-            }
-            catch (ArgumentException e) when (e.ParamName is "logit_bias" or "stop_token_ids")
-            {
-                throw new InvalidRequestException(e.ParamName, e.Message); // an id outside the base's vocabulary: the request is bad
-            }
+            State = StartState(_tokenizer, sampling, request.ResumeTokens, promptIds, room);
             _step = new ProxyStep(request.Combination.Alpha, [.. request.Combination.Experts.Select(e => e.Weight)]);
             return opened;
         }

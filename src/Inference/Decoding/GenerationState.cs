@@ -18,7 +18,8 @@ public sealed record GenerationCheckpoint(ulong Seed, int[] GeneratedTokens);
 
 /// <summary>
 /// The decoding side of one generation, independent of where the logits come from: token history, step
-/// index, logits processors (<see cref="LogitsProcessors"/>, fed the history), sampling, EOS, stop token ids, max tokens, the context window, stop sequences and streaming detokenization. The single-process
+/// index, logits processors (<see cref="LogitsProcessors"/>, fed the history), sampling, EOS, stop token ids, max
+/// tokens, the context window, stop sequences and streaming detokenization. The single-process
 /// <see cref="ProxyDecoder"/> and the Orleans coordinator grain both drive it through <see cref="ProxyStep.Advance"/>
 /// (combine, then <see cref="Advance"/>(combined logits)), so both paths run the same code.
 /// <para>Text: ids become text through <see cref="StreamingDetokenizer"/> (prompt context so the first word keeps
