@@ -22,6 +22,12 @@ public interface IModelGrain : IGrainWithStringKey
     Task Close(string sessionId);
 
     Task<TokenizerFiles> GetTokenizerFiles();
+
+    /// <summary>POST /tokenize: the model's ids for a prompt or chat messages (a bad request is an <see cref="InvalidRequestException"/>).</summary>
+    Task<TokenizeResult> Tokenize(TokenizeRequest request);
+
+    /// <summary>POST /detokenize: the text of ids, special tokens kept (as HF's decode); an id outside the vocabulary is refused.</summary>
+    Task<string> Detokenize(int[] tokens);
 }
 
 /// <summary>

@@ -94,6 +94,30 @@ public sealed record StepResult
 [GenerateSerializer, Immutable]
 public sealed record VocabularyId([property: Id(0)] string Model, [property: Id(1)] string Fingerprint, [property: Id(2)] int Logits);
 
+/// <summary>
+/// POST /tokenize as a model grain runs it (vLLM's shapes): a prompt as /v1/completions tokenizes it, or chat messages
+/// rendered through the model's chat template as an expert sees them.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record TokenizeRequest
+{
+    [Id(0)] public string? Prompt { get; init; }
+    [Id(1)] public ChatMessageSpec[]? Messages { get; init; }
+    /// <summary>Add the BOS token (vLLM's default: true for a prompt, false for messages, whose template writes its own).</summary>
+    [Id(2)] public bool AddSpecialTokens { get; init; } = true;
+    /// <summary>Messages: end with the template's assistant header, as a chat request is prefilled (default true).</summary>
+    [Id(3)] public bool AddGenerationPrompt { get; init; } = true;
+    /// <summary>Also return each id's vocabulary string ("▁Hello", "Ġworld").</summary>
+    [Id(4)] public bool ReturnTokenStrings { get; init; }
+}
+
+/// <summary>A model's ids for a <see cref="TokenizeRequest"/> and its context length.</summary>
+[GenerateSerializer, Immutable]
+public sealed record TokenizeResult(
+    [property: Id(0)] int[] Tokens,
+    [property: Id(1)] int MaxModelLength,
+    [property: Id(2)] string[]? TokenStrings = null);
+
 /// <summary>Tokenizer files of a model (a few hundred KB), so a coordinator on any silo can detokenize.</summary>
 [GenerateSerializer, Immutable]
 public sealed record TokenizerFiles([property: Id(0)] Dictionary<string, byte[]> Files);

@@ -73,6 +73,22 @@ public sealed record SamplingSpec
     [Id(4)] public int MaxNewTokens { get; init; } = 64;
     [Id(5)] public string[] Stop { get; init; } = [];
     [Id(6)] public bool StopAtEos { get; init; } = true;
+
+    // Logits processors, applied to the combined logits in vLLM's order: logit_bias → repetition, frequency and
+    // presence penalties → temperature → min_p → top_k → top_p (docs/decoding.md). Each default changes nothing.
+    // Ids from 20 leave room for other fields without renumbering.
+    /// <summary>Token id → bias in [-100, 100] added to its logit (OpenAI's logit_bias). Null or empty: none.</summary>
+    [Id(20)] public Dictionary<int, float>? LogitBias { get; init; }
+    /// <summary>Repetition penalty over prompt and output tokens (vLLM's; &gt; 0, 1 = off).</summary>
+    [Id(21)] public float RepetitionPenalty { get; init; } = 1f;
+    /// <summary>OpenAI frequency penalty in [-2, 2] (0 = off).</summary>
+    [Id(22)] public float FrequencyPenalty { get; init; }
+    /// <summary>OpenAI presence penalty in [-2, 2] (0 = off).</summary>
+    [Id(23)] public float PresencePenalty { get; init; }
+    /// <summary>Min-p in [0, 1] (0 = off).</summary>
+    [Id(24)] public float MinP { get; init; }
+    /// <summary>Token ids that stop the generation (vLLM's stop_token_ids); their text is not emitted.</summary>
+    [Id(25)] public int[] StopTokenIds { get; init; } = [];
 }
 
 /// <summary>How logits travel between silos.</summary>

@@ -33,6 +33,7 @@ public static class GatewayApp
         builder.Services.AddSingleton<ModelCatalog>();
         builder.Services.AddSingleton<GatewayMetrics>();
         builder.Services.AddSingleton<CompletionHandler>();
+        builder.Services.AddSingleton<TokenizeEndpoints>();
         builder.Services.AddSingleton<IGenerationBackend, OrleansGenerationBackend>();
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes + 1);
 
@@ -110,11 +111,18 @@ public static class GatewayApp
         app.MapGet("/playground", () => Results.Content(Playground.Html, "text/html; charset=utf-8"));
         app.MapGet("/", () => Results.Redirect("/playground"));
 
-        var v1 = app.MapGroup("/v1").AddEndpointFilter(async (ctx, next) =>
+        static async ValueTask<object?> Authenticate(EndpointFilterInvocationContext ctx, EndpointFilterDelegate next)
         {
             ctx.HttpContext.RequestServices.GetRequiredService<TenantAuth>().Authenticate(ctx.HttpContext);
             return await next(ctx);
-        });
+        }
+        var v1 = app.MapGroup("/v1").AddEndpointFilter(Authenticate);
+        // vLLM serves these at the root; also under /v1 for clients whose base URL ends in /v1. Same API keys as /v1.
+        foreach (var group in new[] { app.MapGroup("").AddEndpointFilter(Authenticate), v1 })
+        {
+            group.MapPost("/tokenize", (HttpContext ctx, TokenizeEndpoints e) => e.TokenizeAsync(ctx));
+            group.MapPost("/detokenize", (HttpContext ctx, TokenizeEndpoints e) => e.DetokenizeAsync(ctx));
+        }
 
         v1.MapGet("/models", async (HttpContext ctx, ModelCatalog catalog) =>
         {

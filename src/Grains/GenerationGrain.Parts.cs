@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using ProxyOrleans.Grains.Models;
 using ProxyOrleans.Inference.Decoding;
+using ProxyOrleans.Inference.Tokenization;
 
 namespace ProxyOrleans.Grains;
 
@@ -8,6 +9,27 @@ namespace ProxyOrleans.Grains;
 // results (routes), and its timing figures. The stepping itself is in GenerationGrain.cs.
 public sealed partial class GenerationGrain
 {
+    /// <summary>
+    /// The decoding state, fresh or resumed from the tokens of an earlier attempt (replayed, so the penalties' counts are
+    /// the first attempt's). A bias or stop token id outside the base's vocabulary is the request's fault: a 400 naming it.
+    /// </summary>
+    private static GenerationState StartState(ITextTokenizer tokenizer, SamplingOptions sampling, int[] resumeTokens, int[] promptIds, int room)
+    {
+        try
+        {
+            return resumeTokens.Length == 0
+                ? new GenerationState(tokenizer, sampling, promptIds, contextRoom: room)
+                : GenerationState.Resume(tokenizer, sampling, new GenerationCheckpoint(sampling.Seed!.Value, resumeTokens), promptIds, contextRoom: room);
+        }
+        catch (ArgumentException e) when (e.ParamName is "logit_bias" or "stop_token_ids")
+        {
+            throw new InvalidRequestException(e.ParamName, e.Message);
+        }
+    }
+
+    // The logits processors name their request field (logit_bias, min_p...); the other checks are about "sampling".
+    private static string SamplingField(ArgumentException e) => e.ParamName is { } p && p.Contains('_') ? p : "sampling";
+
     /// <summary>One model (or pair) of the combination as the coordinator reaches it.</summary>
     private abstract class Slot
     {

@@ -154,7 +154,7 @@ public sealed partial class GenerationGrain(
         var s = r.Sampling ?? new SamplingSpec();
         var options = s.ToSamplingOptions();
         try { Sampler.Validate(options); }
-        catch (ArgumentException e) { throw new InvalidRequestException("sampling", e.Message); }
+        catch (ArgumentException e) { throw new InvalidRequestException(SamplingField(e), e.Message); } // the processors name their field
         if (r.ResumeTokens.Length > 0 && s.Seed is null)
             throw new InvalidRequestException("resume_tokens", "Resuming needs the seed of the first attempt (TokenEvent.Seed).");
         return options with { Seed = options.Seed ?? Sampler.NewSeed() };
@@ -213,9 +213,7 @@ public sealed partial class GenerationGrain(
             // EOS ids and the context window as the single-process decoder takes them (the tokenizer's EOS list;
             // room after the prompt in the tightest model): GenerationState applies both.
             int room = opened.Min(o => o.ContextRoom);
-            State = request.ResumeTokens.Length == 0
-                ? new GenerationState(_tokenizer, sampling, promptIds, contextRoom: room)
-                : GenerationState.Resume(_tokenizer, sampling, new GenerationCheckpoint(sampling.Seed!.Value, request.ResumeTokens), promptIds, contextRoom: room);
+            State = StartState(_tokenizer, sampling, request.ResumeTokens, promptIds, room);
             _step = new ProxyStep(request.Combination.Alpha, [.. request.Combination.Experts.Select(e => e.Weight)]);
             return opened;
         }

@@ -15,6 +15,8 @@ public static class InferenceMapping
     {
         Temperature = s.Temperature, TopK = s.TopK, TopP = s.TopP, Seed = s.Seed, MaxNewTokens = s.MaxNewTokens,
         Stop = s.Stop ?? [], StopAtEos = s.StopAtEos,
+        LogitBias = s.LogitBias is { Count: > 0 } bias ? bias : LogitsProcessors.NoBias, RepetitionPenalty = s.RepetitionPenalty,
+        FrequencyPenalty = s.FrequencyPenalty, PresencePenalty = s.PresencePenalty, MinP = s.MinP, StopTokenIds = s.StopTokenIds ?? [],
     };
 
     /// <summary>The single-process decoder's view of a combination (names, weights, alpha).</summary>

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using ProxyOrleans.Grains.Models;
 using ProxyOrleans.Grains.Placement;
 using ProxyOrleans.Inference.Decoding;
+using ProxyOrleans.Inference.Tokenization;
 
 namespace ProxyOrleans.Grains;
 
@@ -60,6 +61,42 @@ public sealed class ModelGrain(HostedModels hosted) : Grain, IModelGrain
     }
 
     public Task<TokenizerFiles> GetTokenizerFiles() => Task.FromResult(ReadTokenizerFiles(_worker.Path));
+
+    public Task<TokenizeResult> Tokenize(TokenizeRequest request)
+    {
+        var tokenizer = _worker.Tokenizer;
+        int[] ids;
+        if (request.Messages is { Length: > 0 } messages)
+        {
+            var template = tokenizer.ChatTemplate ?? throw new InvalidRequestException("messages",
+                $"Model '{_worker.Name}' has no chat template: tokenize a 'prompt' instead, or give the model one " +
+                $"(ProxyOrleans:Models:N:ChatTemplate = {string.Join(", ", ChatTemplates.Names)}).");
+            string rendered;
+            try { rendered = template.Render([.. messages.Select(m => new ChatMessage(m.Role, m.Content))], request.AddGenerationPrompt); }
+            catch (ArgumentException e) { throw new InvalidRequestException("messages", e.Message); } // the template's raise_exception
+            catch (InvalidDataException e) { throw new InvalidRequestException("messages", e.Message); } // a construct it cannot render
+            // As an expert's chat prompt is prefilled: special tokens in the rendered text parsed (HF's apply_chat_template).
+            ids = tokenizer.Encode(rendered, addBos: request.AddSpecialTokens, parseSpecialTokens: true);
+        }
+        else
+        {
+            var prompt = request.Prompt ?? throw new InvalidRequestException("prompt", "Give a 'prompt' or chat 'messages' to tokenize.");
+            // As /v1/completions prefills a prompt: text that looks like a special token stays text.
+            ids = tokenizer.Encode(prompt, addBos: request.AddSpecialTokens, parseSpecialTokens: false);
+        }
+        string[]? strings = request.ReturnTokenStrings ? [.. ids.Select(id => tokenizer.IdToToken(id) ?? "")] : null;
+        return Task.FromResult(new TokenizeResult(ids, _worker.MaxSequenceLength, strings));
+    }
+
+    public Task<string> Detokenize(int[] tokens)
+    {
+        int vocab = _worker.Tokenizer.VocabSize;
+        for (int i = 0; i < tokens.Length; i++)
+            if (tokens[i] < 0 || tokens[i] >= vocab)
+                throw new InvalidRequestException("tokens",
+                    $"tokens[{i}] = {tokens[i]} is not a token of model '{_worker.Name}' (ids 0 to {vocab - 1}).");
+        return Task.FromResult(_worker.Tokenizer.Decode(tokens, skipSpecialTokens: false));
+    }
 
     internal static TokenizerFiles ReadTokenizerFiles(string dir)
     {

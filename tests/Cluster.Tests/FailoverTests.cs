@@ -104,6 +104,28 @@ public sealed class FailoverTests(ITestOutputHelper output)
         await AssertNoKvReservedAsync(c, except: killed);
     }
 
+    [Theory]
+    [InlineData("base")]  // the resumed coordinator rebuilds the penalties' counts by replaying the tokens so far
+    [InlineData("anti")]  // the live coordinator keeps its counts; only the anti-expert's session is re-prefilled
+    public async Task EveryLogitsProcessorSurvivesASiloKillExactly(string victim)
+    {
+        await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [victim == "base" ? TinyTrio.Base : TinyTrio.Anti]);
+        var sampling = TinyTrio.EveryProcessor(30);
+        var reference = TinyTrio.Reference(Prompt, sampling);
+        int killed = -1;
+        var (tokens, text, _) = await TinyTrio.Collect(GenerationClient.StreamAsync(c.Grains, TinyTrio.Request(Prompt, 30) with { Sampling = sampling }, $"processors-kill-{victim}"), async ev =>
+        {
+            if (ev.Step == 10 && killed < 0)
+            {
+                killed = c.SiloWithSession(victim == "base" ? TinyTrio.Base : TinyTrio.Anti);
+                await c.Cluster.KillSiloAsync(c.Cluster.Silos[killed]);
+            }
+        });
+        Assert.True(killed >= 0);
+        Assert.Equal(reference.TokenIds, tokens);
+        Assert.Equal(reference.Text, text);
+    }
+
     [Fact]
     public async Task KillingAModelSiloUnderALiveCoordinatorReopensTheSessionElsewhere()
     {

@@ -49,6 +49,37 @@ public sealed class InProcessClusterTests(TrioClusterFixture fixture, ITestOutpu
     }
 
     [Fact]
+    public async Task SeededSamplingWithEveryLogitsProcessorAndAStopTokenEqualsSingleProcess()
+    {
+        var sampling = TinyTrio.EveryProcessor(32);
+        var withProcessors = TinyTrio.Reference(Prompt, sampling);
+        var without = TinyTrio.Reference(Prompt, new SamplingSpec { Temperature = 0.9f, TopK = 50, TopP = 0.95f, Seed = 777, MaxNewTokens = 32, StopAtEos = false });
+        Assert.NotEqual(without.TokenIds, withProcessors.TokenIds); // the processors change what is sampled
+        Assert.DoesNotContain(29889, withProcessors.TokenIds);     // the -100 bias bans "."
+        // A stop token taken from the run itself: both paths must end at its first occurrence, finish "stop".
+        int stopToken = withProcessors.TokenIds[20];
+        sampling = sampling with { StopTokenIds = [stopToken] };
+        var reference = TinyTrio.Reference(Prompt, sampling);
+        Assert.Equal(Inference.Decoding.FinishReason.Stop, reference.FinishReason);
+        Assert.Equal(Array.IndexOf(withProcessors.TokenIds, stopToken) + 1, reference.TokenIds.Length);
+
+        var request = TinyTrio.Request(Prompt, 32) with { Sampling = sampling };
+        var (tokens, text, events) = await TinyTrio.Collect(GenerationClient.StreamAsync(Grains, request, "every-processor"));
+        Assert.Equal(reference.TokenIds, tokens);
+        Assert.Equal(reference.Text, text);
+        Assert.Equal(FinishKind.Stop, events[^1].Finish);
+    }
+
+    [Fact]
+    public async Task ALogitBiasIdOutsideTheVocabularyIsRefusedNamingTheField()
+    {
+        var request = TinyTrio.Request(Prompt, 4) with { Sampling = new SamplingSpec { MaxNewTokens = 4, LogitBias = new() { [32000] = 1f } } };
+        var e = await Assert.ThrowsAsync<InvalidRequestException>(() => TinyTrio.Collect(GenerationClient.StreamAsync(Grains, request, "bias-out-of-vocab")));
+        Assert.Equal("logit_bias", e.Field);
+        Assert.Contains("32000", e.Message);
+    }
+
+    [Fact]
     public async Task AFullContextEndsWhereTheSingleProcessPathEnds()
     {
         // A prompt a few tokens short of max_position_embeddings (256): both paths stop with Length when the window fills.

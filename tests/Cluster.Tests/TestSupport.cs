@@ -113,6 +113,17 @@ public static class TinyTrio
         return new ProxyDecoder(SharedCatalog.Value).Generate(s.ToCombination(), ReferencePrompt(prompt, s, false), sampling.ToSamplingOptions());
     }
 
+    /// <summary>
+    /// Seeded sampling with every logits processor on (bias, the three penalties, min-p) besides top-k and top-p: what the
+    /// distributed-equals-single-process tests run. Token 450 is "▁The", 29889 "." in the Llama-2 vocabulary.
+    /// </summary>
+    public static SamplingSpec EveryProcessor(int maxTokens) => new()
+    {
+        Temperature = 0.9f, TopK = 50, TopP = 0.95f, Seed = 777, MaxNewTokens = maxTokens, StopAtEos = false,
+        MinP = 0.02f, FrequencyPenalty = 0.7f, PresencePenalty = 0.3f, RepetitionPenalty = 1.25f,
+        LogitBias = new() { [450] = 2.5f, [29889] = -100f },
+    };
+
     private static ProxyPrompt ReferencePrompt(string prompt, CombinationSpec spec, bool chat) =>
         (chat ? ProxyPrompt.FromMessages([new ChatMessage("user", prompt)]) : ProxyPrompt.FromText(prompt))
         with { AnswerCue = spec.AnswerCue, ExpertResponsePrefix = spec.ExpertResponsePrefix };

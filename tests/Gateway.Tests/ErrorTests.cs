@@ -52,9 +52,6 @@ public sealed class ErrorTests(GatewayFixture fx)
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"stream_options\": {\"include_usage\": true}}", "stream_options", "invalid_value" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"echo\": true}", "echo", "unsupported_parameter" },
         // Known OpenAI fields not implemented: refused unless they hold the value that changes nothing.
-        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"frequency_penalty\": 0.5}", "frequency_penalty", "unsupported_parameter" },
-        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"presence_penalty\": -1}", "presence_penalty", "unsupported_parameter" },
-        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"logit_bias\": {\"50256\": -100}}", "logit_bias", "unsupported_parameter" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"best_of\": 3}", "best_of", "unsupported_parameter" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"suffix\": \"end\"}", "suffix", "unsupported_parameter" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"logprobs\": 5}", "logprobs", "unsupported_parameter" },
@@ -63,6 +60,22 @@ public sealed class ErrorTests(GatewayFixture fx)
         { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"logprobs\": true}", "logprobs", "unsupported_parameter" },
         { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"reasoning_effort\": \"high\"}", "reasoning_effort", "unsupported_parameter" },
         { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\", \"name\": \"bob\"}]}", "messages[0].name", "unsupported_parameter" },
+        // Logits processors: out of range, wrong types, keys that are not token ids, ids outside the base's vocabulary (the coordinator's check).
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"frequency_penalty\": 2.5}", "frequency_penalty", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"presence_penalty\": -3}", "presence_penalty", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"presence_penalty\": \"1\"}", "presence_penalty", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"repetition_penalty\": 0}", "repetition_penalty", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"min_p\": 1.5}", "min_p", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"logit_bias\": [1]}", "logit_bias", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"logit_bias\": {\"the\": 5}}", "logit_bias", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"logit_bias\": {\"-1\": 5}}", "logit_bias", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"logit_bias\": {\"5\": 101}}", "logit_bias", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"logit_bias\": {\"5\": 1, \"05\": 2}}", "logit_bias", "duplicate_parameter" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"logit_bias\": {\"5\": \"x\"}}", "logit_bias.5", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"logit_bias\": {\"9999999\": 5}}", "logit_bias", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"stop_token_ids\": 2}", "stop_token_ids", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"stop_token_ids\": [1.5]}", "stop_token_ids", "invalid_type" },
+        { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"stop_token_ids\": [9999999]}", "stop_token_ids", "invalid_value" },
         // Unknown fields (a misspelling must not run at the default), in every object; duplicates; wrong case.
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"temprature\": 0}", "temprature", "unknown_parameter" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"Temperature\": 0}", "Temperature", "unknown_parameter" },
@@ -97,8 +110,8 @@ public sealed class ErrorTests(GatewayFixture fx)
     }
 
     [Theory]
-    [InlineData("/v1/completions", "\"frequency_penalty\": 0, \"presence_penalty\": 0, \"logit_bias\": {}, \"echo\": false, \"logprobs\": null, \"best_of\": 1, \"suffix\": \"\", \"user\": \"u-1\"")]
-    [InlineData("/v1/chat/completions", "\"frequency_penalty\": 0, \"response_format\": {\"type\": \"text\"}, \"tools\": [], \"tool_choice\": \"none\", \"logprobs\": false, \"store\": false, \"parallel_tool_calls\": true, \"user\": \"u-1\"")]
+    [InlineData("/v1/completions", "\"echo\": false, \"logprobs\": null, \"best_of\": 1, \"suffix\": \"\", \"user\": \"u-1\"")]
+    [InlineData("/v1/chat/completions", "\"response_format\": {\"type\": \"text\"}, \"tools\": [], \"tool_choice\": \"none\", \"logprobs\": false, \"store\": false, \"parallel_tool_calls\": true, \"user\": \"u-1\"")]
     public async Task Unimplemented_fields_at_their_default_are_accepted(string path, string fields)
     {
         var input = path == "/v1/completions" ? "\"prompt\": \"hi\"" : "\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]";

@@ -53,7 +53,7 @@ public sealed class FuzzTests(GatewayFixture fx)
         [
             "model", "prompt", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed", "stop", "n",
             "stream", "stream_options", "alpha", "proxy", "user", "echo", "logprobs", "best_of", "suffix", "frequency_penalty",
-            "presence_penalty", "logit_bias", "response_format", "tools", "tool_choice", "Model", "PROMPT", "tempérture", "",
+            "presence_penalty", "logit_bias", "repetition_penalty", "min_p", "stop_token_ids", "response_format", "tools", "tool_choice", "Model", "PROMPT", "tempérture", "",
         ];
 
         static readonly string[] Texts =
@@ -114,6 +114,12 @@ public sealed class FuzzTests(GatewayFixture fx)
                 $"{{\"experts\":[{{\"expert\":{Str(fx.ExpertModel)},\"anti_expert\":{Str(fx.BaseModel)}}}]}}",
                 $"{{\"experts\":[{{\"expert\":{Str(fx.ExpertModel)},\"anti_expert\":{Str(fx.AntiExpertModel)},\"weight\":1e40}}]}}",
                 "{\"answer_cue\":\"Q: {prompt} A:\"}", "{\"answer_cue\":\"none\"}", "{\"experts\":{}}"]),
+            "frequency_penalty" or "presence_penalty" => Pick(["0", "2", "-2", "2.0000001", "-1e999", "\"1\"", "0.5"]),
+            "repetition_penalty" => Pick(["1", "0", "-1", "1e-45", "1e38", "1.3"]),
+            "min_p" => Pick(["0", "1", "1.5", "-0", "0.05", "1e-45"]),
+            "logit_bias" => Pick(["{}", "{\"5\":100}", "{\"5\":-100,\"6\":1e999}", "{\"x\":1}", "{\"-1\":1}", "{\"99999999999\":1}",
+                "{\"4000000\":1}", "{\"5\":1,\"005\":2}", "[1]", "{\"5\":\"1\"}"]),
+            "stop_token_ids" => Pick(["[]", "[2]", "[1,2,3]", "[-1]", "[2.5]", "[4000000]", "2", "[\"2\"]"]),
             "model" => Pick([Str(fx.Combination), Str(fx.BaseModel), "\"no-such-model\"", "\"\"", "42", Str(fx.Combination.ToUpperInvariant())]),
             _ => Any(depth),
         };

@@ -176,12 +176,13 @@ public sealed class GatewayFixture : IAsyncLifetime
 
     /// <summary>The same generation through the single-process library path (no Orleans, no HTTP).</summary>
     public DirectResult Direct(CombinationSpec spec, string? prompt, ChatMessageSpec[]? messages, int maxTokens,
-        float temperature = 0f, ulong? seed = null, IReadOnlyList<string>? stop = null)
+        float temperature = 0f, ulong? seed = null, IReadOnlyList<string>? stop = null, Func<SamplingOptions, SamplingOptions>? sampling = null)
     {
         var combination = new ProxyCombination(spec.Base, spec.Experts.Select(e => new ExpertPair(e.Expert, e.AntiExpert, e.Weight)).ToList(), spec.Alpha);
         var p = (prompt is not null ? ProxyPrompt.FromText(prompt) : ProxyPrompt.FromMessages(messages!.Select(m => new ChatMessage(m.Role, m.Content)).ToList()))
             with { AnswerCue = spec.AnswerCue, ExpertResponsePrefix = spec.ExpertResponsePrefix };
         var options = new SamplingOptions { Temperature = temperature, Seed = seed, MaxNewTokens = maxTokens, Stop = stop ?? [] };
+        if (sampling is not null) options = sampling(options);
         GenerationResult r;
         lock (decoder!) r = decoder.Generate(combination, p, options);
         return new DirectResult(r.Text, r.FinishReason == FinishReason.Length ? "length" : "stop", r.PromptTokens, r.CompletionTokens);

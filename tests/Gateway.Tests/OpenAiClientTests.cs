@@ -52,6 +52,23 @@ public sealed class OpenAiClientTests(GatewayFixture fx)
     }
 
     [Fact]
+    public async Task The_clients_penalties_and_logit_biases_decode_as_the_direct_proxy_decoder_does()
+    {
+        Inference.Decoding.SamplingOptions With(Inference.Decoding.SamplingOptions o) => o with
+        {
+            FrequencyPenalty = 1.5f, PresencePenalty = 0.75f, LogitBias = new Dictionary<int, float> { [0x65] = 4f, [0x74] = -100f },
+        };
+        var messages = Conversation.Select(ToSpec).ToArray();
+        var expected = fx.Direct(fx.CombinationSpec, null, messages, 12, sampling: With);
+        Assert.NotEqual(fx.Direct(fx.CombinationSpec, null, messages, 12).Text, expected.Text); // the fields change the text
+        var options = new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 12, FrequencyPenalty = 1.5f, PresencePenalty = 0.75f };
+        options.LogitBiases[0x65] = 4;
+        options.LogitBiases[0x74] = -100;
+        ChatCompletion c = (await Chat(fx.Combination).CompleteChatAsync(Conversation, options)).Value;
+        Assert.Equal(expected.Text, c.Content[0].Text);
+    }
+
+    [Fact]
     public async Task Chat_streaming_yields_the_same_text_chunk_by_chunk()
     {
         var expected = fx.Direct(fx.CombinationSpec, null, Conversation.Select(ToSpec).ToArray(), 12);

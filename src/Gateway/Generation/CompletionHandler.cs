@@ -241,9 +241,12 @@ public sealed class CompletionHandler(
         await ctx.Response.Body.FlushAsync(ct);
     }
 
-    async Task<ReadOnlyMemory<byte>> ReadBodyAsync(HttpContext ctx)
+    Task<ReadOnlyMemory<byte>> ReadBodyAsync(HttpContext ctx) => ReadBodyAsync(ctx, options);
+
+    /// <summary>The request body, refused with a 413 past MaxRequestBodyBytes (also for /tokenize and /detokenize).</summary>
+    internal static async Task<ReadOnlyMemory<byte>> ReadBodyAsync(HttpContext ctx, GatewayOptions options)
     {
-        if (ctx.Request.ContentLength > options.MaxRequestBodyBytes) throw TooLarge();
+        if (ctx.Request.ContentLength > options.MaxRequestBodyBytes) throw TooLarge(options);
         using var ms = new MemoryStream();
         var buf = ArrayPool<byte>.Shared.Rent(16 * 1024);
         try
@@ -251,7 +254,7 @@ public sealed class CompletionHandler(
             int n;
             while ((n = await ctx.Request.Body.ReadAsync(buf, ctx.RequestAborted)) > 0)
             {
-                if (ms.Length + n > options.MaxRequestBodyBytes) throw TooLarge();
+                if (ms.Length + n > options.MaxRequestBodyBytes) throw TooLarge(options);
                 ms.Write(buf, 0, n);
             }
         }
@@ -259,6 +262,6 @@ public sealed class CompletionHandler(
         return ms.GetBuffer().AsMemory(0, (int)ms.Length);
     }
 
-    ApiError TooLarge() => new(StatusCodes.Status413PayloadTooLarge,
+    static ApiError TooLarge(GatewayOptions options) => new(StatusCodes.Status413PayloadTooLarge,
         $"The request body is larger than {options.MaxRequestBodyBytes} bytes.", "invalid_request_error", null, "request_too_large", "invalid_request");
 }

@@ -19,4 +19,10 @@ public interface IGenerationBackend
 
     /// <summary>Models hosted by the cluster now and the combinations its silos are configured with.</summary>
     Task<ClusterModels> GetModelsAsync(CancellationToken cancellationToken);
+
+    /// <summary>POST /tokenize on a hosted model (cluster errors become OpenAI error bodies).</summary>
+    Task<TokenizeResult> TokenizeAsync(string model, TokenizeRequest request, CancellationToken cancellationToken);
+
+    /// <summary>POST /detokenize on a hosted model.</summary>
+    Task<string> DetokenizeAsync(string model, int[] tokens, CancellationToken cancellationToken);
 }

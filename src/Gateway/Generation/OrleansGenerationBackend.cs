@@ -15,6 +15,18 @@ public sealed class OrleansGenerationBackend(IClusterClient client, ILogger<Orle
     public Task<ClusterModels> GetModelsAsync(CancellationToken cancellationToken) =>
         client.GetGrain<IModelDirectoryGrain>(DirectoryKeys.Default).GetModels().WaitAsync(cancellationToken);
 
+    public async Task<TokenizeResult> TokenizeAsync(string model, TokenizeRequest request, CancellationToken cancellationToken)
+    {
+        try { return await client.GetGrain<IModelGrain>(model).Tokenize(request).WaitAsync(cancellationToken); }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested) { throw Translate(ex, isChat: request.Messages is not null); }
+    }
+
+    public async Task<string> DetokenizeAsync(string model, int[] tokens, CancellationToken cancellationToken)
+    {
+        try { return await client.GetGrain<IModelGrain>(model).Detokenize(tokens).WaitAsync(cancellationToken); }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested) { throw Translate(ex, isChat: false); }
+    }
+
     public async IAsyncEnumerable<GenerationUpdate> RunAsync(string generationId, GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var grain = client.GetGrain<IGenerationGrain>(GenerationKeys.Create(request.Combination.Base, generationId));

@@ -15,16 +15,13 @@ public static class RequestFields
 
     static readonly string[] Common =
         ["model", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "n", "stream", "stream_options", "alpha", "proxy", "user",
-         ProxyAnalysis.Field];
+         ProxyAnalysis.Field, .. RequestParser.LogitsProcessorFields];
 
     static readonly HashSet<string> CompletionFields = [.. Common, "prompt"];
     static readonly HashSet<string> ChatFields = [.. Common, "messages", "max_completion_tokens"];
 
     static readonly Dictionary<string, NotImplemented> CommonNotImplemented = new(StringComparer.Ordinal)
     {
-        ["frequency_penalty"] = new("0", IsZero),
-        ["presence_penalty"] = new("0", IsZero),
-        ["logit_bias"] = new("{}", IsEmptyObject),
         ["service_tier"] = new("\"auto\" or \"default\"", v => IsString(v, "auto", "default")),
     };
 
@@ -82,6 +79,9 @@ public static class RequestFields
             : (ChatFields, ChatNotImplemented, "POST /v1/chat/completions");
         Check(root, null, fields, notImplemented, path);
     }
+
+    /// <summary>Checks the top level of another endpoint's body (<paramref name="where"/>: "POST /tokenize").</summary>
+    public static void CheckBody(JsonElement root, HashSet<string> fields, string where) => Check(root, null, fields, null, where);
 
     public static void CheckMessage(JsonElement message, string at) => Check(message, at, MessageFields, MessageNotImplemented, "a chat message");
 

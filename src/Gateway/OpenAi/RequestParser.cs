@@ -6,7 +6,7 @@ namespace ProxyOrleans.Gateway.OpenAi;
 /// Turns a request body into a <see cref="ParsedRequest"/> or an <see cref="ApiError"/> naming the field.
 /// Parsed by hand (JsonDocument) rather than model binding so every bad value gets its own message.
 /// </summary>
-public sealed class RequestParser(GatewayOptions options, Func<string, CombinationSpec?> resolveModel)
+public sealed partial class RequestParser(GatewayOptions options, Func<string, CombinationSpec?> resolveModel)
 {
     static readonly HashSet<string> Roles = ["system", "user", "assistant", "developer"];
 
@@ -91,6 +91,7 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
             RequestFields.Check(so, "stream_options", RequestFields.StreamOptionFields);
             includeUsage = OptionalBool(so, "include_usage", "stream_options.include_usage") ?? false;
         }
+        var processors = ParseLogitsProcessors(root);
         // An end-user label for the operator's abuse tracking (OpenAI's meaning): checked, not used by decoding.
         _ = OptionalText(root, "user", "user");
 
@@ -104,7 +105,7 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
             {
                 Combination = spec,
                 Messages = endpoint == ApiEndpoint.ChatCompletions ? [.. messages] : null,
-                Sampling = new SamplingSpec
+                Sampling = processors with
                 {
                     Temperature = (float)temperature,
                     // A top_p below float's range (1e-50) keeps only the most likely token(s), as its smallest float does.
@@ -144,7 +145,7 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
         return prompts;
     }
 
-    static IReadOnlyList<ChatMessageSpec> ParseMessages(JsonElement root)
+    internal static IReadOnlyList<ChatMessageSpec> ParseMessages(JsonElement root)
     {
         var m = Get(root, "messages") ?? throw ApiError.Invalid("messages", "'messages' is required.", "missing_required_parameter");
         if (m.ValueKind != JsonValueKind.Array)
@@ -290,10 +291,10 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
 
     // ---- typed field readers: every failure names the field ----
 
-    static JsonElement? Get(JsonElement obj, string name) =>
+    internal static JsonElement? Get(JsonElement obj, string name) =>
         obj.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
 
-    static string RequiredString(JsonElement obj, string name, string? param = null)
+    internal static string RequiredString(JsonElement obj, string name, string? param = null)
     {
         param ??= name;
         var v = Get(obj, name) ?? throw ApiError.Invalid(param, $"'{param}' is required.", "missing_required_parameter");
@@ -343,7 +344,7 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
         return x;
     }
 
-    static bool? OptionalBool(JsonElement obj, string name, string? param = null)
+    internal static bool? OptionalBool(JsonElement obj, string name, string? param = null)
     {
         param ??= name;
         if (Get(obj, name) is not { } v) return null;
@@ -356,7 +357,7 @@ public sealed class RequestParser(GatewayOptions options, Func<string, Combinati
     }
 
     /// <summary>A JSON string as text; lone surrogates ("\ud800") are a 400 naming the field, not an exception.</summary>
-    static string Text(JsonElement v, string param)
+    internal static string Text(JsonElement v, string param)
     {
         try { return v.GetString()!; }
         catch (InvalidOperationException)

@@ -7,6 +7,12 @@ public sealed class HostedModelOptions
 {
     public string Name { get; set; } = "";
     public string Path { get; set; } = "";
+    /// <summary>
+    /// The chat template: null or "auto" renders the model's own Jinja template (chat_template.jinja, else
+    /// tokenizer_config.json's); "none" drops it; "llama2", "llama3" or "chatml" overrides it with that built-in family
+    /// (for a template the Jinja renderer refuses). An unknown name fails the silo at start.
+    /// </summary>
+    public string? ChatTemplate { get; set; }
     /// <summary>Benchmarks only: overrides <see cref="ProxyOrleansOptions.LatencyModel"/> for this model.</summary>
     public string? LatencyModel { get; set; }
 }

@@ -13,11 +13,9 @@ namespace ProxyOrleans.Grains.Models;
 /// </summary>
 public sealed class CatalogModelLoader(IOptions<ProxyOrleansOptions> options) : IModelLoader
 {
-    private readonly ModelCatalog _catalog = new(null,
-        (dir, name) => LlamaInferenceModel.Load(dir, options.Value.Inference(name)),
-        dir => TokenizerLoader.Load(dir), includeDemoModels: false);
-
-    public LoadedModel Load(string name, string path) => _catalog.Load(name, path);
+    public LoadedModel Load(string name, string path, string? chatTemplate = null) =>
+        new ModelCatalog(null, (dir, model) => LlamaInferenceModel.Load(dir, options.Value.Inference(model)),
+            dir => TokenizerLoader.Load(dir, chatTemplate), includeDemoModels: false).Load(name, path);
 
     public ITextTokenizer LoadTokenizer(string path) => TokenizerLoader.Load(path);
 }

@@ -11,7 +11,8 @@ namespace ProxyOrleans.Grains.Models;
 /// <summary>Loads a model directory (HF layout) into a model and its tokenizer.</summary>
 public interface IModelLoader
 {
-    LoadedModel Load(string name, string path);
+    /// <param name="chatTemplate">The model's chat template setting (<see cref="HostedModelOptions.ChatTemplate"/>; null: its own).</param>
+    LoadedModel Load(string name, string path, string? chatTemplate = null);
 
     /// <summary>Only the tokenizer of a model directory (coordinators on silos without the weights); its EosTokenIds hold config.json's ids too.</summary>
     ITextTokenizer LoadTokenizer(string path);
@@ -80,7 +81,12 @@ public sealed class HostedModels : IHostedLifecycleService, IDisposable
             throw new DirectoryNotFoundException(
                 $"Model '{m.Name}': directory '{m.Path}' does not exist. Set ProxyOrleans:Models:N:Path to an HF-layout model directory.");
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        var loaded = _loader.Load(m.Name, m.Path);
+        LoadedModel loaded;
+        try { loaded = _loader.Load(m.Name, m.Path, m.ChatTemplate); }
+        catch (ArgumentException e) when (e.ParamName == "name") // ChatTemplates.ByName: an unknown family
+        {
+            throw new InvalidOperationException($"Model '{m.Name}': ProxyOrleans:Models:N:ChatTemplate: {e.Message} Or \"auto\" (the model's own) or \"none\".", e);
+        }
         if ((m.LatencyModel ?? _options.LatencyModel) is { Length: > 0 } latency)
         {
             AcceleratorLatencyProfile profile;

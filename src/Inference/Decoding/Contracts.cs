@@ -27,6 +27,21 @@ public sealed record SamplingOptions
     public IReadOnlyList<string> Stop { get; init; } = [];
     /// <summary>Stop at the end-of-sequence token (default on).</summary>
     public bool StopAtEos { get; init; } = true;
+
+    // Logits processors (LogitsProcessors), applied in vLLM's order: logit bias, then the repetition, frequency and
+    // presence penalties, then (Sampler) temperature, min-p, top-k, top-p. Each default changes nothing.
+    /// <summary>Token id → value added to its logit before anything else (OpenAI's logit_bias; each in [-100, 100]).</summary>
+    public IReadOnlyDictionary<int, float> LogitBias { get; init; } = LogitsProcessors.NoBias;
+    /// <summary>vLLM/HF repetition penalty (&gt; 0; 1 = off) over the prompt's and the output's tokens.</summary>
+    public float RepetitionPenalty { get; init; } = 1f;
+    /// <summary>OpenAI frequency penalty in [-2, 2]: minus this times each token's count in the output.</summary>
+    public float FrequencyPenalty { get; init; }
+    /// <summary>OpenAI presence penalty in [-2, 2]: minus this for each token present in the output.</summary>
+    public float PresencePenalty { get; init; }
+    /// <summary>Min-p in [0, 1] (0 = off): drops tokens less likely than min_p times the most likely one, after temperature.</summary>
+    public float MinP { get; init; }
+    /// <summary>Token ids that end the generation (finish "stop", their text not emitted), whatever <see cref="StopAtEos"/> says.</summary>
+    public IReadOnlyList<int> StopTokenIds { get; init; } = [];
 }
 
 public enum FinishReason { None, Length, Stop, Eos, Cancelled }

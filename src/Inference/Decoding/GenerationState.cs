@@ -18,7 +18,8 @@ public sealed record GenerationCheckpoint(ulong Seed, int[] GeneratedTokens);
 
 /// <summary>
 /// The decoding side of one generation, independent of where the logits come from: token history, step
-/// index, sampling, EOS, max tokens, the context window, stop sequences and streaming detokenization. The single-process
+/// index, logits processors (<see cref="LogitsProcessors"/>, fed the history), sampling, EOS, stop token ids, max
+/// tokens, the context window, stop sequences and streaming detokenization. The single-process
 /// <see cref="ProxyDecoder"/> and the Orleans coordinator grain both drive it through <see cref="ProxyStep.Advance"/>
 /// (combine, then <see cref="Advance"/>(combined logits)), so both paths run the same code.
 /// <para>Text: ids become text through <see cref="StreamingDetokenizer"/> (prompt context so the first word keeps
@@ -31,6 +32,9 @@ public sealed class GenerationState
     private readonly ITextTokenizer tokenizer;
     private readonly StreamingDetokenizer detokenizer;
     private readonly HashSet<int> eosTokenIds;
+    private readonly HashSet<int> stopTokenIds;
+    private readonly LogitsProcessors processors;
+    private float[] processed = []; // the combined logits after the processors (scratch, reused every step)
     private readonly List<int> generated = [];
     private readonly int maxStopLength;
     private string text = "";   // text the detokenizer has produced (whole characters only)
@@ -50,6 +54,7 @@ public sealed class GenerationState
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
         Sampler.Validate(options);
+        LogitsProcessors.CheckTokenIds(options, tokenizer.VocabSize);
         if (contextRoom < 1)
             throw new ContextLengthExceededException("The prompt leaves no room in the model's context window: shorten the prompt.");
         ContextRoom = contextRoom;
@@ -59,6 +64,8 @@ public sealed class GenerationState
         detokenizer = new StreamingDetokenizer(tokenizer, promptTokens);
         this.eosTokenIds = [.. eosTokenIds ?? tokenizer.EosTokenIds];
         maxStopLength = options.Stop.Count == 0 ? 0 : options.Stop.Max(s => s.Length);
+        stopTokenIds = [.. options.StopTokenIds];
+        processors = new LogitsProcessors(options, promptTokens);
     }
 
     /// <summary>Rebuilds a generation from its checkpoint (same tokenizer, prompt and options as the original).</summary>
@@ -76,6 +83,9 @@ public sealed class GenerationState
     }
 
     public SamplingOptions Options { get; }
+
+    /// <summary>The logits processors <see cref="Choose"/> applies, with the output counts the penalties read.</summary>
+    public LogitsProcessors Processors => processors;
 
     /// <summary>Tokens that fit after the prompt in the tightest model's context (int.MaxValue: no limit given).</summary>
     public int ContextRoom { get; }
@@ -97,11 +107,22 @@ public sealed class GenerationState
     public GenerationCheckpoint Checkpoint() => new(Seed, [.. generated]);
 
     /// <summary>
-    /// The token that step <see cref="Step"/> picks from these combined logits (no state change). Logit rows past
-    /// the tokenizer's vocabulary (padding rows many checkpoints carry) are never picked: no text exists for them.
+    /// The token that step <see cref="Step"/> picks from these combined logits (no state change): the
+    /// <see cref="LogitsProcessors"/> (bias, penalties over this generation's history), then the <see cref="Sampler"/>.
+    /// Logit rows past the tokenizer's vocabulary (padding rows many checkpoints carry) are never picked: no text exists for them.
     /// </summary>
-    public int Choose(ReadOnlySpan<float> combinedLogits) =>
-        Sampler.Sample(combinedLogits[..Math.Min(combinedLogits.Length, tokenizer.VocabSize)], Options, Seed, Step);
+    public int Choose(ReadOnlySpan<float> combinedLogits)
+    {
+        var logits = combinedLogits[..Math.Min(combinedLogits.Length, tokenizer.VocabSize)];
+        if (processors.IsActive)
+        {
+            if (processed.Length != logits.Length) processed = new float[logits.Length];
+            logits.CopyTo(processed);
+            processors.Apply(processed);
+            logits = processed;
+        }
+        return Sampler.Sample(logits, Options, Seed, Step);
+    }
 
     /// <summary>Samples the next token from the combined logits and appends it.</summary>
     public StepOutcome Advance(ReadOnlySpan<float> combinedLogits)
@@ -119,9 +140,13 @@ public sealed class GenerationState
         ThrowIfFinished();
         if (tokenId < 0) throw new ArgumentOutOfRangeException(nameof(tokenId), tokenId, "Token ids are non-negative.");
         generated.Add(tokenId);
+        processors.Accept(tokenId);
 
         if (Options.StopAtEos && eosTokenIds.Contains(tokenId))
             return new(tokenId, Flush(FinishReason.Eos), FinishReason.Eos);
+        // vLLM's stop_token_ids: the generation stops and, like EOS, the token's text is not emitted.
+        if (stopTokenIds.Contains(tokenId))
+            return new(tokenId, Flush(FinishReason.Stop), FinishReason.Stop);
 
         text += detokenizer.Push(tokenId);
         if (maxStopLength > 0)

@@ -3,9 +3,9 @@ using System.Security.Cryptography;
 namespace ProxyOrleans.Inference.Decoding;
 
 /// <summary>
-/// Picks the next token from combined logits, in the order of the proxy-tuning reference
-/// (HF generate's warpers): temperature, then top-k, then top-p, then sampling from the softmax.
-/// Temperature 0 is greedy: argmax, lowest id on ties (as torch.argmax), top-k/top-p ignored.
+/// Picks the next token from combined logits (after <see cref="LogitsProcessors"/>), in vLLM's order, which for the
+/// proxy-tuning reference's warpers (HF generate's) is the same: temperature, then min-p, then top-k, then top-p, then
+/// sampling from the softmax. Temperature 0 is greedy: argmax, lowest id on ties (as torch.argmax), min-p/top-k/top-p ignored.
 /// Randomness comes from <see cref="CounterRng"/> keyed by (seed, step), so step k of a generation draws the
 /// same number wherever and whenever it runs: a generation resumed from its token history repeats exactly.
 /// </summary>
@@ -25,6 +25,7 @@ public static class Sampler
             throw new ArgumentException($"MaxNewTokens must be >= 1; got {options.MaxNewTokens}.", nameof(options));
         if (options.Stop is null || options.Stop.Any(string.IsNullOrEmpty))
             throw new ArgumentException("Stop sequences must be non-empty strings.", nameof(options));
+        LogitsProcessors.Validate(options);
     }
 
     /// <summary>A fresh random seed, for requests that did not give one (report it so the run can be repeated).</summary>
@@ -55,8 +56,9 @@ public static class Sampler
     }
 
     /// <summary>
-    /// Applies temperature, top-k and top-p (in that order) into <paramref name="scores"/>: kept tokens hold
-    /// logit / temperature, removed ones −∞. Top-k keeps every token whose score is at least the k-th largest
+    /// Applies temperature, min-p, top-k and top-p (in that order) into <paramref name="scores"/>: kept tokens hold
+    /// logit / temperature, removed ones −∞. Min-p keeps the tokens whose probability is at least min_p times the
+    /// largest (vLLM's MinPLogitsProcessor), computed as exp(score − max) ≥ min_p in double. Top-k keeps every token whose score is at least the k-th largest
     /// (ties at the boundary are all kept, as HF's TopKLogitsWarper does). Top-p keeps the smallest
     /// highest-first set whose probability reaches top_p, plus any token tied with the last one kept.
     /// </summary>
@@ -74,6 +76,14 @@ public static class Sampler
         // A temperature so small that logit / t overflows (1e-40) would leave ±∞ scores and a NaN softmax (an empty
         // text came back). Its limit as t → 0 is the largest logit(s) alone: keep them, at equal scores.
         if (overflowed) KeepOnlyTheLargest(logits, scores);
+
+        if (options.MinP > 0f)
+        {
+            float max = float.NegativeInfinity;
+            foreach (float x in scores) if (x > max) max = x;
+            for (int j = 0; j < scores.Length; j++)
+                if (Math.Exp((double)scores[j] - max) < options.MinP) scores[j] = float.NegativeInfinity;
+        }
 
         if (options.TopK > 0 && options.TopK < scores.Length)
         {

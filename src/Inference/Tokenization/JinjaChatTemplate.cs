@@ -69,7 +69,8 @@ public sealed class JinjaChatTemplate : IChatTemplate
             : $"the chat_template cannot be rendered: {e.Message}";
         return new InvalidDataException(
             $"{source}: {what}. Render this model with a built-in family instead ({string.Join(", ", ChatTemplates.Names)}: " +
-            "TokenizerLoader.Load(dir, chatTemplate: name), on the command line --chat-template name), or put a chat_template.jinja " +
+            "TokenizerLoader.Load(dir, chatTemplate: name), on the command line --chat-template name, on a silo " +
+            "ProxyOrleans:Models:N:ChatTemplate=name), or put a chat_template.jinja " +
             "without that construct beside tokenizer_config.json.", e);
     }
 
