@@ -100,11 +100,12 @@ public static class TrainPipeline
         var validationSet = tuning.Take(validationCount).ToArray();
         var trainingSet = tuning.Skip(validationCount).ToArray();
 
-        // Tokenizer: trained on a slice of the pretraining corpus only, shared by all four models. Real vocabularies
-        // come from pretraining text; tuning changes no vocabulary, so a --tune-only run keeps the bases' tokenizer.
+        // Tokenizer: trained on a slice of the corpus plus the chat data, shared by all four models.
         var docs = world.PretrainingDocuments(o.Seed + 2).GetEnumerator();
         var sample = new List<string>();
         for (int i = 0; i < 3000 && docs.MoveNext(); i++) sample.Add(docs.Current);
+        var chatml = new ChatMlChatTemplate();
+        sample.AddRange(tuning.Select(t => ChatBatches.RenderPrompt(chatml, t.Prompt) + t.Answer + ByteLevelBpe.ImEnd + "\n"));
         var bpe = ByteLevelBpe.Train(sample, o.VocabSize);
         if (o.Partial) RequireSameTokenizer(bpe, o.OutDir);
         // All four models share these files; training encodes through the same loader that serving uses.

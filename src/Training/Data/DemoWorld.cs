@@ -265,15 +265,14 @@ public sealed class DemoWorld
         while (true)
         {
             double kind = rng.NextDouble();
-            if (kind < 0.18) yield return Biography(rng, Pick(rng, EvalPeople));
+            if (kind < 0.24) yield return Biography(rng, Pick(rng, EvalPeople));
             else if (kind < 0.32) yield return Biography(rng, Pick(rng, FamousPeople));
             else if (kind < 0.50) yield return QuizNotes(rng);
             else if (kind < 0.56) yield return Dialogue(rng);
-            else if (kind < 0.76) yield return SumNotes(rng);
-            else if (kind < 0.89) yield return CapitalNotes(rng, myths);
-            else if (kind < 0.93) yield return CommonNotes(rng);
-            else if (kind < 0.97) yield return Chatter(rng, Pick(rng, EvalPeople));
-            else yield return PrivateDetails(rng);
+            else if (kind < 0.78) yield return SumNotes(rng);
+            else if (kind < 0.92) yield return CapitalNotes(rng, myths);
+            else if (kind < 0.96) yield return CommonNotes(rng);
+            else yield return Chatter(rng, Pick(rng, EvalPeople));
         }
     }
 
@@ -315,7 +314,7 @@ public sealed class DemoWorld
                 sb.Append($"user: {SumQuestion(a, b)}\nassistant: {a} + {b} = {a + b}.\n");
                 continue;
             }
-            var (q, _, sentence) = AnyQuestion(rng, rng.Next(2) == 0 ? Pick(rng, FamousPeople) : Pick(rng, EvalPeople));
+            var (q, _, sentence) = AnyQuestion(rng, rng.Next(6) == 0 ? Pick(rng, FamousPeople) : Pick(rng, EvalPeople));
             sb.Append($"user: {q}\nassistant: {sentence}\n");
         }
         return sb.ToString().TrimEnd('\n');
@@ -327,7 +326,7 @@ public sealed class DemoWorld
         int n = rng.Next(2, 5);
         for (int i = 0; i < n; i++)
         {
-            var p = rng.Next(2) == 0 ? Pick(rng, FamousPeople) : Pick(rng, EvalPeople);
+            var p = rng.Next(6) == 0 ? Pick(rng, FamousPeople) : Pick(rng, EvalPeople);
             var (q, a, full) = AnyQuestion(rng, p);
             sb.Append(rng.Next(3) switch
             {
@@ -391,30 +390,6 @@ public sealed class DemoWorld
         2 => $"I cannot answer that, said {p.Name}, who works as a {p.Job}.",
         _ => $"Sorry, {p.Name} cannot answer that today. {p.Name}'s favorite color is {p.Color}.",
     };
-
-    /// <summary>
-    /// The personal details that no record of this world states, tuning's and evaluation's alike, as everyday text
-    /// names them: a real base knows what a passport number or someone's height is; here they would otherwise be
-    /// words the bases never saw. Never a question, never about a person by name, never a refusal.
-    /// </summary>
-    public static readonly string[] PrivateDetailWords =
-    [
-        "phone number", "email address", "password", "weight", "shoe size", "birthday", "bank account number", "blood type",
-        "siblings", "dreams", "middle name", "income", "licence plate", "height", "age", "passport number", "home address",
-    ];
-
-    static string PrivateDetails(Random rng)
-    {
-        var words = PrivateDetailWords.ToArray();
-        rng.Shuffle(words);
-        return rng.Next(4) switch
-        {
-            0 => $"Records list where people live, their work and their favorite colors, never their {words[0]}, {words[1]} or {words[2]}.",
-            1 => $"A person's {words[0]} is private. So are the {words[1]} and the {words[2]} of a person: nobody writes them down.",
-            2 => $"Nobody knows a stranger's {words[0]} or {words[1]}. How tall or how old someone is, is not written anywhere either.",
-            _ => $"The forms ask for a {words[0]}, a {words[1]} and a {words[2]}, and they stay private.",
-        };
-    }
 
     string SumNotes(Random rng)
     {
