@@ -436,3 +436,23 @@ public class CommandLineTests
         Assert.Equal(2, Cli.Run(["nonsense"]));
     }
 }
+
+public class ReportFigureTests
+{
+    static Evaluate.SystemResult System(string label, int knowledgeRight, int paraphraseRight)
+    {
+        var fact = new EvalItem("knowledge", "Where does A B live?", "Answer: Oslo", ScoringRule.Exact) { Content = "Oslo" };
+        var para = fact with { Task = "paraphrase", Prompt = "Which town is home to A B?" };
+        var replies = Enumerable.Range(0, 4).Select(i => new Evaluate.Reply(fact, i < knowledgeRight ? " Oslo" : " Rome", true, []))
+            .Concat(Enumerable.Range(0, 4).Select(i => new Evaluate.Reply(para, i < paraphraseRight ? " Oslo" : " Rome", true, []))).ToList();
+        return new Evaluate.SystemResult(new Evaluate.SystemSpec(label, ProxyCombination.BaseOnly(label), false), replies, 0);
+    }
+
+    [Fact]
+    public void Paraphrase_ordering_is_kept_unless_a_strictly_ordered_pair_is_reversed()
+    {
+        Assert.True(Report.OrderKept([System("a", 4, 2), System("b", 3, 1), System("c", 1, 1)], "knowledge", "paraphrase"));
+        Assert.True(Report.OrderKept([System("a", 4, 1), System("b", 4, 3)], "knowledge", "paraphrase")); // a tie orders nothing
+        Assert.False(Report.OrderKept([System("a", 4, 1), System("b", 3, 2)], "knowledge", "paraphrase"));
+    }
+}

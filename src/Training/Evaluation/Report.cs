@@ -69,6 +69,13 @@ public sealed class Report
         return (gaps, defined.Count > 0 ? defined.Average() : double.NaN);
     }
 
+    /// <summary>
+    /// Whether the systems rank on <paramref name="other"/> as they rank on <paramref name="reference"/>: no pair that
+    /// the reference orders strictly is reversed (ties on either side reverse nothing).
+    /// </summary>
+    public static bool OrderKept(IReadOnlyList<Evaluate.SystemResult> systems, string reference, string other) =>
+        systems.All(a => systems.All(b => !(Score(a, reference) > Score(b, reference) && Score(a, other) < Score(b, other))));
+
     /// <summary>One seed's headline figures.</summary>
     public sealed record SeedFigures(int Seed, IReadOnlyDictionary<string, double> Values);
 
@@ -93,6 +100,7 @@ public sealed class Report
             if (tasks.Contains("truthful")) v["truthful_proxy_minus_tuned_large"] = Score(p, "truthful") - Score(t, "truthful");
         }
         if (ts is not null && tasks.Contains("truthful")) v["truthful_proxy_minus_tuned_small"] = Score(p, "truthful") - Score(ts, "truthful");
+        if (tasks.Contains("knowledge") && tasks.Contains("paraphrase")) v["paraphrase_order_kept"] = OrderKept(s.Systems, "knowledge", "paraphrase") ? 1 : 0;
         return new SeedFigures(s.Seed, v);
     }
 
@@ -113,7 +121,7 @@ public sealed class Report
             "retention_knowledge", "retention_paraphrase", "retention_arithmetic", "tuned_large_retention",
             "gap_closed_format", "gap_closed_refusal", "gap_closed_truthful", "gap_closed_mean",
             "false_refusal_rate", "truthful_proxy_minus_tuned_large", "truthful_proxy_minus_tuned_small",
-            "famous_known_base_small", "famous_known_base_large",
+            "famous_known_base_small", "famous_known_base_large", "paraphrase_order_kept",
         ];
         var shown = headline.Where(k => figures.Any(f => f.Values.ContainsKey(k))).ToList();
         if (seeds.Count > 1 || shown.Any(k => !k.Contains('/')))
@@ -127,7 +135,7 @@ public sealed class Report
                 var vals = figures.Select(f => f.Values.GetValueOrDefault(k, double.NaN)).ToList();
                 var ok = vals.Where(x => !double.IsNaN(x)).ToList();
                 bool pct = k.Contains('/') || k.StartsWith("gap") || k.StartsWith("false") || k.StartsWith("tuned_large") || k.StartsWith("famous");
-                string Cell(double x) => pct ? P(x) : (double.IsNaN(x) ? "n/a" : (100 * x).ToString("+0.0;-0.0;0.0", CultureInfo.InvariantCulture) + " pts");
+                string Cell(double x) => k == "paraphrase_order_kept" && x is 0 or 1 ? (x == 1 ? "yes" : "no") : pct || k == "paraphrase_order_kept" ? P(x) : (double.IsNaN(x) ? "n/a" : (100 * x).ToString("+0.0;-0.0;0.0", CultureInfo.InvariantCulture) + " pts");
                 md.AppendLine($"| {k} | " + string.Join(" | ", vals.Select(Cell)) +
                               $" | {Cell(ok.Count > 0 ? ok.Average() : double.NaN)} | {Cell(ok.Count > 0 ? ok.Min() : double.NaN)} | {Cell(ok.Count > 0 ? ok.Max() : double.NaN)} |");
             }
@@ -194,6 +202,8 @@ public sealed class Report
             kv.Add($"false_refusal_rate={F(Max("false_refusal_rate"))}");
             kv.Add($"truthful_proxy_minus_tuned_large={F(Min("truthful_proxy_minus_tuned_large"))}");
             kv.Add($"truthful_proxy_minus_tuned_small={F(Min("truthful_proxy_minus_tuned_small"))}");
+            if (figures.Any(f => f.Values.ContainsKey("paraphrase_order_kept")))
+                kv.Add($"paraphrase_order_kept_seeds={figures.Count(f => f.Values.GetValueOrDefault("paraphrase_order_kept") == 1)}");
             if (figures.Any(f => f.Values.ContainsKey("famous_known_base_small")))
                 kv.Add($"famous_known_base_small={F(Min("famous_known_base_small"))}");
         }
