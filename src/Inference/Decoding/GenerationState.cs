@@ -59,6 +59,8 @@ public sealed class GenerationState
         detokenizer = new StreamingDetokenizer(tokenizer, promptTokens);
         this.eosTokenIds = [.. eosTokenIds ?? tokenizer.EosTokenIds];
         maxStopLength = options.Stop.Count == 0 ? 0 : options.Stop.Max(s => s.Length);
+        // No tokens asked for: only the prompt is scored (echo with max_tokens 0); nothing is ever sampled.
+        if (options.MaxNewTokens == 0) FinishReason = FinishReason.Length;
     }
 
     /// <summary>Rebuilds a generation from its checkpoint (same tokenizer, prompt and options as the original).</summary>
@@ -100,8 +102,10 @@ public sealed class GenerationState
     /// The token that step <see cref="Step"/> picks from these combined logits (no state change). Logit rows past
     /// the tokenizer's vocabulary (padding rows many checkpoints carry) are never picked: no text exists for them.
     /// </summary>
-    public int Choose(ReadOnlySpan<float> combinedLogits) =>
-        Sampler.Sample(combinedLogits[..Math.Min(combinedLogits.Length, tokenizer.VocabSize)], Options, Seed, Step);
+    public int Choose(ReadOnlySpan<float> combinedLogits) => Sampler.Sample(Candidates(combinedLogits), Options, Seed, Step);
+
+    /// <summary>The logits of the tokens a step may pick: the rows the tokenizer has text for (padding rows cut off).</summary>
+    public ReadOnlySpan<float> Candidates(ReadOnlySpan<float> combinedLogits) => combinedLogits[..Math.Min(combinedLogits.Length, tokenizer.VocabSize)];
 
     /// <summary>Samples the next token from the combined logits and appends it.</summary>
     public StepOutcome Advance(ReadOnlySpan<float> combinedLogits)
