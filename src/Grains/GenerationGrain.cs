@@ -56,6 +56,7 @@ public sealed partial class GenerationGrain(
             this.DeactivateOnIdle();
             throw _hosted.RefuseCoordinator($"Silo {_directory.LocalSilo} is draining: the generation starts on another coordinator.");
         }
+        request = request.WithPromptScoredAsSent();
         var sampling = Validate(request);
         _running = true;
         _tenant = request.TenantId;
@@ -78,7 +79,8 @@ public sealed partial class GenerationGrain(
         {
             var results = await run.OpenAsync(sampling, ct);
             await Publish(request, GenerationEventKind.Started, requestId, e => e);
-            while (true)
+            if (run.State!.IsFinished) yield return run.ScoredOnly(); // max_tokens 0: the scored prompt and nothing else
+            while (!run.State.IsFinished)
             {
                 if (ct.IsCancellationRequested)
                 {
@@ -155,6 +157,9 @@ public sealed partial class GenerationGrain(
         var options = s.ToSamplingOptions();
         try { Sampler.Validate(options); }
         catch (ArgumentException e) { throw new InvalidRequestException("sampling", e.Message); }
+        foreach (var (top, field) in new[] { (r.Logprobs, "logprobs"), (r.PromptLogprobs, "prompt_logprobs") })
+            if (top is < 0 or > TokenLogprobs.MaxTop)
+                throw new InvalidRequestException(field, $"'{field}' asks for {top} top alternatives; give 0..{TokenLogprobs.MaxTop}.");
         if (r.ResumeTokens.Length > 0 && s.Seed is null)
             throw new InvalidRequestException("resume_tokens", "Resuming needs the seed of the first attempt (TokenEvent.Seed).");
         return options with { Seed = options.Seed ?? Sampler.NewSeed() };
@@ -193,6 +198,7 @@ public sealed partial class GenerationGrain(
         private ITextTokenizer? _tokenizer;
         private int _promptTokens;
         private long _stepStart, _fanOutStart;
+        private TokenLogprobsSpec?[]? _promptLogprobs; // handed out with the first event, then null
 
         /// <summary>
         /// Opens a session on every model at once (prefilling prompt + resumed tokens), checks that they share the base's
@@ -216,8 +222,53 @@ public sealed partial class GenerationGrain(
             State = request.ResumeTokens.Length == 0
                 ? new GenerationState(_tokenizer, sampling, promptIds, contextRoom: room)
                 : GenerationState.Resume(_tokenizer, sampling, new GenerationCheckpoint(sampling.Seed!.Value, request.ResumeTokens), promptIds, contextRoom: room);
-            _step = new ProxyStep(request.Combination.Alpha, [.. request.Combination.Experts.Select(e => e.Weight)]);
+            _step = new ProxyStep(request.Combination.Alpha, [.. request.Combination.Experts.Select(e => e.Weight)]) { TopLogprobs = request.Logprobs };
+            if (ScoresPrompt) _promptLogprobs = ScorePrompt(opened, promptIds);
             return opened;
+        }
+
+        /// <summary>Prompt scoring (echo) happens at the first open of a generation; a resumed attempt's caller has the scores already.</summary>
+        private bool ScoresPrompt => request.PromptLogprobs is not null && request.ResumeTokens.Length == 0;
+
+        /// <summary>
+        /// The prompt's log-probabilities from every slot's logits at every prompt position, combined per position by the
+        /// step's arithmetic and scored by <see cref="TokenLogprobs.ScorePrompt"/>, as the single-process decoder does.
+        /// </summary>
+        private TokenLogprobsSpec?[] ScorePrompt(StepResult[] opened, int[] promptIds)
+        {
+            if (opened.Any(o => o.PromptTokens != promptIds.Length || o.PromptIds is { } ids && !ids.AsSpan().SequenceEqual(promptIds)))
+                throw new InvalidRequestException("prompt", "Scoring the prompt needs every model to read it as the same tokens, but a model of the " +
+                                                            "combination tokenizes it differently from the base: use models that share the base's tokenizer.");
+            int rows = promptIds.Length - 1;
+            var perSlot = Array.ConvertAll(opened, o => (ReadOnlyMemory<float>)LogitsCodec.Decode(o.PromptLogits?.Value ?? [], o.Precision));
+            var at = new ReadOnlyMemory<float>[perSlot.Length];
+            var pairs = new PairLogits[_pairs.Count];
+            var scorer = new ProxyStep(request.Combination.Alpha, [.. request.Combination.Experts.Select(e => e.Weight)]);
+            var scored = TokenLogprobs.ScorePrompt(promptIds, t =>
+            {
+                for (int i = 0; i < perSlot.Length; i++)
+                {
+                    int width = perSlot[i].Length / rows;
+                    at[i] = perSlot[i].Slice(t * width, width);
+                }
+                for (int i = 0; i < pairs.Length; i++) pairs[i] = _pairs[i].Read(at);
+                return scorer.Combine(at[0].Span, pairs);
+            }, _tokenizer!.VocabSize, request.PromptLogprobs!.Value);
+            return Array.ConvertAll(scored, s => s?.ToSpec(_tokenizer));
+        }
+
+        /// <summary>The only event of a run that generates nothing (max_tokens 0): the scored prompt and the usage.</summary>
+        public TokenEvent ScoredOnly() => new()
+        {
+            Step = 0, TokenId = -1, Text = "", Finish = FinishKind.Length, Seed = State!.Seed, Usage = Usage(), Stats = Stats(),
+            PromptLogprobs = TakePromptLogprobs(),
+        };
+
+        private TokenLogprobsSpec?[]? TakePromptLogprobs()
+        {
+            var scored = _promptLogprobs;
+            _promptLogprobs = null;
+            return scored;
         }
 
         /// <summary>Combine → sample → stop on one step's results (<see cref="ProxyStep"/>); the event to hand out.</summary>
@@ -234,6 +285,9 @@ public sealed partial class GenerationGrain(
                 Logits = request.ReturnLogits ? LogitsCodec.Encode(_step.Combined, LogitsPrecision.Float32) : null,
                 TopTokens = request.TopTokens > 0 ? TopTokens(logits) : null,
                 ChosenProbabilities = request.TopTokens > 0 && outcome.TokenId >= 0 ? ChosenProbabilities(logits, outcome.TokenId) : null,
+                ChosenLogprobs = request.TopTokens > 0 && outcome.TokenId >= 0 ? ChosenLogprobs(logits, outcome.TokenId) : null,
+                Logprobs = _step.LastLogprobs?.ToSpec(_tokenizer!),
+                PromptLogprobs = TakePromptLogprobs(),
             };
             return outcome.IsFinal ? token with { Finish = Map(outcome.Finish), Usage = Usage(), Stats = Stats() } : token;
         }
@@ -270,8 +324,8 @@ public sealed partial class GenerationGrain(
             {
                 SessionId = $"{session}/{Slots.Count}", Prompt = request.Prompt, Messages = request.Messages, ApplyChatTemplate = chat,
                 AnswerCue = spec.AnswerCue, ExpertResponsePrefix = spec.ExpertResponsePrefix,
-                Precision = request.Precision, MaxNewTokens = request.Sampling.MaxNewTokens, TenantId = request.TenantId,
-                Generation = $"{request.TenantId}/{root}", Attempt = attempt,
+                Precision = request.Precision, MaxNewTokens = Math.Max(1, request.Sampling.MaxNewTokens), TenantId = request.TenantId,
+                Generation = $"{request.TenantId}/{root}", Attempt = attempt, ScorePrompt = ScoresPrompt,
             };
             // The base: the local replica when this silo hosts it (its logits never cross the wire), and always fp32
             // there (a local call copies nothing, so fp16 would only cost accuracy).
@@ -382,10 +436,21 @@ public sealed partial class GenerationGrain(
 
         private Dictionary<string, TopToken[]> TopTokens(ReadOnlyMemory<float>[] logits)
         {
-            TopToken[] Top(ReadOnlySpan<float> l) => StepAnalysis.TopTokens(l, request.TopTokens)
-                .Select(t => new TopToken(t.Id, _tokenizer!.Decode([t.Id], skipSpecialTokens: false), t.Logit) { Probability = (float)t.Probability }).ToArray();
+            TopToken[] Top(ReadOnlySpan<float> l)
+            {
+                double logSum = TokenLogprobs.LogSumExp(l);
+                return [.. StepAnalysis.TopTokens(l, request.TopTokens).Select(t => new TopToken(t.Id, _tokenizer!.Decode([t.Id], skipSpecialTokens: false), t.Logit)
+                    { Probability = (float)t.Probability, Logprob = (float)(t.Logit - logSum) })];
+            }
             var d = new Dictionary<string, TopToken[]> { ["combined"] = Top(_step!.Combined) };
             for (int i = 0; i < Slots.Count; i++) d[Slots[i].Label] = Top(logits[i].Span);
+            return d;
+        }
+
+        private Dictionary<string, float> ChosenLogprobs(ReadOnlyMemory<float>[] logits, int token)
+        {
+            var d = new Dictionary<string, float> { ["combined"] = TokenLogprobs.Of(_step!.Combined, token, 0).Logprob };
+            for (int i = 0; i < Slots.Count; i++) d[Slots[i].Label] = TokenLogprobs.Of(logits[i].Span, token, 0).Logprob;
             return d;
         }
 
