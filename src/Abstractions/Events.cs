@@ -28,7 +28,13 @@ public sealed record LogprobSpec([property: Id(0)] int TokenId, [property: Id(1)
 
 /// <summary>A token's log-probability under the combination and the combination's most likely tokens there (OpenAI's top_logprobs).</summary>
 [GenerateSerializer, Immutable]
-public sealed record TokenLogprobsSpec([property: Id(0)] LogprobSpec Chosen, [property: Id(1)] LogprobSpec[] Top);
+public sealed record TokenLogprobsSpec([property: Id(0)] LogprobSpec Chosen, [property: Id(1)] LogprobSpec[] Top)
+{
+    /// <summary>A token nothing scored (a prompt's first token: nothing comes before it): NaN and no alternatives.</summary>
+    public static TokenLogprobsSpec Unscored(int tokenId, string text) => new(new LogprobSpec(tokenId, text, float.NaN), []);
+
+    public bool IsScored => !float.IsNaN(Chosen.Logprob);
+}
 
 /// <summary>
 /// One streamed step. <see cref="Text"/> is the new text this token completes (may be empty while a UTF-8
@@ -60,9 +66,9 @@ public sealed record TokenEvent
     [Id(11)] public TokenLogprobsSpec? Logprobs { get; init; }
     /// <summary>
     /// With <see cref="GenerationRequest.PromptLogprobs"/>, on the first event only: per prompt token (as the base tokenized
-    /// it), its log-probability; the first token has none (null).
+    /// it), its log-probability; the first token has no score (<see cref="TokenLogprobsSpec.Unscored"/>: NaN, no alternatives).
     /// </summary>
-    [Id(12)] public TokenLogprobsSpec?[]? PromptLogprobs { get; init; }
+    [Id(12)] public TokenLogprobsSpec[]? PromptLogprobs { get; init; }
     /// <summary>With <see cref="TopTokens"/>: per model name (and "combined"), the log-probability of the token chosen at this step.</summary>
     [Id(13)] public Dictionary<string, float>? ChosenLogprobs { get; init; }
 }

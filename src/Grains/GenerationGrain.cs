@@ -198,7 +198,7 @@ public sealed partial class GenerationGrain(
         private ITextTokenizer? _tokenizer;
         private int _promptTokens;
         private long _stepStart, _fanOutStart;
-        private TokenLogprobsSpec?[]? _promptLogprobs; // handed out with the first event, then null
+        private TokenLogprobsSpec[]? _promptLogprobs; // handed out with the first event, then null
 
         /// <summary>
         /// Opens a session on every model at once (prefilling prompt + resumed tokens), checks that they share the base's
@@ -234,7 +234,7 @@ public sealed partial class GenerationGrain(
         /// The prompt's log-probabilities from every slot's logits at every prompt position, combined per position by the
         /// step's arithmetic and scored by <see cref="TokenLogprobs.ScorePrompt"/>, as the single-process decoder does.
         /// </summary>
-        private TokenLogprobsSpec?[] ScorePrompt(StepResult[] opened, int[] promptIds)
+        private TokenLogprobsSpec[] ScorePrompt(StepResult[] opened, int[] promptIds)
         {
             if (opened.Any(o => o.PromptTokens != promptIds.Length || o.PromptIds is { } ids && !ids.AsSpan().SequenceEqual(promptIds)))
                 throw new InvalidRequestException("prompt", "Scoring the prompt needs every model to read it as the same tokens, but a model of the " +
@@ -254,7 +254,8 @@ public sealed partial class GenerationGrain(
                 for (int i = 0; i < pairs.Length; i++) pairs[i] = _pairs[i].Read(at);
                 return scorer.Combine(at[0].Span, pairs);
             }, _tokenizer!.VocabSize, request.PromptLogprobs!.Value);
-            return Array.ConvertAll(scored, s => s?.ToSpec(_tokenizer));
+            var first = TokenLogprobsSpec.Unscored(promptIds[0], _tokenizer.Decode([promptIds[0]], skipSpecialTokens: false));
+            return [first, .. scored.Skip(1).Select(s => s!.ToSpec(_tokenizer))];
         }
 
         /// <summary>The only event of a run that generates nothing (max_tokens 0): the scored prompt and the usage.</summary>
@@ -264,7 +265,7 @@ public sealed partial class GenerationGrain(
             PromptLogprobs = TakePromptLogprobs(),
         };
 
-        private TokenLogprobsSpec?[]? TakePromptLogprobs()
+        private TokenLogprobsSpec[]? TakePromptLogprobs()
         {
             var scored = _promptLogprobs;
             _promptLogprobs = null;

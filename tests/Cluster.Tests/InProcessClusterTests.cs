@@ -84,7 +84,8 @@ public sealed class InProcessClusterTests(TrioClusterFixture fixture, ITestOutpu
         Assert.All(events.Skip(1), e => Assert.Null(e.PromptLogprobs));
         Assert.Equal(reference.PromptLogprobs!.Length, prompt.Length);
         Assert.True(prompt.Length > 3, $"{prompt.Length} prompt tokens");
-        Assert.Null(prompt[0]);
+        Assert.False(prompt[0].IsScored);
+        Assert.Equal(1, prompt[0].Chosen.TokenId); // BOS
         for (int t = 1; t < prompt.Length; t++) SameLogprobs(reference.PromptLogprobs[t]!, prompt[t]!, $"prompt token {t}");
         output.WriteLine($"prompt logprobs: {string.Join(", ", prompt.Skip(1).Select(p => $"{p!.Chosen.Text}:{p.Chosen.Logprob:F3}"))}");
 
