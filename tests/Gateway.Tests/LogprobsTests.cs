@@ -48,7 +48,7 @@ public sealed class LogprobsTests(GatewayFixture fx, Xunit.Abstractions.ITestOut
         for (int i = 0; i < got.Count; i++)
         {
             Assert.Equal(expected[i].Logprob, got[i].LogProbability);
-            Assert.Equal(got[i].Token, Encoding.UTF8.GetString(got[i].Utf8Bytes.Value.Span));
+            Assert.Equal(got[i].Token, Encoding.UTF8.GetString(got[i].Utf8Bytes!.Value.Span));
             Assert.Equal(expected[i].Top.Select(t => t.Logprob), got[i].TopLogProbabilities.Select(t => t.LogProbability));
             Assert.True(got[i].LogProbability <= got[i].TopLogProbabilities[0].LogProbability);
         }

@@ -7,6 +7,7 @@ namespace ProxyOrleans.Gateway.OpenAi;
 /// server does not implement yet, accepted only with the value that means "off" (clients that send defaults keep
 /// working; anything else is a 400 naming it), or it is unknown (a 400 naming it: a misspelt "temprature" must not
 /// silently run at the default). Duplicate keys are refused too: which one would win is parser-dependent.
+/// Implemented fields are validated where they are read (RequestParser; log-probabilities in LogprobOptions).
 /// </summary>
 public static class RequestFields
 {
