@@ -437,12 +437,8 @@ public sealed partial class GenerationGrain(
 
         private Dictionary<string, TopToken[]> TopTokens(ReadOnlyMemory<float>[] logits)
         {
-            TopToken[] Top(ReadOnlySpan<float> l)
-            {
-                double logSum = TokenLogprobs.LogSumExp(l);
-                return [.. StepAnalysis.TopTokens(l, request.TopTokens).Select(t => new TopToken(t.Id, _tokenizer!.Decode([t.Id], skipSpecialTokens: false), t.Logit)
-                    { Probability = (float)t.Probability, Logprob = (float)(t.Logit - logSum) })];
-            }
+            TopToken[] Top(ReadOnlySpan<float> l) => [.. StepAnalysis.TopTokens(l, request.TopTokens)
+                .Select(t => new TopToken(t.Id, _tokenizer!.Decode([t.Id], skipSpecialTokens: false), t.Logit) { Probability = (float)t.Probability, Logprob = (float)t.Logprob })];
             var d = new Dictionary<string, TopToken[]> { ["combined"] = Top(_step!.Combined) };
             for (int i = 0; i < Slots.Count; i++) d[Slots[i].Label] = Top(logits[i].Span);
             return d;
@@ -450,7 +446,8 @@ public sealed partial class GenerationGrain(
 
         private Dictionary<string, float> ChosenLogprobs(ReadOnlyMemory<float>[] logits, int token)
         {
-            var d = new Dictionary<string, float> { ["combined"] = TokenLogprobs.Of(_step!.Combined, token, 0).Logprob };
+            // The combination's score of its token as the choice's logprobs give it (padding rows cut off as sampling cuts them).
+            var d = new Dictionary<string, float> { ["combined"] = TokenLogprobs.Of(State!.Candidates(_step!.Combined), token, 0).Logprob };
             for (int i = 0; i < Slots.Count; i++) d[Slots[i].Label] = TokenLogprobs.Of(logits[i].Span, token, 0).Logprob;
             return d;
         }

@@ -109,7 +109,7 @@ public sealed class ErrorTests(GatewayFixture fx)
 
     [Theory]
     [InlineData("/v1/completions", "\"frequency_penalty\": 0, \"presence_penalty\": 0, \"logit_bias\": {}, \"echo\": false, \"logprobs\": null, \"best_of\": 1, \"suffix\": \"\", \"user\": \"u-1\"")]
-    [InlineData("/v1/chat/completions", "\"frequency_penalty\": 0, \"response_format\": {\"type\": \"text\"}, \"tools\": [], \"tool_choice\": \"none\", \"logprobs\": false, \"store\": false, \"parallel_tool_calls\": true, \"user\": \"u-1\"")]
+    [InlineData("/v1/chat/completions", "\"frequency_penalty\": 0, \"response_format\": {\"type\": \"text\"}, \"tools\": [], \"tool_choice\": \"none\", \"logprobs\": false, \"top_logprobs\": 0, \"store\": false, \"parallel_tool_calls\": true, \"user\": \"u-1\"")]
     public async Task Unimplemented_fields_at_their_default_are_accepted(string path, string fields)
     {
         var input = path == "/v1/completions" ? "\"prompt\": \"hi\"" : "\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]";

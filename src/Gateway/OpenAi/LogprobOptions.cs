@@ -40,7 +40,7 @@ public static class LogprobOptions
                 _ => throw ApiError.Invalid("logprobs", "'logprobs' must be true or false (with 'top_logprobs' for alternatives).", "invalid_type"),
             };
             int? top = Get(root, "top_logprobs") is { } t ? Count(t, "top_logprobs", 0, MaxTopLogprobs, "an integer from 0 to 20") : null;
-            if (top is not null && !on)
+            if (top > 0 && !on) // 0 without logprobs asks for nothing: accepted, as clients sending defaults do
                 throw ApiError.Invalid("top_logprobs", "'top_logprobs' needs \"logprobs\": true.");
             if (on) logprobs = top ?? 0;
         }
