@@ -99,7 +99,8 @@ public sealed class ProxyStep
         ArgumentNullException.ThrowIfNull(state);
         Combine(baseLogits, pairs);
         long start = Stopwatch.GetTimestamp();
-        // Scored as combined, before anything sampling applies to the logits (TokenLogprobs says why): kept aside.
+        // Scored as combined, before any logits processor or sampling touches them (TokenLogprobs says why): kept aside here,
+        // right after combining.
         if (TopLogprobs is not null)
         {
             if (scoredLogits.Length != combined.Length) scoredLogits = new float[combined.Length];
