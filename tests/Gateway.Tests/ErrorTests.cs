@@ -58,6 +58,7 @@ public sealed class ErrorTests(GatewayFixture fx)
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"echo\": \"yes\"}", "echo", "invalid_type" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"echo\": false, \"max_tokens\": 0}", "max_tokens", "invalid_value" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"top_logprobs\": 2}", "top_logprobs", "unknown_parameter" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"echo\": true, \"logprobs\": 1, \"proxy\": {\"answer_cue\": \"Q: {prompt}\"}}", "proxy.answer_cue", "invalid_value" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"proxy\": {\"model_logprobs\": 0}}", "proxy.model_logprobs", "invalid_value" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"proxy\": {\"model_logprobs\": 21}}", "proxy.model_logprobs", "invalid_value" },
         { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"logprobs\": true, \"top_logprobs\": 21}", "top_logprobs", "invalid_value" },

@@ -46,8 +46,18 @@ public static class LogprobOptions
         }
 
         int modelLogprobs = 0;
-        if (Get(root, "proxy") is { ValueKind: JsonValueKind.Object } proxy && Get(proxy, ModelLogprobsField) is { } m)
-            modelLogprobs = Count(m, $"proxy.{ModelLogprobsField}", 1, MaxTopLogprobs, "an integer from 1 to 20 (top tokens per model)");
+        if (Get(root, "proxy") is { ValueKind: JsonValueKind.Object } proxy)
+        {
+            if (Get(proxy, ModelLogprobsField) is { } m)
+                modelLogprobs = Count(m, $"proxy.{ModelLogprobsField}", 1, MaxTopLogprobs, "an integer from 1 to 20 (top tokens per model)");
+            // A scored prompt is read as sent by every model: a prompt option asked for in the same request could not apply.
+            if (echo && logprobs is not null)
+                foreach (var option in new[] { "answer_cue", "expert_response_prefix" })
+                    if (Get(proxy, option) is not null)
+                        throw ApiError.Invalid($"proxy.{option}",
+                            $"'proxy.{option}' cannot apply to a scored prompt: with echo and logprobs every model reads the prompt as sent. " +
+                            "Write the cue into the prompt, or drop echo.");
+        }
 
         if (logprobs is null && !echo && modelLogprobs == 0) return req;
         var generation = req.Generation with
