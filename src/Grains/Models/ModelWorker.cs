@@ -116,7 +116,8 @@ public sealed class ModelWorker : IDisposable
             await _queue.Writer.WriteAsync(work);
             var rows = await work.Result.Task;
             int v = _model.VocabSize;
-            var logits = scorePrompt ? rows[^v..] : rows;
+            // The last row copied out: the session keeps it for a retried step, and must not hold every prompt row with it.
+            var logits = scorePrompt ? rows[^v..].ToArray() : rows;
             session.LastLogits = logits;
             session.Touch();
             return (logits, work.ModelMs, scorePrompt ? rows[..^v] : ReadOnlyMemory<float>.Empty);
