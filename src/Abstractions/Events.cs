@@ -18,6 +18,22 @@ public sealed record TopToken([property: Id(0)] int TokenId, [property: Id(1)] s
 {
     /// <summary>Softmax of the model's (or the combination's) logits at this step, before temperature and top-p.</summary>
     [Id(3)] public float Probability { get; init; }
+    /// <summary>The same, as a log-probability (computed from the logits: exact where the probability underflows).</summary>
+    [Id(4)] public float Logprob { get; init; }
+}
+
+/// <summary>A token, its text (the token alone, decoded with special tokens) and its log-probability.</summary>
+[GenerateSerializer, Immutable]
+public sealed record LogprobSpec([property: Id(0)] int TokenId, [property: Id(1)] string Text, [property: Id(2)] float Logprob);
+
+/// <summary>A token's log-probability under the combination and the combination's most likely tokens there (OpenAI's top_logprobs).</summary>
+[GenerateSerializer, Immutable]
+public sealed record TokenLogprobsSpec([property: Id(0)] LogprobSpec Chosen, [property: Id(1)] LogprobSpec[] Top)
+{
+    /// <summary>A token nothing scored (a prompt's first token: nothing comes before it): NaN and no alternatives.</summary>
+    public static TokenLogprobsSpec Unscored(int tokenId, string text) => new(new LogprobSpec(tokenId, text, float.NaN), []);
+
+    public bool IsScored => !float.IsNaN(Chosen.Logprob);
 }
 
 /// <summary>
@@ -46,6 +62,15 @@ public sealed record TokenEvent
     [Id(9)] public GenerationStats? Stats { get; init; }
     /// <summary>With <see cref="TopTokens"/>: per model name (and "combined"), the probability of the token chosen at this step.</summary>
     [Id(10)] public Dictionary<string, float>? ChosenProbabilities { get; init; }
+    /// <summary>With <see cref="GenerationRequest.Logprobs"/>: this step's token scored by the combination, and the top alternatives.</summary>
+    [Id(11)] public TokenLogprobsSpec? Logprobs { get; init; }
+    /// <summary>
+    /// With <see cref="GenerationRequest.PromptLogprobs"/>, on the first event only: per prompt token (as the base tokenized
+    /// it), its log-probability; the first token has no score (<see cref="TokenLogprobsSpec.Unscored"/>: NaN, no alternatives).
+    /// </summary>
+    [Id(12)] public TokenLogprobsSpec[]? PromptLogprobs { get; init; }
+    /// <summary>With <see cref="TopTokens"/>: per model name (and "combined"), the log-probability of the token chosen at this step.</summary>
+    [Id(13)] public Dictionary<string, float>? ChosenLogprobs { get; init; }
 }
 
 /// <summary>Where a generation's time went, per step on average (final event only).</summary>

@@ -62,6 +62,8 @@ public sealed record OpenSessionRequest
     /// </summary>
     [Id(12)] public string? Generation { get; init; }
     [Id(13)] public int Attempt { get; init; }
+    /// <summary>Also return the logits at every prompt position (<see cref="StepResult.PromptLogits"/>), to score the prompt (echo).</summary>
+    [Id(14)] public bool ScorePrompt { get; init; }
 }
 
 /// <summary>Result of an open or a step: the next-token logits (fp32 or fp16 little-endian bytes).</summary>
@@ -85,6 +87,11 @@ public sealed record StepResult
     /// <summary>Time from the step call's arrival at the model grain to its answer (ms): compute plus the silo's own
     /// overhead (queueing for the model's worker, thread hops, encoding); the rest of a call's wall time is the wire.</summary>
     [Id(8)] public double ServerMs { get; init; }
+    /// <summary>
+    /// Open with <see cref="OpenSessionRequest.ScorePrompt"/> only: the logits after each prompt token but the last
+    /// (that one is <see cref="Logits"/>), row after row, in <see cref="Precision"/>; a pair sends w·(expert − anti) per row.
+    /// </summary>
+    [Id(9)] public Immutable<byte[]>? PromptLogits { get; init; }
 }
 
 /// <summary>

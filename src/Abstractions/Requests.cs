@@ -130,4 +130,15 @@ public sealed record GenerationRequest
     [Id(9)] public int[] ResumeTokens { get; init; } = [];
     /// <summary>Top tokens per step of each model and of the combination (0 = off).</summary>
     [Id(10)] public int TopTokens { get; init; }
+
+    // Log-probabilities (OpenAI's logprobs, top_logprobs and echo), scored by the combination's logits before
+    // temperature, top-k and top-p (docs/gateway.md): TokenEvent.Logprobs and TokenEvent.PromptLogprobs.
+    /// <summary>Per generated token: its log-probability and this many top alternatives (null: off; 0..20).</summary>
+    [Id(11)] public int? Logprobs { get; init; }
+    /// <summary>
+    /// Score the prompt (echo): per prompt token, its log-probability and this many top alternatives (null: off; 0..20).
+    /// Every model then reads the prompt as sent (no chat template, answer cue or response prefix) so that all score the
+    /// same tokens. With <see cref="SamplingSpec.MaxNewTokens"/> 0 nothing is generated.
+    /// </summary>
+    [Id(12)] public int? PromptLogprobs { get; init; }
 }

@@ -48,7 +48,8 @@ public sealed partial class GenerationGrain
     private sealed class ModelSlot(IGrainFactory grains, string model, int replica, OpenSessionRequest open) : Slot
     {
         private IModelGrain Grain => grains.GetGrain<IModelGrain>($"{model}#{replica}");
-        public override Task<StepResult> Open(int[] generated) => Grain.Open(open with { Generated = generated });
+        // A re-open after failover prefills the tokens so far and scores nothing: the prompt was scored at the first open.
+        public override Task<StepResult> Open(int[] generated) => Grain.Open(open with { Generated = generated, ScorePrompt = open.ScorePrompt && generated.Length == 0 });
         public override Task<StepResult> Step(int step, int token) => Grain.Step(open.SessionId, step, token);
         public override async Task CloseQuietly() { try { await Grain.Close(open.SessionId); } catch { } }
         public override void NextReplica() => replica++;
@@ -57,7 +58,9 @@ public sealed partial class GenerationGrain
     private sealed class PairSlot(IGrainFactory grains, string key, int replica, OpenSessionRequest expert, OpenSessionRequest anti) : Slot
     {
         private IModelPairGrain Grain => grains.GetGrain<IModelPairGrain>($"{key}#{replica}");
-        public override Task<StepResult> Open(int[] generated) => Grain.Open(expert with { Generated = generated }, anti with { Generated = generated });
+        public override Task<StepResult> Open(int[] generated) => Grain.Open(
+            expert with { Generated = generated, ScorePrompt = expert.ScorePrompt && generated.Length == 0 },
+            anti with { Generated = generated, ScorePrompt = anti.ScorePrompt && generated.Length == 0 });
         public override Task<StepResult> Step(int step, int token) => Grain.Step(expert.SessionId, step, token);
         public override async Task CloseQuietly() { try { await Grain.Close(expert.SessionId); } catch { } }
         public override void NextReplica() => replica++;

@@ -56,6 +56,7 @@ public sealed partial class GenerationGrain(
             this.DeactivateOnIdle();
             throw _hosted.RefuseCoordinator($"Silo {_directory.LocalSilo} is draining: the generation starts on another coordinator.");
         }
+        request = request.WithPromptScoredAsSent();
         var sampling = Validate(request);
         _running = true;
         _tenant = request.TenantId;
@@ -78,7 +79,8 @@ public sealed partial class GenerationGrain(
         {
             var results = await run.OpenAsync(sampling, ct);
             await Publish(request, GenerationEventKind.Started, requestId, e => e);
-            while (true)
+            if (run.State!.IsFinished) yield return run.ScoredOnly(); // max_tokens 0: the scored prompt and nothing else
+            while (!run.State.IsFinished)
             {
                 if (ct.IsCancellationRequested)
                 {
@@ -155,6 +157,9 @@ public sealed partial class GenerationGrain(
         var options = s.ToSamplingOptions();
         try { Sampler.Validate(options); }
         catch (ArgumentException e) { throw new InvalidRequestException(SamplingField(e), e.Message); } // the processors name their field
+        foreach (var (top, field) in new[] { (r.Logprobs, "logprobs"), (r.PromptLogprobs, "prompt_logprobs") })
+            if (top is < 0 or > TokenLogprobs.MaxTop)
+                throw new InvalidRequestException(field, $"'{field}' asks for {top} top alternatives; give 0..{TokenLogprobs.MaxTop}.");
         if (r.ResumeTokens.Length > 0 && s.Seed is null)
             throw new InvalidRequestException("resume_tokens", "Resuming needs the seed of the first attempt (TokenEvent.Seed).");
         return options with { Seed = options.Seed ?? Sampler.NewSeed() };
@@ -182,7 +187,7 @@ public sealed partial class GenerationGrain(
             : $"{c.Base} + {c.Alpha}·({string.Join(" + ", c.Experts.Select(e => $"{e.Weight}·({e.Expert} − {e.AntiExpert})"))})";
 
     /// <summary>One request's run: its slots, how the pairs read from them, the decoding state and its figures.</summary>
-    private sealed class Run(GenerationGrain owner, GenerationRequest request, string requestId)
+    private sealed partial class Run(GenerationGrain owner, GenerationRequest request, string requestId)
     {
         public readonly List<Slot> Slots = [];
         private readonly List<PairRoute> _pairs = [];
@@ -193,6 +198,7 @@ public sealed partial class GenerationGrain(
         private ITextTokenizer? _tokenizer;
         private int _promptTokens;
         private long _stepStart, _fanOutStart;
+        private TokenLogprobsSpec[]? _promptLogprobs; // handed out with the first event, then null
 
         /// <summary>
         /// Opens a session on every model at once (prefilling prompt + resumed tokens), checks that they share the base's
@@ -214,7 +220,8 @@ public sealed partial class GenerationGrain(
             // room after the prompt in the tightest model): GenerationState applies both.
             int room = opened.Min(o => o.ContextRoom);
             State = StartState(_tokenizer, sampling, request.ResumeTokens, promptIds, room);
-            _step = new ProxyStep(request.Combination.Alpha, [.. request.Combination.Experts.Select(e => e.Weight)]);
+            _step = new ProxyStep(request.Combination.Alpha, [.. request.Combination.Experts.Select(e => e.Weight)]) { TopLogprobs = request.Logprobs };
+            if (ScoresPrompt) _promptLogprobs = ScorePrompt(opened, promptIds);
             return opened;
         }
 
@@ -232,6 +239,9 @@ public sealed partial class GenerationGrain(
                 Logits = request.ReturnLogits ? LogitsCodec.Encode(_step.Combined, LogitsPrecision.Float32) : null,
                 TopTokens = request.TopTokens > 0 ? TopTokens(logits) : null,
                 ChosenProbabilities = request.TopTokens > 0 && outcome.TokenId >= 0 ? ChosenProbabilities(logits, outcome.TokenId) : null,
+                ChosenLogprobs = request.TopTokens > 0 && outcome.TokenId >= 0 ? ChosenLogprobs(logits, outcome.TokenId) : null,
+                Logprobs = _step.LastLogprobs?.ToSpec(_tokenizer!),
+                PromptLogprobs = TakePromptLogprobs(),
             };
             return outcome.IsFinal ? token with { Finish = Map(outcome.Finish), Usage = Usage(), Stats = Stats() } : token;
         }
@@ -268,8 +278,8 @@ public sealed partial class GenerationGrain(
             {
                 SessionId = $"{session}/{Slots.Count}", Prompt = request.Prompt, Messages = request.Messages, ApplyChatTemplate = chat,
                 AnswerCue = spec.AnswerCue, ExpertResponsePrefix = spec.ExpertResponsePrefix,
-                Precision = request.Precision, MaxNewTokens = request.Sampling.MaxNewTokens, TenantId = request.TenantId,
-                Generation = $"{request.TenantId}/{root}", Attempt = attempt,
+                Precision = request.Precision, MaxNewTokens = Math.Max(1, request.Sampling.MaxNewTokens), TenantId = request.TenantId,
+                Generation = $"{request.TenantId}/{root}", Attempt = attempt, ScorePrompt = ScoresPrompt,
             };
             // The base: the local replica when this silo hosts it (its logits never cross the wire), and always fp32
             // there (a local call copies nothing, so fp16 would only cost accuracy).
@@ -376,22 +386,6 @@ public sealed partial class GenerationGrain(
                 if (ids.TryGetValue(p.AntiExpert, out var a)) checks.Add(owner._tokenizers.EnsureSameVocabularyAsync(baseId, a, "anti-expert"));
             }
             await Task.WhenAll(checks);
-        }
-
-        private Dictionary<string, TopToken[]> TopTokens(ReadOnlyMemory<float>[] logits)
-        {
-            TopToken[] Top(ReadOnlySpan<float> l) => StepAnalysis.TopTokens(l, request.TopTokens)
-                .Select(t => new TopToken(t.Id, _tokenizer!.Decode([t.Id], skipSpecialTokens: false), t.Logit) { Probability = (float)t.Probability }).ToArray();
-            var d = new Dictionary<string, TopToken[]> { ["combined"] = Top(_step!.Combined) };
-            for (int i = 0; i < Slots.Count; i++) d[Slots[i].Label] = Top(logits[i].Span);
-            return d;
-        }
-
-        private Dictionary<string, float> ChosenProbabilities(ReadOnlyMemory<float>[] logits, int token)
-        {
-            var d = new Dictionary<string, float> { ["combined"] = (float)StepAnalysis.Probability(_step!.Combined, token) };
-            for (int i = 0; i < Slots.Count; i++) d[Slots[i].Label] = (float)StepAnalysis.Probability(logits[i].Span, token);
-            return d;
         }
     }
 }

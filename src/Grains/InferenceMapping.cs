@@ -39,6 +39,23 @@ public static class InferenceMapping
         };
     }
 
+    /// <summary>
+    /// A request that scores its prompt (<see cref="GenerationRequest.PromptLogprobs"/>): every model reads the prompt as
+    /// sent, as <see cref="ProxyPrompt.AsSent"/> has the single-process decoder do. Other requests are returned as they are.
+    /// </summary>
+    public static GenerationRequest WithPromptScoredAsSent(this GenerationRequest r) => r.PromptLogprobs is null ? r : r with
+    {
+        ExpertChatTemplate = false,
+        Combination = r.Combination with { AnswerCue = null, ExpertResponsePrefix = null, BaseChatTemplate = false },
+    };
+
+    /// <summary>The Inference library's log-probabilities on the wire, each token's text decoded alone (special tokens kept).</summary>
+    public static TokenLogprobsSpec ToSpec(this TokenLogprobs l, ITextTokenizer tokenizer)
+    {
+        LogprobSpec Spec(int id, float logprob) => new(id, tokenizer.Decode([id], skipSpecialTokens: false), logprob);
+        return new(Spec(l.TokenId, l.Logprob), [.. l.Top.Select(c => Spec(c.TokenId, c.Logprob))]);
+    }
+
     /// <summary>The same prompt as the coordinator hands it to every model of a request.</summary>
     public static ProxyPrompt ToProxyPrompt(this GenerationRequest r) => new OpenSessionRequest
     {

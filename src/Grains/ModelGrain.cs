@@ -31,11 +31,12 @@ public sealed class ModelGrain(HostedModels hosted) : Grain, IModelGrain
         if (hosted.Draining) throw hosted.RefuseForDrain($"Model '{_worker.Name}' on {RuntimeIdentity} is draining: open the session elsewhere.");
         using var span = Tracing.Source.StartActivity("model prefill")?.SetTag(Tracing.ModelTag, _worker.Name);
         var ids = _worker.Tokenize(request);
-        var (logits, ms) = await _worker.OpenAsync(request.SessionId, ids, request.Generated, request.MaxNewTokens, request.Precision,
-            request.Generation, request.Attempt);
+        var (logits, ms, promptRows) = await _worker.OpenAsync(request.SessionId, ids, request.Generated, request.MaxNewTokens, request.Precision,
+            request.Generation, request.Attempt, request.ScorePrompt);
         return new StepResult
         {
             Step = request.Generated.Length, Logits = new(LogitsCodec.Encode(logits.Span, request.Precision)),
+            PromptLogits = request.ScorePrompt ? new(LogitsCodec.Encode(promptRows.Span, request.Precision)) : null,
             Precision = request.Precision, PromptTokens = ids.Length, PromptIds = ids, ModelMs = ms,
             ContextRoom = _worker.MaxSequenceLength - ids.Length, Vocabularies = [_worker.Vocabulary],
         };
@@ -139,15 +140,23 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
         using var span = Tracing.Source.StartActivity("model prefill")?.SetTag(Tracing.ModelTag, $"{_expert.Name},{_anti.Name}");
         var eIds = _expert.Tokenize(expertRequest);
         var aIds = _anti.Tokenize(antiRequest);
+        bool score = expertRequest.ScorePrompt;
+        if (score && !eIds.AsSpan().SequenceEqual(aIds))
+            throw new InvalidRequestException("prompt", $"Scoring the prompt needs the expert '{_expert.Name}' and the anti-expert '{_anti.Name}' to read it as the same tokens.");
         var e = _expert.OpenAsync(expertRequest.SessionId, eIds, expertRequest.Generated, expertRequest.MaxNewTokens,
-            generation: expertRequest.Generation, attempt: expertRequest.Attempt);
+            generation: expertRequest.Generation, attempt: expertRequest.Attempt, scorePrompt: score);
         var a = _anti.OpenAsync(AntiSession(expertRequest.SessionId), aIds, antiRequest.Generated, antiRequest.MaxNewTokens,
-            generation: antiRequest.Generation, attempt: antiRequest.Attempt);
+            generation: antiRequest.Generation, attempt: antiRequest.Attempt, scorePrompt: score);
         await Task.WhenAll(e, a);
         var session = new PairSession(expertRequest.Weight, expertRequest.OutputVocab, expertRequest.Precision);
         _sessions[expertRequest.SessionId] = session;
-        return Difference(session, expertRequest.Generated.Length, e.Result, a.Result) with
+        var (eLogits, eMs, ePrompt) = e.Result;
+        var (aLogits, aMs, aPrompt) = a.Result;
+        return Difference(session, expertRequest.Generated.Length, (eLogits, eMs), (aLogits, aMs)) with
         {
+            PromptLogits = score ? new(LogitsCodec.Encode(PromptDifferences(session, ePrompt, aPrompt, eIds.Length - 1).Span, session.Precision)) : null,
+            // Both read the prompt as these ids (checked above): the coordinator compares them with the base's.
+            PromptTokens = eIds.Length, PromptIds = score ? eIds : null,
             ContextRoom = Math.Min(_expert.MaxSequenceLength - eIds.Length, _anti.MaxSequenceLength - aIds.Length),
             Vocabularies = [_expert.Vocabulary, _anti.Vocabulary],
         };
@@ -163,6 +172,17 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
         var a = _anti.StepAsync(AntiSession(sessionId), step, token);
         await Task.WhenAll(e, a);
         return Difference(session, step, e.Result, a.Result) with { ServerMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds };
+    }
+
+    /// <summary>w·(expert − anti) for each of <paramref name="rows"/> prompt positions, row after row (prompt scoring).</summary>
+    private ReadOnlyMemory<float> PromptDifferences(PairSession session, ReadOnlyMemory<float> expert, ReadOnlyMemory<float> anti, int rows)
+    {
+        int ve = _expert.VocabSize, va = _anti.VocabSize;
+        int vocab = session.OutputVocab > 0 ? session.OutputVocab : Math.Min(ve, va);
+        var d = new float[rows * vocab];
+        for (int t = 0; t < rows; t++)
+            ProxyCombiner.WeightedDifference(expert.Span.Slice(t * ve, ve), anti.Span.Slice(t * va, va), session.Weight, d.AsSpan(t * vocab, vocab));
+        return d;
     }
 
     private static StepResult Difference(PairSession session, int step, (ReadOnlyMemory<float> Logits, double Ms) e, (ReadOnlyMemory<float> Logits, double Ms) a)

@@ -48,6 +48,58 @@ public sealed class InProcessClusterTests(TrioClusterFixture fixture, ITestOutpu
         Assert.True(worst <= 1e-5f, $"max |Δlogit| {worst}");
     }
 
+    /// <summary>Two floats are the same bits (NaN payloads and the sign of zero included).</summary>
+    private static void SameBits(float expected, float actual, string what) =>
+        Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(actual), $"{what}: {expected:R} vs {actual:R}");
+
+    private static void SameLogprobs(Inference.Decoding.TokenLogprobs expected, TokenLogprobsSpec actual, string what)
+    {
+        Assert.Equal(expected.TokenId, actual.Chosen.TokenId);
+        SameBits(expected.Logprob, actual.Chosen.Logprob, what);
+        Assert.Equal(expected.Top.Select(c => c.TokenId), actual.Top.Select(c => c.TokenId));
+        for (int k = 0; k < expected.Top.Length; k++) SameBits(expected.Top[k].Logprob, actual.Top[k].Logprob, $"{what}, top {k}");
+    }
+
+    [Theory]
+    [InlineData(false)] // expert and anti-expert on silos of their own: the coordinator takes the difference
+    [InlineData(true)]  // an expert co-hosted with the anti-expert (silo 2): its pair grain sends w·(expert − anti), per prompt row too
+    public async Task Logprobs_and_echo_equal_the_single_process_path_bit_for_bit(bool coHostedPair)
+    {
+        // The answer cue must not matter: a scored prompt is read as sent by every model, on both paths.
+        var spec = (coHostedPair ? new CombinationSpec(TinyTrio.Base, [new ExpertSpec(TinyTrio.Extra, TinyTrio.Anti, 0.7f)], 1.5f) : TinyTrio.Spec(1.5f))
+            with { AnswerCue = "Question: {prompt}\nAnswer:" };
+        var sampling = new SamplingSpec { Temperature = 0.8f, Seed = 9, MaxNewTokens = 10, StopAtEos = false };
+        var reference = TinyTrio.Reference(Prompt, sampling, spec, new Inference.Decoding.DecodeOptions { Logprobs = 5, PromptLogprobs = 3 });
+        var request = TinyTrio.Request(Prompt, 10, spec) with { Sampling = sampling, Logprobs = 5, PromptLogprobs = 3 };
+        var (tokens, _, events) = await TinyTrio.Collect(GenerationClient.StreamAsync(Grains, request, $"logprobs-{coHostedPair}"));
+        Assert.Equal(reference.TokenIds, tokens);
+        if (coHostedPair) Assert.Contains(":pair", events[^1].Stats!.Layout);
+        else Assert.DoesNotContain(":pair", events[^1].Stats!.Layout);
+
+        var generated = events.Where(e => e.TokenId >= 0).ToList();
+        Assert.Equal(reference.Logprobs!.Count, generated.Count);
+        for (int i = 0; i < generated.Count; i++) SameLogprobs(reference.Logprobs[i], generated[i].Logprobs!, $"token {i}");
+
+        var prompt = events[0].PromptLogprobs!;
+        Assert.All(events.Skip(1), e => Assert.Null(e.PromptLogprobs));
+        Assert.Equal(reference.PromptLogprobs!.Length, prompt.Length);
+        Assert.True(prompt.Length > 3, $"{prompt.Length} prompt tokens");
+        Assert.False(prompt[0].IsScored);
+        Assert.Equal(1, prompt[0].Chosen.TokenId); // BOS
+        for (int t = 1; t < prompt.Length; t++) SameLogprobs(reference.PromptLogprobs[t]!, prompt[t]!, $"prompt token {t}");
+        output.WriteLine($"prompt logprobs: {string.Join(", ", prompt.Skip(1).Select(p => $"{p!.Chosen.Text}:{p.Chosen.Logprob:F3}"))}");
+
+        // max_tokens 0: one event, nothing generated, the same scored prompt.
+        var scoreOnly = request with { Sampling = sampling with { MaxNewTokens = 0 } };
+        var (none, text, only) = await TinyTrio.Collect(GenerationClient.StreamAsync(Grains, scoreOnly, $"score-only-{coHostedPair}"));
+        Assert.Empty(none);
+        Assert.Equal("", text);
+        var single = Assert.Single(only);
+        Assert.Equal(FinishKind.Length, single.Finish);
+        Assert.Equal(new UsageInfo(prompt.Length, 0), single.Usage);
+        for (int t = 1; t < prompt.Length; t++) SameLogprobs(reference.PromptLogprobs[t]!, single.PromptLogprobs![t]!, $"score-only prompt token {t}");
+    }
+
     [Fact]
     public async Task SeededSamplingWithEveryLogitsProcessorAndAStopTokenEqualsSingleProcess()
     {

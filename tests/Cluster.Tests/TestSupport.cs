@@ -107,10 +107,10 @@ public static class TinyTrio
         new ProxyDecoder(SharedCatalog.Value).Start(spec.ToCombination(), ReferencePrompt(prompt, spec, chat), Greedy(1)).PromptTokensByModel;
 
     /// <summary>The single-process ProxyDecoder with any sampling (seeded sampling, top-k, top-p, stop sequences).</summary>
-    public static GenerationResult Reference(string prompt, SamplingSpec sampling, CombinationSpec? spec = null)
+    public static GenerationResult Reference(string prompt, SamplingSpec sampling, CombinationSpec? spec = null, DecodeOptions? decode = null)
     {
         var s = spec ?? Spec();
-        return new ProxyDecoder(SharedCatalog.Value).Generate(s.ToCombination(), ReferencePrompt(prompt, s, false), sampling.ToSamplingOptions());
+        return new ProxyDecoder(SharedCatalog.Value).Generate(s.ToCombination(), ReferencePrompt(prompt, s, false), sampling.ToSamplingOptions(), decode);
     }
 
     /// <summary>

@@ -50,14 +50,26 @@ public sealed class ErrorTests(GatewayFixture fx)
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"n\": 1000}", "n", "invalid_value" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"stream\": \"yes\"}", "stream", "invalid_type" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"stream_options\": {\"include_usage\": true}}", "stream_options", "invalid_value" },
-        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"echo\": true}", "echo", "unsupported_parameter" },
+        // Log-probabilities: OpenAI's limits (completions' logprobs ≤ 5, chat's top_logprobs ≤ 20) and types, each naming the field.
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"logprobs\": 6}", "logprobs", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"logprobs\": -1}", "logprobs", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"logprobs\": \"5\"}", "logprobs", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"logprobs\": true}", "logprobs", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"echo\": \"yes\"}", "echo", "invalid_type" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"echo\": false, \"max_tokens\": 0}", "max_tokens", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"top_logprobs\": 2}", "top_logprobs", "unknown_parameter" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"echo\": true, \"logprobs\": 1, \"proxy\": {\"answer_cue\": \"Q: {prompt}\"}}", "proxy.answer_cue", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"proxy\": {\"model_logprobs\": 0}}", "proxy.model_logprobs", "invalid_value" },
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"proxy\": {\"model_logprobs\": 21}}", "proxy.model_logprobs", "invalid_value" },
+        { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"logprobs\": true, \"top_logprobs\": 21}", "top_logprobs", "invalid_value" },
+        { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"top_logprobs\": 2}", "top_logprobs", "invalid_value" },
+        { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"logprobs\": 3}", "logprobs", "invalid_type" },
+        { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"echo\": true}", "echo", "unknown_parameter" },
         // Known OpenAI fields not implemented: refused unless they hold the value that changes nothing.
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"best_of\": 3}", "best_of", "unsupported_parameter" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"suffix\": \"end\"}", "suffix", "unsupported_parameter" },
-        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"logprobs\": 5}", "logprobs", "unsupported_parameter" },
         { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"response_format\": {\"type\": \"json_object\"}}", "response_format", "unsupported_parameter" },
         { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{\"type\": \"function\"}]}", "tools", "unsupported_parameter" },
-        { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"logprobs\": true}", "logprobs", "unsupported_parameter" },
         { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"reasoning_effort\": \"high\"}", "reasoning_effort", "unsupported_parameter" },
         { "/v1/chat/completions", "{\"model\": \"@M\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\", \"name\": \"bob\"}]}", "messages[0].name", "unsupported_parameter" },
         // Logits processors: out of range, wrong types, keys that are not token ids, ids outside the base's vocabulary (the coordinator's check).
@@ -110,8 +122,8 @@ public sealed class ErrorTests(GatewayFixture fx)
     }
 
     [Theory]
-    [InlineData("/v1/completions", "\"echo\": false, \"logprobs\": null, \"best_of\": 1, \"suffix\": \"\", \"user\": \"u-1\"")]
-    [InlineData("/v1/chat/completions", "\"response_format\": {\"type\": \"text\"}, \"tools\": [], \"tool_choice\": \"none\", \"logprobs\": false, \"store\": false, \"parallel_tool_calls\": true, \"user\": \"u-1\"")]
+    [InlineData("/v1/completions", "\"best_of\": 1, \"suffix\": \"\", \"user\": \"u-1\"")]
+    [InlineData("/v1/chat/completions", "\"response_format\": {\"type\": \"text\"}, \"tools\": [], \"tool_choice\": \"none\", \"store\": false, \"parallel_tool_calls\": true, \"user\": \"u-1\"")]
     public async Task Unimplemented_fields_at_their_default_are_accepted(string path, string fields)
     {
         var input = path == "/v1/completions" ? "\"prompt\": \"hi\"" : "\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]";

@@ -42,6 +42,8 @@ public sealed class GatewayFixture : IAsyncLifetime
     public const string AnswerCue = "Question: {prompt}\nAnswer:", ResponsePrefix = "Answer:";
     public CombinationSpec CombinationSpec => new(BaseModel, [new ExpertSpec(ExpertModel, AntiExpertModel, 1f)], 1f);
     public int ModelContext => 2048;
+    /// <summary>The bundled demo models (models/demo), trained: base-large proxy-tuned by tuned-small − base-small.</summary>
+    public string DemoCombination => "proxy-large";
     /// <summary>A generation this long runs for a while (the tiny models never stop early: checked at start): ~2 s on a
     /// quiet 2-core machine, long enough for a test to act on it while it runs.</summary>
     public int LongMaxTokens => 1900;
@@ -73,8 +75,11 @@ public sealed class GatewayFixture : IAsyncLifetime
         var dirs = TinyModels.CreateTrio(root, ModelContext);
 
         int silo0 = LoopbackPorts.Next(), gw0 = LoopbackPorts.Next(), silo1 = LoopbackPorts.Next(), gw1 = LoopbackPorts.Next();
-        silos.Add(await StartSiloAsync("gw-silo-0", silo0, gw0, silo0, [(BaseModel, dirs.Base)]));
-        silos.Add(await StartSiloAsync("gw-silo-1", silo1, gw1, silo0, [(ExpertModel, dirs.Expert), (AntiExpertModel, dirs.Anti)]));
+        var demo = Inference.Decoding.ModelCatalog.FindDemoModelsDirectory()
+            ?? throw new InvalidOperationException("models/demo was not found above the test directory: the bundled demo models are part of the repository.");
+        silos.Add(await StartSiloAsync("gw-silo-0", silo0, gw0, silo0, [(BaseModel, dirs.Base), ("base-large", Path.Combine(demo, "base-large"))]));
+        silos.Add(await StartSiloAsync("gw-silo-1", silo1, gw1, silo0, [(ExpertModel, dirs.Expert), (AntiExpertModel, dirs.Anti),
+            ("tuned-small", Path.Combine(demo, "tuned-small")), ("base-small", Path.Combine(demo, "base-small"))]));
 
         // Tenants: Alice from configuration, the others from a tenants file (both ways the gateway loads them).
         var tenantsFile = Path.Combine(root, "tenants.json");
@@ -141,6 +146,9 @@ public sealed class GatewayFixture : IAsyncLifetime
             ["ProxyOrleans:Combinations:proxy-tiny-cued:Experts:0:AntiExpert"] = AntiExpertModel,
             ["ProxyOrleans:Combinations:proxy-tiny-cued:AnswerCue"] = AnswerCue,
             ["ProxyOrleans:Combinations:proxy-tiny-cued:ExpertResponsePrefix"] = ResponsePrefix,
+            ["ProxyOrleans:Combinations:proxy-large:Base"] = "base-large",
+            ["ProxyOrleans:Combinations:proxy-large:Experts:0:Expert"] = "tuned-small",
+            ["ProxyOrleans:Combinations:proxy-large:Experts:0:AntiExpert"] = "base-small",
             ["ProxyOrleans:Threads"] = "1",
         };
         for (var i = 0; i < models.Length; i++)
@@ -186,6 +194,15 @@ public sealed class GatewayFixture : IAsyncLifetime
         GenerationResult r;
         lock (decoder!) r = decoder.Generate(combination, p, options);
         return new DirectResult(r.Text, r.FinishReason == FinishReason.Length ? "length" : "stop", r.PromptTokens, r.CompletionTokens);
+    }
+
+    /// <summary>The single-process generation with decoding options (log-probabilities), for comparison field by field.</summary>
+    public GenerationResult DirectGeneration(CombinationSpec spec, string? prompt, ChatMessageSpec[]? messages, int maxTokens, DecodeOptions decode)
+    {
+        var combination = new ProxyCombination(spec.Base, spec.Experts.Select(e => new ExpertPair(e.Expert, e.AntiExpert, e.Weight)).ToList(), spec.Alpha);
+        var p = (prompt is not null ? ProxyPrompt.FromText(prompt) : ProxyPrompt.FromMessages(messages!.Select(m => new ChatMessage(m.Role, m.Content)).ToList()))
+            with { AnswerCue = spec.AnswerCue, ExpertResponsePrefix = spec.ExpertResponsePrefix };
+        lock (decoder!) return decoder.Generate(combination, p, new SamplingOptions { Temperature = 0, MaxNewTokens = maxTokens }, decode);
     }
 
     /// <summary>Subscribes to a tenant's generation events (Orleans stream published by the coordinators).</summary>

@@ -28,7 +28,9 @@ public sealed class CompletionHandler(
         await catalog.RefreshAsync(ctx.RequestAborted);
         if (catalog.Error is { } down)
             throw ApiError.Unavailable($"The model cluster cannot be reached right now ({down}); retry shortly.", "cluster_unavailable");
-        var req = ProxyAnalysis.Apply(doc.RootElement, new RequestParser(options, catalog.Resolve).Parse(doc.RootElement, endpoint));
+        var req = LogprobOptions.Apply(doc.RootElement,
+            ProxyAnalysis.Apply(doc.RootElement, new RequestParser(options, catalog.Resolve).Parse(doc.RootElement, endpoint)));
+        bool analysisAsked = doc.RootElement.TryGetProperty(ProxyAnalysis.Field, out var asked) && asked.ValueKind != JsonValueKind.Null;
 
         if (catalog.Combinations.ContainsKey(req.Model) || catalog.Hosted.Contains(req.Model)) ctx.Items["proxyorleans.model"] = req.Model;
         span?.SetTag(Tracing.ModelTag, req.Model).SetTag("proxyorleans.tenant", tenant.Name);
@@ -65,6 +67,7 @@ public sealed class CompletionHandler(
         try
         {
             var texts = jobs.Select(_ => new System.Text.StringBuilder()).ToArray();
+            var scores = jobs.Select(_ => new ChoiceLogprobs(req)).ToArray();
             var finish = new string?[jobs.Count];
             var lastAt = new long[jobs.Count];
             var firstTextSeen = false;
@@ -80,14 +83,31 @@ public sealed class CompletionHandler(
                         metrics.StepLatency.Record(time.GetElapsedTime(lastAt[index], now).TotalSeconds / d.Tokens, modelTag);
                     lastAt[index] = now;
                     completionTokens[index] += d.Tokens;
+                    var choice = scores[index];
+                    choice.Add(d);
                     if (req.Stream)
                     {
                         if (!streamStarted) { streamStarted = true; await StartStreamAsync(ctx, req, id, created, jobs.Count); }
-                        if (d.Analysis is { } analysis)
+                        if (req.Echo && !choice.Echoed)
+                        {
+                            // The prompt goes first, as its own chunk (with its scores when asked for).
+                            choice.Echoed = true;
+                            var promptLogprobs = choice.PromptChunk();
+                            var promptText = jobs[index].Request.Prompt ?? "";
+                            await WriteEventAsync(ctx, w => ResponseWriter.Chunk(w, endpoint, id, created, req.Model, index, promptText, null,
+                                logprobs: promptLogprobs), cancel.Token);
+                        }
+                        var logprobs = choice.TokenChunk(d);
+                        var models = choice.ModelsChunk(d);
+                        var analysis = analysisAsked ? d.Analysis : null;
+                        Action<Utf8JsonWriter>? extra = analysis is null && models is null ? null : x =>
+                        {
+                            if (analysis is not null) ProxyAnalysis.Write(x, analysis, req.Combination);
+                            models?.Invoke(x);
+                        };
+                        if (extra is not null || logprobs is not null || d.Text.Length > 0)
                             await WriteEventAsync(ctx, w => ResponseWriter.Chunk(w, endpoint, id, created, req.Model, index, d.Text, null,
-                                extra: x => ProxyAnalysis.Write(x, analysis, req.Combination)), cancel.Token);
-                        else if (d.Text.Length > 0)
-                            await WriteEventAsync(ctx, w => ResponseWriter.Chunk(w, endpoint, id, created, req.Model, index, d.Text, null), cancel.Token);
+                                extra: extra, logprobs: logprobs), cancel.Token);
                     }
                     else texts[index].Append(d.Text);
                 }
@@ -122,7 +142,8 @@ public sealed class CompletionHandler(
             }
             else
             {
-                var choices = jobs.Select((_, i) => new ResponseWriter.Choice(i, texts[i].ToString(), finish[i] ?? "stop")).ToList();
+                var choices = jobs.Select((job, i) => new ResponseWriter.Choice(i, (req.Echo ? job.Request.Prompt : "") + texts[i], finish[i] ?? "stop",
+                    scores[i].Whole(), scores[i].WholeModels())).ToList();
                 ctx.Response.ContentType = "application/json";
                 await using var w = new Utf8JsonWriter(ctx.Response.Body, OpenAi.JsonOut.Options);
                 ResponseWriter.Completion(w, endpoint, id, created, req.Model, choices, prompt, completion);

@@ -3,9 +3,12 @@ namespace ProxyOrleans.Gateway.Generation;
 public abstract record GenerationUpdate;
 /// <summary>New text (already detokenized, never half a character) and how many tokens produced it; with the
 /// proxy_analysis extension, what every model thought of that token.</summary>
-public sealed record TextDelta(string Text, int Tokens, StepTokens? Analysis = null) : GenerationUpdate;
-/// <summary>One step's chosen token, each model's (and "combined"'s) top tokens and the chosen token's probability under each.</summary>
-public sealed record StepTokens(int TokenId, IReadOnlyDictionary<string, TopToken[]> Top, IReadOnlyDictionary<string, float> Chosen);
+/// With logprobs, the token's score under the combination; with echo's scores, on the first delta, the prompt's (first entry null).
+public sealed record TextDelta(string Text, int Tokens, StepTokens? Analysis = null, TokenLogprobsSpec? Logprobs = null,
+    TokenLogprobsSpec[]? PromptLogprobs = null) : GenerationUpdate;
+/// <summary>One step's chosen token, each model's (and "combined"'s) top tokens and the chosen token's probability and log-probability under each.</summary>
+public sealed record StepTokens(int TokenId, IReadOnlyDictionary<string, TopToken[]> Top, IReadOnlyDictionary<string, float> Chosen,
+    IReadOnlyDictionary<string, float> ChosenLogprobs);
 /// <summary>Last update of a generation. FinishReason: "stop" or "length".</summary>
 /// StepMs / ModelMs: the coordinator's mean step time and the slowest model's mean compute time per step, when reported.
 public sealed record Finished(string FinishReason, int PromptTokens, int CompletionTokens, double? StepMs = null, double? ModelMs = null) : GenerationUpdate;

@@ -50,7 +50,8 @@ public sealed class OrleansGenerationBackend(IClusterClient client, ILogger<Orle
             if (e.Finish == FinishKind.Cancelled)
                 throw new ClusterCancelledException();
             yield return new TextDelta(e.Text, e.TokenId >= 0 ? 1 : 0,
-                e.TopTokens is { } top && e.TokenId >= 0 ? new StepTokens(e.TokenId, top, e.ChosenProbabilities ?? []) : null);
+                e.TopTokens is { } top && e.TokenId >= 0 ? new StepTokens(e.TokenId, top, e.ChosenProbabilities ?? [], e.ChosenLogprobs ?? []) : null,
+                e.TokenId >= 0 ? e.Logprobs : null, e.PromptLogprobs);
             if (e.Finish != FinishKind.None)
             {
                 var usage = e.Usage ?? new UsageInfo(0, e.Step + (e.TokenId >= 0 ? 1 : 0));
@@ -100,6 +101,7 @@ public sealed class OrleansGenerationBackend(IClusterClient client, ILogger<Orle
         "Stop" or "Sampling.Stop" => "stop",
         "Alpha" or "Combination.Alpha" => "alpha",
         "answer_cue" => "proxy.answer_cue",
+        "prompt_logprobs" => isChat ? "logprobs" : "echo",
         _ => field,
     };
 }

@@ -25,6 +25,12 @@ public sealed record ParsedRequest
     /// <summary>Models named by a per-request override (proxy.base / proxy.experts): the tenant must be allowed each.</summary>
     public IReadOnlyList<string> OverrideModels { get; init; } = [];
 
+    // Log-probabilities (LogprobOptions): what to score is in Generation (Logprobs, PromptLogprobs, TopTokens).
+    /// <summary>Completions' echo: each choice's text (and logprobs) starts with its prompt.</summary>
+    public bool Echo { get; init; }
+    /// <summary>proxy.model_logprobs: per token, each model's top tokens and log-probabilities in every choice (0: off).</summary>
+    public int ModelLogprobs { get; init; }
+
     public CombinationSpec Combination => Generation.Combination;
     public int MaxTokens => Generation.Sampling.MaxNewTokens;
 

@@ -63,7 +63,7 @@ public static class ProxyAnalysis
     }
 
     /// <summary>Base first, then each expert and its anti-expert, then the combination.</summary>
-    static IEnumerable<(string Name, string Role)> Roles(CombinationSpec spec)
+    internal static IEnumerable<(string Name, string Role)> Roles(CombinationSpec spec)
     {
         var seen = new HashSet<string>();
         if (seen.Add(spec.Base)) yield return (spec.Base, "base");

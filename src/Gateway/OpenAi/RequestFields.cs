@@ -7,6 +7,7 @@ namespace ProxyOrleans.Gateway.OpenAi;
 /// server does not implement yet, accepted only with the value that means "off" (clients that send defaults keep
 /// working; anything else is a 400 naming it), or it is unknown (a 400 naming it: a misspelt "temprature" must not
 /// silently run at the default). Duplicate keys are refused too: which one would win is parser-dependent.
+/// Implemented fields are validated where they are read (RequestParser; log-probabilities in LogprobOptions).
 /// </summary>
 public static class RequestFields
 {
@@ -17,8 +18,8 @@ public static class RequestFields
         ["model", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "n", "stream", "stream_options", "alpha", "proxy", "user",
          ProxyAnalysis.Field, .. RequestParser.LogitsProcessorFields];
 
-    static readonly HashSet<string> CompletionFields = [.. Common, "prompt"];
-    static readonly HashSet<string> ChatFields = [.. Common, "messages", "max_completion_tokens"];
+    static readonly HashSet<string> CompletionFields = [.. Common, "prompt", "logprobs", "echo"];
+    static readonly HashSet<string> ChatFields = [.. Common, "messages", "max_completion_tokens", "logprobs", "top_logprobs"];
 
     static readonly Dictionary<string, NotImplemented> CommonNotImplemented = new(StringComparer.Ordinal)
     {
@@ -27,16 +28,12 @@ public static class RequestFields
 
     static readonly Dictionary<string, NotImplemented> CompletionNotImplemented = new(CommonNotImplemented, StringComparer.Ordinal)
     {
-        ["echo"] = new("false", IsFalse),
-        ["logprobs"] = new("0 or false", v => IsZero(v) || IsFalse(v)),
         ["best_of"] = new("1", v => v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out var x) && x == 1),
         ["suffix"] = new("\"\"", v => IsString(v, "")),
     };
 
     static readonly Dictionary<string, NotImplemented> ChatNotImplemented = new(CommonNotImplemented, StringComparer.Ordinal)
     {
-        ["logprobs"] = new("false", IsFalse),
-        ["top_logprobs"] = new("0", IsZero),
         ["tools"] = new("[] (function calling is not supported)", IsEmptyArray),
         ["tool_choice"] = new("\"none\"", v => IsString(v, "none")),
         ["parallel_tool_calls"] = new("true or false (without tools it has no effect)", v => v.ValueKind is JsonValueKind.True or JsonValueKind.False),
@@ -67,7 +64,7 @@ public static class RequestFields
 
     public static readonly HashSet<string> ContentPartFields = ["type", "text"];
     public static readonly HashSet<string> StreamOptionFields = ["include_usage"];
-    public static readonly HashSet<string> ProxyFields = ["alpha", "base", "experts", "answer_cue", "expert_response_prefix"];
+    public static readonly HashSet<string> ProxyFields = ["alpha", "base", "experts", "answer_cue", "expert_response_prefix", LogprobOptions.ModelLogprobsField];
     public static readonly HashSet<string> ExpertFields = ["expert", "anti_expert", "weight"];
     public static readonly HashSet<string> ProxyAnalysisFields = ["top_tokens"];
 

@@ -58,11 +58,14 @@ public sealed partial class RequestParser(GatewayOptions options, Func<string, C
                 "context_length_exceeded");
 
         int maxTokens = options.DefaultMaxTokens;
+        // With echo, max_tokens 0 scores the prompt and generates nothing (how harnesses score multiple choice).
+        bool echo = endpoint == ApiEndpoint.Completions && OptionalBool(root, "echo") == true;
         foreach (var name in endpoint == ApiEndpoint.ChatCompletions ? new[] { "max_tokens", "max_completion_tokens" } : ["max_tokens"])
             if (OptionalInt(root, name) is { } mt)
             {
-                if (mt < 1 || mt > options.MaxTokensLimit)
-                    throw ApiError.Invalid(name, $"'{name}' must be between 1 and {options.MaxTokensLimit}; got {mt}.");
+                if (mt < (echo ? 0 : 1) || mt > options.MaxTokensLimit)
+                    throw ApiError.Invalid(name, $"'{name}' must be between 1 and {options.MaxTokensLimit}" +
+                        (endpoint == ApiEndpoint.Completions ? " (0 only with \"echo\": true, to score the prompt alone)" : "") + $"; got {mt}.");
                 maxTokens = (int)mt;
             }
 

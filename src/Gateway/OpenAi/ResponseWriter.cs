@@ -5,7 +5,9 @@ namespace ProxyOrleans.Gateway.OpenAi;
 /// <summary>OpenAI's response and chunk shapes, written field by field so they match the official API exactly.</summary>
 public static class ResponseWriter
 {
-    public sealed record Choice(int Index, string Text, string FinishReason);
+    /// <param name="Logprobs">Writes the choice's logprobs object (null: "logprobs": null).</param>
+    /// <param name="Extra">Writes extension fields of the choice (proxy_logprobs).</param>
+    public sealed record Choice(int Index, string Text, string FinishReason, Action<Utf8JsonWriter>? Logprobs = null, Action<Utf8JsonWriter>? Extra = null);
 
     public static void Usage(Utf8JsonWriter w, int prompt, int completion)
     {
@@ -47,8 +49,9 @@ public static class ResponseWriter
                 w.WriteEndObject();
             }
             else w.WriteString("text", c.Text);
-            w.WriteNull("logprobs");
+            WriteLogprobs(w, c.Logprobs);
             w.WriteString("finish_reason", c.FinishReason);
+            c.Extra?.Invoke(w);
             w.WriteEndObject();
         }
         w.WriteEndArray();
@@ -61,7 +64,8 @@ public static class ResponseWriter
     /// <paramref name="text"/> null with a finish reason for its last (empty delta).
     /// </summary>
     public static void Chunk(Utf8JsonWriter w, ApiEndpoint ep, string id, long created, string model,
-        int index, string? text, string? finishReason, bool role = false, Action<Utf8JsonWriter>? extra = null)
+        int index, string? text, string? finishReason, bool role = false, Action<Utf8JsonWriter>? extra = null,
+        Action<Utf8JsonWriter>? logprobs = null)
     {
         w.WriteStartObject();
         Header(w, id, ep == ApiEndpoint.ChatCompletions ? "chat.completion.chunk" : "text_completion", created, model);
@@ -78,12 +82,18 @@ public static class ResponseWriter
             w.WriteEndObject();
         }
         else w.WriteString("text", text ?? "");
-        w.WriteNull("logprobs");
+        WriteLogprobs(w, logprobs);
         if (finishReason is null) w.WriteNull("finish_reason"); else w.WriteString("finish_reason", finishReason);
         extra?.Invoke(w); // extension fields of this choice (proxy_analysis)
         w.WriteEndObject();
         w.WriteEndArray();
         w.WriteEndObject();
+    }
+
+    static void WriteLogprobs(Utf8JsonWriter w, Action<Utf8JsonWriter>? logprobs)
+    {
+        w.WritePropertyName("logprobs");
+        if (logprobs is null) w.WriteNullValue(); else logprobs(w);
     }
 
     /// <summary>The last chunk when stream_options.include_usage is set: no choices, the request's usage.</summary>

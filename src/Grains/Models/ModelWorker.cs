@@ -77,9 +77,14 @@ public sealed class ModelWorker : IDisposable
     /// <param name="precision">How the session's logits travel (<see cref="PrecisionOf"/>); the worker itself always returns fp32.</param>
     /// <param name="generation">The request all attempts of a generation share (null: none); with <paramref name="attempt"/>,
     /// see <see cref="OpenSessionRequest.Generation"/>.</param>
-    public async Task<(ReadOnlyMemory<float> Logits, double ModelMs)> OpenAsync(string sessionId, int[] promptIds, int[] generated, int maxNewTokens,
-        LogitsPrecision precision = LogitsPrecision.Float32, string? generation = null, int attempt = 0)
+    /// <param name="scorePrompt">Also return PromptRows: the logits after each prompt token but the last (echo); only
+    /// with no generated tokens.</param>
+    public async Task<(ReadOnlyMemory<float> Logits, double ModelMs, ReadOnlyMemory<float> PromptRows)> OpenAsync(string sessionId, int[] promptIds,
+        int[] generated, int maxNewTokens, LogitsPrecision precision = LogitsPrecision.Float32, string? generation = null, int attempt = 0,
+        bool scorePrompt = false)
     {
+        if (scorePrompt && generated.Length > 0)
+            throw new InvalidRequestException("generated", "A prompt is scored when its session first opens, before any token is generated.");
         if (promptIds.Length == 0) throw new InvalidRequestException("prompt", "The prompt tokenized to no tokens.");
         Close(sessionId);
         if (generation is not null) CloseEarlierAttempts(generation, attempt);
@@ -106,13 +111,16 @@ public sealed class ModelWorker : IDisposable
         {
             session.Inner = _model.CreateSession(capacity);
             var tokens = promptIds.Concat(generated).ToArray();
-            var work = new Work(session, tokens, prefill: true);
+            var work = new Work(session, tokens, prefill: true) { EveryPosition = scorePrompt };
             if (!_sessions.TryAdd(sessionId, session)) throw new InvalidOperationException($"Session {sessionId} opened twice at once.");
             await _queue.Writer.WriteAsync(work);
-            var logits = await work.Result.Task;
+            var rows = await work.Result.Task;
+            int v = _model.VocabSize;
+            // The last row copied out: the session keeps it for a retried step, and must not hold every prompt row with it.
+            var logits = scorePrompt ? rows[^v..].ToArray() : rows;
             session.LastLogits = logits;
             session.Touch();
-            return (logits, work.ModelMs);
+            return (logits, work.ModelMs, scorePrompt ? rows[..^v] : ReadOnlyMemory<float>.Empty);
         }
         catch
         {
@@ -292,8 +300,9 @@ public sealed class ModelWorker : IDisposable
         try
         {
             var sw = Stopwatch.StartNew();
-            var logits = new float[_model.VocabSize];
-            w.Session.Inner!.Append(w.Tokens, logits);
+            float[] logits;
+            if (w.EveryPosition) w.Session.Inner!.AppendScoringEveryPosition(w.Tokens, logits = new float[w.Tokens.Length * _model.VocabSize]);
+            else w.Session.Inner!.Append(w.Tokens, logits = new float[_model.VocabSize]);
             w.ModelMs = sw.Elapsed.TotalMilliseconds;
             ComputeMs += w.ModelMs;
             Prefills++;
@@ -376,6 +385,8 @@ public sealed class ModelWorker : IDisposable
         public int[] Tokens { get; } = tokens;
         public bool Prefill { get; } = prefill;
         public bool Free { get; init; }
+        /// <summary>A prefill that returns the logits of every position (prompt scoring), not just the last.</summary>
+        public bool EveryPosition { get; init; }
         public double ModelMs;
         public TaskCompletionSource<ReadOnlyMemory<float>> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }

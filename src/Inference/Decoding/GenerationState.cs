@@ -66,6 +66,8 @@ public sealed class GenerationState
         maxStopLength = options.Stop.Count == 0 ? 0 : options.Stop.Max(s => s.Length);
         stopTokenIds = [.. options.StopTokenIds];
         processors = new LogitsProcessors(options, promptTokens);
+        // No tokens asked for: only the prompt is scored (echo with max_tokens 0); nothing is ever sampled.
+        if (options.MaxNewTokens == 0) FinishReason = FinishReason.Length;
     }
 
     /// <summary>Rebuilds a generation from its checkpoint (same tokenizer, prompt and options as the original).</summary>
@@ -113,7 +115,7 @@ public sealed class GenerationState
     /// </summary>
     public int Choose(ReadOnlySpan<float> combinedLogits)
     {
-        var logits = combinedLogits[..Math.Min(combinedLogits.Length, tokenizer.VocabSize)];
+        var logits = Candidates(combinedLogits);
         if (processors.IsActive)
         {
             if (processed.Length != logits.Length) processed = new float[logits.Length];
@@ -123,6 +125,9 @@ public sealed class GenerationState
         }
         return Sampler.Sample(logits, Options, Seed, Step);
     }
+
+    /// <summary>The logits of the tokens a step may pick: the rows the tokenizer has text for (padding rows cut off).</summary>
+    public ReadOnlySpan<float> Candidates(ReadOnlySpan<float> combinedLogits) => combinedLogits[..Math.Min(combinedLogits.Length, tokenizer.VocabSize)];
 
     /// <summary>Samples the next token from the combined logits and appends it.</summary>
     public StepOutcome Advance(ReadOnlySpan<float> combinedLogits)

@@ -3,14 +3,19 @@ using ProxyOrleans.Inference.Models;
 namespace ProxyOrleans.Inference.Decoding;
 
 /// <summary>One generated token as the decoder streams it.</summary>
-public sealed record DecodedToken(int Step, int TokenId, string TextDelta, FinishReason Finish, StepAnalysis? Analysis = null)
+/// <param name="Logprobs">With <see cref="DecodeOptions.Logprobs"/>: the token's log-probability under the combination and the top alternatives.</param>
+public sealed record DecodedToken(int Step, int TokenId, string TextDelta, FinishReason Finish, StepAnalysis? Analysis = null,
+    TokenLogprobs? Logprobs = null)
 {
     public bool IsFinal => Finish != FinishReason.None;
 }
 
 /// <summary>A finished generation.</summary>
+/// <param name="Logprobs">Per generated token, with <see cref="DecodeOptions.Logprobs"/> (else empty).</param>
+/// <param name="PromptLogprobs">Per prompt token (the first has none), with <see cref="DecodeOptions.PromptLogprobs"/> (else null).</param>
 public sealed record GenerationResult(string Text, int[] TokenIds, FinishReason FinishReason, int PromptTokens,
-    int CompletionTokens, ulong Seed, IReadOnlyList<StepAnalysis> Analysis);
+    int CompletionTokens, ulong Seed, IReadOnlyList<StepAnalysis> Analysis,
+    IReadOnlyList<TokenLogprobs>? Logprobs = null, TokenLogprobs?[]? PromptLogprobs = null);
 
 /// <summary>Extra decoding options of the single-process path.</summary>
 public sealed record DecodeOptions
@@ -20,6 +25,15 @@ public sealed record DecodeOptions
 
     /// <summary>Continue an earlier generation: its tokens are prefilled and decoding resumes at their count.</summary>
     public GenerationCheckpoint? Resume { get; init; }
+
+    /// <summary>Per generated token, its log-probability and this many top alternatives (null: off; at most <see cref="TokenLogprobs.MaxTop"/>).</summary>
+    public int? Logprobs { get; init; }
+
+    /// <summary>
+    /// Score the prompt (echo): per prompt token its log-probability and this many top alternatives (null: off). Every
+    /// model then reads the prompt as sent (<see cref="ProxyPrompt.AsSent"/>), so that all score the same tokens.
+    /// </summary>
+    public int? PromptLogprobs { get; init; }
 }
 
 /// <summary>
@@ -43,6 +57,11 @@ public sealed class ProxyDecoder(Func<string, LoadedModel> resolve, Action<Proxy
         foreach (var pair in combination.Experts)
             if (!float.IsFinite(pair.Weight))
                 throw new ArgumentException($"The weight of pair {pair.Expert} − {pair.AntiExpert} must be finite; got {pair.Weight}.", nameof(combination));
+        if (decode is { } d)
+            foreach (var (top, name) in new[] { (d.Logprobs, nameof(d.Logprobs)), (d.PromptLogprobs, nameof(d.PromptLogprobs)) })
+                if (top is < 0 or > TokenLogprobs.MaxTop)
+                    throw new ArgumentException($"{name} must be 0..{TokenLogprobs.MaxTop} top alternatives; got {top}.", nameof(decode));
+        if (decode?.PromptLogprobs is not null) prompt = prompt.AsSent();
         checkCombination?.Invoke(combination);
         var baseModel = resolve(combination.Base);
         var pairs = combination.Experts.Select(p => (Pair: p, Expert: resolve(p.Expert), Anti: resolve(p.AntiExpert))).ToArray();
@@ -55,9 +74,13 @@ public sealed class ProxyDecoder(Func<string, LoadedModel> resolve, Action<Proxy
     {
         var generation = Start(combination, prompt, options, decode);
         var analysis = new List<StepAnalysis>();
+        var logprobs = new List<TokenLogprobs>();
         foreach (var token in generation.Steps(cancellationToken))
+        {
             if (token.Analysis is not null) analysis.Add(token.Analysis);
-        return generation.Result(analysis);
+            if (token.Logprobs is not null) logprobs.Add(token.Logprobs);
+        }
+        return generation.Result(analysis) with { Logprobs = logprobs, PromptLogprobs = generation.PromptLogprobs };
     }
 
     public GenerationResult Generate(ProxyCombination combination, string prompt, SamplingOptions options,
@@ -135,7 +158,7 @@ public sealed class ProxyGeneration
         (ExpertPair Pair, LoadedModel Expert, LoadedModel Anti)[] pairs, ProxyPrompt prompt, SamplingOptions options, DecodeOptions decode)
     {
         this.decode = decode;
-        step = new ProxyStep(combination.Alpha, [.. pairs.Select(p => p.Pair.Weight)]);
+        step = new ProxyStep(combination.Alpha, [.. pairs.Select(p => p.Pair.Weight)]) { TopLogprobs = decode.Logprobs };
         var roles = new List<(LoadedModel, int[], float[], string)> { (baseModel, prompt.BaseTokens(baseModel.Tokenizer), new float[baseModel.Model.VocabSize], "base") };
         foreach (var (_, expert, anti) in pairs)
         {
@@ -162,6 +185,9 @@ public sealed class ProxyGeneration
     public int CompletionTokens => State.Step;
     public FinishReason FinishReason => State.FinishReason;
 
+    /// <summary>With <see cref="DecodeOptions.PromptLogprobs"/>, after the prefill: per prompt token, its log-probability (the first: null).</summary>
+    public TokenLogprobs?[]? PromptLogprobs { get; private set; }
+
     /// <summary>Prompt ids per role, as prefilled: base, then per pair expert and anti-expert.</summary>
     public IReadOnlyList<int[]> PromptTokensByModel => [.. models.Select(m => m.Prompt)];
 
@@ -174,10 +200,17 @@ public sealed class ProxyGeneration
     /// </summary>
     public IEnumerable<DecodedToken> Steps(CancellationToken cancellationToken = default)
     {
-        if (State.IsFinished) yield break;
+        // max_tokens 0 (only the prompt scored) starts finished, but still prefills; a resumed finished run does nothing.
+        bool scoreOnly = State.Options.MaxNewTokens == 0;
+        if (State.IsFinished && !scoreOnly) yield break;
         try
         {
             Prefill();
+            if (scoreOnly)
+            {
+                yield return new DecodedToken(0, -1, "", FinishReason.Length);
+                yield break;
+            }
             while (true)
             {
                 if (cancellationToken.IsCancellationRequested)
@@ -211,13 +244,47 @@ public sealed class ProxyGeneration
         started = true;
         int[] history = [.. State.GeneratedTokens];
         int remaining = Math.Max(0, State.Options.MaxNewTokens - history.Length);
-        foreach (var (m, prompt, logits, _) in models)
+        bool scorePrompt = decode.PromptLogprobs is not null && history.Length == 0;
+        var promptRows = new float[models.Length][];
+        for (int i = 0; i < models.Length; i++)
         {
+            var (m, prompt, logits, _) = models[i];
             int needed = prompt.Length + history.Length;
-            var session = m.Model.CreateSession(Math.Min(m.Model.MaxSequenceLength, needed + remaining));
+            var session = m.Model.CreateSession(Math.Min(m.Model.MaxSequenceLength, Math.Max(1, needed + remaining)));
             sessions.Add(session);
-            session.Append([.. prompt, .. history], logits);
+            if (!scorePrompt)
+            {
+                session.Append([.. prompt, .. history], logits);
+                continue;
+            }
+            int vocab = m.Model.VocabSize;
+            promptRows[i] = new float[prompt.Length * vocab];
+            session.AppendScoringEveryPosition(prompt, promptRows[i]);
+            promptRows[i].AsSpan((prompt.Length - 1) * vocab, vocab).CopyTo(logits);
         }
+        if (scorePrompt) PromptLogprobs = ScorePrompt(promptRows, decode.PromptLogprobs!.Value);
+    }
+
+    /// <summary>The prompt's log-probabilities from every model's logits at every prompt position, combined as a step combines.</summary>
+    private TokenLogprobs?[] ScorePrompt(float[][] promptRows, int top)
+    {
+        var ids = models[0].Prompt;
+        foreach (var (m, prompt, _, role) in models)
+            if (!prompt.AsSpan().SequenceEqual(ids))
+                throw new ArgumentException($"Scoring the prompt needs every model to read it as the same tokens, but the {role} '{m.Name}' " +
+                                            "tokenizes it differently from the base: use models that share the base's tokenizer.");
+        var scorer = new ProxyStep(step.Alpha, step.Weights);
+        int baseVocab = models[0].Model.Model.VocabSize;
+        var pairsAt = new PairLogits[pairLogits.Length];
+        return TokenLogprobs.ScorePrompt(ids, t =>
+        {
+            for (int i = 0; i < pairsAt.Length; i++)
+            {
+                int e = 1 + 2 * i, a = e + 1, ve = models[e].Model.Model.VocabSize, va = models[a].Model.Model.VocabSize;
+                pairsAt[i] = PairLogits.Of(promptRows[e].AsMemory(t * ve, ve), promptRows[a].AsMemory(t * va, va));
+            }
+            return scorer.Combine(promptRows[0].AsSpan(t * baseVocab, baseVocab), pairsAt);
+        }, models[0].Model.Tokenizer.VocabSize, top);
     }
 
     /// <summary>Combines the current logits and advances the state by one token (<see cref="ProxyStep"/>).</summary>
@@ -230,7 +297,7 @@ public sealed class ProxyGeneration
                 [.. models.Select(m => new ModelTopTokens(m.Model.Name, m.Role, StepAnalysis.TopTokens(m.Logits, decode.AnalysisTopK)))],
                 StepAnalysis.TopTokens(step.Combined, decode.AnalysisTopK))
             : null;
-        return new DecodedToken(at, outcome.TokenId, outcome.TextDelta, outcome.Finish, analysis);
+        return new DecodedToken(at, outcome.TokenId, outcome.TextDelta, outcome.Finish, analysis, step.LastLogprobs);
     }
 
     internal void Release()

@@ -42,6 +42,12 @@ public sealed record ProxyPrompt
     /// <summary>The reference's zero-shot question format for untuned models.</summary>
     public const string QuestionAnswerCue = "Question: {prompt}\nAnswer:";
 
+    /// <summary>
+    /// The prompt as sent, read alike by every model (no chat template, answer cue or response prefix): how a prompt is
+    /// scored (echo), so that all models score the same tokens and the echoed text is the prompt itself.
+    /// </summary>
+    public ProxyPrompt AsSent() => this with { ExpertChatTemplate = false, AnswerCue = null, ExpertResponsePrefix = null, BaseChatTemplate = false };
+
     public static ProxyPrompt FromText(string text) => new() { Text = text ?? throw new ArgumentNullException(nameof(text)) };
 
     public static ProxyPrompt FromMessages(IReadOnlyList<ChatMessage> messages) =>

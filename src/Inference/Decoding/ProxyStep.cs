@@ -36,7 +36,7 @@ public sealed class ProxyStep
 {
     private readonly float alpha;
     private readonly float[] weights;
-    private float[] combined = [], differences = [];
+    private float[] combined = [], differences = [], scoredLogits = [];
 
     /// <param name="alpha">The combination's alpha (finite).</param>
     /// <param name="weights">Each pair's weight w_i, in the combination's pair order.</param>
@@ -50,6 +50,8 @@ public sealed class ProxyStep
     }
 
     public int Pairs => weights.Length;
+    public float Alpha => alpha;
+    public IReadOnlyList<float> Weights => weights;
 
     /// <summary>The combined logits of the last <see cref="Combine"/> (the base's vocabulary size).</summary>
     public ReadOnlySpan<float> Combined => combined;
@@ -85,13 +87,27 @@ public sealed class ProxyStep
         return combined;
     }
 
+    /// <summary>Record each sampled token's log-probability with this many top alternatives (null: off).</summary>
+    public int? TopLogprobs { get; init; }
+
+    /// <summary>With <see cref="TopLogprobs"/>: the token the last <see cref="Advance"/> sampled, scored by the combined logits.</summary>
+    public TokenLogprobs? LastLogprobs { get; private set; }
+
     /// <summary>Combine, then sample the token and apply EOS, stop sequences, max tokens and the context window.</summary>
     public StepOutcome Advance(GenerationState state, ReadOnlySpan<float> baseLogits, ReadOnlySpan<PairLogits> pairs)
     {
         ArgumentNullException.ThrowIfNull(state);
         Combine(baseLogits, pairs);
         long start = Stopwatch.GetTimestamp();
+        // Scored as combined, before any logits processor or sampling touches them (TokenLogprobs says why): kept aside here,
+        // right after combining.
+        if (TopLogprobs is not null)
+        {
+            if (scoredLogits.Length != combined.Length) scoredLogits = new float[combined.Length];
+            combined.CopyTo(scoredLogits, 0);
+        }
         var outcome = state.Advance(combined);
+        LastLogprobs = TopLogprobs is int top ? TokenLogprobs.Of(state.Candidates(scoredLogits), outcome.TokenId, top) : null;
         SampleTicks += Stopwatch.GetTimestamp() - start;
         return outcome;
     }

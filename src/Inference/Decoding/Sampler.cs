@@ -21,8 +21,8 @@ public static class Sampler
             throw new ArgumentException($"TopK must be >= 0 (0 = off); got {options.TopK}.", nameof(options));
         if (!float.IsFinite(options.TopP) || options.TopP <= 0 || options.TopP > 1)
             throw new ArgumentException($"TopP must be in (0, 1] (1 = off); got {options.TopP}.", nameof(options));
-        if (options.MaxNewTokens < 1)
-            throw new ArgumentException($"MaxNewTokens must be >= 1; got {options.MaxNewTokens}.", nameof(options));
+        if (options.MaxNewTokens < 0)
+            throw new ArgumentException($"MaxNewTokens must be >= 0 (0: score the prompt only, generate nothing); got {options.MaxNewTokens}.", nameof(options));
         if (options.Stop is null || options.Stop.Any(string.IsNullOrEmpty))
             throw new ArgumentException("Stop sequences must be non-empty strings.", nameof(options));
         LogitsProcessors.Validate(options);

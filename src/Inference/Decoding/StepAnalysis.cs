@@ -1,7 +1,7 @@
 namespace ProxyOrleans.Inference.Decoding;
 
-/// <summary>One candidate token with its raw logit and its probability under that model's softmax.</summary>
-public readonly record struct TokenScore(int Id, float Logit, double Probability);
+/// <summary>One candidate token with its raw logit and its probability and log-probability under that model's softmax.</summary>
+public readonly record struct TokenScore(int Id, float Logit, double Probability, double Logprob);
 
 /// <summary>The top tokens of one model (or of the combination) at one step.</summary>
 public sealed record ModelTopTokens(string Model, string Role, TokenScore[] Top);
@@ -42,8 +42,9 @@ public sealed record StepAnalysis(int Step, int ChosenToken, IReadOnlyList<Model
             top.Insert(at, j);
             if (top.Count > k) top.RemoveAt(k);
         }
+        double logSum = TokenLogprobs.LogSumExp(logits);
         var result = new TokenScore[top.Count];
-        for (int i = 0; i < top.Count; i++) result[i] = new TokenScore(top[i], logits[top[i]], probabilities[top[i]]);
+        for (int i = 0; i < top.Count; i++) result[i] = new TokenScore(top[i], logits[top[i]], probabilities[top[i]], logits[top[i]] - logSum);
         return result;
     }
 }

@@ -183,6 +183,13 @@ public sealed class AcceleratorLatencyModel(ILogitsModel inner, AcceleratorLaten
                 : Owner.Profile.PrefillMs(tokens.Length, Inner.Length));
         }
 
+        public void AppendScoringEveryPosition(ReadOnlySpan<int> tokens, Span<float> logitsPerPosition)
+        {
+            long start = Stopwatch.GetTimestamp();
+            Inner.AppendScoringEveryPosition(tokens, logitsPerPosition);
+            Owner.PadTo(start, Owner.Profile.PrefillMs(tokens.Length, Inner.Length));
+        }
+
         public void Dispose() => Inner.Dispose();
     }
 }

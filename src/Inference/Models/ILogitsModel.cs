@@ -42,6 +42,14 @@ public interface IModelSession : IDisposable
     /// Throws <see cref="ContextLengthExceededException"/> when the tokens would not fit.
     /// </summary>
     void Append(ReadOnlySpan<int> tokens, Span<float> lastLogits);
+
+    /// <summary>
+    /// <see cref="Append"/>, but writing the logits of every appended position: row t of
+    /// <paramref name="logitsPerPosition"/> (tokens.Length × VocabSize floats) scores the token after tokens[t]. For
+    /// prompt log-probabilities (echo) only: the lm_head over every row costs tokens.Length × VocabSize, which a plain
+    /// prefill does not pay. The last row equals what <see cref="Append"/> writes (bit for bit on the batch-invariant path).
+    /// </summary>
+    void AppendScoringEveryPosition(ReadOnlySpan<int> tokens, Span<float> logitsPerPosition);
 }
 
 public sealed class ContextLengthExceededException(string message) : InvalidOperationException(message);

@@ -29,6 +29,14 @@ internal sealed class KvCacheSession(LlamaInferenceModel model, int capacity) : 
         model.Forward([this], tokens, [tokens.Length], lastLogits);
     }
 
+    public void AppendScoringEveryPosition(ReadOnlySpan<int> tokens, Span<float> logitsPerPosition)
+    {
+        if (tokens.Length == 0) throw new ArgumentException("Append needs at least one token.", nameof(tokens));
+        if (logitsPerPosition.Length < (long)tokens.Length * model.VocabSize)
+            throw new ArgumentException($"logitsPerPosition holds {logitsPerPosition.Length} floats; {tokens.Length} positions of vocabulary {model.VocabSize} need {(long)tokens.Length * model.VocabSize}.", nameof(logitsPerPosition));
+        model.Forward([this], tokens, [tokens.Length], logitsPerPosition, everyPosition: true);
+    }
+
     /// <summary>Makes room for <paramref name="count"/> more tokens, or throws before anything is written.</summary>
     public void Reserve(int count)
     {

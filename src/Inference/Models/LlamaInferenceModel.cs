@@ -107,10 +107,12 @@ public sealed class LlamaInferenceModel : ILogitsModel
 
     /// <summary>
     /// One forward over several sessions: session i appends counts[i] tokens (taken in order from
-    /// <paramref name="tokens"/>) and gets the logits of its last position in row i of <paramref name="logits"/>.
+    /// <paramref name="tokens"/>) and gets the logits of its last position in row i of <paramref name="logits"/>;
+    /// with <paramref name="everyPosition"/> (one session) row t holds the logits after tokens[t].
     /// </summary>
-    internal void Forward(KvCacheSession[] sessions, ReadOnlySpan<int> tokens, int[] counts, Span<float> logits)
+    internal void Forward(KvCacheSession[] sessions, ReadOnlySpan<int> tokens, int[] counts, Span<float> logits, bool everyPosition = false)
     {
+        if (everyPosition && sessions.Length != 1) throw new ArgumentException("Logits at every position are for one session at a time.", nameof(sessions));
         ObjectDisposedException.ThrowIf(disposed, this);
         foreach (int id in tokens)
             if ((uint)id >= (uint)VocabSize)
@@ -122,12 +124,13 @@ public sealed class LlamaInferenceModel : ILogitsModel
             for (int start = 0; start < tokens.Length; start += RowForward.MaxRows)
             {
                 int count = Math.Min(RowForward.MaxRows, tokens.Length - start);
-                forward.Run(sessions, tokens.Slice(start, count), [count], logits);
+                var rows = everyPosition ? logits.Slice(start * VocabSize, count * VocabSize) : logits;
+                forward.Run(sessions, tokens.Slice(start, count), [count], rows, everyPosition);
                 sessions[0].Length += count;
             }
             return;
         }
-        forward.Run(sessions, tokens, counts, logits);
+        forward.Run(sessions, tokens, counts, logits, everyPosition);
         for (int i = 0; i < sessions.Length; i++) sessions[i].Length += counts[i];
     }
 

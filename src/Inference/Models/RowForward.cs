@@ -62,7 +62,7 @@ internal sealed unsafe class RowForward : IForwardPath
         lmHead = Keep(head * w[LlamaCheckpointKeys.FinalNorm].unsqueeze(0));
     }
 
-    public void Run(KvCacheSession[] sessions, ReadOnlySpan<int> tokens, int[] counts, Span<float> logits)
+    public void Run(KvCacheSession[] sessions, ReadOnlySpan<int> tokens, int[] counts, Span<float> logits, bool everyPosition = false)
     {
         int n = tokens.Length, b = sessions.Length, longest = 0;
         for (int i = 0; i < b; i++) longest = Math.Max(longest, sessions[i].Length + counts[i]);
@@ -72,8 +72,9 @@ internal sealed unsafe class RowForward : IForwardPath
         float eps = (float)config.RmsNormEps;
 
         // Activations, by role: residual [n, hidden], normed [n, hidden], qkv [n, qkvDim], attention [n, qDim],
-        // gateUp [n, 2·inter], activation [n, inter], lastNormed [b, hidden] (each session's last row).
-        int size = n * (2 * hidden + qkvDim + qDim + 3 * inter) + b * hidden;
+        // gateUp [n, 2·inter], activation [n, inter], lastNormed [scored, hidden] (each session's last row, or every row).
+        int scored = everyPosition ? n : b;
+        int size = n * (2 * hidden + qkvDim + qDim + 3 * inter) + scored * hidden;
         var buffer = ArrayPool<float>.Shared.Rent(size);
         try
         {
@@ -110,13 +111,17 @@ internal sealed unsafe class RowForward : IForwardPath
                     RowMatMul.Multiply(activation, n, Data(L.Down), hidden, inter, null, residual, accumulate: true, threads);
                 }
 
-                // Only each session's last position needs logits; they go straight into the caller's rows.
-                for (int i = 0, r = 0; i < b; i++)
-                {
-                    r += counts[i];
-                    RmsNormRow(residual + (r - 1) * hidden, lastNormed + i * hidden, hidden, eps);
-                }
-                RowMatMul.Multiply(lastNormed, b, Data(lmHead), vocab, hidden, null, output, accumulate: false, threads);
+                // Only each session's last position needs logits (every position when scoring a prompt); they go
+                // straight into the caller's rows.
+                if (everyPosition)
+                    for (int r = 0; r < n; r++) RmsNormRow(residual + r * hidden, lastNormed + r * hidden, hidden, eps);
+                else
+                    for (int i = 0, r = 0; i < b; i++)
+                    {
+                        r += counts[i];
+                        RmsNormRow(residual + (r - 1) * hidden, lastNormed + i * hidden, hidden, eps);
+                    }
+                RowMatMul.Multiply(lastNormed, scored, Data(lmHead), vocab, hidden, null, output, accumulate: false, threads);
             }
         }
         finally

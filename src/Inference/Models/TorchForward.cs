@@ -102,7 +102,7 @@ internal sealed class TorchForward : IForwardPath
     /// <summary>Rows [n, in] times column chunks [C, in, out/C] as one bmm ([C, n, out/C]), so C threads share even a one-row product.</summary>
     private static Tensor Chunked(Tensor rows, Tensor chunks) => rows.unsqueeze(0).expand(chunks.shape[0], rows.shape[0], rows.shape[1]).bmm(chunks);
 
-    public void Run(KvCacheSession[] ss, ReadOnlySpan<int> tokens, int[] counts, Span<float> logits)
+    public void Run(KvCacheSession[] ss, ReadOnlySpan<int> tokens, int[] counts, Span<float> logits, bool everyPosition = false)
     {
         if (decodeRow && ss.Length == 1 && tokens.Length == 1)
         {
@@ -156,15 +156,16 @@ internal sealed class TorchForward : IForwardPath
             h = L.DownT.shape[0] == 1 ? h.addmm(act[0], L.DownT[0]) : h + act.bmm(L.DownT).sum(0L);
         }
 
-        // Only each session's last position needs logits.
+        // Only each session's last position needs logits (every position when scoring a prompt).
         var lastRows = new long[b];
         for (int i = 0, r = 0; i < b; i++) { r += counts[i]; lastRows[i] = r - 1; }
-        var last = b == n ? h : h.index_select(0, tensor(lastRows, device: device));
-        var res = Chunked(LlamaRMSNorm.Normalize(last, eps), lmHead);                                         // [C, b, V/C]
+        var last = b == n || everyPosition ? h : h.index_select(0, tensor(lastRows, device: device));
+        int rows = everyPosition ? n : b;
+        var res = Chunked(LlamaRMSNorm.Normalize(last, eps), lmHead);                                         // [C, rows, V/C]
         if (res.device.type != DeviceType.CPU) res = res.cpu();
-        // [C, b, V/C] -> [b, V] in one copy, read straight from native memory (Tensor.bytes would allocate a LOH array per step).
+        // [C, rows, V/C] -> [rows, V] in one copy, read straight from native memory (Tensor.bytes would allocate a LOH array per step).
         res = res.permute(1, 0, 2).contiguous();
-        unsafe { new ReadOnlySpan<float>(Data(res), b * config.VocabSize).CopyTo(logits); }
+        unsafe { new ReadOnlySpan<float>(Data(res), rows * config.VocabSize).CopyTo(logits); }
         GC.KeepAlive(cosTable); GC.KeepAlive(sinTable);
     }
 
