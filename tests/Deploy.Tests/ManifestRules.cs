@@ -31,6 +31,7 @@ public static class ManifestRules
         CheckSilos(m, gpu, v);
         CheckGateway(m, v);
         NetworkPolicyRules.Check(m, v);
+        RedisSecretRules.Check(m, v);
         return v;
     }
 
