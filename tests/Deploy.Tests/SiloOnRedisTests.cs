@@ -193,6 +193,15 @@ public class SiloOnRedisTests(ITestOutputHelper log)
             }
             Phase("gateway served /v1/models and /v1/completions to the demo tenant");
 
+            // /metrics on the HTTP ports the NetworkPolicies leave open names no tenant (the demo tenant is "demo").
+            foreach (var n in nodes)
+            {
+                var metrics = await http.GetStringAsync($"http://127.0.0.1:{n.HttpPort}/metrics");
+                Assert.Contains(n.Role == "gateway" ? "proxyorleans_gateway_completion_tokens_total" : "proxyorleans_model_sessions", metrics);
+                Assert.DoesNotContain("tenant=", metrics);
+                Assert.DoesNotContain("\"demo\"", metrics);
+            }
+
             // The kubelet stops a pod with SIGTERM: each host drains and exits well inside its grace period.
             var stopped = nodes.Select(n => Task.Run(() => n.Process.Terminate(TimeSpan.FromSeconds(45)))).ToList();
             for (int i = 0; i < nodes.Count; i++)
