@@ -6,9 +6,9 @@ namespace ProxyOrleans.Gateway.Tests;
 public sealed class OperationsTests(GatewayFixture fx)
 {
     /// <summary>
-    /// On a gateway of its own: OpenTelemetry .NET drops a provider's series when another Meter of the same name is
-    /// disposed (open-telemetry/opentelemetry-dotnet#6412), and tests start and stop gateways beside the fixture's in
-    /// this process, so the fixture's /metrics loses series at the next scrape after such a test.
+    /// On a gateway of its own: OpenTelemetry drops a provider's series when another Meter of the same name is
+    /// disposed, and tests start and stop gateways beside the fixture's in this process, so the fixture's /metrics
+    /// loses series at the next scrape after such a test (docs/gateway.md, "Tests").
     /// </summary>
     [Fact]
     public async Task Healthz_readyz_and_metrics()
