@@ -106,6 +106,8 @@ public static class GatewayApp
             return Results.Json(new { status = ready ? "ready" : "not ready", hosted = catalog.Hosted.Order(), missing, error = catalog.Error },
                 statusCode: ready ? 200 : 503);
         });
+        // Per-tenant series only on the internal port (when configured); the API port's /metrics has none.
+        if (TenantMetricsEndpoint.Port(app.Configuration) is > 0 and var tenantPort) TenantMetricsEndpoint.Map(app, tenantPort);
         app.MapPrometheusScrapingEndpoint();
         // The page is public; the API calls it makes carry the key typed into it.
         app.MapGet("/playground", () => Results.Content(Playground.Html, "text/html; charset=utf-8"));

@@ -5,7 +5,7 @@ namespace ProxyOrleans.Gateway;
 
 /// <summary>
 /// The gateway's Orleans client, configured by the shared conventions: ProxyOrleans:Clustering = localhost | redis,
-/// ProxyOrleans:Redis, ProxyOrleans:GatewayPort (localhost; several silos: ProxyOrleans:GatewayPorts:0..n),
+/// ProxyOrleans:Redis and ProxyOrleans:RedisPassword (RedisConnection), ProxyOrleans:GatewayPort (localhost; several silos: ProxyOrleans:GatewayPorts:0..n),
 /// ProxyOrleans:ClusterId, ProxyOrleans:ServiceId.
 /// </summary>
 public static class OrleansClientSetup
@@ -23,9 +23,8 @@ public static class OrleansClientSetup
                 client.UseStaticClustering(ports.Select(p => new IPEndPoint(IPAddress.Loopback, p)).ToArray());
                 break;
             case "redis":
-                var redis = config["ProxyOrleans:Redis"]
-                    ?? throw new InvalidOperationException("ProxyOrleans:Clustering is 'redis' but ProxyOrleans:Redis (connection string, e.g. redis:6379) is not set.");
-                client.UseRedisClustering(redis);
+                var redis = RedisConnection.Options(config);
+                client.UseRedisClustering(o => o.ConfigurationOptions = redis);
                 break;
             default:
                 throw new InvalidOperationException($"ProxyOrleans:Clustering is '{clustering}'; use 'localhost' or 'redis'.");

@@ -5,6 +5,9 @@ namespace ProxyOrleans.Grains;
 /// gateways must not multiply a tenant's limits). Token use is not known up front: admission reserves
 /// max_tokens × generations (capped at the bucket size) and the reservation is settled when the request ends.
 /// State is in memory: if this grain's silo dies, the tenant starts over with full buckets.
+/// A lease that lapses (its gateway died: the client saw its stream cut and gets no usage) gives its request and its
+/// token reservation back, so the client's retry is the only charge for that answer; a release that comes after the
+/// lapse (renewals were late, the gateway lived) charges just the tokens used.
 /// </summary>
 public sealed class TenantQuotaGrain : Grain, ITenantQuotaGrain
 {
@@ -14,7 +17,8 @@ public sealed class TenantQuotaGrain : Grain, ITenantQuotaGrain
     private bool _started;
     // Running requests' concurrency slots, by lease. Leases are short and renewed by their gateway while the request
     // runs: one whose gateway died lapses after QuotaLimits.LeaseSeconds instead of holding the slots (it was 30 min).
-    private readonly Dictionary<Guid, (int Generations, long Expires)> _leases = [];
+    private readonly Dictionary<Guid, (int Generations, int Reserved, long Expires)> _leases = [];
+    private int _requestsPerMinute, _tokensPerMinute; // the buckets' sizes as last configured: a refund never fills them past that
 
     private static long ExpiresAt(QuotaLimits t) =>
         time.GetTimestamp() + (long)(Math.Max(1, t.LeaseSeconds) * time.TimestampFrequency);
@@ -22,7 +26,12 @@ public sealed class TenantQuotaGrain : Grain, ITenantQuotaGrain
     private int ActiveNow()
     {
         var now = time.GetTimestamp();
-        foreach (var (id, l) in _leases.Where(l => l.Value.Expires < now).ToList()) _leases.Remove(id);
+        foreach (var (id, l) in _leases.Where(l => l.Value.Expires < now).ToList())
+        {
+            _leases.Remove(id);
+            if (_requestsPerMinute > 0) _requests = Math.Min(_requestsPerMinute, _requests + 1);
+            if (_tokensPerMinute > 0) _tokens = Math.Min(_tokensPerMinute, _tokens + l.Reserved);
+        }
         return _leases.Values.Sum(l => l.Generations);
     }
 
@@ -51,7 +60,7 @@ public sealed class TenantQuotaGrain : Grain, ITenantQuotaGrain
         }
         if (t.RequestsPerMinute > 0) _requests -= 1;
         var lease = new QuotaLease(reserve, generations, Guid.NewGuid());
-        _leases[lease.Id] = (generations, ExpiresAt(t));
+        _leases[lease.Id] = (generations, reserve, ExpiresAt(t));
         return Task.FromResult(new QuotaDecision(lease, null, null, 0));
     }
 
@@ -59,15 +68,16 @@ public sealed class TenantQuotaGrain : Grain, ITenantQuotaGrain
     {
         ActiveNow(); // drops lapsed leases first: a lapsed lease stays lapsed
         if (!_leases.TryGetValue(lease.Id, out var l)) return Task.FromResult(false);
-        _leases[lease.Id] = (l.Generations, ExpiresAt(t));
+        _leases[lease.Id] = l with { Expires = ExpiresAt(t) };
         return Task.FromResult(true);
     }
 
     public Task Release(QuotaLimits t, QuotaLease lease, long tokensUsed)
     {
         Refill(t);
-        _leases.Remove(lease.Id);
-        if (t.TokensPerMinute > 0) _tokens = Math.Min(t.TokensPerMinute, _tokens + lease.Reserved - tokensUsed);
+        ActiveNow(); // a lease that lapsed meanwhile has had its reservation back already
+        bool live = _leases.Remove(lease.Id);
+        if (t.TokensPerMinute > 0) _tokens = Math.Min(t.TokensPerMinute, _tokens + (live ? lease.Reserved : 0) - tokensUsed);
         return Task.CompletedTask;
     }
 
@@ -76,6 +86,7 @@ public sealed class TenantQuotaGrain : Grain, ITenantQuotaGrain
     private void Refill(QuotaLimits t)
     {
         var now = time.GetTimestamp();
+        (_requestsPerMinute, _tokensPerMinute) = (t.RequestsPerMinute, t.TokensPerMinute);
         if (!_started)
         {
             (_requests, _tokens, _lastTicks, _started) = (t.RequestsPerMinute, t.TokensPerMinute, now, true);

@@ -67,8 +67,8 @@ public static class SiloHost
                         primary is int p && p != siloPort ? new IPEndPoint(IPAddress.Loopback, p) : null, serviceId, clusterId);
                     break;
                 case "redis":
-                    var conn = po["Redis"] ?? throw new InvalidOperationException("ProxyOrleans:Clustering=redis needs ProxyOrleans:Redis (a connection string, e.g. localhost:6379).");
-                    silo.UseRedisClustering(conn);
+                    var redis = ProxyOrleans.Gateway.RedisConnection.Options(config);
+                    silo.UseRedisClustering(o => o.ConfigurationOptions = redis);
                     silo.Configure<ClusterOptions>(o => { o.ClusterId = clusterId; o.ServiceId = serviceId; });
                     silo.ConfigureEndpoints(podIp is not null ? IPAddress.Parse(podIp) : IPAddress.Loopback, siloPort, gatewayPort, listenOnAnyHostAddress: true);
                     break;

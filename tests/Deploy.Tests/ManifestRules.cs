@@ -30,6 +30,8 @@ public static class ManifestRules
         foreach (var w in m.Workloads()) CheckPod(m, w.Name, w.Template, v);
         CheckSilos(m, gpu, v);
         CheckGateway(m, v);
+        NetworkPolicyRules.Check(m, v);
+        RedisSecretRules.Check(m, v);
         return v;
     }
 

@@ -42,7 +42,7 @@ public sealed class Manifests
 
     /// <summary>
     /// The environment a container sees: ConfigMaps from envFrom (resolved in this rendering), then env.
-    /// Downward-API values appear as "fieldRef:&lt;path&gt;", other references as "ref".
+    /// Downward-API values appear as "fieldRef:&lt;path&gt;", Secret keys as "secretKeyRef:&lt;secret&gt;/&lt;key&gt;", other references as "ref".
     /// </summary>
     public Dictionary<string, string> EffectiveEnv(V1Container c)
     {
@@ -57,7 +57,8 @@ public sealed class Manifests
             }
         }
         foreach (var e in c.Env ?? [])
-            env[e.Name] = e.Value ?? (e.ValueFrom?.FieldRef is { } f ? "fieldRef:" + f.FieldPath : "ref");
+            env[e.Name] = e.Value ?? (e.ValueFrom?.FieldRef is { } f ? "fieldRef:" + f.FieldPath
+                : e.ValueFrom?.SecretKeyRef is { } sk ? $"secretKeyRef:{sk.Name}/{sk.Key}" : "ref");
         return env;
     }
 }

@@ -21,7 +21,8 @@ namespace ProxyOrleans.Deploy.Tests;
 /// name and runs a proxy-tuned generation across them, and the gateway serves the configured combination to
 /// the demo tenant. Only what a node would differ in is replaced: the pod name and IP (downward API), the Redis
 /// address, the ports (free loopback ports: tests share this machine), the model directories (tiny random
-/// models instead of the demo weights) and the Secret's mount path.
+/// models instead of the demo weights), the Secret's mount path and the Redis password (a Secret created on the
+/// cluster, so the test makes one up and starts redis-server with --requirepass, as the Redis Deployment does).
 /// </summary>
 [Trait("Category", "Cluster")]
 public class SiloOnRedisTests(ITestOutputHelper log)
@@ -34,7 +35,8 @@ public class SiloOnRedisTests(ITestOutputHelper log)
         var clock = System.Diagnostics.Stopwatch.StartNew();
         void Phase(string what) => log.WriteLine($"{clock.Elapsed.TotalSeconds,6:F1} s  {what}");
         var manifests = Manifests.Render("cpu-demo");
-        using var redis = RedisProcess.Start();
+        using var redis = RedisProcess.Start(password: "deploy-test-" + Guid.NewGuid().ToString("N"));
+        Assert.StartsWith("-NOAUTH", redis.Command("KEYS *", authenticate: false)); // nobody without the password
         var work = Path.Combine(Path.GetTempPath(), "proxyorleans-deploy-" + Guid.NewGuid().ToString("N")[..8]);
         var nodes = new List<Node>();
         string clusterId = "", serviceId = "";
@@ -61,6 +63,8 @@ public class SiloOnRedisTests(ITestOutputHelper log)
                 // This machine instead of the cluster: Redis address, free ports, tiny weights at the manifest's model name.
                 Assert.Equal("redis", env["ProxyOrleans__Clustering"]);
                 env["ProxyOrleans__Redis"] = redis.ConnectionString;
+                Assert.Equal("secretKeyRef:proxyorleans-redis/password", env[RedisSecretRules.PasswordEnv]);
+                env[RedisSecretRules.PasswordEnv] = redis.Password!;
                 env["ProxyOrleans__SiloPort"] = node.SiloPort.ToString();
                 env["ProxyOrleans__GatewayPort"] = node.GatewayPort.ToString();
                 env["ProxyOrleans__HttpPort"] = node.HttpPort.ToString();
@@ -82,7 +86,7 @@ public class SiloOnRedisTests(ITestOutputHelper log)
             // A client that knows only Redis finds the silos through the membership table.
             using var host = Host.CreateDefaultBuilder()
                 .UseOrleansClient(c => c
-                    .UseRedisClustering(o => o.ConfigurationOptions = ConfigurationOptions.Parse(redis.ConnectionString))
+                    .UseRedisClustering(o => { o.ConfigurationOptions = ConfigurationOptions.Parse(redis.ConnectionString); o.ConfigurationOptions.Password = redis.Password; })
                     .Configure<ClusterOptions>(o => { o.ClusterId = clusterId; o.ServiceId = serviceId; }))
                 .Build();
             await host.StartAsync();
@@ -157,6 +161,8 @@ public class SiloOnRedisTests(ITestOutputHelper log)
             File.WriteAllBytes(gwEnv["ProxyOrleans__TenantsFile"], secret.Data[Path.GetFileName(tenantsFile)]);
             gwEnv["POD_NAME"] = "gateway-6f9d8c7b5-x2x9k";
             gwEnv["ProxyOrleans__Redis"] = redis.ConnectionString;
+            Assert.Equal("secretKeyRef:proxyorleans-redis/password", gwEnv[RedisSecretRules.PasswordEnv]);
+            gwEnv[RedisSecretRules.PasswordEnv] = redis.Password!;
             int gwPort = LoopbackPorts.Next();
             Assert.Equal("8080", gwEnv["ASPNETCORE_HTTP_PORTS"]);
             gwEnv["ASPNETCORE_HTTP_PORTS"] = gwPort.ToString();
@@ -186,6 +192,15 @@ public class SiloOnRedisTests(ITestOutputHelper log)
                 Assert.Equal("length", json.RootElement.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
             }
             Phase("gateway served /v1/models and /v1/completions to the demo tenant");
+
+            // /metrics on the HTTP ports the NetworkPolicies leave open names no tenant (the demo tenant is "demo").
+            foreach (var n in nodes)
+            {
+                var metrics = await http.GetStringAsync($"http://127.0.0.1:{n.HttpPort}/metrics");
+                Assert.Contains(n.Role == "gateway" ? "proxyorleans_gateway_completion_tokens_total" : "proxyorleans_model_sessions", metrics);
+                Assert.DoesNotContain("tenant=", metrics);
+                Assert.DoesNotContain("\"demo\"", metrics);
+            }
 
             // The kubelet stops a pod with SIGTERM: each host drains and exits well inside its grace period.
             var stopped = nodes.Select(n => Task.Run(() => n.Process.Terminate(TimeSpan.FromSeconds(45)))).ToList();

@@ -169,11 +169,11 @@ public sealed class GatewayFixture : IAsyncLifetime
         return host;
     }
 
-    public static Task<RunningGateway> StartGatewayAsync(GatewayFixture fx, IDictionary<string, string?> extra)
+    public static Task<RunningGateway> StartGatewayAsync(GatewayFixture fx, IDictionary<string, string?> extra, params string[] extraUrls)
     {
         var settings = new Dictionary<string, string?>(fx.GatewaySettings);
         foreach (var (k, v) in extra) settings[k] = v;
-        return RunningGateway.StartAsync(settings);
+        return RunningGateway.StartAsync(settings, extraUrls);
     }
 
     /// <summary>Model sessions (KV caches) open now on silo <paramref name="silo"/> (0: base; 1: expert and anti-expert).</summary>

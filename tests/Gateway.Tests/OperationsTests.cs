@@ -5,22 +5,29 @@ namespace ProxyOrleans.Gateway.Tests;
 [Collection(GatewayCollection.Name)]
 public sealed class OperationsTests(GatewayFixture fx)
 {
+    /// <summary>
+    /// On a gateway of its own: OpenTelemetry drops a provider's series when another Meter of the same name is
+    /// disposed, and tests start and stop gateways beside the fixture's in this process, so the fixture's /metrics
+    /// loses series at the next scrape after such a test (docs/gateway.md, "Tests").
+    /// </summary>
     [Fact]
     public async Task Healthz_readyz_and_metrics()
     {
-        using var health = await fx.Http.GetAsync("/healthz");
+        await using var gateway = await GatewayFixture.StartGatewayAsync(fx, new Dictionary<string, string?>());
+        var http = gateway.Http;
+        using var health = await http.GetAsync("/healthz");
         Assert.Equal(200, (int)health.StatusCode);
 
-        using var ready = await fx.Http.GetAsync("/readyz");
+        using var ready = await http.GetAsync("/readyz");
         var readyBody = await ready.Content.ReadAsStringAsync();
         Assert.True(ready.IsSuccessStatusCode, readyBody);
         Assert.Contains(fx.BaseModel, readyBody);
 
         // A request first, so the counters have something to show.
-        using var _ = await fx.Http.SendAsync(Http.Post("/v1/completions",
+        using var _ = await http.SendAsync(Http.Post("/v1/completions",
             JsonSerializer.Serialize(new { model = fx.Combination, prompt = "metrics", max_tokens = 3, temperature = 0 }), GatewayFixture.AliceKey));
-        using var __ = await fx.Http.SendAsync(Http.Post("/v1/completions", "{", GatewayFixture.AliceKey));
-        var metrics = await fx.Http.GetStringAsync("/metrics");
+        using var __ = await http.SendAsync(Http.Post("/v1/completions", "{", GatewayFixture.AliceKey));
+        var metrics = await http.GetStringAsync("/metrics");
         Assert.Contains("proxyorleans_gateway_completion_tokens", metrics);
         Assert.Contains("proxyorleans_gateway_time_to_first_token_seconds_bucket", metrics);
         Assert.Contains("proxyorleans_gateway_rejections", metrics);

@@ -25,6 +25,35 @@ public sealed class QuotaLeaseTests(GatewayFixture fx)
         Assert.Equal(0, await quota.Active());
     }
 
+    /// <summary>
+    /// A gateway that dies mid-request never settles its lease: when the lease lapses the tenant gets the request and
+    /// its token reservation back (the client saw its stream cut and retries; the retry is the one charge). A release
+    /// that still comes after the lapse charges only the tokens used, not the reservation a second time.
+    /// </summary>
+    [Fact]
+    public async Task A_lapsed_lease_gives_back_its_reservation_so_the_retry_is_the_only_charge()
+    {
+        var quota = fx.ClusterClient.GetGrain<ITenantQuotaGrain>("refund-" + Guid.NewGuid().ToString("N"));
+        var limits = new QuotaLimits(RequestsPerMinute: 1, TokensPerMinute: 100, MaxConcurrency: 1, LeaseSeconds: 1);
+        var killed = (await quota.Admit(limits, 1, 60, 0)).Lease!;         // its gateway is SIGKILLed: never renewed or released
+        var early = await quota.Admit(limits, 1, 60, 0);
+        Assert.Equal("concurrency_limit_exceeded", early.Code);            // the slot is held until the lease lapses
+        await Task.Delay(TimeSpan.FromSeconds(1.5));
+        var retry = await quota.Admit(limits, 1, 60, 0);                    // the retry through another gateway
+        Assert.True(retry.Lease is not null, $"retry refused: {retry.Code} {retry.Message}"); // not over 1 request/min nor 100 tokens/min
+        Assert.Equal(60, retry.Lease!.Reserved);
+        await quota.Release(limits, retry.Lease, 60);
+
+        // Renewals late, the request still ran to its end: its release after the lapse charges what it used, once.
+        var quota2 = fx.ClusterClient.GetGrain<ITenantQuotaGrain>("late-" + Guid.NewGuid().ToString("N"));
+        var tokensOnly = new QuotaLimits(0, TokensPerMinute: 100, 0, LeaseSeconds: 1);
+        var late = (await quota2.Admit(tokensOnly, 1, 60, 0)).Lease!;
+        await Task.Delay(TimeSpan.FromSeconds(1.5));
+        await quota2.Release(tokensOnly, late, 10);                           // 100 − 10 = 90 left (plus a little refill)
+        Assert.Equal("tokens_per_minute_exceeded", (await quota2.Admit(tokensOnly, 1, 95, 0)).Code); // not min(100, 100 + 60 − 10)
+        Assert.NotNull((await quota2.Admit(tokensOnly, 1, 85, 0)).Lease);
+    }
+
     [Fact]
     public async Task A_running_request_keeps_its_lease_past_its_lifetime_by_renewing_it()
     {

@@ -14,15 +14,17 @@ public sealed class RunningGateway : IAsyncDisposable
     public required Uri BaseUri { get; init; }
     public required HttpClient Http { get; init; }
 
-    public static async Task<RunningGateway> StartAsync(IDictionary<string, string?> settings)
+    /// <param name="extraUrls">More addresses to listen on (e.g. an internal metrics port); the first, free port is the API's.</param>
+    public static async Task<RunningGateway> StartAsync(IDictionary<string, string?> settings, params string[] extraUrls)
     {
         var app = GatewayApp.Build([], b =>
         {
             b.Configuration.AddInMemoryCollection(settings);
-            b.WebHost.UseUrls("http://127.0.0.1:0");
+            b.WebHost.UseUrls(["http://127.0.0.1:0", .. extraUrls]);
         });
         await app.StartAsync();
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses
+            .First(a => !extraUrls.Any(x => new Uri(x).Port == new Uri(a).Port));
         var uri = new Uri(address);
         return new RunningGateway
         {

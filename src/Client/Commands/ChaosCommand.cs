@@ -95,10 +95,12 @@ public static class ChaosCommand
         for (int i = 0; i < o.BaseReplicas; i++) silos.Add(new($"base-{i + 1}", baseModel));
         for (int i = 0; i < o.PairReplicas; i++) silos.Add(new($"pair-{i + 1}", expert, anti));
         var spec = new CombinationSpec(baseModel.Name, [new ExpertSpec(expert.Name, anti.Name)], 1f);
-        using var ownRedis = o.Redis == OwnRedis ? RedisProcess.Start() : null;
+        // Our own Redis requires a password, as the Kubernetes manifests run it: the silos authenticate as in production.
+        using var ownRedis = o.Redis == OwnRedis ? RedisProcess.Start(password: Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16))) : null;
         var redis = ownRedis?.ConnectionString ?? o.Redis;
         Dictionary<string, string>? clustering = redis is null ? null
             : new() { ["ProxyOrleans:Clustering"] = "redis", ["ProxyOrleans:Redis"] = redis };
+        if (ownRedis?.Password is { } redisPassword) clustering!["ProxyOrleans:RedisPassword"] = redisPassword;
         await using var cluster = await LoopbackCluster.StartAsync(silos, siloLog is null ? null : TextWriter.Synchronized(siloLog), clustering, ct);
         progress?.WriteLine($"{silos.Count} silo processes up in {total.Elapsed.TotalSeconds:F1} s on {(redis is null ? "localhost clustering" : $"Redis {redis}")}: " +
                             string.Join(", ", silos.Select(s => s.Name)));

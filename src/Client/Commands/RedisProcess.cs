@@ -7,21 +7,26 @@ namespace ProxyOrleans.Client.Commands;
 
 /// <summary>
 /// A redis-server of our own on a free loopback port (no persistence), for loopback clusters with Redis membership
-/// (the chaos command; linked into the deployment tests).
+/// (the chaos command; linked into the deployment tests). With a password it runs with --requirepass, as the
+/// Kubernetes manifests run Redis.
 /// </summary>
 public sealed class RedisProcess : IDisposable
 {
     private readonly Process _process;
     public int Port { get; }
+    /// <summary>The password clients must send (AUTH), or null when the server takes anyone.</summary>
+    public string? Password { get; }
+    /// <summary>host:port only: the password, if any, is given separately (ProxyOrleans:RedisPassword).</summary>
     public string ConnectionString => $"127.0.0.1:{Port}";
 
-    private RedisProcess(Process process, int port) { _process = process; Port = port; }
+    private RedisProcess(Process process, int port, string? password) { _process = process; Port = port; Password = password; }
 
-    public static RedisProcess Start()
+    public static RedisProcess Start(string? password = null)
     {
         int port = LoopbackPorts.Next();
         var psi = new ProcessStartInfo("redis-server") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Path.GetTempPath() };
         foreach (var a in new[] { "--port", port.ToString(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no" }) psi.ArgumentList.Add(a);
+        if (password is not null) { psi.ArgumentList.Add("--requirepass"); psi.ArgumentList.Add(password); }
         Process p;
         try { p = Process.Start(psi)!; }
         catch (System.ComponentModel.Win32Exception e)
@@ -32,7 +37,7 @@ public sealed class RedisProcess : IDisposable
         p.ErrorDataReceived += (_, _) => { };
         p.BeginOutputReadLine();
         p.BeginErrorReadLine();
-        var redis = new RedisProcess(p, port);
+        var redis = new RedisProcess(p, port, password);
         var deadline = DateTime.UtcNow.AddSeconds(15);
         while (!redis.Ping())
         {
@@ -43,15 +48,21 @@ public sealed class RedisProcess : IDisposable
         return redis;
     }
 
-    /// <summary>Sends one inline command and returns the first reply (e.g. "KEYS *").</summary>
-    public string Command(string command)
+    /// <summary>Sends one inline command (after AUTH when the server has a password, unless told not to) and returns the first reply (e.g. "KEYS *").</summary>
+    public string Command(string command, bool authenticate = true)
     {
         using var c = new TcpClient();
         c.Connect(IPAddress.Loopback, Port);
         var s = c.GetStream();
-        s.Write(Encoding.ASCII.GetBytes(command + "\r\n"));
         var buf = new byte[4096];
-        return Encoding.ASCII.GetString(buf, 0, s.Read(buf));
+        string Send(string line)
+        {
+            s.Write(Encoding.ASCII.GetBytes(line + "\r\n"));
+            return Encoding.ASCII.GetString(buf, 0, s.Read(buf));
+        }
+        if (authenticate && Password is not null && Send("AUTH " + Password) is var auth && !auth.StartsWith("+OK", StringComparison.Ordinal))
+            throw new InvalidOperationException($"redis-server on port {Port} refused AUTH: {auth.Trim()}");
+        return Send(command);
     }
 
     private bool Ping()

@@ -57,7 +57,6 @@ public sealed class CompletionHandler(
         log.LogInformation("Request {RequestId} admitted: {Generations} generation(s), max_tokens {MaxTokens}, stream {Stream}",
             id, req.GenerationCount, req.MaxTokens, req.Stream);
         var modelTag = new KeyValuePair<string, object?>("model", req.Model);
-        var tenantTag = new KeyValuePair<string, object?>("tenant", tenant.Name);
         var jobs = BuildGenerations(req, tenant.Name, id);
         // Cluster-wide, so that GET/DELETE /v1/requests work on every gateway replica.
         var registered = clusterRequests.KeepRegisteredAsync(
@@ -129,8 +128,7 @@ public sealed class CompletionHandler(
             // Usage counts each prompt once (its n choices share it), as OpenAI does.
             var prompt = Enumerable.Range(0, jobs.Count).Where(i => i % req.N == 0).Sum(i => promptTokens[i]);
             var completion = completionTokens.Sum();
-            metrics.PromptTokens.Add(prompt, modelTag, tenantTag);
-            metrics.CompletionTokens.Add(completion, modelTag, tenantTag);
+            metrics.Tokens(req.Model, tenant.Name, prompt, completion);
 
             if (req.Stream)
             {
