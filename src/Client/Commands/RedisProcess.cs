@@ -7,7 +7,7 @@ namespace ProxyOrleans.Client.Commands;
 
 /// <summary>
 /// A redis-server of our own on a free loopback port (no persistence), for loopback clusters with Redis membership
-/// (the chaos command; linked into the deployment tests).
+/// (the chaos command and the deployment tests).
 /// </summary>
 public sealed class RedisProcess : IDisposable
 {

@@ -1,12 +1,12 @@
-using System.Collections;
 using System.Diagnostics;
 using System.Text;
 
-namespace ProxyOrleans.Deploy.Tests;
+namespace ProxyOrleans.TestSupport;
 
 /// <summary>
-/// A host (silo or gateway) started as its container starts it: `dotnet ProxyOrleans.X.dll` from the app folder,
-/// no arguments, only the environment the manifests give it (inherited ProxyOrleans/Orleans/ASP.NET variables removed).
+/// A host (silo or gateway) started as its container or a newcomer starts it: `dotnet ProxyOrleans.X.dll`, configured
+/// only through the environment given (inherited ProxyOrleans/Orleans/ASP.NET variables and the pod's downward-API
+/// variables removed, so that a developer's shell cannot leak into the test). Captures its output; killed on dispose.
 /// </summary>
 public sealed class HostProcess : IDisposable
 {
@@ -14,15 +14,14 @@ public sealed class HostProcess : IDisposable
     readonly StringBuilder output = new();
     public string Name { get; }
 
-    public HostProcess(string name, string project, IReadOnlyDictionary<string, string> environment)
+    public HostProcess(string name, string dll, IReadOnlyDictionary<string, string> environment, string workingDirectory)
     {
         Name = name;
-        var dll = BuiltDll(project);
         var psi = new ProcessStartInfo("dotnet")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
-            WorkingDirectory = Path.GetDirectoryName(dll)!, // the image's WORKDIR is the app folder
+            WorkingDirectory = workingDirectory,
         };
         psi.ArgumentList.Add(dll);
         foreach (var key in psi.Environment.Keys.ToList())
@@ -37,10 +36,20 @@ public sealed class HostProcess : IDisposable
         process.BeginErrorReadLine();
     }
 
+    /// <summary>src/&lt;project&gt;'s build started from its app folder, as the image's WORKDIR is the app folder.</summary>
+    public static HostProcess FromBuild(string name, string project, IReadOnlyDictionary<string, string> environment)
+    {
+        var dll = BuiltDll(project);
+        return new HostProcess(name, dll, environment, Path.GetDirectoryName(dll)!);
+    }
+
     public bool HasExited => process.HasExited;
     public int ExitCode => process.ExitCode;
 
-    /// <summary>The last lines the silo wrote (for failure messages).</summary>
+    /// <summary>Everything the host wrote so far, stdout and stderr interleaved.</summary>
+    public string Log { get { lock (output) return output.ToString(); } }
+
+    /// <summary>The last lines the host wrote (for failure messages).</summary>
     public string Tail(int lines = 40)
     {
         lock (output)
@@ -50,12 +59,21 @@ public sealed class HostProcess : IDisposable
         }
     }
 
-    /// <summary>SIGTERM, as the kubelet stops a container; returns whether it exited within the timeout.</summary>
+    /// <summary>SIGTERM, as the kubelet or a terminal's Ctrl+C stops it; returns whether it exited within the timeout.</summary>
     public bool Terminate(TimeSpan timeout)
     {
         if (process.HasExited) return true;
         using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString()])) kill.WaitForExit();
         return process.WaitForExit(timeout);
+    }
+
+    /// <summary><see cref="Terminate"/> without blocking a thread while the host drains.</summary>
+    public async Task<bool> TerminateAsync(TimeSpan timeout)
+    {
+        if (process.HasExited) return true;
+        using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString()])) await kill.WaitForExitAsync();
+        try { await process.WaitForExitAsync().WaitAsync(timeout); return true; }
+        catch (TimeoutException) { return false; }
     }
 
     public void Dispose()
@@ -68,10 +86,10 @@ public sealed class HostProcess : IDisposable
     public static string BuiltDll(string project)
     {
         var configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Parent!.Name; // bin/<cfg>/net10.0/linux-x64/
-        var dir = Repo.PathOf("src", project, "bin", configuration, "net10.0", "linux-x64");
+        var dir = Path.Combine(TestEnvironment.RepoRoot(), "src", project, "bin", configuration, "net10.0", "linux-x64");
         var dll = Path.Combine(dir, $"ProxyOrleans.{project}.dll");
         if (!File.Exists(dll))
-            throw new FileNotFoundException($"{dll} is missing: build tests/Deploy.Tests (it builds src/{project}) in configuration {configuration}.");
+            throw new FileNotFoundException($"{dll} is missing: build src/{project} (tests/Deploy.Tests builds it) in configuration {configuration}.");
         return dll;
     }
 }
