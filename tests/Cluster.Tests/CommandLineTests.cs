@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using ProxyOrleans.Client.Commands;
+using ProxyOrleans.Client.Benchmarks;
 using Xunit;
 
 namespace ProxyOrleans.Cluster.Tests;

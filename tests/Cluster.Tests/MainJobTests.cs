@@ -47,7 +47,7 @@ public sealed class MainJobTraceExportTests(ITestOutputHelper output)
     [Fact]
     public async Task A_request_to_the_main_job_is_exported_over_OTLP_with_gateway_and_model_spans()
     {
-        int port = Client.Commands.LoopbackPorts.Next();
+        int port = Client.Benchmarks.LoopbackPorts.Next();
         using var collector = new HttpListener();
         collector.Prefixes.Add($"http://127.0.0.1:{port}/");
         collector.Start();
@@ -103,8 +103,8 @@ public sealed class SiloLogTests
     public async Task A_silo_with_configured_models_writes_structured_JSON_logs()
     {
         var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { Client.Commands.LoopbackCluster.FindSiloDll(), "--models", $"{TinyTrio.Base}={TinyTrio.Dir(TinyTrio.Base)}",
-                     "--silo-port", Client.Commands.LoopbackPorts.Next().ToString(), "--gateway-port", Client.Commands.LoopbackPorts.Next().ToString(),
+        foreach (var a in new[] { Client.Benchmarks.LoopbackCluster.FindSiloDll(), "--models", $"{TinyTrio.Base}={TinyTrio.Dir(TinyTrio.Base)}",
+                     "--silo-port", Client.Benchmarks.LoopbackPorts.Next().ToString(), "--gateway-port", Client.Benchmarks.LoopbackPorts.Next().ToString(),
                      "--http-port", "0", "--no-demo", "--threads", "1" })
             psi.ArgumentList.Add(a);
         using var process = System.Diagnostics.Process.Start(psi)!;

@@ -1,4 +1,4 @@
-using ProxyOrleans.Client.Commands;
+using ProxyOrleans.Client.Benchmarks;
 using Xunit;
 
 namespace ProxyOrleans.Cluster.Tests;
