@@ -1,4 +1,4 @@
-using ProxyOrleans.Client.Commands;
+using ProxyOrleans.Client.Benchmarks;
 using ProxyOrleans.TestSupport;
 using Xunit;
 using Xunit.Abstractions;

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using ProxyOrleans.Client.Commands;
+using ProxyOrleans.Client.Benchmarks;
 using Xunit;
 
 namespace ProxyOrleans.Cluster.Tests;
@@ -15,12 +15,12 @@ public sealed class CommandLineTests
     static string Dll(string program)
     {
         var silo = LoopbackCluster.FindSiloDll();
-        var bin = Path.GetRelativePath(Path.Combine(LoopbackCluster.FindRepoRoot(), "src", "Silo"), Path.GetDirectoryName(silo)!); // bin/<cfg>/net10.0/linux-x64
+        var bin = Path.GetRelativePath(Path.Combine(TestEnvironment.RepoRoot(), "src", "Silo"), Path.GetDirectoryName(silo)!); // bin/<cfg>/net10.0/linux-x64
         return program switch
         {
             "silo" => silo,
-            "gateway" => Path.Combine(LoopbackCluster.FindRepoRoot(), "src", "Gateway", bin, "ProxyOrleans.Gateway.dll"),
-            _ => Path.Combine(LoopbackCluster.FindRepoRoot(), "src", "Client", bin, "proxyorleans.dll"),
+            "gateway" => Path.Combine(TestEnvironment.RepoRoot(), "src", "Gateway", bin, "ProxyOrleans.Gateway.dll"),
+            _ => Path.Combine(TestEnvironment.RepoRoot(), "src", "Client", bin, "proxyorleans.dll"),
         };
     }
 

@@ -17,7 +17,7 @@ public sealed class FailoverTests(ITestOutputHelper output)
         // Two base replicas; the coordinator runs beside one of them (and dies with it): the client resumes on a new
         // coordinator, which prefills the tokens so far on the surviving replica.
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Base]);
+        await using var c = await InProcessCluster.StartAsync(TinyTrio.PathOf, [TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Base]);
         output.WriteLine($"cluster up in {sw.Elapsed.TotalSeconds:F1} s");
         var reference = TinyTrio.Reference(Prompt, Tokens);
         sw.Restart();
@@ -47,7 +47,7 @@ public sealed class FailoverTests(ITestOutputHelper output)
     {
         // The coordinator dies with its base silo at step 8 and the client resumes on a new coordinator under another
         // key; a cancel by the generation's id (as DELETE /v1/requests sends it) must stop that live one.
-        await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Base]);
+        await using var c = await InProcessCluster.StartAsync(TinyTrio.PathOf, [TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Base]);
         var request = TinyTrio.Request(Prompt, 400) with { TenantId = "alice" };
         int killed = -1, cancelledAt = -1;
         var (tokens, _, events) = await TinyTrio.Collect(GenerationClient.StreamAsync(c.Grains, request, "cancel-resumed"), async ev =>
@@ -84,7 +84,7 @@ public sealed class FailoverTests(ITestOutputHelper output)
     public async Task SeededSamplingWithTopKTopPAndAStopSurvivesASiloKillExactly(string victim)
     {
         // One stream at a time, so no batch changes between the runs: exact regardless of batch invariance.
-        await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [victim == "base" ? TinyTrio.Base : TinyTrio.Anti]);
+        await using var c = await InProcessCluster.StartAsync(TinyTrio.PathOf, [TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [victim == "base" ? TinyTrio.Base : TinyTrio.Anti]);
         var sampling = new SamplingSpec { Temperature = 0.8f, TopK = 40, TopP = 0.9f, Seed = 4242, MaxNewTokens = 40, StopAtEos = false, Stop = ["\n\n\n"] };
         var reference = TinyTrio.Reference(Prompt, sampling);
         Assert.NotEqual(TinyTrio.Reference(Prompt, Tokens).Text[..10], reference.Text[..Math.Min(10, reference.Text.Length)]); // really sampled
@@ -109,7 +109,7 @@ public sealed class FailoverTests(ITestOutputHelper output)
     [InlineData("anti")]  // the live coordinator keeps its counts; only the anti-expert's session is re-prefilled
     public async Task EveryLogitsProcessorSurvivesASiloKillExactly(string victim)
     {
-        await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [victim == "base" ? TinyTrio.Base : TinyTrio.Anti]);
+        await using var c = await InProcessCluster.StartAsync(TinyTrio.PathOf, [TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [victim == "base" ? TinyTrio.Base : TinyTrio.Anti]);
         var sampling = TinyTrio.EveryProcessor(30);
         var reference = TinyTrio.Reference(Prompt, sampling);
         int killed = -1;
@@ -131,7 +131,7 @@ public sealed class FailoverTests(ITestOutputHelper output)
     {
         // The coordinator stays alive (beside the only base); the anti-expert's silo dies: the coordinator re-creates
         // that session on the other replica by prefilling the tokens so far, and the output does not change.
-        await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Anti]);
+        await using var c = await InProcessCluster.StartAsync(TinyTrio.PathOf, [TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Anti]);
         var reference = TinyTrio.Reference(Prompt, Tokens);
         int killed = -1;
         var (tokens, _, events) = await TinyTrio.Collect(GenerationClient.StreamAsync(c.Grains, TinyTrio.Request(Prompt, Tokens), "kill-anti"), async ev =>
@@ -158,7 +158,7 @@ public sealed class DrainTests(ITestOutputHelper output)
     {
         // Two base replicas (silos 0 and 3): coordinators go beside a base. Silo 3 drains; every new request must be
         // coordinated and served by silo 0 (before, about half the coordinators still went to silo 3).
-        await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Base]);
+        await using var c = await InProcessCluster.StartAsync(TinyTrio.PathOf, [TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Base]);
         const string prompt = "The best way to learn is";
         var reference = TinyTrio.Reference(prompt, 6);
         var draining = c.Cluster.Silos[3].SiloAddress;
@@ -182,7 +182,7 @@ public sealed class DrainTests(ITestOutputHelper output)
     {
         // Two anti-expert replicas; silo 3 drains (no session there yet). Every request whose anti-expert replica is
         // silo 3 is refused there at open and must go to silo 2 at once, not retry silo 3 until its attempts run out.
-        await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Anti]);
+        await using var c = await InProcessCluster.StartAsync(TinyTrio.PathOf, [TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Anti]);
         const string prompt = "The best way to learn is";
         var reference = TinyTrio.Reference(prompt, 10);
         // Not announced to the cluster: the window before the other silos learn of the drain, when only the refusal helps.
@@ -204,7 +204,7 @@ public sealed class DrainTests(ITestOutputHelper output)
     [Fact]
     public async Task AStoppingSiloFinishesItsRunningSessionsFirst()
     {
-        await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Anti]);
+        await using var c = await InProcessCluster.StartAsync(TinyTrio.PathOf, [TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Anti]);
         const string prompt = "The best way to learn is";
         var reference = TinyTrio.Reference(prompt, 40);
         Task? stopping = null;

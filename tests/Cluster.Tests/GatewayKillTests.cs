@@ -3,7 +3,7 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using ProxyOrleans.Abstractions;
-using ProxyOrleans.Client.Commands;
+using ProxyOrleans.Client.Benchmarks;
 using Xunit;
 using Xunit.Abstractions;
 

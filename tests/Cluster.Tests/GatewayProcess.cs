@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Text;
-using ProxyOrleans.Client.Commands;
+using ProxyOrleans.Client.Benchmarks;
 
 namespace ProxyOrleans.Cluster.Tests;
 

@@ -11,7 +11,7 @@ public sealed class TrioClusterFixture : IAsyncLifetime
 {
     public InProcessCluster Cluster { get; private set; } = null!;
     public async Task InitializeAsync() =>
-        Cluster = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti, TinyTrio.Alien, TinyTrio.Extra]);
+        Cluster = await InProcessCluster.StartAsync(TinyTrio.PathOf, [TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti, TinyTrio.Alien, TinyTrio.Extra]);
     public async Task DisposeAsync() => await Cluster.DisposeAsync();
 }
 

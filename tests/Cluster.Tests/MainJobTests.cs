@@ -47,7 +47,7 @@ public sealed class MainJobTraceExportTests(ITestOutputHelper output)
     [Fact]
     public async Task A_request_to_the_main_job_is_exported_over_OTLP_with_gateway_and_model_spans()
     {
-        int port = Client.Commands.LoopbackPorts.Next();
+        int port = Client.Benchmarks.LoopbackPorts.Next();
         using var collector = new HttpListener();
         collector.Prefixes.Add($"http://127.0.0.1:{port}/");
         collector.Start();
@@ -102,32 +102,16 @@ public sealed class SiloLogTests
     [Fact]
     public async Task A_silo_with_configured_models_writes_structured_JSON_logs()
     {
-        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { Client.Commands.LoopbackCluster.FindSiloDll(), "--models", $"{TinyTrio.Base}={TinyTrio.Dir(TinyTrio.Base)}",
-                     "--silo-port", Client.Commands.LoopbackPorts.Next().ToString(), "--gateway-port", Client.Commands.LoopbackPorts.Next().ToString(),
-                     "--http-port", "0", "--no-demo", "--threads", "1" })
-            psi.ArgumentList.Add(a);
-        using var process = System.Diagnostics.Process.Start(psi)!;
-        try
-        {
-            var lines = new List<string>();
-            using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(120));
-            string? loaded = null;
-            while (loaded is null && await process.StandardOutput.ReadLineAsync(limit.Token) is { } line)
-            {
-                lines.Add(line);
-                if (line.Contains("Loaded model")) loaded = line;
-            }
-            Assert.True(loaded is not null, "no 'Loaded model' log line:\n" + string.Join('\n', lines));
-            using var doc = JsonDocument.Parse(loaded!);
-            Assert.Equal("Information", doc.RootElement.GetProperty("LogLevel").GetString());
-            Assert.Contains("HostedModels", doc.RootElement.GetProperty("Category").GetString());
-            Assert.Contains(TinyTrio.Base, doc.RootElement.GetProperty("Message").GetString());
-            Assert.True(doc.RootElement.TryGetProperty("Timestamp", out _));
-        }
-        finally
-        {
-            if (!process.HasExited) { process.Kill(entireProcessTree: true); process.WaitForExit(5000); }
-        }
+        using var process = new HostProcess("silo", Client.Benchmarks.LoopbackCluster.FindSiloDll(), new Dictionary<string, string>(), Environment.CurrentDirectory,
+            ["--models", $"{TinyTrio.Base}={TinyTrio.Dir(TinyTrio.Base)}",
+             "--silo-port", Client.Benchmarks.LoopbackPorts.Next().ToString(), "--gateway-port", Client.Benchmarks.LoopbackPorts.Next().ToString(),
+             "--http-port", "0", "--no-demo", "--threads", "1"]);
+        var loaded = await process.WaitForOutputLineAsync(line => line.Contains("Loaded model"), TimeSpan.FromSeconds(120));
+        Assert.True(loaded is not null, "no 'Loaded model' log line:\n" + string.Join('\n', process.StandardOutputLines));
+        using var doc = JsonDocument.Parse(loaded!);
+        Assert.Equal("Information", doc.RootElement.GetProperty("LogLevel").GetString());
+        Assert.Contains("HostedModels", doc.RootElement.GetProperty("Category").GetString());
+        Assert.Contains(TinyTrio.Base, doc.RootElement.GetProperty("Message").GetString());
+        Assert.True(doc.RootElement.TryGetProperty("Timestamp", out _));
     }
 }

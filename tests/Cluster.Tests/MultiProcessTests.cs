@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 using ProxyOrleans.Abstractions;
-using ProxyOrleans.Client.Commands;
+using ProxyOrleans.Client.Benchmarks;
 using Xunit;
 using Xunit.Abstractions;
 

@@ -9,7 +9,7 @@ public sealed class ReplicaTests(ITestOutputHelper output)
     [Fact]
     public async Task RequestsSpreadOverTheReplicasOfAModel()
     {
-        await using var c = await InProcessCluster.StartAsync([TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Expert]);
+        await using var c = await InProcessCluster.StartAsync(TinyTrio.PathOf, [TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti], [TinyTrio.Expert]);
         var reference = TinyTrio.Reference("Once upon a time", 4);
         var results = await Task.WhenAll(Enumerable.Range(0, 12).Select(i =>
             TinyTrio.Collect(GenerationClient.StreamAsync(c.Grains, TinyTrio.Request("Once upon a time", 4), $"spread-{i}"))));

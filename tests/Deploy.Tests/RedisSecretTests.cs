@@ -1,6 +1,6 @@
 using k8s.Models;
 using Microsoft.Extensions.Configuration;
-using ProxyOrleans.Client.Commands;
+using ProxyOrleans.Client.Benchmarks;
 using ProxyOrleans.Gateway;
 using StackExchange.Redis;
 using Xunit;

@@ -6,7 +6,7 @@ using Orleans.Configuration;
 using Orleans.Hosting;
 using Orleans.Runtime;
 using ProxyOrleans.Abstractions;
-using ProxyOrleans.Client.Commands;
+using ProxyOrleans.Client.Benchmarks;
 using ProxyOrleans.TestSupport;
 using StackExchange.Redis;
 using Xunit;
@@ -70,7 +70,7 @@ public class SiloOnRedisTests(ITestOutputHelper log)
                 env["ProxyOrleans__HttpPort"] = node.HttpPort.ToString();
                 env["ProxyOrleans__Models__0__Path"] = TinyModel.Save(Path.Combine(work, model), seed: nodes.Count + 1);
                 env["ProxyOrleans__Threads"] = "1";
-                nodes.Add(node with { Process = new HostProcess(node.PodName, "Silo", env) });
+                nodes.Add(node with { Process = HostProcess.FromBuild(node.PodName, "Silo", env) });
             }
 
             Phase("three silo processes started (redis-server on " + redis.Port + ")");
@@ -166,7 +166,7 @@ public class SiloOnRedisTests(ITestOutputHelper log)
             int gwPort = LoopbackPorts.Next();
             Assert.Equal("8080", gwEnv["ASPNETCORE_HTTP_PORTS"]);
             gwEnv["ASPNETCORE_HTTP_PORTS"] = gwPort.ToString();
-            var gateway = new Node("gateway", gwEnv["POD_NAME"], "", 0, 0, gwPort, new HostProcess(gwEnv["POD_NAME"], "Gateway", gwEnv));
+            var gateway = new Node("gateway", gwEnv["POD_NAME"], "", 0, 0, gwPort, HostProcess.FromBuild(gwEnv["POD_NAME"], "Gateway", gwEnv));
             nodes.Add(gateway);
             var api = $"http://127.0.0.1:{gwPort}";
             await WaitFor("the gateway's /readyz to answer 200", TimeSpan.FromSeconds(180), nodes, () => Ok(http, api + "/readyz"));

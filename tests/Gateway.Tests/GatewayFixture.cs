@@ -6,7 +6,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using OpenAI;
 using Orleans.Streams;
-using ProxyOrleans.Client.Commands;
+using ProxyOrleans.Client.Benchmarks;
 using ProxyOrleans.Grains.Hosting;
 using ProxyOrleans.Inference.Decoding;
 using ProxyOrleans.Inference.Models;

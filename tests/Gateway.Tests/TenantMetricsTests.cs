@@ -1,5 +1,5 @@
 using System.Text.Json;
-using ProxyOrleans.Client.Commands;
+using ProxyOrleans.Client.Benchmarks;
 using ProxyOrleans.Gateway.Operations;
 
 namespace ProxyOrleans.Gateway.Tests;

@@ -11,7 +11,7 @@ public sealed class AcceleratorLatencyModelTests(ITestOutputHelper output)
     [Fact]
     public void PadsEachForwardToTheProfileWhileSleepingAndKeepsTheInnerLogits()
     {
-        var dir = TestModels.Save(TestModels.Tiny(), "accelerator-sim");
+        var dir = TinyHfModels.SaveInNewDir(TinyHfModels.Tiny(), "accelerator-sim");
         using var plain = LlamaInferenceModel.Load(dir, new InferenceOptions { Name = "plain", Threads = 1 });
         var profile = AcceleratorLatencyProfile.Parse("fixed=30,row=5,context_us=1000,prefill_token=2");
         using var sim = new AcceleratorLatencyModel(LlamaInferenceModel.Load(dir, new InferenceOptions { Name = "sim", Threads = 1 }), profile);

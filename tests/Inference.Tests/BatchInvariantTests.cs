@@ -32,8 +32,8 @@ public class BatchInvariantTests(ITestOutputHelper output)
 
     /// <summary>The tiny GQA model, and one whose sizes are no multiple of 8 (every kernel's tail path).</summary>
     private static LlamaConfig Config(bool oddSizes) => oddSizes
-        ? TestModels.Tiny() with { HiddenSize = 44, IntermediateSize = 53, HeadDim = 10, VocabSize = 301 }
-        : TestModels.Tiny();
+        ? TinyHfModels.Tiny() with { HiddenSize = 44, IntermediateSize = 53, HeadDim = 10, VocabSize = 301 }
+        : TinyHfModels.Tiny();
 
     [Theory]
     [InlineData(true, false)]
@@ -42,7 +42,7 @@ public class BatchInvariantTests(ITestOutputHelper output)
     public void ASessionAloneAndBatchedWithSevenOthersGetsTheSameBits(bool invariant, bool oddSizes)
     {
         var config = Config(oddSizes);
-        string dir = TestModels.Save(config, "invariant-batch");
+        string dir = TinyHfModels.SaveInNewDir(config, "invariant-batch");
         using var model = LlamaInferenceModel.Load(dir, new InferenceOptions { Threads = 1, BatchInvariant = invariant });
         int v = model.VocabSize;
         var prompt = Ids(9, 1, v);
@@ -76,7 +76,7 @@ public class BatchInvariantTests(ITestOutputHelper output)
     public void APromptPrefilledAtOnceInChunksTokenByTokenOrResumedGetsTheSameBits(bool invariant, bool oddSizes)
     {
         var config = Config(oddSizes);
-        string dir = TestModels.Save(config, "invariant-prefill");
+        string dir = TinyHfModels.SaveInNewDir(config, "invariant-prefill");
         using var model = LlamaInferenceModel.Load(dir, new InferenceOptions { Threads = 1, BatchInvariant = invariant });
         int v = model.VocabSize;
         var prompt = Ids(24, 2, v);
@@ -128,7 +128,7 @@ public class BatchInvariantTests(ITestOutputHelper output)
     [Fact]
     public void APromptLongerThanOneCallsRowsIsRunInPiecesWithTheSameBits()
     {
-        string dir = TestModels.Save(TestModels.Tiny(maxPos: 400), "invariant-long");
+        string dir = TinyHfModels.SaveInNewDir(TinyHfModels.Tiny(maxPos: 400), "invariant-long");
         using var model = LlamaInferenceModel.Load(dir, new InferenceOptions { Threads = 1 });
         var prompt = Ids(300, 6, model.VocabSize);   // more than RowForward.MaxRows (256)
         using var whole = model.CreateSession(400);
@@ -144,7 +144,7 @@ public class BatchInvariantTests(ITestOutputHelper output)
     [Fact]
     public void OneThreadAndTwoThreadsGetTheSameBits()
     {
-        string dir = TestModels.Save(TestModels.Tiny(), "invariant-threads");
+        string dir = TinyHfModels.SaveInNewDir(TinyHfModels.Tiny(), "invariant-threads");
         int before = TorchSharp.torch.get_num_threads();
         using var two = LlamaInferenceModel.Load(dir, new InferenceOptions { Threads = 2 });
         using var one = LlamaInferenceModel.Load(dir, new InferenceOptions { Threads = 1 });
@@ -163,7 +163,7 @@ public class BatchInvariantTests(ITestOutputHelper output)
     public void TheRowPathAgreesWithTheTrainingModuleOnSizesThatAreNoMultipleOfTheLanes()
     {
         var config = Config(oddSizes: true);
-        string dir = TestModels.Save(config, "invariant-odd");
+        string dir = TinyHfModels.SaveInNewDir(config, "invariant-odd");
         using var module = LlamaForCausalLM.FromPretrained(dir);
         using var model = LlamaInferenceModel.Load(dir, new InferenceOptions { Threads = 1 });
         Assert.True(model.BatchInvariant);

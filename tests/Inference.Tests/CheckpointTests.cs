@@ -11,7 +11,7 @@ public class CheckpointTests
     [Fact]
     public void ParameterNamesAreHuggingFaces()
     {
-        using var untied = new LlamaForCausalLM(TestModels.Tiny(), init: false);
+        using var untied = new LlamaForCausalLM(TinyHfModels.Tiny(), init: false);
         var names = untied.state_dict().Keys.ToHashSet();
         Assert.Contains("model.embed_tokens.weight", names);
         Assert.Contains("model.layers.1.self_attn.q_proj.weight", names);
@@ -24,7 +24,7 @@ public class CheckpointTests
         Assert.Equal(2 + 2 * 9 + 1, names.Count);
         Assert.Equal([32L, 64L], untied.state_dict()["model.layers.0.self_attn.k_proj.weight"].shape);
 
-        using var tied = new LlamaForCausalLM(TestModels.Tiny(tied: true, bias: true), init: false);
+        using var tied = new LlamaForCausalLM(TinyHfModels.Tiny(tied: true, bias: true), init: false);
         var tn = tied.state_dict().Keys.ToHashSet();
         Assert.DoesNotContain("lm_head.weight", tn);
         Assert.Contains("model.layers.0.self_attn.q_proj.bias", tn);
@@ -36,7 +36,7 @@ public class CheckpointTests
     [InlineData(true, 4, true)]   // tied head, Qwen2-style q/k/v bias
     public void TheCheckpointKeyListIsTheTrainingModulesStateDict(bool tied, int kvHeads, bool bias)
     {
-        var config = TestModels.Tiny(tied, kvHeads, bias);
+        var config = TinyHfModels.Tiny(tied, kvHeads, bias);
         using var module = new LlamaForCausalLM(config, init: false);
         var state = module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.shape);
         var keys = LlamaCheckpointKeys.Shapes(config);
@@ -51,9 +51,9 @@ public class CheckpointTests
     public void SaveLoadRoundTripKeepsWeightsAndLogits(SafetensorsDType dtype, double tol)
     {
         torch.manual_seed(7);
-        var config = TestModels.Tiny();
+        var config = TinyHfModels.Tiny();
         using var a = new LlamaForCausalLM(config);
-        string dir = TestModels.NewDir("roundtrip");
+        string dir = TinyHfModels.NewDir("roundtrip");
         a.SavePretrained(dir, dtype);
         Assert.Equal(config, LlamaConfig.Load(dir) with { EosTokenIds = config.EosTokenIds });
         using var b = LlamaForCausalLM.FromPretrained(dir);
@@ -73,8 +73,8 @@ public class CheckpointTests
     public void ShardedCheckpointLoads()
     {
         torch.manual_seed(8);
-        using var a = new LlamaForCausalLM(TestModels.Tiny());
-        string dir = TestModels.NewDir("sharded");
+        using var a = new LlamaForCausalLM(TinyHfModels.Tiny());
+        string dir = TinyHfModels.NewDir("sharded");
         a.Config.Save(dir);
         var state = a.state_dict().ToList();
         var first = state.Take(5).ToList(); var rest = state.Skip(5).ToList();
@@ -91,8 +91,8 @@ public class CheckpointTests
     private static string SaveWith(Action<Dictionary<string, Tensor>> edit)
     {
         torch.manual_seed(9);
-        using var m = new LlamaForCausalLM(TestModels.Tiny());
-        string dir = TestModels.NewDir("bad");
+        using var m = new LlamaForCausalLM(TinyHfModels.Tiny());
+        string dir = TinyHfModels.NewDir("bad");
         m.Config.Save(dir);
         var state = m.state_dict();
         edit(state);
@@ -165,7 +165,7 @@ public class CheckpointTests
     public void TrainingStepLowersLoss()
     {
         torch.manual_seed(10);
-        using var m = new LlamaForCausalLM(TestModels.Tiny());
+        using var m = new LlamaForCausalLM(TinyHfModels.Tiny());
         var opt = optim.AdamW(m.parameters(), lr: 1e-2);
         using var ids = randint(0, 300, [2, 16]);
         float first = 0, last = 0;

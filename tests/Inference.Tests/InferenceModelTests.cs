@@ -40,8 +40,8 @@ public class InferenceModelTests
     [InlineData(false, 1, false, 2, false)]  // MQA, 2 threads: chunked bmm weights
     public void CachedDecodingEqualsFullRecomputation(bool tied, int kvHeads, bool bias, int threads, bool invariant)
     {
-        var config = TestModels.Tiny(tied, kvHeads, bias);
-        string dir = TestModels.Save(config, "cached");
+        var config = TinyHfModels.Tiny(tied, kvHeads, bias);
+        string dir = TinyHfModels.SaveInNewDir(config, "cached");
         var ids = Ids(80, 1); // crosses the first cache growth (64)
         var full = FullForward(dir, ids);
         int before = torch.get_num_threads();
@@ -67,7 +67,7 @@ public class InferenceModelTests
     [InlineData(false)]
     public void ChunkedPrefillEqualsTokenByToken(bool invariant)
     {
-        string dir = TestModels.Save(TestModels.Tiny(), "chunked");
+        string dir = TinyHfModels.SaveInNewDir(TinyHfModels.Tiny(), "chunked");
         var ids = Ids(40, 2);
         var full = FullForward(dir, ids);
         using var model = LlamaInferenceModel.Load(dir, new InferenceOptions { BatchInvariant = invariant });
@@ -92,7 +92,7 @@ public class InferenceModelTests
     [InlineData(false)]
     public void StepBatchEqualsIndividualSteps(bool invariant)
     {
-        string dir = TestModels.Save(TestModels.Tiny(), "batch");
+        string dir = TinyHfModels.SaveInNewDir(TinyHfModels.Tiny(), "batch");
         using var model = LlamaInferenceModel.Load(dir, new InferenceOptions { BatchInvariant = invariant });
         int[] promptLengths = [3, 9, 1];
         var prompts = promptLengths.Select((n, i) => Ids(n, 10 + i)).ToArray();
@@ -124,7 +124,7 @@ public class InferenceModelTests
     [InlineData(false)]
     public void ContextOverflowIsRefusedAndLeavesTheSessionUsable(bool invariant)
     {
-        string dir = TestModels.Save(TestModels.Tiny(maxPos: 16), "overflow");
+        string dir = TinyHfModels.SaveInNewDir(TinyHfModels.Tiny(maxPos: 16), "overflow");
         using var model = LlamaInferenceModel.Load(dir, new InferenceOptions { Name = "tiny", BatchInvariant = invariant });
         Assert.Equal("tiny", model.Name);
         Assert.Equal(16, model.MaxSequenceLength);
@@ -151,7 +151,7 @@ public class InferenceModelTests
     public void InferenceCopyOfATrainingModuleAgreesWithIt(bool invariant)
     {
         torch.manual_seed(3);
-        using var m = new LlamaForCausalLM(TestModels.Tiny());
+        using var m = new LlamaForCausalLM(TinyHfModels.Tiny());
         using var model = LlamaInferenceModel.FromModule(m, new InferenceOptions { BatchInvariant = invariant });
         var ids = Ids(12, 5);
         using var s = model.CreateSession(12);
@@ -166,7 +166,7 @@ public class InferenceModelTests
     [Fact]
     public void UnavailableOrUnknownDeviceIsAClearError()
     {
-        string dir = TestModels.Save(TestModels.Tiny(), "device");
+        string dir = TinyHfModels.SaveInNewDir(TinyHfModels.Tiny(), "device");
         var e = Assert.Throws<ArgumentException>(() => LlamaInferenceModel.Load(dir, new InferenceOptions { Device = "tpu" }));
         Assert.Contains("not one of cpu, cuda, cuda:N", e.Message);
         if (!torch.cuda.is_available())

@@ -64,9 +64,9 @@ public class LlamaCppComparisonTests(ITestOutputHelper output)
     [InlineData(true, 1, false)]
     public void LogitsMatchLlamaCppOn64Tokens(bool tied, int kvHeads, bool invariant)
     {
-        var config = TestModels.Tiny(tied, kvHeads) with { RopeTheta = 500000, IntermediateSize = 80 };
+        var config = TinyHfModels.Tiny(tied, kvHeads) with { RopeTheta = 500000, IntermediateSize = 80 };
         Assert.NotEqual(config.NumAttentionHeads, config.NumKeyValueHeads);
-        string dir = TestModels.Save(config, "llamacpp");
+        string dir = TinyHfModels.SaveInNewDir(config, "llamacpp");
         var ids = Enumerable.Range(0, 64).Select(i => (i * 37 + 11) % config.VocabSize).ToArray();
         string gguf = Path.Combine(dir, "model-f32.gguf");
         GgufExport.Export(dir, gguf);

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using ProxyOrleans.Abstractions;
+using ProxyOrleans.Client.Benchmarks;
 using ProxyOrleans.Inference.Models;
 using TorchSharp;
 

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using ProxyOrleans.Abstractions;
+using ProxyOrleans.Client.Benchmarks;
 
 namespace ProxyOrleans.Client.Commands;
 

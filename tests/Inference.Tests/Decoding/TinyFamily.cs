@@ -20,7 +20,7 @@ internal sealed class TinyFamily : IDisposable
 
     public TinyFamily()
     {
-        Root = TestModels.NewDir("tiny-family");
+        Root = TinyHfModels.NewDir("tiny-family");
         Save("base", 11, Tokenizer(Corpus, 30, chat: false), Vocab);
         Save("anti", 22, Tokenizer(Corpus, 30, chat: false), Vocab);
         Save("expert", 33, Tokenizer(Corpus, 30, chat: true), Vocab + 3);
@@ -33,7 +33,7 @@ internal sealed class TinyFamily : IDisposable
 
     private void Save(string name, int seed, Action<string> writeTokenizer, int vocab, int maxPos = 128)
     {
-        string dir = TestModels.Save(TestModels.Tiny(maxPos: maxPos) with { VocabSize = vocab }, name, seed);
+        string dir = TinyHfModels.SaveInNewDir(TinyHfModels.Tiny(maxPos: maxPos) with { VocabSize = vocab }, name, seed);
         writeTokenizer(dir);
         Dirs[name] = dir;
     }

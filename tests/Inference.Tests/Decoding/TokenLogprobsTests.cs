@@ -113,8 +113,8 @@ public class EveryPositionLogitsTests
     [InlineData(false, 40)]
     public void Rows_equal_the_logits_of_appending_token_by_token(bool batchInvariant, int length)
     {
-        var config = TestModels.Tiny(maxPos: 512);
-        using var model = LlamaInferenceModel.Load(TestModels.Save(config, "every-position"), new InferenceOptions { BatchInvariant = batchInvariant });
+        var config = TinyHfModels.Tiny(maxPos: 512);
+        using var model = LlamaInferenceModel.Load(TinyHfModels.SaveInNewDir(config, "every-position"), new InferenceOptions { BatchInvariant = batchInvariant });
         var rng = new Random(3);
         int[] ids = [.. Enumerable.Range(0, length).Select(_ => rng.Next(config.VocabSize))];
         int v = config.VocabSize;

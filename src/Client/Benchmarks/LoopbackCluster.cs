@@ -5,7 +5,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using ProxyOrleans.Abstractions;
 
-namespace ProxyOrleans.Client.Commands;
+namespace ProxyOrleans.Client.Benchmarks;
 
 /// <summary>
 /// Several real silo processes (src/Silo) on loopback, clustered with localhost clustering and a primary, plus a

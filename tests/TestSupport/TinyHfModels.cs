@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using System.Text;
 using ProxyOrleans.Inference.Models;
 using ProxyOrleans.Inference.Runtime;
@@ -8,14 +7,15 @@ using TorchSharp;
 namespace ProxyOrleans.TestSupport;
 
 /// <summary>
-/// Tiny seeded random-weight Llama checkpoints written as real HF directories, for the test projects that run
-/// silos, gateways and pods (Cluster.Tests, Gateway.Tests, Deploy.Tests link this file): config, weights, and a
-/// tokenizer (a small byte-level BPE, or the Llama-2 SentencePiece model of ../shared/data).
+/// The one tiny-model factory of the test projects: seeded random-weight Llama checkpoints written as real HF
+/// directories (config, weights, and a tokenizer: a small byte-level BPE, or the Llama-2 SentencePiece model of
+/// ../shared/data). Each project's fixtures (Cluster.Tests' TinyTrio, Gateway.Tests' TinyModels, Deploy.Tests'
+/// TinyModel, Inference.Tests' TinyFamily) choose their models through it.
 /// </summary>
 public static class TinyHfModels
 {
-    [ModuleInitializer]
-    internal static void Init() => TorchRuntime.EnsureLoaded();
+    // libtorch before the first tensor (the test projects also load it at start, in their AssemblySetup).
+    static TinyHfModels() => TorchRuntime.EnsureLoaded();
 
     /// <summary>GQA (4 query heads on 2 kv heads), untied head, 2 layers, hidden 64.</summary>
     public static LlamaConfig Config(int vocabSize, int maxPos, int bosId, int eosId, int intermediateSize = 96) => new()
@@ -26,11 +26,37 @@ public static class TinyHfModels
     };
 
     /// <summary>
-    /// Seeded random weights saved into <paramref name="dir"/> (config.json + model.safetensors). With a
-    /// <paramref name="std"/>, norm weights are drawn from [0.5, 1.5) (so folding them is exercised) and the rest from
-    /// N(0, std); without one, the module's own initialisation.
+    /// The inference tests' model: the same shape on a 300-token vocabulary (BOS 1, EOS 2), optionally with a tied
+    /// head, fewer kv heads, or Qwen2's attention biases.
     /// </summary>
-    public static string SaveWeights(LlamaConfig config, string dir, int seed, double? std)
+    public static LlamaConfig Tiny(bool tied = false, int kvHeads = 2, bool bias = false, int maxPos = 128) =>
+        Config(vocabSize: 300, maxPos: maxPos, bosId: 1, eosId: 2) with
+        {
+            NumKeyValueHeads = kvHeads, TieWordEmbeddings = tied, AttentionBias = bias, ModelType = bias ? "qwen2" : "llama",
+        };
+
+    /// <summary>A new empty folder under the temp directory, named after <paramref name="name"/> and unique.</summary>
+    public static string NewDir(string name)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "proxyorleans-tests", name + "-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(dir);
+        return dir;
+    }
+
+    /// <summary>
+    /// Seeded random weights in a new folder (<see cref="NewDir"/>): norms from [0.5, 1.5), biases from N(0, 0.05), the
+    /// rest from N(0, 0.08); returns the folder.
+    /// </summary>
+    public static string SaveInNewDir(LlamaConfig config, string name, int seed = 1234) =>
+        SaveWeights(config, NewDir(name), seed, std: 0.08, biasStd: 0.05);
+
+    /// <summary>
+    /// Seeded random weights saved into <paramref name="dir"/> (config.json + model.safetensors). With a
+    /// <paramref name="std"/>, norm weights are drawn from [0.5, 1.5) (so folding them is exercised), biases from
+    /// N(0, <paramref name="biasStd"/>) when given, and the rest from N(0, std); without one, the module's own
+    /// initialisation.
+    /// </summary>
+    public static string SaveWeights(LlamaConfig config, string dir, int seed, double? std, double? biasStd = null)
     {
         Directory.CreateDirectory(dir);
         torch.manual_seed(seed);
@@ -39,6 +65,7 @@ public static class TinyHfModels
             using (torch.no_grad())
                 foreach (var (n, p) in m.named_parameters())
                     if (n.EndsWith("norm.weight")) p.uniform_(0.5, 1.5);
+                    else if (biasStd is double b && n.EndsWith(".bias")) p.normal_(0, b);
                     else p.normal_(0, s);
         m.SavePretrained(dir);
         return dir;

@@ -4,9 +4,12 @@ using Orleans.TestingHost;
 using ProxyOrleans.Grains.Hosting;
 using ProxyOrleans.Grains.Models;
 
-namespace ProxyOrleans.Cluster.Tests;
+namespace ProxyOrleans.TestSupport;
 
-/// <summary>An in-process Orleans test cluster whose silo i hosts models[i] (the same hosting code as src/Silo).</summary>
+/// <summary>
+/// An in-process Orleans test cluster (Orleans.TestingHost) whose silo i hosts modelsPerSilo[i], read from
+/// modelPath(name), through the same hosting code as src/Silo.
+/// </summary>
 public sealed class InProcessCluster : IAsyncDisposable
 {
     public InProcessTestCluster Cluster { get; }
@@ -15,7 +18,7 @@ public sealed class InProcessCluster : IAsyncDisposable
 
     private InProcessCluster(InProcessTestCluster cluster, string[][] models) { Cluster = cluster; _models = models; }
 
-    public static async Task<InProcessCluster> StartAsync(params string[][] modelsPerSilo)
+    public static async Task<InProcessCluster> StartAsync(Func<string, string> modelPath, params string[][] modelsPerSilo)
     {
         var builder = new InProcessTestClusterBuilder((short)modelsPerSilo.Length);
         builder.ConfigureSilo((options, silo) =>
@@ -26,10 +29,7 @@ public sealed class InProcessCluster : IAsyncDisposable
             for (int i = 0; i < models.Length; i++)
             {
                 config[$"ProxyOrleans:Models:{i}:Name"] = models[i];
-                config[$"ProxyOrleans:Models:{i}:Path"] = models[i] switch
-                {
-                    TinyTrio.Alien => TinyTrio.AlienPath, TinyTrio.Extra => TinyTrio.ExtraPath, _ => TinyTrio.Dir(models[i]),
-                };
+                config[$"ProxyOrleans:Models:{i}:Path"] = modelPath(models[i]);
             }
             silo.AddProxyOrleans(new ConfigurationBuilder().AddInMemoryCollection(config).Build());
             silo.UseFastFailureDetection();

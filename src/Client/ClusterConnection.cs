@@ -5,7 +5,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.Configuration;
 
-namespace ProxyOrleans.Client.Commands;
+namespace ProxyOrleans.Client;
 
 /// <summary>Options and code to connect to a cluster as an Orleans client: localhost gateways or Redis clustering.</summary>
 public sealed class ClusterConnection

@@ -1,3 +1,5 @@
+// The shared test support (tests/TestSupport): tiny-model factory, in-process cluster, host processes.
+global using ProxyOrleans.TestSupport;
 using System.Runtime.CompilerServices;
 using ProxyOrleans.Abstractions;
 using ProxyOrleans.Grains;
@@ -6,7 +8,6 @@ using ProxyOrleans.Inference.Models;
 using ProxyOrleans.Inference.Runtime;
 using ProxyOrleans.Inference.Tokenization;
 using TorchSharp;
-using ProxyOrleans.TestSupport;
 using Xunit;
 
 [assembly: CollectionBehavior(DisableTestParallelization = true)]
@@ -24,6 +25,9 @@ public static class TinyTrio
     private static readonly Lazy<Dictionary<string, string>> Dirs = new(Create);
 
     public static string Dir(string name) => Dirs.Value[name];
+
+    /// <summary>The folder of any tiny model here, the trio's or <see cref="Alien"/> or <see cref="Extra"/>.</summary>
+    public static string PathOf(string name) => name switch { Alien => AlienPath, Extra => ExtraPath, _ => Dir(name) };
     public static (string Name, string Path) Model(string name) => (name, Dir(name));
 
     public static CombinationSpec Spec(float alpha = 1f) => new(Base, [new ExpertSpec(Expert, Anti)], alpha);

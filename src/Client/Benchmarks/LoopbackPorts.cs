@@ -1,15 +1,16 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace ProxyOrleans.Client.Commands;
+namespace ProxyOrleans.Client.Benchmarks;
 
 /// <summary>
 /// Ports for processes started on this machine (loopback clusters, test silos and gateways). Taken below the
 /// kernel's ephemeral range (32768+ on Linux), where outgoing connections of any process can grab a port between
 /// our check and the child's bind; checked free on 127.0.0.1 and on the any-address a host listens on; never handed
-/// out twice by one process. Linked into the test projects, so there is one way to pick a port.
+/// out twice by one process. The test projects reach it through tests/TestSupport, so that a test and the loopback
+/// cluster it starts draw from the same set of ports given out.
 /// </summary>
-internal static class LoopbackPorts
+public static class LoopbackPorts
 {
     private const int First = 20000, Last = 32000;
     private static readonly HashSet<int> Given = [];

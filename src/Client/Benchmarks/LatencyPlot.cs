@@ -1,6 +1,6 @@
 using ScottPlot;
 
-namespace ProxyOrleans.Client.Commands;
+namespace ProxyOrleans.Client.Benchmarks;
 
 /// <summary>`bench cluster --plot`: one horizontal bar per (trio, layout), split into where a decode step's time went.</summary>
 public static class LatencyPlot

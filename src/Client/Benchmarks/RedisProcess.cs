@@ -3,12 +3,12 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 
-namespace ProxyOrleans.Client.Commands;
+namespace ProxyOrleans.Client.Benchmarks;
 
 /// <summary>
 /// A redis-server of our own on a free loopback port (no persistence), for loopback clusters with Redis membership
-/// (the chaos command; linked into the deployment tests). With a password it runs with --requirepass, as the
-/// Kubernetes manifests run Redis.
+/// (the chaos command and the deployment tests). With a password it runs with --requirepass, as the Kubernetes
+/// manifests run Redis.
 /// </summary>
 public sealed class RedisProcess : IDisposable
 {

@@ -7,7 +7,7 @@ using ProxyOrleans.Inference.Tokenization;
 using ScottPlot;
 using TorchSharp;
 
-namespace ProxyOrleans.Client.Commands;
+namespace ProxyOrleans.Client.Benchmarks;
 
 /// <summary>What `bench cluster --accelerator-sim` runs.</summary>
 /// <param name="Quick">CI-sized: the presets' deployed layout, one model step (20 ms), 1 and 64 streams, short windows.</param>
