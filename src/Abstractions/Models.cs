@@ -96,7 +96,7 @@ public sealed record StepResult
 
 /// <summary>
 /// A model's vocabulary as a coordinator compares it: the SHA-256 fingerprint of its tokenizer's tokens
-/// (TokenizerVocabulary.Fingerprint) and how many logits the model returns.
+/// (VocabularyCheck.Fingerprint: tokens, BOS/EOS, probe encodings) and how many logits the model returns.
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record VocabularyId([property: Id(0)] string Model, [property: Id(1)] string Fingerprint, [property: Id(2)] int Logits);

@@ -33,8 +33,8 @@ public sealed class ModelWorker : IDisposable
     public ITextTokenizer Tokenizer { get; }
     public int VocabSize => _model.VocabSize;
     private VocabularyId? _vocabulary;
-    /// <summary>Fingerprint of the tokenizer's tokens and the logits count, reported at every open (computed once).</summary>
-    public VocabularyId Vocabulary => _vocabulary ??= new(Name, TokenizerVocabulary.Fingerprint(Tokenizer), VocabSize);
+    /// <summary>Fingerprint of the tokenizer (what the vocabulary check compares) and the logits count, reported at every open (computed once).</summary>
+    public VocabularyId Vocabulary => _vocabulary ??= new(Name, VocabularyCheck.Fingerprint(Tokenizer), VocabSize);
     public int MaxSequenceLength => _model.MaxSequenceLength;
     public long KvBytesPerToken => _model.KvBytesPerToken;
     public int ActiveSessions => _sessions.Count;

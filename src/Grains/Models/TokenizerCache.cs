@@ -23,11 +23,14 @@ public sealed class TokenizerCache(HostedModels hosted, IModelLoader loader, IGr
 
     /// <summary>
     /// The single-process path's <see cref="VocabularyCheck"/> (logits counts, BOS/EOS, token by token, probe encodings;
-    /// a few extra expert tokens allowed) between the base and another model of a combination, run once per pair of
-    /// fingerprints on this silo. A mismatch is an <see cref="InvalidRequestException"/> with the same message.
+    /// a few extra expert tokens allowed) between the base and another model of a combination. Equal fingerprints and
+    /// logits counts pass without fetching anything (the fingerprint digests what the check compares); otherwise both
+    /// tokenizers are fetched once per pair of fingerprints on this silo and checked, so that a mismatch is an
+    /// <see cref="InvalidRequestException"/> saying what differs, with the same message as the single-process path.
     /// </summary>
     public async Task EnsureSameVocabularyAsync(VocabularyId baseModel, VocabularyId other, string role)
     {
+        if (baseModel.Fingerprint == other.Fingerprint && baseModel.Logits == other.Logits) return;
         var key = (baseModel, other, role);
         if (!_verdicts.TryGetValue(key, out var error))
         {

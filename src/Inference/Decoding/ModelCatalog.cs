@@ -1,3 +1,4 @@
+using System.Text;
 using ProxyOrleans.Inference.Models;
 using ProxyOrleans.Inference.Tokenization;
 
@@ -190,6 +191,20 @@ public static class VocabularyCheck
                     $"{Who()} do not share a vocabulary: {Quote(probe)} encodes to [{string.Join(", ", ia)}] for the base but " +
                     $"[{string.Join(", ", ib)}] for the {role}." + Fix);
         }
+    }
+
+    /// <summary>
+    /// A digest of everything <see cref="Ensure(string, int, ITextTokenizer, string, int, ITextTokenizer, string)"/>
+    /// compares: every token string in id order, BOS and EOS, and the probe encodings. Two tokenizers with equal
+    /// fingerprints pass the check against each other (given equal logits counts), so silos compare fingerprints and
+    /// ship tokenizer files only when they differ, to say what differs.
+    /// </summary>
+    public static string Fingerprint(ITextTokenizer tokenizer)
+    {
+        var text = new StringBuilder();
+        text.Append(TokenizerVocabulary.Fingerprint(tokenizer)).Append('|').Append(tokenizer.BosTokenId).Append('|').Append(tokenizer.EosTokenId);
+        foreach (string probe in Probes) text.Append('|').AppendJoin(',', tokenizer.Encode(probe, addBos: false));
+        return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString()))).ToLowerInvariant();
     }
 
     private static string Quote(string? s) => s is null ? "(none)" : "\"" + s.Replace("\n", "\\n").Replace("\t", "\\t").Replace("\r", "\\r") + "\"";

@@ -28,6 +28,28 @@ public class VocabularyComparisonTests
     }
 
     [Fact]
+    public void The_check_fingerprint_is_equal_exactly_when_the_vocabulary_check_has_nothing_to_compare()
+    {
+        using var a = NewTempDir();
+        using var b = NewTempDir();
+        using var c = NewTempDir();
+        var x = Make(a, ["a|b", "b|c"], ["<eos>"]);
+        var y = Make(b, ["a|b", "b|c"], ["<eos>"]);
+        ProxyOrleans.Inference.Decoding.VocabularyCheck.Ensure("x", x.VocabSize, x, "y", y.VocabSize, y, "expert");
+        Assert.Equal(ProxyOrleans.Inference.Decoding.VocabularyCheck.Fingerprint(x), ProxyOrleans.Inference.Decoding.VocabularyCheck.Fingerprint(y));
+
+        // The same token strings with a BOS: the token fingerprint cannot tell them apart, the check can, so the
+        // check's fingerprint must differ (else a coordinator would skip the check and prefill other ids).
+        var (vocab, m) = ByteLevelBpeTokenizerFile.FromByteMerges(Merges(["a|b", "b|c"]));
+        ByteLevelBpeTokenizerFile.Write(c.Path, vocab, m, ["<eos>"], new ByteLevelBpeFileOptions { BosToken = "<eos>" });
+        var z = TokenizerLoader.Load(c.Path);
+        Assert.Equal(TokenizerVocabulary.Fingerprint(x), TokenizerVocabulary.Fingerprint(z));
+        Assert.NotEqual(x.BosTokenId, z.BosTokenId);
+        Assert.Throws<InvalidOperationException>(() => ProxyOrleans.Inference.Decoding.VocabularyCheck.Ensure("x", x.VocabSize, x, "z", z.VocabSize, z, "expert"));
+        Assert.NotEqual(ProxyOrleans.Inference.Decoding.VocabularyCheck.Fingerprint(x), ProxyOrleans.Inference.Decoding.VocabularyCheck.Fingerprint(z));
+    }
+
+    [Fact]
     public void Extra_tokens_at_the_end_are_reported_and_can_be_ignored()
     {
         using var a = NewTempDir();
