@@ -8,6 +8,7 @@ namespace ProxyOrleans.Inference.Decoding;
 /// e.g. "Answer:"); the base and the anti-experts get the plain text inside an optional answer cue
 /// (e.g. "Question: {prompt}\nAnswer:"), so an untuned model is asked zero-shot in a form it can continue.
 /// The generated text is what follows the prompt; neither the cue nor the prefix is part of it.
+/// A prompt may also come as token ids of the base's vocabulary (<see cref="TokenIds"/>): read as given, never cued.
 /// The single-process decoder and the model grains both tokenize through here, so both paths prefill the same ids.
 /// </summary>
 public sealed record ProxyPrompt
