@@ -119,6 +119,17 @@ public sealed class TokenIdPromptTests(GatewayFixture fx)
         Assert.StartsWith(detokenized, fromIds.GetProperty("text").GetString());
         Assert.EndsWith(text, detokenized);
 
+        // Streamed, the prompt goes first as a chunk of its own: the same decoded text and the prompt's scores.
+        using (var r = await fx.Http.SendAsync(Http.Post("/v1/completions", JsonSerializer.Serialize(new
+               { model = fx.Combination, prompt = ids, max_tokens = 2, temperature = 0, logprobs = 2, echo = true, stream = true }), GatewayFixture.AliceKey),
+               HttpCompletionOption.ResponseHeadersRead))
+        {
+            Assert.True(r.IsSuccessStatusCode, await r.Content.ReadAsStringAsync());
+            var first = JsonDocument.Parse((await Http.ReadEventsAsync(r))[0]).RootElement.GetProperty("choices")[0];
+            Assert.Equal(detokenized, first.GetProperty("text").GetString());
+            Assert.Equal(ids.Length, first.GetProperty("logprobs").GetProperty("tokens").GetArrayLength());
+        }
+
         var direct = fx.DirectGeneration(fx.CombinationSpec, ProxyPrompt.FromTokenIds(ids), 2, new DecodeOptions { Logprobs = 2, PromptLogprobs = 2 });
         var scores = fromIds.GetProperty("logprobs").GetProperty("token_logprobs").EnumerateArray().ToArray();
         Assert.Equal(ids.Length + 2, scores.Length);

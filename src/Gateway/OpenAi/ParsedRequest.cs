@@ -20,7 +20,8 @@ public sealed record ParsedRequest
     public required string Model { get; init; }
     /// <summary>
     /// The wire request every generation of this request runs: combination (with per-request overrides and prompt
-    /// options), chat messages, sampling. Completions set <see cref="GenerationRequest.Prompt"/> per prompt; choice
+    /// options), chat messages, sampling. Completions set <see cref="GenerationRequest.Prompt"/> (or
+    /// <see cref="GenerationRequest.PromptTokenIds"/>) per prompt; choice
     /// j uses seed + j (see <see cref="Generations"/>).
     /// </summary>
     public required GenerationRequest Generation { get; init; }
