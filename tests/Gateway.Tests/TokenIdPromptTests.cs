@@ -46,6 +46,10 @@ public sealed class TokenIdPromptTests(GatewayFixture fx)
         var direct = fx.DirectGeneration(fx.CombinationSpec, ProxyPrompt.FromTokenIds(ids), 6);
         Assert.Equal(direct.Text, Texts(fromIds)[0]);
         Assert.Equal(ids.Length, direct.PromptTokens);
+
+        // A plain model reads them the same way.
+        object Plain(object prompt) => new { model = fx.BaseModel, prompt, max_tokens = 6, temperature = 0 };
+        Assert.Equal(Texts(await PostOkAsync("/v1/completions", Plain(text))), Texts(await PostOkAsync("/v1/completions", Plain(ids))));
     }
 
     [Fact]
