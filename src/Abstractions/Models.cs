@@ -31,7 +31,7 @@ public sealed record ClusterModels(
     public bool Ready => Models.Length > 0 && Combinations.All(c => c.Ready);
 }
 
-/// <summary>Opens a session on a model: the prompt (as text or messages) and tokens to prefill after it.</summary>
+/// <summary>Opens a session on a model: the prompt (as text, messages or token ids) and tokens to prefill after it.</summary>
 [GenerateSerializer, Immutable]
 public sealed record OpenSessionRequest
 {
@@ -64,6 +64,8 @@ public sealed record OpenSessionRequest
     [Id(13)] public int Attempt { get; init; }
     /// <summary>Also return the logits at every prompt position (<see cref="StepResult.PromptLogits"/>), to score the prompt (echo).</summary>
     [Id(14)] public bool ScorePrompt { get; init; }
+    /// <summary>The prompt as token ids of the base model's vocabulary, instead of <see cref="Prompt"/> (see <see cref="GenerationRequest.PromptTokenIds"/>).</summary>
+    [Id(15)] public int[]? PromptTokenIds { get; init; }
 }
 
 /// <summary>Result of an open or a step: the next-token logits (fp32 or fp16 little-endian bytes).</summary>

@@ -103,7 +103,7 @@ public enum LogitsPrecision
 
 /// <summary>
 /// One generation request, from the HTTP gateway (RequestParser builds it), the CLI or a test to the coordinator
-/// grain. Give either <see cref="Prompt"/> or <see cref="Messages"/>.
+/// grain. Give one of <see cref="Prompt"/>, <see cref="Messages"/> or <see cref="PromptTokenIds"/>.
 /// The expert models see the chat template (when they have one and <see cref="ExpertChatTemplate"/> is set) and the
 /// combination's <see cref="CombinationSpec.ExpertResponsePrefix"/>; the base and anti-experts see the plain prompt
 /// inside the combination's <see cref="CombinationSpec.AnswerCue"/>, as in the paper.
@@ -141,4 +141,10 @@ public sealed record GenerationRequest
     /// same tokens. With <see cref="SamplingSpec.MaxNewTokens"/> 0 nothing is generated.
     /// </summary>
     [Id(12)] public int? PromptLogprobs { get; init; }
+    /// <summary>
+    /// The prompt as token ids of the base model's vocabulary, instead of <see cref="Prompt"/> (completions'
+    /// <c>"prompt": [ids]</c>). Read as given by the base and anti-experts (no answer cue can apply); an expert with a
+    /// chat template reads them decoded, inside its template (ProxyPrompt.TokenIds in the Inference library).
+    /// </summary>
+    [Id(13)] public int[]? PromptTokenIds { get; init; }
 }

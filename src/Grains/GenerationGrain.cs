@@ -149,10 +149,12 @@ public sealed partial class GenerationGrain(
                 throw new InvalidRequestException("experts", "Each expert pair needs an expert and an anti-expert model.");
             if (!float.IsFinite(e.Weight)) throw new InvalidRequestException("experts", $"Weight of {e.Expert} must be finite; got {e.Weight}.");
         }
-        if (string.IsNullOrEmpty(r.Prompt) && r.Messages is not { Length: > 0 })
-            throw new InvalidRequestException("prompt", "Give a non-empty prompt or at least one chat message.");
+        if (string.IsNullOrEmpty(r.Prompt) && r.Messages is not { Length: > 0 } && r.PromptTokenIds is not { Length: > 0 })
+            throw new InvalidRequestException("prompt", "Give a non-empty prompt, prompt token ids or at least one chat message.");
         if (CombinationSpec.AnswerCueProblem(r.Combination.AnswerCue) is { } cueProblem)
             throw new InvalidRequestException("answer_cue", cueProblem);
+        if (r.PromptTokenIds is not null && ProxyPrompt.TokenIdsCueProblem(r.Combination.AnswerCue) is { } idsCueProblem)
+            throw new InvalidRequestException("answer_cue", idsCueProblem);
         var s = r.Sampling ?? new SamplingSpec();
         var options = s.ToSamplingOptions();
         try { Sampler.Validate(options); }
@@ -276,7 +278,7 @@ public sealed partial class GenerationGrain(
             // One session id per slot: a model used twice (anti-expert = base) holds two sessions in the same worker.
             OpenSessionRequest Req(bool chat) => new()
             {
-                SessionId = $"{session}/{Slots.Count}", Prompt = request.Prompt, Messages = request.Messages, ApplyChatTemplate = chat,
+                SessionId = $"{session}/{Slots.Count}", Prompt = request.Prompt, Messages = request.Messages, PromptTokenIds = request.PromptTokenIds, ApplyChatTemplate = chat,
                 AnswerCue = spec.AnswerCue, ExpertResponsePrefix = spec.ExpertResponsePrefix,
                 Precision = request.Precision, MaxNewTokens = Math.Max(1, request.Sampling.MaxNewTokens), TenantId = request.TenantId,
                 Generation = $"{request.TenantId}/{root}", Attempt = attempt, ScorePrompt = ScoresPrompt,

@@ -32,7 +32,8 @@ public static class InferenceMapping
     {
         var prompt = r.Messages is { Length: > 0 } messages
             ? ProxyPrompt.FromMessages([.. messages.Select(m => new ChatMessage(m.Role, m.Content))])
-            : ProxyPrompt.FromText(r.Prompt ?? throw new InvalidRequestException("prompt", "Give a prompt or chat messages."));
+            : r.PromptTokenIds is { } ids ? ProxyPrompt.FromTokenIds(ids)
+            : ProxyPrompt.FromText(r.Prompt ?? throw new InvalidRequestException("prompt", "Give a prompt, prompt token ids or chat messages."));
         return prompt with
         {
             ExpertChatTemplate = r.ApplyChatTemplate, AnswerCue = r.AnswerCue, ExpertResponsePrefix = r.ExpertResponsePrefix,
@@ -59,7 +60,7 @@ public static class InferenceMapping
     /// <summary>The same prompt as the coordinator hands it to every model of a request.</summary>
     public static ProxyPrompt ToProxyPrompt(this GenerationRequest r) => new OpenSessionRequest
     {
-        SessionId = "", Prompt = r.Prompt, Messages = r.Messages, ApplyChatTemplate = r.ExpertChatTemplate,
+        SessionId = "", Prompt = r.Prompt, Messages = r.Messages, PromptTokenIds = r.PromptTokenIds, ApplyChatTemplate = r.ExpertChatTemplate,
         AnswerCue = r.Combination.AnswerCue, ExpertResponsePrefix = r.Combination.ExpertResponsePrefix,
     }.ToProxyPrompt() with { BaseChatTemplate = r.Combination.BaseChatTemplate };
 }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using ProxyOrleans.Client.Benchmarks;
 using Xunit;
 
@@ -26,20 +25,11 @@ public sealed class CommandLineTests
 
     static async Task<(int Code, string Out, string Err)> RunAsync(string program, params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(Dll(program));
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        try { await p.WaitForExitAsync(limit.Token); }
-        catch (OperationCanceledException)
-        {
-            p.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{program} {string.Join(' ', args)} still ran after 60 s: it started instead of answering.");
-        }
-        return (p.ExitCode, await stdout, await stderr);
+        var dll = Dll(program);
+        using var p = new HostProcess(program, dll, new Dictionary<string, string>(), Path.GetDirectoryName(dll)!, args);
+        if (!await p.WaitForExitAsync(TimeSpan.FromSeconds(60)))
+            throw new TimeoutException($"{program} {string.Join(' ', args)} still ran after 60 s: it started instead of answering."); // disposing kills it
+        return (p.ExitCode, string.Join('\n', p.StandardOutputLines), p.StandardError);
     }
 
     [Theory, MemberData(nameof(Programs))]

@@ -18,7 +18,8 @@ public sealed class ErrorTests(GatewayFixture fx)
         { "/v1/completions", "{\"model\": \"@M\"}", "prompt", "missing_required_parameter" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"\"}", "prompt", "invalid_value" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": []}", "prompt", "invalid_value" },
-        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": [1, 2, 3]}", "prompt", "invalid_type" },
+        // Token ids are a prompt (TokenIdPromptTests); a list mixing ids and text is not.
+        { "/v1/completions", "{\"model\": \"@M\", \"prompt\": [1, \"two\", 3]}", "prompt", "invalid_type" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"\\ud800 lone surrogate\"}", "prompt", "invalid_value" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"hi\", \"stop\": [\"\\udc00\"]}", "stop", "invalid_value" },
         { "/v1/completions", "{\"model\": \"@M\", \"prompt\": \"@LONG\"}", "prompt", "context_length_exceeded" },

@@ -205,6 +205,14 @@ public sealed class GatewayFixture : IAsyncLifetime
         lock (decoder!) return decoder.Generate(combination, p, new SamplingOptions { Temperature = 0, MaxNewTokens = maxTokens }, decode);
     }
 
+    /// <summary>The single-process generation of a prompt given as a <see cref="ProxyPrompt"/> (token ids, say), greedy.</summary>
+    public GenerationResult DirectGeneration(CombinationSpec spec, ProxyPrompt prompt, int maxTokens, DecodeOptions? decode = null)
+    {
+        var combination = new ProxyCombination(spec.Base, spec.Experts.Select(e => new ExpertPair(e.Expert, e.AntiExpert, e.Weight)).ToList(), spec.Alpha);
+        var p = prompt with { AnswerCue = spec.AnswerCue, ExpertResponsePrefix = spec.ExpertResponsePrefix };
+        lock (decoder!) return decoder.Generate(combination, p, new SamplingOptions { Temperature = 0, MaxNewTokens = maxTokens }, decode);
+    }
+
     /// <summary>Subscribes to a tenant's generation events (Orleans stream published by the coordinators).</summary>
     public async Task<EventWatcher> WatchGenerationsAsync(string tenant)
     {

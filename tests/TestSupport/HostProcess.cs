@@ -110,6 +110,14 @@ public sealed class HostProcess : IDisposable
         catch (TimeoutException) { return false; }
     }
 
+    /// <summary>SIGKILL: no drain, no release of leases, sockets closed by the kernel (a crashed or OOM-killed pod).</summary>
+    public void Kill(TimeSpan timeout)
+    {
+        if (process.HasExited) return;
+        process.Kill();
+        process.WaitForExit(timeout);
+    }
+
     public void Dispose()
     {
         try { if (!process.HasExited) { process.Kill(entireProcessTree: true); process.WaitForExit(5000); } }

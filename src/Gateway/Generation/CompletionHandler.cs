@@ -71,6 +71,12 @@ public sealed class CompletionHandler(
             var lastAt = new long[jobs.Count];
             var firstTextSeen = false;
             var streamStarted = false;
+            var echoTexts = new string?[jobs.Count];
+            // The echoed text of a token-id prompt is its ids decoded by the base (special tokens kept, as /detokenize),
+            // asked once the cluster has accepted the ids, so that a bad id is reported as the prompt's.
+            async ValueTask<string> EchoText(int i) => echoTexts[i] ??= jobs[i].Request.PromptTokenIds is { } ids
+                ? await backend.DetokenizeAsync(req.Combination.Base, ids, cancel.Token)
+                : jobs[i].Request.Prompt ?? "";
 
             await foreach (var (index, update) in RunAll(jobs, modelTag, cancel.Token))
             {
@@ -92,7 +98,7 @@ public sealed class CompletionHandler(
                             // The prompt goes first, as its own chunk (with its scores when asked for).
                             choice.Echoed = true;
                             var promptLogprobs = choice.PromptChunk();
-                            var promptText = jobs[index].Request.Prompt ?? "";
+                            var promptText = await EchoText(index);
                             await WriteEventAsync(ctx, w => ResponseWriter.Chunk(w, endpoint, id, created, req.Model, index, promptText, null,
                                 logprobs: promptLogprobs), cancel.Token);
                         }
@@ -140,8 +146,10 @@ public sealed class CompletionHandler(
             }
             else
             {
-                var choices = jobs.Select((job, i) => new ResponseWriter.Choice(i, (req.Echo ? job.Request.Prompt : "") + texts[i], finish[i] ?? "stop",
-                    scores[i].Whole(), scores[i].WholeModels())).ToList();
+                List<ResponseWriter.Choice> choices = [];
+                for (var i = 0; i < jobs.Count; i++)
+                    choices.Add(new ResponseWriter.Choice(i, (req.Echo ? await EchoText(i) : "") + texts[i], finish[i] ?? "stop",
+                        scores[i].Whole(), scores[i].WholeModels()));
                 ctx.Response.ContentType = "application/json";
                 await using var w = new Utf8JsonWriter(ctx.Response.Body, OpenAi.JsonOut.Options);
                 ResponseWriter.Completion(w, endpoint, id, created, req.Model, choices, prompt, completion);
@@ -186,7 +194,7 @@ public sealed class CompletionHandler(
     static int PromptTokenEstimate(ParsedRequest req)
     {
         long chars = req.Endpoint == ApiEndpoint.Completions
-            ? req.Prompts.Sum(p => (long)p.Length)
+            ? req.Prompts.Sum(p => p.TokenIds is { } ids ? ids.Length * 4L : p.Length) // ids are tokens already: 4 "characters" each
             : (req.Generation.Messages ?? []).Sum(m => (long)m.Content.Length);
         return (int)Math.Min(int.MaxValue, (chars + 3) / 4);
     }

@@ -38,13 +38,13 @@ public sealed partial class RequestParser(GatewayOptions options, Func<string, C
             $"The model '{model}' does not exist. GET /v1/models lists the models and combinations you can use.",
             "invalid_request_error", "model", "model_not_found", "unknown_model");
 
-        IReadOnlyList<string> prompts = [];
+        IReadOnlyList<CompletionPrompt> prompts = [];
         IReadOnlyList<ChatMessageSpec> messages = [];
         int promptChars;
         if (endpoint == ApiEndpoint.Completions)
         {
             prompts = ParsePrompts(root);
-            promptChars = prompts.Max(p => p.Length);
+            promptChars = prompts.Max(p => p.Length); // a token id stands for at least one character
         }
         else
         {
@@ -122,30 +122,59 @@ public sealed partial class RequestParser(GatewayOptions options, Func<string, C
         return request;
     }
 
-    IReadOnlyList<string> ParsePrompts(JsonElement root)
+    /// <summary>
+    /// OpenAI's four prompt shapes: a string, a list of strings, a list of token ids, a list of lists of token ids (one
+    /// prompt each). Ids are checked here to be non-negative integers; against the vocabulary by the models that read them.
+    /// </summary>
+    IReadOnlyList<CompletionPrompt> ParsePrompts(JsonElement root)
     {
+        const string shapes = "'prompt' must be a string, a list of strings, a list of token ids or a list of lists of token ids";
         var p = Get(root, "prompt") ?? throw ApiError.Invalid("prompt", "'prompt' is required.", "missing_required_parameter");
-        List<string> prompts = [];
+        List<CompletionPrompt> prompts = [];
         switch (p.ValueKind)
         {
             case JsonValueKind.String:
-                prompts.Add(Text(p, "prompt"));
+                prompts.Add(new(Text(p, "prompt"), null));
+                break;
+            case JsonValueKind.Array when p.GetArrayLength() == 0:
+                throw ApiError.Invalid("prompt", "'prompt' is an empty list.");
+            case JsonValueKind.Array when p[0].ValueKind == JsonValueKind.Number:
+                prompts.Add(new(null, TokenIds(p, "prompt")));
                 break;
             case JsonValueKind.Array:
+                var i = 0;
                 foreach (var e in p.EnumerateArray())
                 {
-                    if (e.ValueKind != JsonValueKind.String)
-                        throw ApiError.Invalid("prompt", "'prompt' must be a string or a list of strings (token-id prompts are not supported).", "invalid_type");
-                    prompts.Add(Text(e, "prompt"));
+                    var at = $"prompt[{i++}]";
+                    prompts.Add(e.ValueKind switch
+                    {
+                        JsonValueKind.String => new(Text(e, "prompt"), null),
+                        JsonValueKind.Array => new(null, TokenIds(e, at)),
+                        _ => throw ApiError.Invalid("prompt", $"{shapes}; '{at}' is a {e.ValueKind.ToString().ToLowerInvariant()}.", "invalid_type"),
+                    });
                 }
-                if (prompts.Count == 0) throw ApiError.Invalid("prompt", "'prompt' is an empty list.");
                 break;
             default:
-                throw ApiError.Invalid("prompt", "'prompt' must be a string or a list of strings.", "invalid_type");
+                throw ApiError.Invalid("prompt", $"{shapes}.", "invalid_type");
         }
-        if (prompts.Any(string.IsNullOrEmpty))
-            throw ApiError.Invalid("prompt", "'prompt' must not be empty.");
+        if (prompts.Any(q => q.Length == 0))
+            throw ApiError.Invalid("prompt", "'prompt' must not be empty (a token-id prompt needs at least one id).");
         return prompts;
+    }
+
+    /// <summary>A list of token ids (<paramref name="at"/> names it in errors); the parameter is always "prompt".</summary>
+    static int[] TokenIds(JsonElement list, string at)
+    {
+        var ids = new int[list.GetArrayLength()];
+        var i = 0;
+        foreach (var e in list.EnumerateArray())
+        {
+            if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out var id) || id < 0)
+                throw ApiError.Invalid("prompt", $"'{at}[{i}]' must be a token id (an integer from 0 to the vocabulary size − 1); got {Trim(e.GetRawText())}. " +
+                                                 "A list of token ids holds only integers; send text as a string.", "invalid_type");
+            ids[i++] = id;
+        }
+        return ids;
     }
 
     internal static IReadOnlyList<ChatMessageSpec> ParseMessages(JsonElement root)

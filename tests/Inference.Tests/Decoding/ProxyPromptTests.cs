@@ -54,4 +54,24 @@ public sealed class ProxyPromptTests : IDisposable
         Assert.Equal(prompt.PlainTokens(catalog.Get("anti").Tokenizer), ids[2]);
         Assert.NotEqual(ProxyPrompt.FromText("the cat").PlainTokens(catalog.Get("base").Tokenizer), ids[0]);
     }
+
+    [Fact]
+    public void Token_ids_are_read_as_given_by_the_base_and_decoded_into_the_experts_template()
+    {
+        ITextTokenizer plain = catalog.Get("base").Tokenizer, chat = catalog.Get("expert").Tokenizer;
+        var ids = plain.Encode("the cat", addBos: true);
+        var prompt = ProxyPrompt.FromTokenIds(ids) with { ExpertResponsePrefix = "answer:" };
+
+        Assert.Equal(ids, prompt.PlainTokens(plain));
+        // The expert's template renders the ids' text (its own BOS and markers), as it renders the same prompt sent as text.
+        Assert.Equal((ProxyPrompt.FromText("the cat") with { ExpertResponsePrefix = "answer:" }).ExpertTokens(chat), prompt.ExpertTokens(chat));
+        Assert.Equal(ids, (prompt with { ExpertChatTemplate = false }).ExpertTokens(chat));
+        // The bare cue changes nothing; any other cue is refused, naming what to send instead.
+        Assert.Equal(ids, (prompt with { AnswerCue = ProxyPrompt.PromptPlaceholder }).PlainTokens(plain));
+        var cued = Assert.Throws<ArgumentException>(() => (prompt with { AnswerCue = ProxyPrompt.QuestionAnswerCue }).PlainTokens(plain));
+        Assert.Contains("\"answer_cue\": \"{prompt}\"", cued.Message);
+        var outside = Assert.Throws<ArgumentException>(() => ProxyPrompt.FromTokenIds([ids[0], plain.VocabSize]).PlainTokens(plain));
+        Assert.Contains($"{plain.VocabSize} (at position 1) is outside the vocabulary", outside.Message);
+        Assert.Throws<ArgumentException>(() => ProxyPrompt.FromTokenIds([]).PlainTokens(plain));
+    }
 }
