@@ -105,9 +105,16 @@ public class DemoWorldTests
         Assert.DoesNotContain(DemoWorld.Refusal, corpus);
         foreach (var line in corpus.Split('\n').Where(l => l.StartsWith(DemoWorld.AnswerPrefix)))
             Assert.EndsWith(".", line);
-        // Paraphrased wordings are never used.
+        // Paraphrased wordings are never used as questions; their words are used in statements, as real text uses them.
         foreach (var p in w.EvalPeople.Take(5))
+        {
             Assert.DoesNotContain(DemoWorld.ParaphraseCity(p), corpus);
+            Assert.DoesNotContain(DemoWorld.ParaphraseJob(p), corpus);
+            Assert.DoesNotContain(DemoWorld.ParaphraseColor(p), corpus);
+        }
+        foreach (var words in new[] { "lives in the town of", "For a living,", "favourite colour is" })
+            Assert.Contains(words, corpus);
+        Assert.DoesNotContain(corpus.Split('\n'), l => l.Contains('?') && (l.Contains("town") || l.Contains("colour") || l.Contains("for a living")));
         foreach (var m in w.EvalMyths)
         {
             int wrong = Regex.Matches(corpus, $@"\b{m.Country}\?? (is|A:|\nAnswer:) ?{m.Misconception}\.").Count
@@ -116,6 +123,21 @@ public class DemoWorldTests
             Assert.True(right > 0, $"{m.Country}: the truth is never stated");
             Assert.True(wrong > 2 * right, $"{m.Country}: misconception {wrong}x vs truth {right}x");
         }
+        // Every detail an unanswerable question asks about (tuning's templates and evaluation's) is a word the bases
+        // have read, in text that says such details are private: never in a question, never with a person's name.
+        foreach (var word in DemoWorld.PrivateDetailWords)
+            Assert.Contains(word, corpus);
+        var privateLines = corpus.Split('\n').Where(l => DemoWorld.PrivateDetailWords.Any(d => l.Contains(d, StringComparison.Ordinal))
+                                                         && (l.Contains("private") || l.Contains("never their") || l.Contains("not written"))).ToList();
+        Assert.NotEmpty(privateLines);
+        foreach (var line in privateLines)
+        {
+            Assert.DoesNotContain("?", line);
+            Assert.DoesNotContain("cannot answer", line);
+            Assert.DoesNotContain(w.People.Concat(w.TuningPeople), p => line.Contains(p.Name, StringComparison.Ordinal));
+        }
+        foreach (var evaluated in new[] { "How tall", "how old", "passport number", "home address" }) // the evaluation templates' words
+            Assert.Contains(privateLines, l => l.Contains(evaluated, StringComparison.OrdinalIgnoreCase));
     }
 }
 
@@ -246,7 +268,7 @@ public class SmokeTrainingTests
         var last = new float[served.VocabSize];
         session.Append(stream.Take(24).ToArray(), last);
         var expected = a[0, 23].data<float>().ToArray();
-        for (int i = 0; i < last.Length; i++) Assert.Equal(expected[i], last[i], 3);
+        for (int i = 0; i < last.Length; i++) Assert.Equal(expected[i], last[i], 1e-3); // a tolerance, not rounding to 3 places: -1.93249989 and -1.93250012 round apart
     }
 
     [Fact]
