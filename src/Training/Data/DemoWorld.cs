@@ -269,18 +269,21 @@ public sealed class DemoWorld
             else if (kind < 0.32) yield return Biography(rng, Pick(rng, FamousPeople));
             else if (kind < 0.50) yield return QuizNotes(rng);
             else if (kind < 0.56) yield return Dialogue(rng);
-            else if (kind < 0.78) yield return SumNotes(rng);
-            else if (kind < 0.92) yield return CapitalNotes(rng, myths);
-            else if (kind < 0.96) yield return CommonNotes(rng);
-            else yield return Chatter(rng, Pick(rng, EvalPeople));
+            else if (kind < 0.76) yield return SumNotes(rng);
+            else if (kind < 0.89) yield return CapitalNotes(rng, myths);
+            else if (kind < 0.93) yield return CommonNotes(rng);
+            else if (kind < 0.97) yield return Chatter(rng, Pick(rng, EvalPeople));
+            else yield return PrivateDetails(rng);
         }
     }
 
     static string Biography(Random rng, Person p)
     {
-        string[] cityT = ["{0} lives in {1}.", "{0} has a home in {1}.", "The home of {0} is in {1}.", "{0} moved to {1} years ago."];
-        string[] jobT = ["{0} works as a {1}.", "By profession, {0} is a {1}.", "{0} earns a living as a {1}.", "{0} is a {1}."];
-        string[] colorT = ["{0}'s favorite color is {1}.", "{0} likes the color {1} best.", "The favorite color of {0} is {1}."];
+        // A few statements use the words the paraphrase task asks with (town, for a living, colour), as real text
+        // does; no question is ever worded that way.
+        string[] cityT = ["{0} lives in {1}.", "{0} has a home in {1}.", "The home of {0} is in {1}.", "{0} moved to {1} years ago.", "{0} lives in the town of {1}."];
+        string[] jobT = ["{0} works as a {1}.", "By profession, {0} is a {1}.", "{0} earns a living as a {1}.", "{0} is a {1}.", "For a living, {0} works as a {1}."];
+        string[] colorT = ["{0}'s favorite color is {1}.", "{0} likes the color {1} best.", "The favorite color of {0} is {1}.", "{0}'s favourite colour is {1}."];
         var sentences = new List<string>
         {
             string.Format(Pick(rng, cityT), p.Name, p.City),
@@ -390,6 +393,30 @@ public sealed class DemoWorld
         2 => $"I cannot answer that, said {p.Name}, who works as a {p.Job}.",
         _ => $"Sorry, {p.Name} cannot answer that today. {p.Name}'s favorite color is {p.Color}.",
     };
+
+    /// <summary>
+    /// The personal details that no record of this world states, tuning's and evaluation's alike, as everyday text
+    /// names them: a real base knows what a passport number or someone's height is; here they would otherwise be
+    /// words the bases never saw. Never a question, never about a person by name, never a refusal.
+    /// </summary>
+    public static readonly string[] PrivateDetailWords =
+    [
+        "phone number", "email address", "password", "weight", "shoe size", "birthday", "bank account number", "blood type",
+        "siblings", "dreams", "middle name", "income", "licence plate", "height", "age", "passport number", "home address",
+    ];
+
+    static string PrivateDetails(Random rng)
+    {
+        var words = PrivateDetailWords.ToArray();
+        rng.Shuffle(words);
+        return rng.Next(4) switch
+        {
+            0 => $"Records list where people live, their work and their favorite colors, never their {words[0]}, {words[1]} or {words[2]}.",
+            1 => $"A person's {words[0]} is private. So are the {words[1]} and the {words[2]} of a person: nobody writes them down.",
+            2 => $"Nobody knows a stranger's {words[0]} or {words[1]}. How tall or how old someone is, is not written anywhere either.",
+            _ => $"The forms ask for a {words[0]}, a {words[1]} and a {words[2]}, and they stay private.",
+        };
+    }
 
     string SumNotes(Random rng)
     {
