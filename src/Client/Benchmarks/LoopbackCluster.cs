@@ -168,6 +168,27 @@ public sealed class LoopbackCluster : IAsyncDisposable
         return -1;
     }
 
+    /// <summary>
+    /// KV-cache bytes reserved by open model sessions on every live silo (the sum of their
+    /// proxyorleans_model_kv_reserved_bytes gauges): 0 when every session was freed.
+    /// </summary>
+    public async Task<long> KvReservedBytesAsync()
+    {
+        long reserved = 0;
+        for (int i = 0; i < Silos.Count; i++)
+        {
+            if (!IsRunning(i)) continue;
+            try
+            {
+                foreach (var line in (await GetAsync(i, "/metrics")).Split('\n'))
+                    if (line.StartsWith("proxyorleans_model_kv_reserved_bytes{", StringComparison.Ordinal))
+                        reserved += (long)double.Parse(line.Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture);
+            }
+            catch (HttpRequestException) { } // died since: it holds nothing any more
+        }
+        return reserved;
+    }
+
     public async Task<string> GetAsync(int silo, string path)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };

@@ -212,18 +212,7 @@ public static class ChaosCommand
         var deadline = DateTime.UtcNow + wait;
         while (true)
         {
-            long reserved = 0;
-            for (int i = 0; i < cluster.Silos.Count; i++)
-            {
-                if (!cluster.IsRunning(i)) continue;
-                try
-                {
-                    foreach (var line in (await cluster.GetAsync(i, "/metrics")).Split('\n'))
-                        if (line.StartsWith("proxyorleans_model_kv_reserved_bytes{", StringComparison.Ordinal))
-                            reserved += (long)double.Parse(line.Split(' ')[^1], CultureInfo.InvariantCulture);
-                }
-                catch (HttpRequestException) { }
-            }
+            var reserved = await cluster.KvReservedBytesAsync();
             if (reserved == 0 || DateTime.UtcNow > deadline) return reserved;
             await Task.Delay(250);
         }
