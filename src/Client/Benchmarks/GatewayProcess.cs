@@ -1,12 +1,12 @@
 using System.Diagnostics;
 using System.Text;
-using ProxyOrleans.Client.Benchmarks;
 
-namespace ProxyOrleans.Cluster.Tests;
+namespace ProxyOrleans.Client.Benchmarks;
 
 /// <summary>
-/// The gateway (src/Gateway, built with this project) as its own process on a free loopback port, an Orleans client of a
-/// <see cref="LoopbackCluster"/>'s silos; configured with --Section:Key=value arguments as a person would start it.
+/// The gateway (src/Gateway, built with the silo host) as its own process on a free loopback port, an Orleans client of
+/// a <see cref="LoopbackCluster"/>'s silos; configured with --Section:Key=value arguments as a person would start it.
+/// Used by the chaos command and the multi-process tests.
 /// </summary>
 public sealed class GatewayProcess : IDisposable
 {
@@ -16,7 +16,15 @@ public sealed class GatewayProcess : IDisposable
     public int Port { get; }
     public Uri BaseUri => new($"http://127.0.0.1:{Port}");
 
+    /// <summary>A gateway reaching the running <paramref name="cluster"/> through its silos' gateway ports (static list).</summary>
     public GatewayProcess(string name, LoopbackCluster cluster, IReadOnlyDictionary<string, string> config)
+        : this(name, cluster.ClusterId, StaticGateways(cluster).Concat(config).ToDictionary()) { }
+
+    /// <summary>
+    /// A gateway of cluster <paramref name="clusterId"/>, found the way <paramref name="config"/> says (e.g.
+    /// ProxyOrleans:Clustering=redis and ProxyOrleans:Redis): it may start before the silos, it connects once they are up.
+    /// </summary>
+    public GatewayProcess(string name, string clusterId, IReadOnlyDictionary<string, string> config)
     {
         Name = name;
         Port = LoopbackPorts.Next();
@@ -27,10 +35,9 @@ public sealed class GatewayProcess : IDisposable
         var args = new Dictionary<string, string>
         {
             ["ProxyOrleans:Clustering"] = "localhost",
-            ["ProxyOrleans:ClusterId"] = cluster.ClusterId,
+            ["ProxyOrleans:ClusterId"] = clusterId,
             ["ProxyOrleans:Gateway:JsonLogs"] = "false",
         };
-        for (int i = 0; i < cluster.GatewayPorts.Count; i++) args[$"ProxyOrleans:GatewayPorts:{i}"] = cluster.GatewayPorts[i].ToString();
         foreach (var (k, v) in config) args[k] = v;
         foreach (var (k, v) in args) psi.ArgumentList.Add($"--{k}={v}");
         process = Process.Start(psi) ?? throw new InvalidOperationException("Could not start the gateway process.");
@@ -40,12 +47,15 @@ public sealed class GatewayProcess : IDisposable
         process.BeginErrorReadLine();
     }
 
+    static IEnumerable<KeyValuePair<string, string>> StaticGateways(LoopbackCluster cluster) =>
+        cluster.GatewayPorts.Select((port, i) => KeyValuePair.Create($"ProxyOrleans:GatewayPorts:{i}", port.ToString()));
+
     static string Dll()
     {
         var silo = LoopbackCluster.FindSiloDll();
         var bin = Path.GetRelativePath(Path.Combine(LoopbackCluster.FindRepoRoot(), "src", "Silo"), Path.GetDirectoryName(silo)!);
         var dll = Path.Combine(LoopbackCluster.FindRepoRoot(), "src", "Gateway", bin, "ProxyOrleans.Gateway.dll");
-        return File.Exists(dll) ? dll : throw new FileNotFoundException($"{dll} is missing: build tests/Cluster.Tests (it builds src/Gateway).");
+        return File.Exists(dll) ? dll : throw new FileNotFoundException($"{dll} is missing: run `dotnet build src/Silo -c Release` (it builds src/Gateway).");
     }
 
     /// <summary>Waits for GET /readyz = 200 (the Orleans client is connected and every combination's models are hosted).</summary>
@@ -69,6 +79,8 @@ public sealed class GatewayProcess : IDisposable
         process.Kill();
         process.WaitForExit(10_000);
     }
+
+    public bool HasExited => process.HasExited;
 
     public string Tail(int lines = 40)
     {
