@@ -64,6 +64,11 @@ public sealed record OpenSessionRequest
     [Id(13)] public int Attempt { get; init; }
     /// <summary>Also return the logits at every prompt position (<see cref="StepResult.PromptLogits"/>), to score the prompt (echo).</summary>
     [Id(14)] public bool ScorePrompt { get; init; }
+    /// <summary>
+    /// The silo of the coordinator that opens the session: when the cluster declares that silo dead, the session is freed
+    /// at once (its coordinator will never step or close it, and with its caller gone no resume frees it either).
+    /// </summary>
+    [Id(15)] public string? CoordinatorSilo { get; init; }
 }
 
 /// <summary>Result of an open or a step: the next-token logits (fp32 or fp16 little-endian bytes).</summary>

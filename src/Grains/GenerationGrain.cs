@@ -322,6 +322,7 @@ public sealed partial class GenerationGrain(
                 AnswerCue = spec.AnswerCue, ExpertResponsePrefix = spec.ExpertResponsePrefix,
                 Precision = request.Precision, MaxNewTokens = Math.Max(1, request.Sampling.MaxNewTokens), TenantId = request.TenantId,
                 Generation = $"{request.TenantId}/{root}", Attempt = attempt, ScorePrompt = ScoresPrompt,
+                CoordinatorSilo = owner._directory.LocalSilo.ToString(),
             };
             // The base: the local replica when this silo hosts it (its logits never cross the wire), and always fp32
             // there (a local call copies nothing, so fp16 would only cost accuracy).

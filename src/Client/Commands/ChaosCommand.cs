@@ -122,6 +122,8 @@ public static class ChaosCommand
         var gatewayConfig = new Dictionary<string, string>
         {
             ["ProxyOrleans:Gateway:AllowAnonymous"] = "true", // no tenants: loopback callers only
+            // As the command's own client: a stream whose coordinator's silo was killed resumes within seconds, not 30 s.
+            ["ProxyOrleans:ResponseTimeoutSeconds"] = "10",
             [$"ProxyOrleans:Combinations:{Combination}:Base"] = baseModel.Name,
             [$"ProxyOrleans:Combinations:{Combination}:Alpha"] = "1",
             [$"ProxyOrleans:Combinations:{Combination}:Experts:0:Expert"] = expert.Name,
@@ -181,23 +183,24 @@ public static class ChaosCommand
         }
 
         sw.Restart();
-        // The gateways die last, so that the silo faults hit streams through every gateway.
+        // The gateways die first: a generation whose coordinator's silo dies after its gateway did is never resumed, and
+        // its sessions on the surviving silos stay reserved until their idle timeout (no resume closes them).
         var gatewayVictims = Enumerable.Range(0, gateways.Count).OrderBy(_ => random.Next()).Take(o.GatewayKills).ToList();
         var faulty = RunStreamsAsync(cluster, gateways, http, o, Request, "chaos", ct);
         var faults = Task.Run(async () =>
         {
+            foreach (var g in gatewayVictims)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(calmSeconds * (0.1 + 0.2 * random.NextDouble()) / Math.Max(1, gatewayVictims.Count)), ct);
+                progress?.WriteLine($"{sw.Elapsed.TotalSeconds:F1} s: killing (SIGKILL) {gateways[g].Name}");
+                gateways[g].Kill();
+            }
             foreach (var (silo, drain) in victims)
             {
                 // Spread the faults over the middle of the run (its length measured by the fault-free run).
                 await Task.Delay(TimeSpan.FromSeconds(calmSeconds * (0.15 + 0.6 * random.NextDouble()) / Math.Max(1, victims.Count)), ct);
                 progress?.WriteLine($"{sw.Elapsed.TotalSeconds:F1} s: {(drain ? "draining (SIGTERM)" : "killing (SIGKILL)")} {silos[silo].Name}");
                 if (drain) cluster.Terminate(silo); else cluster.Kill(silo);
-            }
-            foreach (var g in gatewayVictims)
-            {
-                await Task.Delay(TimeSpan.FromSeconds(calmSeconds * (0.1 + 0.2 * random.NextDouble()) / Math.Max(1, gatewayVictims.Count)), ct);
-                progress?.WriteLine($"{sw.Elapsed.TotalSeconds:F1} s: killing (SIGKILL) {gateways[g].Name}");
-                gateways[g].Kill();
             }
         }, ct);
         var outcomes = await faulty;
