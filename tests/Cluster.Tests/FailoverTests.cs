@@ -43,30 +43,6 @@ public sealed class FailoverTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task SessionsOfACoordinatorWhoseSiloDiedAreFreedWhenNobodyResumes()
-    {
-        // The coordinator dies with the base's silo and its caller does not resume (its gateway died too): no later attempt
-        // opens to free the expert's and anti-expert's sessions, so the silos free them when membership declares the
-        // coordinator's silo dead, not after the 60 s idle timeout.
-        await using var c = await InProcessCluster.StartAsync(TinyTrio.PathOf, [TinyTrio.Base], [TinyTrio.Expert], [TinyTrio.Anti]);
-        var grain = c.Grains.GetGrain<IGenerationGrain>(GenerationKeys.Create(TinyTrio.Base, "orphaned"));
-        var events = grain.Generate(TinyTrio.Request(Prompt, 200)).GetAsyncEnumerator(); // straight to the grain: nothing resumes
-        Assert.True(await events.MoveNextAsync());
-        Assert.True(await events.MoveNextAsync());
-        int baseSilo = c.SiloWithSession(TinyTrio.Base), expertSilo = c.SiloWithSession(TinyTrio.Expert);
-        Assert.True(baseSilo >= 0 && expertSilo >= 0 && expertSilo != baseSilo, $"base on {baseSilo}, expert on {expertSilo}");
-        long Reserved() => Enumerable.Range(0, c.Cluster.Silos.Count).Where(i => i != baseSilo).Sum(i => c.Hosted(i).Workers.Sum(w => w.ReservedBytes));
-        var held = Reserved();
-        Assert.True(held > 0, "the expert and anti-expert hold no KV: the check below would prove nothing.");
-        await c.Cluster.KillSiloAsync(c.Cluster.Silos[baseSilo]);
-        var sw = System.Diagnostics.Stopwatch.StartNew();
-        while (Reserved() > 0 && sw.Elapsed < TimeSpan.FromSeconds(45)) await Task.Delay(100);
-        output.WriteLine($"{held} KV bytes on the expert's and anti-expert's silos {(Reserved() == 0 ? "freed" : "still held")} {sw.Elapsed.TotalSeconds:F1} s after the coordinator's silo was killed");
-        Assert.Equal(0, Reserved());
-        try { await events.DisposeAsync(); } catch { /* its coordinator is gone */ }
-    }
-
-    [Fact]
     public async Task ACancelReachesTheResumedCoordinatorAfterTheFirstDied()
     {
         // The coordinator dies with its base silo at step 8 and the client resumes on a new coordinator under another
