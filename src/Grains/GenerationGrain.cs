@@ -105,6 +105,7 @@ public sealed partial class GenerationGrain(
         }
         var requestId = this.GetPrimaryKeyString();
         var run = _run = new Run(this, request, requestId);
+        (_consumerLost, _leaseTicks) = (false, 0); // nothing left from an earlier run of this activation
         if (request.ConsumerLeaseSeconds > 0) StartConsumerLease(request.ConsumerLeaseSeconds);
         Task<StepResult[]>? pending = null;
         // True while a token is handed out: if the enumeration ends there, the caller stopped (disconnected,

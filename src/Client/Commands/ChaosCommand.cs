@@ -26,7 +26,7 @@ public static class ChaosCommand
         var kills = new Option<int>("--kills") { Description = "Silos killed (SIGKILL) during the faulty run.", DefaultValueFactory = _ => 2 };
         var drains = new Option<int>("--drains") { Description = "Silos drained (SIGTERM) during the faulty run.", DefaultValueFactory = _ => 1 };
         var gateways = new Option<int>("--gateways") { Description = "Gateway processes the streams go through (0: straight to the cluster with the Orleans client).", DefaultValueFactory = _ => 2 };
-        var gatewayKills = new Option<int>("--gateway-kills") { Description = "Gateways killed (SIGKILL) during the faulty run; one always survives.", DefaultValueFactory = _ => 1 };
+        var gatewayKills = new Option<int?>("--gateway-kills") { Description = "Gateways killed (SIGKILL) during the faulty run; one always survives (default: 1 with two or more gateways, else 0)." };
         var seed = new Option<int>("--seed") { Description = "Picks the victims and the moments (repeatable).", DefaultValueFactory = _ => 1 };
         var verbose = new Option<bool>("--verbose") { Description = "Show the silos' output." };
         var redis = new Option<string?>("--redis") { Description = "Redis for membership (host:port); default: a redis-server of its own on a free port." };
@@ -42,7 +42,7 @@ public static class ChaosCommand
                 var options = new ChaosOptions
                 {
                     Streams = p.GetValue(streams), Tokens = p.GetValue(tokens), Kills = p.GetValue(kills), Drains = p.GetValue(drains), Seed = p.GetValue(seed),
-                    Gateways = p.GetValue(gateways), GatewayKills = p.GetValue(gatewayKills),
+                    Gateways = p.GetValue(gateways), GatewayKills = p.GetValue(gatewayKills) ?? (p.GetValue(gateways) >= 2 ? 1 : 0),
                     Redis = p.GetValue(localhost) ? null : p.GetValue(redis) ?? OwnRedis,
                 };
                 var result = await RunAsync(BenchClusterCommand.Model(p.GetValue(baseOpt), "base-large"),
