@@ -52,6 +52,8 @@ public static class GenerationClient
             var key = GenerationKeys.Create(request.Combination.Base, attempt == 0 ? requestId : GenerationKeys.Resume(requestId, attempt));
             var grain = grains.GetGrain<IGenerationGrain>(key);
             var e = grain.Generate(r, cancellationToken).GetAsyncEnumerator(cancellationToken);
+            using var stopRenewing = new CancellationTokenSource();
+            var renewing = request.ConsumerLeaseSeconds > 0 ? RenewLeaseAsync(grain, request.ConsumerLeaseSeconds, stopRenewing.Token) : Task.CompletedTask;
             bool lost = false;
             try
             {
@@ -76,9 +78,30 @@ public static class GenerationClient
             }
             finally
             {
+                stopRenewing.Cancel();
+                await renewing;
                 try { await e.DisposeAsync(); } catch { /* the coordinator may be gone */ }
             }
             if (!lost) yield break;
+        }
+    }
+
+    /// <summary>
+    /// Renews the coordinator's consumer lease every third of it until <paramref name="stop"/>. A failed renewal is only
+    /// skipped: if the coordinator is gone, the enumeration itself fails and resumes elsewhere.
+    /// </summary>
+    private static async Task RenewLeaseAsync(IGenerationGrain grain, double leaseSeconds, CancellationToken stop)
+    {
+        var every = TimeSpan.FromSeconds(Math.Max(0.1, leaseSeconds / 3));
+        while (!stop.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(every, stop);
+                await grain.RenewLease().WaitAsync(every, stop);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested) { return; }
+            catch (Exception) { /* timed out or the coordinator is unreachable: the next renewal tries again */ }
         }
     }
 }

@@ -58,6 +58,13 @@ public interface IGenerationGrain : IGrainWithStringKey
     /// <summary>Cancels a running generation; only its tenant may (others get <see cref="AccessDeniedException"/>).</summary>
     [AlwaysInterleave]
     Task Cancel(string tenantId);
+
+    /// <summary>
+    /// The caller is alive: extends the consumer lease of a generation started with
+    /// <see cref="GenerationRequest.ConsumerLeaseSeconds"/> (interleaved, so that it gets through during a long step or prefill).
+    /// </summary>
+    [AlwaysInterleave]
+    Task RenewLease();
 }
 
 /// <summary>Which models are hosted where and which configured combinations are ready (for /v1/models, /readyz).</summary>

@@ -66,6 +66,11 @@ public sealed record OpenSessionRequest
     [Id(14)] public bool ScorePrompt { get; init; }
     /// <summary>The prompt as token ids of the base model's vocabulary, instead of <see cref="Prompt"/> (see <see cref="GenerationRequest.PromptTokenIds"/>).</summary>
     [Id(15)] public int[]? PromptTokenIds { get; init; }
+    /// <summary>
+    /// The silo of the coordinator that opens the session: when the cluster declares that silo dead, the session is freed
+    /// at once (its coordinator will never step or close it, and with its caller gone no resume frees it either).
+    /// </summary>
+    [Id(16)] public string? CoordinatorSilo { get; init; }
 }
 
 /// <summary>Result of an open or a step: the next-token logits (fp32 or fp16 little-endian bytes).</summary>

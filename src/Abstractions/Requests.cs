@@ -147,4 +147,10 @@ public sealed record GenerationRequest
     /// chat template reads them decoded, inside its template (ProxyPrompt.TokenIds in the Inference library).
     /// </summary>
     [Id(13)] public int[]? PromptTokenIds { get; init; }
+    /// Consumer lease in seconds (0: none). With a lease the caller renews it (<see cref="IGenerationGrain.RenewLease"/>;
+    /// <see cref="GenerationClient.StreamAsync"/> does, every third of it) and each token it pulls renews it too; when the
+    /// lease lapses the coordinator takes its caller for dead (a gateway killed mid-stream), cancels the generation and
+    /// frees every model session's KV at once, instead of when Orleans drops the unread enumeration (about a minute).
+    /// </summary>
+    [Id(14)] public double ConsumerLeaseSeconds { get; init; }
 }

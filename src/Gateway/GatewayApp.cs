@@ -22,6 +22,9 @@ public static class GatewayApp
         var config = builder.Configuration;
 
         var options = config.GetSection("ProxyOrleans:Gateway").Get<GatewayOptions>() ?? new GatewayOptions();
+        if (!double.IsFinite(options.CoordinatorLeaseSeconds) || options.CoordinatorLeaseSeconds < 0)
+            throw new InvalidOperationException(
+                $"ProxyOrleans:Gateway:CoordinatorLeaseSeconds is {options.CoordinatorLeaseSeconds}: give 0 (off) or a positive number of seconds (default 5).");
         builder.Services.AddSingleton(options);
         builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.Encoder = JsonOut.Options.Encoder);
         builder.Services.AddSingleton(TimeProvider.System);

@@ -27,6 +27,13 @@ public sealed class GatewayOptions
     /// that while the request runs, so a gateway that dies frees its tenants' slots within this time.
     /// </summary>
     public double QuotaLeaseSeconds { get; set; } = 30;
+    /// <summary>
+    /// Consumer lease of each generation's coordinator in seconds: the gateway renews it every third of that while it
+    /// reads the stream, and a coordinator whose lease lapses (this gateway died) cancels and frees its model sessions'
+    /// KV within 1.2 × this time. Lower frees memory sooner after a crash; too low cancels live streams whose renewals
+    /// are delayed (three missed renewals in a row). 0 turns it off (Orleans then drops the stream after about a minute).
+    /// </summary>
+    public double CoordinatorLeaseSeconds { get; set; } = 5;
     /// <summary>How long the list of models hosted by the cluster is cached.</summary>
     public TimeSpan CatalogRefresh { get; set; } = TimeSpan.FromSeconds(5);
 }

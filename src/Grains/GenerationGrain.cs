@@ -38,6 +38,40 @@ public sealed partial class GenerationGrain(
     // A cancel that arrived before the generation started (a resume not yet begun): by which tenant.
     private string? _cancelledBeforeStart;
 
+    // The consumer lease (GenerationRequest.ConsumerLeaseSeconds): renewed by the caller and by every token it pulls. A
+    // dead caller's enumeration is suspended at a yield and is only disposed when Orleans drops it (about a minute), so
+    // a timer, not the loop, notices the lapse and frees the sessions.
+    private long _leaseTicks, _leaseExpires;
+    private IGrainTimer? _leaseTimer;
+    private Run? _run;
+    private bool _consumerLost;
+
+    public Task RenewLease()
+    {
+        if (_leaseTicks > 0) _leaseExpires = Stopwatch.GetTimestamp() + _leaseTicks;
+        return Task.CompletedTask;
+    }
+
+    private void StartConsumerLease(double seconds)
+    {
+        _leaseTicks = (long)(seconds * Stopwatch.Frequency);
+        _leaseExpires = Stopwatch.GetTimestamp() + _leaseTicks;
+        // Checked five times per lease: the sessions are freed at most a fifth of a lease after it lapsed.
+        var every = TimeSpan.FromSeconds(Math.Max(0.05, seconds / 5));
+        _leaseTimer = this.RegisterGrainTimer(CheckConsumerLeaseAsync, new GrainTimerCreationOptions(every, every) { Interleave = true, KeepAlive = false });
+    }
+
+    private async Task CheckConsumerLeaseAsync(CancellationToken _)
+    {
+        if (!_running || _consumerLost || _run is not { } run || Stopwatch.GetTimestamp() < _leaseExpires) return;
+        _consumerLost = true;
+        _leaseTimer?.Dispose();
+        _log.LogWarning("Request {Request}: its caller stopped renewing its {Lease:F1} s lease (gateway gone?): cancelling it and closing its {Slots} model sessions",
+            this.GetPrimaryKeyString(), _leaseTicks / (double)Stopwatch.Frequency, run.Slots.Count);
+        _cts?.Cancel();
+        await Task.WhenAll(run.Slots.Select(s => s.CloseQuietly()));
+    }
+
     public Task Cancel(string tenantId)
     {
         if (_tenant is not null && !string.Equals(_tenant, tenantId, StringComparison.Ordinal))
@@ -70,7 +104,9 @@ public sealed partial class GenerationGrain(
             yield break;
         }
         var requestId = this.GetPrimaryKeyString();
-        var run = new Run(this, request, requestId);
+        var run = _run = new Run(this, request, requestId);
+        (_consumerLost, _leaseTicks) = (false, 0); // nothing left from an earlier run of this activation
+        if (request.ConsumerLeaseSeconds > 0) StartConsumerLease(request.ConsumerLeaseSeconds);
         Task<StepResult[]>? pending = null;
         // True while a token is handed out: if the enumeration ends there, the caller stopped (disconnected,
         // cancelled, disposed its enumerator) — a cancellation, not an error.
@@ -84,6 +120,9 @@ public sealed partial class GenerationGrain(
             {
                 if (ct.IsCancellationRequested)
                 {
+                    // The caller is gone: it will not dispose this enumeration, so a session opened after the lapse
+                    // (an open or failover that was in flight) is closed here rather than in the finally.
+                    if (_consumerLost) await Task.WhenAll(run.Slots.Select(s => s.CloseQuietly()));
                     yield return run.Cancelled();
                     break;
                 }
@@ -100,6 +139,7 @@ public sealed partial class GenerationGrain(
                 handedOut = true;
                 yield return token;
                 handedOut = false;
+                await RenewLease(); // the caller pulled the next token: it is alive
                 run.Figures.Streamed(handedAt);
                 var next = await UnlessCancelled(pending, ct);
                 pending = null;
@@ -111,6 +151,7 @@ public sealed partial class GenerationGrain(
         finally
         {
             _running = false;
+            _leaseTimer?.Dispose();
             pending?.ContinueWith(t => _ = t.Exception, TaskScheduler.Default); // abandoned step (caller stopped): observe it
             foreach (var s in run.Slots) _ = s.CloseQuietly();
             // Stopped by the caller or a Cancel (also when that interrupted a call): Cancelled; an unfinished run otherwise failed.
@@ -162,6 +203,8 @@ public sealed partial class GenerationGrain(
         foreach (var (top, field) in new[] { (r.Logprobs, "logprobs"), (r.PromptLogprobs, "prompt_logprobs") })
             if (top is < 0 or > TokenLogprobs.MaxTop)
                 throw new InvalidRequestException(field, $"'{field}' asks for {top} top alternatives; give 0..{TokenLogprobs.MaxTop}.");
+        if (!double.IsFinite(r.ConsumerLeaseSeconds) || r.ConsumerLeaseSeconds < 0)
+            throw new InvalidRequestException("consumer_lease_seconds", $"The consumer lease must be 0 (none) or a positive number of seconds; got {r.ConsumerLeaseSeconds}.");
         if (r.ResumeTokens.Length > 0 && s.Seed is null)
             throw new InvalidRequestException("resume_tokens", "Resuming needs the seed of the first attempt (TokenEvent.Seed).");
         return options with { Seed = options.Seed ?? Sampler.NewSeed() };
@@ -282,6 +325,7 @@ public sealed partial class GenerationGrain(
                 AnswerCue = spec.AnswerCue, ExpertResponsePrefix = spec.ExpertResponsePrefix,
                 Precision = request.Precision, MaxNewTokens = Math.Max(1, request.Sampling.MaxNewTokens), TenantId = request.TenantId,
                 Generation = $"{request.TenantId}/{root}", Attempt = attempt, ScorePrompt = ScoresPrompt,
+                CoordinatorSilo = owner._directory.LocalSilo.ToString(),
             };
             // The base: the local replica when this silo hosts it (its logits never cross the wire), and always fp32
             // there (a local call copies nothing, so fp16 would only cost accuracy).

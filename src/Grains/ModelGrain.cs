@@ -32,7 +32,7 @@ public sealed class ModelGrain(HostedModels hosted) : Grain, IModelGrain
         using var span = Tracing.Source.StartActivity("model prefill")?.SetTag(Tracing.ModelTag, _worker.Name);
         var ids = _worker.Tokenize(request);
         var (logits, ms, promptRows) = await _worker.OpenAsync(request.SessionId, ids, request.Generated, request.MaxNewTokens, request.Precision,
-            request.Generation, request.Attempt, request.ScorePrompt);
+            request.Generation, request.Attempt, request.ScorePrompt, request.CoordinatorSilo);
         return new StepResult
         {
             Step = request.Generated.Length, Logits = new(LogitsCodec.Encode(logits.Span, request.Precision)),
@@ -144,9 +144,9 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
         if (score && !eIds.AsSpan().SequenceEqual(aIds))
             throw new InvalidRequestException("prompt", $"Scoring the prompt needs the expert '{_expert.Name}' and the anti-expert '{_anti.Name}' to read it as the same tokens.");
         var e = _expert.OpenAsync(expertRequest.SessionId, eIds, expertRequest.Generated, expertRequest.MaxNewTokens,
-            generation: expertRequest.Generation, attempt: expertRequest.Attempt, scorePrompt: score);
+            generation: expertRequest.Generation, attempt: expertRequest.Attempt, scorePrompt: score, coordinatorSilo: expertRequest.CoordinatorSilo);
         var a = _anti.OpenAsync(AntiSession(expertRequest.SessionId), aIds, antiRequest.Generated, antiRequest.MaxNewTokens,
-            generation: antiRequest.Generation, attempt: antiRequest.Attempt, scorePrompt: score);
+            generation: antiRequest.Generation, attempt: antiRequest.Attempt, scorePrompt: score, coordinatorSilo: antiRequest.CoordinatorSilo);
         await Task.WhenAll(e, a);
         var session = new PairSession(expertRequest.Weight, expertRequest.OutputVocab, expertRequest.Precision);
         _sessions[expertRequest.SessionId] = session;

@@ -14,13 +14,17 @@ namespace ProxyOrleans.Cluster.Tests;
 /// [DONE]); the tenant's concurrency slot stays held only until the quota lease lapses; the lapsed lease gives the
 /// request's token reservation back, so the client's retry through another gateway is admitted at once and is the
 /// only charge; the retry's text is the fault-free text (same seed); the killed request leaves the cluster's list of
-/// running requests. Real processes: three silos and two gateways on loopback.
+/// running requests; the killed generation's coordinator notices its lapsed consumer lease and frees every model
+/// session, so the KV reserved on the silos is back at its baseline within 1.2 leases (plus the close calls).
+/// Real processes: three silos and two gateways on loopback.
 /// </summary>
 public sealed class GatewayKillTests(ITestOutputHelper output)
 {
     const string Combination = "proxy-tiny";
     const string AcmeKey = "sk-gateway-kill-acme", RefKey = "sk-gateway-kill-ref";
     const double LeaseSeconds = 3;
+    // The coordinator checks its lease five times per lease; the close calls and a /metrics poll of three silos get 1.5 s.
+    const double CoordinatorLeaseSeconds = 3, KvFreedWithinSeconds = CoordinatorLeaseSeconds * 1.2 + 1.5;
     const int MaxTokens = 200;
 
     static string Hash(string key) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(key)));
@@ -58,6 +62,29 @@ public sealed class GatewayKillTests(ITestOutputHelper output)
         return (false, finish);
     }
 
+    /// <summary>The KV reserved once it is at most <paramref name="target"/>, or when <paramref name="wait"/> is up.</summary>
+    static async Task<long> WaitForKvAsync(LoopbackCluster cluster, long target, TimeSpan wait)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            var kv = await cluster.KvReservedBytesAsync();
+            if (kv <= target || deadline.Elapsed > wait) return kv;
+            await Task.Delay(100);
+        }
+    }
+
+    /// <summary>The time on <paramref name="clock"/> when the KV reserved is back at <paramref name="baseline"/>; null if not within <paramref name="wait"/>.</summary>
+    static async Task<TimeSpan?> TimeUntilKvAsync(LoopbackCluster cluster, long baseline, Stopwatch clock, TimeSpan wait)
+    {
+        while (clock.Elapsed < wait)
+        {
+            if (await cluster.KvReservedBytesAsync() <= baseline) return clock.Elapsed;
+            await Task.Delay(100);
+        }
+        return null;
+    }
+
     [Fact]
     public async Task A_gateway_killed_mid_stream_frees_the_slot_by_lease_expiry_and_the_retry_elsewhere_is_exact_and_charged_once()
     {
@@ -77,6 +104,7 @@ public sealed class GatewayKillTests(ITestOutputHelper output)
         var config = new Dictionary<string, string>(combination)
         {
             ["ProxyOrleans:Gateway:QuotaLeaseSeconds"] = LeaseSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["ProxyOrleans:Gateway:CoordinatorLeaseSeconds"] = CoordinatorLeaseSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["ProxyOrleans:Tenants:0:Name"] = "acme",
             ["ProxyOrleans:Tenants:0:KeySha256"] = Hash(AcmeKey),
             ["ProxyOrleans:Tenants:0:Models:0"] = "*",
@@ -104,6 +132,9 @@ public sealed class GatewayKillTests(ITestOutputHelper output)
                 reference = json.RootElement.GetProperty("choices")[0].GetProperty("text").GetString()!;
                 Assert.Equal("length", json.RootElement.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
             }
+            // The KV baseline: nothing reserved once the reference request's sessions are closed.
+            long kvBaseline = await WaitForKvAsync(cluster, 0, TimeSpan.FromSeconds(10));
+            Assert.Equal(0, kvBaseline);
 
             // acme streams through gateway A, which is SIGKILLed after the third chunk.
             var killedAt = new Stopwatch();
@@ -111,6 +142,8 @@ public sealed class GatewayKillTests(ITestOutputHelper output)
             (bool Done, string? Finish) cut = default;
             var cutText = new StringBuilder();
             Exception? cutError = null;
+            Task<TimeSpan?>? kvFreed = null;
+            long kvWhileStreaming = 0;
             using (var response = await http.SendAsync(Post(doomed.BaseUri, AcmeKey, stream: true), HttpCompletionOption.ResponseHeadersRead))
             {
                 Assert.Equal(HttpStatusCode.OK, response.StatusCode);
@@ -122,8 +155,10 @@ public sealed class GatewayKillTests(ITestOutputHelper output)
                     {
                         if (chunks != 3) return;
                         Assert.Equal(1, await quota.Active()); // the slot is taken while it streams
+                        kvWhileStreaming = await cluster.KvReservedBytesAsync();
                         doomed.Kill();
                         killedAt.Start();
+                        kvFreed = TimeUntilKvAsync(cluster, kvBaseline, killedAt, TimeSpan.FromSeconds(90));
                     });
                 }
                 catch (Exception e) when (e is IOException or HttpRequestException) { cutError = e; }
@@ -132,6 +167,7 @@ public sealed class GatewayKillTests(ITestOutputHelper output)
             Assert.False(cut.Done, "the cut stream ended with [DONE]");
             Assert.Null(cut.Finish);
             output.WriteLine($"client saw the stream cut: {(cutError is null ? "end of stream without [DONE]" : cutError.GetType().Name + ": " + cutError.Message)}");
+            Assert.True(kvWhileStreaming > kvBaseline, $"the streaming generation reserved no KV ({kvWhileStreaming} bytes): the check below would prove nothing.");
 
             // Until the lease lapses, the dead gateway's slot still counts: a retry at once is refused by concurrency.
             using (var early = await http.SendAsync(Post(survivor.BaseUri, AcmeKey, stream: true)))
@@ -148,6 +184,17 @@ public sealed class GatewayKillTests(ITestOutputHelper output)
             var freedAfter = killedAt.Elapsed;
             output.WriteLine($"slot freed {freedAfter.TotalSeconds:F2} s after the SIGKILL (lease {LeaseSeconds} s, renewed every {LeaseSeconds / 3:F1} s)");
             Assert.True(freedAfter.TotalSeconds <= LeaseSeconds + 1, $"freed after {freedAfter.TotalSeconds:F2} s");
+
+            // The killed generation's coordinator takes the lapsed consumer lease for a dead gateway: its model sessions
+            // close and the silos' KV is back at the baseline (without the lease: about 60 s, when Orleans drops the stream).
+            var kvFreedAfter = await kvFreed!;
+            Assert.True(kvFreedAfter is not null, $"{await cluster.KvReservedBytesAsync()} KV bytes still reserved 90 s after the SIGKILL (baseline {kvBaseline}).");
+            output.WriteLine($"KV back at its baseline {kvFreedAfter.Value.TotalSeconds:F2} s after the SIGKILL ({kvWhileStreaming} bytes were reserved; " +
+                             $"coordinator lease {CoordinatorLeaseSeconds} s, bound {KvFreedWithinSeconds:F1} s)");
+            Assert.True(kvFreedAfter.Value.TotalSeconds <= KvFreedWithinSeconds,
+                $"KV back at its baseline only {kvFreedAfter.Value.TotalSeconds:F1} s after the SIGKILL; bound {KvFreedWithinSeconds:F1} s (coordinator lease {CoordinatorLeaseSeconds} s).");
+            Assert.True(await cluster.SiloWithSessionAsync(TinyTrio.Base) < 0 && await cluster.SiloWithSessionAsync(TinyTrio.Expert) < 0,
+                "the KV is freed but the killed generation's model sessions are still listed as open.");
 
             // The retry through gateway B: admitted at once (the lapsed lease gave its 204-token reservation back:
             // without that, 300 − 204 = 96 tokens would be left and it would be refused for about 20 s), and exact.
@@ -173,14 +220,8 @@ public sealed class GatewayKillTests(ITestOutputHelper output)
                    { Headers = { Authorization = new("Bearer", AcmeKey) } }))
                 Assert.DoesNotContain(killedId, await list.Content.ReadAsStringAsync());
 
-            // The killed generation's coordinator stops once nobody pulls its stream: its model sessions close.
-            var sessionsClosed = Stopwatch.StartNew();
-            while (await cluster.SiloWithSessionAsync(TinyTrio.Base) >= 0 || await cluster.SiloWithSessionAsync(TinyTrio.Expert) >= 0)
-            {
-                Assert.True(sessionsClosed.Elapsed < TimeSpan.FromSeconds(90), "the killed generation's model sessions are still open 90 s later.");
-                await Task.Delay(500);
-            }
-            output.WriteLine($"model sessions of the killed generation closed {(killedAt.Elapsed).TotalSeconds:F1} s after the SIGKILL");
+            // And the retry's sessions are freed once it ended.
+            Assert.Equal(kvBaseline, await WaitForKvAsync(cluster, kvBaseline, TimeSpan.FromSeconds(10)));
         }
         catch
         {

@@ -289,6 +289,9 @@ public sealed class InProcessClusterTests(TrioClusterFixture fixture, ITestOutpu
         var e2 = await Assert.ThrowsAsync<InvalidRequestException>(() => TinyTrio.Collect(Grains.GetGrain<IGenerationGrain>("x/bad-2")
             .Generate(TinyTrio.Request(Prompt, 4) with { Sampling = new SamplingSpec { TopP = 2 } })));
         Assert.Equal("sampling", e2.Field);
+        var e3 = await Assert.ThrowsAsync<InvalidRequestException>(() => TinyTrio.Collect(Grains.GetGrain<IGenerationGrain>("x/bad-3")
+            .Generate(TinyTrio.Request(Prompt, 4) with { ConsumerLeaseSeconds = -1 })));
+        Assert.Equal("consumer_lease_seconds", e3.Field);
     }
 
     [Fact]

@@ -1,14 +1,68 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging.Abstractions;
 using Orleans.Streams;
 using ProxyOrleans.Abstractions;
 using ProxyOrleans.Grains.Models;
 using ProxyOrleans.Inference.Decoding;
 using Xunit;
+using Xunit.Abstractions;
 
 namespace ProxyOrleans.Cluster.Tests;
 
-public sealed class SessionTests(TrioClusterFixture fixture) : IClassFixture<TrioClusterFixture>
+public sealed class SessionTests(TrioClusterFixture fixture, ITestOutputHelper output) : IClassFixture<TrioClusterFixture>
 {
+    /// <summary>KV bytes reserved by every model worker of every silo of the fixture's cluster.</summary>
+    private long ReservedBytes() => Enumerable.Range(0, fixture.Cluster.Cluster.Silos.Count)
+        .Sum(i => fixture.Cluster.Hosted(i).Workers.Sum(w => w.ReservedBytes));
+
+    [Fact]
+    public async Task ACallerThatVanishesWithoutDisposingHasItsSessionsFreedWhenItsConsumerLeaseLapses()
+    {
+        const double lease = 1;
+        var settle = Stopwatch.StartNew();
+        while (ReservedBytes() != 0 && settle.Elapsed < TimeSpan.FromSeconds(5)) await Task.Delay(20); // other tests' sessions
+        Assert.Equal(0, ReservedBytes());
+        // Straight to the grain, as a gateway process killed mid-stream leaves it: nobody renews, pulls or disposes.
+        var grain = fixture.Cluster.Grains.GetGrain<IGenerationGrain>(GenerationKeys.Create(TinyTrio.Base, "vanished-caller"));
+        var events = grain.Generate(TinyTrio.Request("Once upon a time", 200) with { ConsumerLeaseSeconds = lease }).GetAsyncEnumerator();
+        try
+        {
+            Assert.True(await events.MoveNextAsync());
+            Assert.True(await events.MoveNextAsync());
+            var held = ReservedBytes();
+            Assert.True(held > 0, "the running generation holds no KV: the check below would prove nothing.");
+            var abandoned = Stopwatch.StartNew();
+            while (ReservedBytes() > 0 && abandoned.Elapsed < TimeSpan.FromSeconds(20)) await Task.Delay(20);
+            output.WriteLine($"{held} KV bytes {(ReservedBytes() == 0 ? "freed" : "still held")} {abandoned.Elapsed.TotalSeconds:F2} s after the caller stopped (lease {lease} s)");
+            Assert.Equal(0, ReservedBytes());
+            // Five checks per lease: freed at most 1.2 leases after the last pull, plus the close calls.
+            Assert.True(abandoned.Elapsed.TotalSeconds <= lease * 1.2 + 1, $"freed only {abandoned.Elapsed.TotalSeconds:F2} s after the caller stopped (lease {lease} s)");
+            // A caller that comes back after all finds its generation cancelled, not running on.
+            var rest = new List<TokenEvent>();
+            while (await events.MoveNextAsync()) rest.Add(events.Current);
+            Assert.Equal(FinishKind.Cancelled, rest[^1].Finish);
+            Assert.True(rest.Count < 5, $"{rest.Count} more events after the lapse");
+        }
+        finally { await events.DisposeAsync(); }
+    }
+
+    [Fact]
+    public async Task AReaderSlowerThanItsLeaseKeepsTheGenerationAliveBecauseGenerationClientRenewsIt()
+    {
+        const double lease = 0.6;
+        const string prompt = "Once upon a time";
+        var tokens = new List<int>();
+        var finish = FinishKind.None;
+        await foreach (var ev in GenerationClient.StreamAsync(fixture.Cluster.Grains, TinyTrio.Request(prompt, 12) with { ConsumerLeaseSeconds = lease }, "slow-reader"))
+        {
+            if (ev.TokenId >= 0) tokens.Add(ev.TokenId);
+            if (ev.Finish != FinishKind.None) { finish = ev.Finish; break; }
+            if (tokens.Count == 3) await Task.Delay(TimeSpan.FromSeconds(lease * 4)); // pulls nothing for four leases
+        }
+        Assert.Equal(FinishKind.Length, finish);
+        Assert.Equal(TinyTrio.Reference(prompt, 12).TokenIds, tokens);
+    }
+
     [Fact]
     public async Task KvBudgetIsEnforcedWithAClearErrorAndFreedOnClose()
     {

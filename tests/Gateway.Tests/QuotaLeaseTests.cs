@@ -93,4 +93,15 @@ public sealed class QuotaLeaseTests(GatewayFixture fx)
         Assert.Equal("tokens_per_minute_exceeded", second.Code);
         Assert.Contains("prompt tokens", second.Message);
     }
+
+    [Theory]
+    [InlineData("-1")]
+    [InlineData("NaN")]
+    public async Task A_bad_coordinator_lease_is_refused_at_start_naming_the_key(string value)
+    {
+        var e = await Assert.ThrowsAsync<InvalidOperationException>(() =>
+            GatewayFixture.StartGatewayAsync(fx, new Dictionary<string, string?> { ["ProxyOrleans:Gateway:CoordinatorLeaseSeconds"] = value }));
+        Assert.Contains("ProxyOrleans:Gateway:CoordinatorLeaseSeconds", e.Message);
+        Assert.Contains("positive number of seconds", e.Message);
+    }
 }

@@ -30,10 +30,14 @@ public sealed class LoopbackCluster : IAsyncDisposable
     public IReadOnlyList<int> HttpPorts => _httpPorts;
     public IHost? Client { get; private set; }
     public IGrainFactory Grains => Client!.Services.GetRequiredService<IGrainFactory>();
-    public string ClusterId { get; } = "loopback-" + Guid.NewGuid().ToString("N")[..8];
+    public string ClusterId { get; }
 
-    private LoopbackCluster(IReadOnlyList<SiloSpec> silos, TextWriter? log)
+    /// <summary>A fresh cluster id, so that runs sharing one Redis never see each other's silos.</summary>
+    public static string NewClusterId() => "loopback-" + Guid.NewGuid().ToString("N")[..8];
+
+    private LoopbackCluster(IReadOnlyList<SiloSpec> silos, TextWriter? log, string clusterId)
     {
+        ClusterId = clusterId;
         _silos = [.. silos];
         _log = log;
         _siloPorts = silos.Select(_ => LoopbackPorts.Next()).ToList();
@@ -61,10 +65,11 @@ public sealed class LoopbackCluster : IAsyncDisposable
     }
 
 
+    /// <param name="clusterId">Default: <see cref="NewClusterId"/>. Given, so that clients (gateway processes) can be started alongside.</param>
     public static async Task<LoopbackCluster> StartAsync(IReadOnlyList<SiloSpec> silos, TextWriter? log = null,
-        IReadOnlyDictionary<string, string>? extraConfig = null, CancellationToken ct = default)
+        IReadOnlyDictionary<string, string>? extraConfig = null, CancellationToken ct = default, string? clusterId = null)
     {
-        var c = new LoopbackCluster(silos, log);
+        var c = new LoopbackCluster(silos, log, clusterId ?? NewClusterId());
         try
         {
             var dll = FindSiloDll();
@@ -166,6 +171,27 @@ public sealed class LoopbackCluster : IAsyncDisposable
             catch (HttpRequestException) { }
         }
         return -1;
+    }
+
+    /// <summary>
+    /// KV-cache bytes reserved by open model sessions on every live silo (the sum of their
+    /// proxyorleans_model_kv_reserved_bytes gauges): 0 when every session was freed.
+    /// </summary>
+    public async Task<long> KvReservedBytesAsync()
+    {
+        long reserved = 0;
+        for (int i = 0; i < Silos.Count; i++)
+        {
+            if (!IsRunning(i)) continue;
+            try
+            {
+                foreach (var line in (await GetAsync(i, "/metrics")).Split('\n'))
+                    if (line.StartsWith("proxyorleans_model_kv_reserved_bytes{", StringComparison.Ordinal))
+                        reserved += (long)double.Parse(line.Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture);
+            }
+            catch (HttpRequestException) { } // died since: it holds nothing any more
+        }
+        return reserved;
     }
 
     public async Task<string> GetAsync(int silo, string path)

@@ -8,9 +8,11 @@ namespace ProxyOrleans.Client.Commands;
 
 /// <summary>
 /// proxyorleans chaos: real silo processes on loopback TCP with Redis membership (a silo hosting no model, base replicas,
-/// expert/anti-expert pair replicas), many concurrent streams mixing greedy and seeded sampling, run once without
-/// faults and once while random silos are killed (SIGKILL) and others drained (SIGTERM); every stream of the faulty
-/// run is compared with its fault-free twin. Ends with one key=value line.
+/// expert/anti-expert pair replicas) and gateway processes in front, many concurrent streamed completions (spread over
+/// the gateways) mixing greedy and seeded sampling, run once without faults and once while random silos are killed
+/// (SIGKILL) and others drained (SIGTERM) and a gateway is killed (SIGKILL); every stream of the faulty run is compared
+/// with its fault-free twin. A stream cut by its gateway's death fails cleanly (the client sees it end without [DONE]).
+/// Ends with one key=value line.
 /// </summary>
 public static class ChaosCommand
 {
@@ -23,13 +25,15 @@ public static class ChaosCommand
         var tokens = new Option<int>("--tokens") { Description = "Tokens per stream.", DefaultValueFactory = _ => 32 };
         var kills = new Option<int>("--kills") { Description = "Silos killed (SIGKILL) during the faulty run.", DefaultValueFactory = _ => 2 };
         var drains = new Option<int>("--drains") { Description = "Silos drained (SIGTERM) during the faulty run.", DefaultValueFactory = _ => 1 };
+        var gateways = new Option<int>("--gateways") { Description = "Gateway processes the streams go through (0: straight to the cluster with the Orleans client).", DefaultValueFactory = _ => 2 };
+        var gatewayKills = new Option<int?>("--gateway-kills") { Description = "Gateways killed (SIGKILL) during the faulty run; one always survives (default: 1 with two or more gateways, else 0)." };
         var seed = new Option<int>("--seed") { Description = "Picks the victims and the moments (repeatable).", DefaultValueFactory = _ => 1 };
         var verbose = new Option<bool>("--verbose") { Description = "Show the silos' output." };
         var redis = new Option<string?>("--redis") { Description = "Redis for membership (host:port); default: a redis-server of its own on a free port." };
         var localhost = new Option<bool>("--localhost-clustering") { Description = "Membership on the primary silo instead of Redis." };
         var cmd = new Command("chaos", "Kill and drain silos under load and check every stream against a fault-free run.")
         {
-            baseOpt, expertOpt, antiOpt, streams, tokens, kills, drains, seed, verbose, redis, localhost,
+            baseOpt, expertOpt, antiOpt, streams, tokens, kills, drains, gateways, gatewayKills, seed, verbose, redis, localhost,
         };
         cmd.SetAction(async (p, ct) =>
         {
@@ -38,6 +42,7 @@ public static class ChaosCommand
                 var options = new ChaosOptions
                 {
                     Streams = p.GetValue(streams), Tokens = p.GetValue(tokens), Kills = p.GetValue(kills), Drains = p.GetValue(drains), Seed = p.GetValue(seed),
+                    Gateways = p.GetValue(gateways), GatewayKills = p.GetValue(gatewayKills) ?? (p.GetValue(gateways) >= 2 ? 1 : 0),
                     Redis = p.GetValue(localhost) ? null : p.GetValue(redis) ?? OwnRedis,
                 };
                 var result = await RunAsync(BenchClusterCommand.Model(p.GetValue(baseOpt), "base-large"),
@@ -66,6 +71,10 @@ public static class ChaosCommand
         public int PairReplicas { get; init; } = 2;
         public int Kills { get; init; } = 2;
         public int Drains { get; init; } = 1;
+        /// <summary>Gateway processes the streams go through, round robin (0: straight to the cluster through <see cref="GenerationClient"/>).</summary>
+        public int Gateways { get; init; } = 2;
+        /// <summary>Gateways killed (SIGKILL) during the faulty run, after the silo faults; at most <see cref="Gateways"/> − 1.</summary>
+        public int GatewayKills { get; init; } = 1;
         public int Seed { get; init; } = 1;
         /// <summary>Redis connection string for membership; <see cref="OwnRedis"/>: start a redis-server; null: localhost clustering.</summary>
         public string? Redis { get; init; } = OwnRedis;
@@ -75,13 +84,17 @@ public static class ChaosCommand
 
     /// <param name="Different">Streams that finished without an error but with another text than their fault-free twin.</param>
     /// <param name="Lost">Streams that neither finished nor failed with an error (hung past the limit, or ended silently).</param>
+    /// <param name="GatewaysKilled">Gateway processes SIGKILLed mid-run (their cut streams count as <paramref name="FailedCleanly"/>).</param>
     public sealed record ChaosResult(int Requests, int Identical, int Different, int FailedCleanly, int Lost, long KvLeakBytes, int DrainFailures,
-        int Killed, int Drained, double Seconds)
+        int Killed, int Drained, double Seconds, int GatewaysKilled = 0)
     {
         public string KeyValues => string.Create(CultureInfo.InvariantCulture,
             $"chaos_requests={Requests} identical={Identical} different={Different} failed_cleanly={FailedCleanly} lost={Lost} " +
-            $"kv_leak_bytes={KvLeakBytes} drain_failures={DrainFailures} killed={Killed} drained={Drained} seconds={Seconds:F1}");
+            $"kv_leak_bytes={KvLeakBytes} drain_failures={DrainFailures} killed={Killed} drained={Drained} gateways_killed={GatewaysKilled} seconds={Seconds:F1}");
     }
+
+    /// <summary>The combination's name at the gateways.</summary>
+    private const string Combination = "chaos";
 
     private sealed record Outcome(string? Text, FinishKind Finish, string? Error);
 
@@ -90,6 +103,9 @@ public static class ChaosCommand
     {
         if (o.Streams < 1 || o.Tokens < 1) throw new ArgumentException("--streams and --tokens must be at least 1.");
         if (o.BaseReplicas < 2 || o.PairReplicas < 2) throw new ArgumentException("Chaos needs at least two base and two pair replicas (one of each survives).");
+        if (o.Gateways < 0 || o.GatewayKills < 0) throw new ArgumentException($"--gateways ({o.Gateways}) and --gateway-kills ({o.GatewayKills}) cannot be negative.");
+        if (o.GatewayKills > 0 && o.GatewayKills >= o.Gateways)
+            throw new ArgumentException($"--gateway-kills {o.GatewayKills} would leave no gateway of {o.Gateways}: kill at most {Math.Max(0, o.Gateways - 1)}, or start more with --gateways.");
         var total = Stopwatch.StartNew();
         // Silo 0 holds the membership table (localhost clustering) and no model: it is never a victim.
         List<LoopbackCluster.SiloSpec> silos = [new("primary")];
@@ -102,9 +118,40 @@ public static class ChaosCommand
         Dictionary<string, string>? clustering = redis is null ? null
             : new() { ["ProxyOrleans:Clustering"] = "redis", ["ProxyOrleans:Redis"] = redis };
         if (ownRedis?.Password is { } redisPassword) clustering!["ProxyOrleans:RedisPassword"] = redisPassword;
-        await using var cluster = await LoopbackCluster.StartAsync(silos, siloLog is null ? null : TextWriter.Synchronized(siloLog), clustering, ct);
-        progress?.WriteLine($"{silos.Count} silo processes up in {total.Elapsed.TotalSeconds:F1} s on {(redis is null ? "localhost clustering" : $"Redis {redis}")}: " +
-                            string.Join(", ", silos.Select(s => s.Name)));
+        var clusterId = LoopbackCluster.NewClusterId();
+        var gatewayConfig = new Dictionary<string, string>
+        {
+            ["ProxyOrleans:Gateway:AllowAnonymous"] = "true", // no tenants: loopback callers only
+            // As the command's own client: a stream whose coordinator's silo was killed resumes within seconds, not 30 s.
+            ["ProxyOrleans:ResponseTimeoutSeconds"] = "10",
+            [$"ProxyOrleans:Combinations:{Combination}:Base"] = baseModel.Name,
+            [$"ProxyOrleans:Combinations:{Combination}:Alpha"] = "1",
+            [$"ProxyOrleans:Combinations:{Combination}:Experts:0:Expert"] = expert.Name,
+            [$"ProxyOrleans:Combinations:{Combination}:Experts:0:AntiExpert"] = anti.Name,
+        };
+        var gateways = new List<GatewayProcess>();
+        try
+        {
+            // On Redis the gateways find the silos themselves: started alongside them, they are ready about when the silos are.
+            if (clustering is not null)
+                for (int g = 0; g < o.Gateways; g++) gateways.Add(new GatewayProcess($"gateway-{g + 1}", clusterId, clustering.Concat(gatewayConfig).ToDictionary()));
+            await using var cluster = await LoopbackCluster.StartAsync(silos, siloLog is null ? null : TextWriter.Synchronized(siloLog), clustering, ct, clusterId);
+            if (clustering is null)
+                for (int g = 0; g < o.Gateways; g++) gateways.Add(new GatewayProcess($"gateway-{g + 1}", cluster, gatewayConfig));
+            await Task.WhenAll(gateways.Select(g => g.WaitReadyAsync(TimeSpan.FromSeconds(120))));
+            progress?.WriteLine($"{silos.Count} silo processes and {gateways.Count} gateways up in {total.Elapsed.TotalSeconds:F1} s on " +
+                                $"{(redis is null ? "localhost clustering" : $"Redis {redis}")}: {string.Join(", ", silos.Select(s => s.Name).Concat(gateways.Select(g => g.Name)))}");
+            return await RunFaultsAsync(cluster, gateways, spec, o, total, silos, progress, ct);
+        }
+        finally
+        {
+            foreach (var g in gateways) g.Dispose();
+        }
+    }
+
+    private static async Task<ChaosResult> RunFaultsAsync(LoopbackCluster cluster, List<GatewayProcess> gateways, CombinationSpec spec, ChaosOptions o,
+        Stopwatch total, List<LoopbackCluster.SiloSpec> silos, TextWriter? progress, CancellationToken ct)
+    {
 
         GenerationRequest Request(int i) => new()
         {
@@ -115,7 +162,8 @@ public static class ChaosCommand
         };
 
         var sw = Stopwatch.StartNew();
-        var reference = await RunStreamsAsync(cluster, o, Request, "calm", ct);
+        using var http = new HttpClient { Timeout = Timeout.InfiniteTimeSpan }; // each stream has its own limit
+        var reference = await RunStreamsAsync(cluster, gateways, http, o, Request, "calm", ct);
         var calmSeconds = sw.Elapsed.TotalSeconds;
         progress?.WriteLine($"fault-free run: {o.Streams} streams in {calmSeconds:F1} s");
 
@@ -135,9 +183,18 @@ public static class ChaosCommand
         }
 
         sw.Restart();
-        var faulty = RunStreamsAsync(cluster, o, Request, "chaos", ct);
+        // The gateways die first: a generation whose coordinator's silo dies after its gateway did is never resumed, and
+        // its sessions on the surviving silos stay reserved until their idle timeout (no resume closes them).
+        var gatewayVictims = Enumerable.Range(0, gateways.Count).OrderBy(_ => random.Next()).Take(o.GatewayKills).ToList();
+        var faulty = RunStreamsAsync(cluster, gateways, http, o, Request, "chaos", ct);
         var faults = Task.Run(async () =>
         {
+            foreach (var g in gatewayVictims)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(calmSeconds * (0.1 + 0.2 * random.NextDouble()) / Math.Max(1, gatewayVictims.Count)), ct);
+                progress?.WriteLine($"{sw.Elapsed.TotalSeconds:F1} s: killing (SIGKILL) {gateways[g].Name}");
+                gateways[g].Kill();
+            }
             foreach (var (silo, drain) in victims)
             {
                 // Spread the faults over the middle of the run (its length measured by the fault-free run).
@@ -167,7 +224,7 @@ public static class ChaosCommand
             else { different++; progress?.WriteLine($"stream {i} ({(i % 2 == 0 ? "greedy" : "sampled")}) differs from its fault-free twin"); }
         }
         return new ChaosResult(o.Streams, identical, different, failed, lost, kvLeak, drainFailures,
-            victims.Count(v => !v.Drain), victims.Count(v => v.Drain), total.Elapsed.TotalSeconds);
+            victims.Count(v => !v.Drain), victims.Count(v => v.Drain), total.Elapsed.TotalSeconds, gatewayVictims.Count);
     }
 
     private static readonly string[] Prompts =
@@ -176,24 +233,20 @@ public static class ChaosCommand
         "Where does Farid Keller live?", "Tell a long story about the sea",
     ];
 
-    private static async Task<Outcome[]> RunStreamsAsync(LoopbackCluster cluster, ChaosOptions o, Func<int, GenerationRequest> request, string run, CancellationToken ct)
+    /// <summary>Every stream at once: through the gateways (round robin) when there are some, else straight to the cluster.</summary>
+    private static async Task<Outcome[]> RunStreamsAsync(LoopbackCluster cluster, List<GatewayProcess> gateways, HttpClient http, ChaosOptions o,
+        Func<int, GenerationRequest> request, string run, CancellationToken ct)
     {
         var id = Guid.NewGuid().ToString("N")[..8];
         return await Task.WhenAll(Enumerable.Range(0, o.Streams).Select(async i =>
         {
             using var limit = CancellationTokenSource.CreateLinkedTokenSource(ct);
             limit.CancelAfter(o.StreamLimit);
-            var text = new System.Text.StringBuilder();
-            var finish = FinishKind.None;
             try
             {
-                await foreach (var ev in GenerationClient.StreamAsync(cluster.Grains, request(i), $"chaos:{run}-{id}-{i}", limit.Token))
-                {
-                    text.Append(ev.Text);
-                    if (ev.Finish != FinishKind.None) { finish = ev.Finish; break; }
-                }
-                if (finish == FinishKind.Error) return new Outcome(null, finish, "the coordinator reported an error");
-                return new Outcome(finish == FinishKind.None ? null : text.ToString(), finish, null);
+                return gateways.Count > 0
+                    ? await StreamThroughGatewayAsync(http, gateways[i % gateways.Count], request(i), limit.Token)
+                    : await StreamFromClusterAsync(cluster, request(i), $"chaos:{run}-{id}-{i}", limit.Token);
             }
             catch (OperationCanceledException) when (limit.IsCancellationRequested && !ct.IsCancellationRequested)
             {
@@ -206,24 +259,75 @@ public static class ChaosCommand
         }));
     }
 
+    private static async Task<Outcome> StreamFromClusterAsync(LoopbackCluster cluster, GenerationRequest request, string id, CancellationToken ct)
+    {
+        var text = new System.Text.StringBuilder();
+        var finish = FinishKind.None;
+        await foreach (var ev in GenerationClient.StreamAsync(cluster.Grains, request, id, ct))
+        {
+            text.Append(ev.Text);
+            if (ev.Finish != FinishKind.None) { finish = ev.Finish; break; }
+        }
+        if (finish == FinishKind.Error) return new Outcome(null, finish, "the coordinator reported an error");
+        return new Outcome(finish == FinishKind.None ? null : text.ToString(), finish, null);
+    }
+
+    /// <summary>
+    /// One streamed POST /v1/completions. Ends with [DONE] and a finish reason; an error event, a refusal or a stream cut
+    /// without [DONE] (its gateway died: the connection drops) is a clean failure, which the client can tell and retry.
+    /// </summary>
+    private static async Task<Outcome> StreamThroughGatewayAsync(HttpClient http, GatewayProcess gateway, GenerationRequest request, CancellationToken ct)
+    {
+        var s = request.Sampling;
+        var body = System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
+        {
+            ["model"] = Combination, ["prompt"] = request.Prompt, ["max_tokens"] = s.MaxNewTokens, ["temperature"] = s.Temperature,
+            ["seed"] = s.Seed is { } seed ? (long)seed : null, ["stream"] = true,
+        });
+        using var post = new HttpRequestMessage(HttpMethod.Post, new Uri(gateway.BaseUri, "/v1/completions"))
+        {
+            Content = new StringContent(body, System.Text.Encoding.UTF8, "application/json"),
+        };
+        var text = new System.Text.StringBuilder();
+        string? finish = null;
+        try
+        {
+            using var response = await http.SendAsync(post, HttpCompletionOption.ResponseHeadersRead, ct);
+            if (!response.IsSuccessStatusCode)
+                return new Outcome(null, FinishKind.Error, $"{gateway.Name} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(ct)}");
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(ct));
+            while (await reader.ReadLineAsync(ct) is { } line)
+            {
+                if (!line.StartsWith("data: ", StringComparison.Ordinal)) continue;
+                var data = line["data: ".Length..];
+                if (data == "[DONE]")
+                    return finish is null
+                        ? new Outcome(null, FinishKind.Error, $"{gateway.Name} ended the stream without a finish reason")
+                        : new Outcome(text.ToString(), finish == "length" ? FinishKind.Length : FinishKind.Stop, null);
+                using var json = System.Text.Json.JsonDocument.Parse(data);
+                if (json.RootElement.TryGetProperty("error", out var error))
+                    return new Outcome(null, FinishKind.Error, $"{gateway.Name} reported an error mid-stream: {error.GetRawText()}");
+                foreach (var choice in json.RootElement.GetProperty("choices").EnumerateArray())
+                {
+                    if (choice.TryGetProperty("text", out var t)) text.Append(t.GetString());
+                    if (choice.TryGetProperty("finish_reason", out var f) && f.ValueKind == System.Text.Json.JsonValueKind.String) finish = f.GetString();
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or HttpRequestException && !ct.IsCancellationRequested)
+        {
+            return new Outcome(null, FinishKind.Error, $"the stream through {gateway.Name} was cut{(gateway.HasExited ? " (the gateway was killed)" : "")}: {e.Message}");
+        }
+        return new Outcome(null, FinishKind.Error, $"the stream through {gateway.Name} ended without [DONE]{(gateway.HasExited ? " (the gateway was killed)" : "")}");
+    }
+
     /// <summary>KV bytes still reserved on the live silos once every stream ended (0 when every session was freed).</summary>
     private static async Task<long> KvReservedAsync(LoopbackCluster cluster, TimeSpan wait)
     {
         var deadline = DateTime.UtcNow + wait;
         while (true)
         {
-            long reserved = 0;
-            for (int i = 0; i < cluster.Silos.Count; i++)
-            {
-                if (!cluster.IsRunning(i)) continue;
-                try
-                {
-                    foreach (var line in (await cluster.GetAsync(i, "/metrics")).Split('\n'))
-                        if (line.StartsWith("proxyorleans_model_kv_reserved_bytes{", StringComparison.Ordinal))
-                            reserved += (long)double.Parse(line.Split(' ')[^1], CultureInfo.InvariantCulture);
-                }
-                catch (HttpRequestException) { }
-            }
+            var reserved = await cluster.KvReservedBytesAsync();
             if (reserved == 0 || DateTime.UtcNow > deadline) return reserved;
             await Task.Delay(250);
         }

@@ -10,7 +10,7 @@ namespace ProxyOrleans.Gateway.Generation;
 /// (Orleans cancels the remote enumeration) and is repeated with an explicit Cancel, so the coordinator
 /// closes every model session on every silo. Cluster errors become OpenAI error bodies.
 /// </summary>
-public sealed class OrleansGenerationBackend(IClusterClient client, ILogger<OrleansGenerationBackend> log) : IGenerationBackend
+public sealed class OrleansGenerationBackend(IClusterClient client, GatewayOptions options, ILogger<OrleansGenerationBackend> log) : IGenerationBackend
 {
     public Task<ClusterModels> GetModelsAsync(CancellationToken cancellationToken) =>
         client.GetGrain<IModelDirectoryGrain>(DirectoryKeys.Default).GetModels().WaitAsync(cancellationToken);
@@ -29,7 +29,8 @@ public sealed class OrleansGenerationBackend(IClusterClient client, ILogger<Orle
 
     public async IAsyncEnumerable<GenerationUpdate> RunAsync(string generationId, GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        var grain = client.GetGrain<IGenerationGrain>(GenerationKeys.Create(request.Combination.Base, generationId));
+        // The coordinator frees its sessions soon after this gateway dies (it stops renewing the lease).
+        request = request with { ConsumerLeaseSeconds = options.CoordinatorLeaseSeconds };
         // GenerationClient resumes on a new coordinator (same output) if the coordinator's silo dies mid-stream.
         await using var events = GenerationClient.StreamAsync(client, request, generationId, cancellationToken).GetAsyncEnumerator(cancellationToken);
         using var onCancel = cancellationToken.Register(() => _ = CancelAsync(request.Combination.Base, generationId, request.TenantId));

@@ -42,6 +42,7 @@ public static class SiloHosting
         silo.Services.AddHostedService(sp => sp.GetRequiredService<HostedModels>());
         silo.Services.AddSingleton<ModelDirectory>();
         silo.Services.AddHostedService<DrainWatcher>();
+        silo.Services.AddHostedService<OrphanSessionWatcher>();
         silo.Services.AddSingleton<TokenizerCache>();
         silo.Services.AddPlacementFilter<ModelPlacementFilterStrategy, ModelPlacementDirector>(ServiceLifetime.Singleton);
         silo.AddMemoryStreams(Abstractions.StreamNames.Provider);

@@ -79,9 +79,10 @@ public sealed class ModelWorker : IDisposable
     /// see <see cref="OpenSessionRequest.Generation"/>.</param>
     /// <param name="scorePrompt">Also return PromptRows: the logits after each prompt token but the last (echo); only
     /// with no generated tokens.</param>
+    /// <param name="coordinatorSilo">The opening coordinator's silo (<see cref="CloseSessionsOfCoordinator"/>); null: unknown.</param>
     public async Task<(ReadOnlyMemory<float> Logits, double ModelMs, ReadOnlyMemory<float> PromptRows)> OpenAsync(string sessionId, int[] promptIds,
         int[] generated, int maxNewTokens, LogitsPrecision precision = LogitsPrecision.Float32, string? generation = null, int attempt = 0,
-        bool scorePrompt = false)
+        bool scorePrompt = false, string? coordinatorSilo = null)
     {
         if (scorePrompt && generated.Length > 0)
             throw new InvalidRequestException("generated", "A prompt is scored when its session first opens, before any token is generated.");
@@ -106,7 +107,7 @@ public sealed class ModelWorker : IDisposable
                 $"{(after - need) / 1048576.0:F1} of {_budgetBytes / 1048576.0:F1} MB are held by {_sessions.Count} sessions. " +
                 "Retry later, lower max_tokens, add a replica, or raise ProxyOrleans:KvBudgetMB.");
         }
-        var session = new Session(sessionId, capacity, need) { Step = generated.Length, Precision = precision, Generation = generation, Attempt = attempt };
+        var session = new Session(sessionId, capacity, need) { Step = generated.Length, Precision = precision, Generation = generation, Attempt = attempt, CoordinatorSilo = coordinatorSilo };
         try
         {
             session.Inner = _model.CreateSession(capacity);
@@ -213,6 +214,23 @@ public sealed class ModelWorker : IDisposable
 
     /// <summary>Whether the session is open here (not closed, not freed as idle).</summary>
     public bool IsOpen(string sessionId) => _sessions.ContainsKey(sessionId);
+
+    /// <summary>
+    /// Frees every session opened by a coordinator on <paramref name="silo"/>, which the cluster declared dead: nothing will
+    /// step or close them, and the idle timeout would hold their KV for minutes. Returns how many were freed.
+    /// </summary>
+    public int CloseSessionsOfCoordinator(string silo)
+    {
+        int freed = 0;
+        foreach (var (id, s) in _sessions)
+        {
+            if (!string.Equals(s.CoordinatorSilo, silo, StringComparison.Ordinal)) continue;
+            Close(id);
+            freed++;
+        }
+        if (freed > 0) _log.LogInformation("Model {Model}: freed {Count} sessions whose coordinator's silo {Silo} died", Name, freed, silo);
+        return freed;
+    }
 
     public void Close(string sessionId)
     {
@@ -366,6 +384,7 @@ public sealed class ModelWorker : IDisposable
         public LogitsPrecision Precision;
         public string? Generation;
         public int Attempt;
+        public string? CoordinatorSilo;
         public volatile bool Closed;
         private long _reserved = reserved;
         public void Touch() => LastUsed = Environment.TickCount64;
