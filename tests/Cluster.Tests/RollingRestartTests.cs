@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Hosting;
 using ProxyOrleans.Abstractions;
 using ProxyOrleans.Client.Benchmarks;
 using Xunit;
@@ -154,5 +156,21 @@ public sealed class RollingRestartTests(ITestOutputHelper output)
             output.WriteLine(text[^Math.Min(text.Length, 12000)..]);
             throw;
         }
+    }
+}
+
+/// <summary>The hand-off setting is checked when the silo is configured.</summary>
+public sealed class GatewayHandOffSettingTests
+{
+    [Fact]
+    public void ANegativeGatewayHandOffIsRefusedNamingTheSetting()
+    {
+        var config = new ConfigurationBuilder()
+            .AddInMemoryCollection(new Dictionary<string, string?> { ["ProxyOrleans:GatewayHandOffSeconds"] = "-1" }).Build();
+        var builder = Host.CreateApplicationBuilder();
+        var e = Assert.Throws<InvalidOperationException>(() =>
+            builder.UseOrleans(silo => ProxyOrleans.Grains.Hosting.SiloHosting.AddProxyOrleans(silo.UseLocalhostClustering(), config)));
+        Assert.Contains("ProxyOrleans:GatewayHandOffSeconds", e.Message);
+        Assert.Contains("0 or more", e.Message);
     }
 }
