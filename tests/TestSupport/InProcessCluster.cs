@@ -25,7 +25,12 @@ public sealed class InProcessCluster : IAsyncDisposable
         {
             int index = int.Parse(options.SiloName.Split('_')[1]);
             var models = index < modelsPerSilo.Length ? modelsPerSilo[index] : [];
-            var config = new Dictionary<string, string?> { ["ProxyOrleans:SessionIdleTimeoutSeconds"] = "60", ["ProxyOrleans:DrainTimeoutSeconds"] = "5" };
+            // No gateway hand-off: every test stops every silo gracefully at its end, and the hand-off's wait would add
+            // 2 s per silo to each; it is measured with real silo processes (RollingRestartTests).
+            var config = new Dictionary<string, string?>
+            {
+                ["ProxyOrleans:SessionIdleTimeoutSeconds"] = "60", ["ProxyOrleans:DrainTimeoutSeconds"] = "5", ["ProxyOrleans:GatewayHandOffSeconds"] = "0",
+            };
             for (int i = 0; i < models.Length; i++)
             {
                 config[$"ProxyOrleans:Models:{i}:Name"] = models[i];

@@ -136,6 +136,36 @@ public sealed class LoopbackCluster : IAsyncDisposable
         return i;
     }
 
+    /// <summary>
+    /// Starts a fresh process for silo <paramref name="index"/>'s role, once its previous process has exited (a rolling
+    /// update's new pod): same models, configuration and ports, so the client's static gateway list still reaches it.
+    /// Returns when the new silo reports ready on /readyz (its models advertised, every combination servable).
+    /// </summary>
+    public async Task RestartSiloAsync(int index, CancellationToken ct = default)
+    {
+        Process old;
+        lock (_processes) old = _processes[index];
+        if (!old.HasExited)
+            throw new InvalidOperationException($"Silo {Silos[index].Name} still runs: stop it (Terminate or Kill) and wait for its exit before restarting it.");
+        await StartSiloAsync(FindSiloDll(), index, _extra, ct);
+        old.Dispose();
+        var sw = Stopwatch.StartNew();
+        string last = "";
+        while (sw.Elapsed < TimeSpan.FromSeconds(60))
+        {
+            try
+            {
+                using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+                using var r = await http.GetAsync($"http://127.0.0.1:{HttpPorts[index]}/readyz", ct);
+                last = await r.Content.ReadAsStringAsync(ct);
+                if (r.IsSuccessStatusCode) return;
+            }
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested) { last = e.Message; }
+            await Task.Delay(200, ct);
+        }
+        throw new TimeoutException($"The restarted silo {Silos[index].Name} was not ready within 60 s: {last}");
+    }
+
     /// <summary>Waits until the cluster's directory lists every model (silo metadata has propagated).</summary>
     public async Task WaitForModelsAsync(string[] models, CancellationToken ct = default)
     {

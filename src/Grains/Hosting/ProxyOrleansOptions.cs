@@ -62,6 +62,12 @@ public sealed class ProxyOrleansOptions
     public double SessionIdleTimeoutSeconds { get; set; } = 120;
     /// <summary>On shutdown, wait this long for running sessions to finish before stopping.</summary>
     public double DrainTimeoutSeconds { get; set; } = 30;
+    /// <summary>
+    /// On shutdown, after this silo's gateway has told its clients to send through other gateways, it keeps relaying
+    /// the calls already in flight this long before it stops. Orleans 10 waits 0 s by default: the responses of those
+    /// calls were dropped and each one hung until the client's response timeout (docs/distributed.md, rolling restarts).
+    /// </summary>
+    public double GatewayHandOffSeconds { get; set; } = 2;
     /// <summary>Timeout of one step call (retried on transient faults).</summary>
     public double StepTimeoutSeconds { get; set; } = 30;
     /// <summary>Device the hosted models run on: cpu, cuda or cuda:N (ProxyOrleans__Device=cuda on GPU nodes).</summary>

@@ -26,6 +26,10 @@ public static class SiloHosting
             if (CombinationSpec.AnswerCueProblem(combination.AnswerCue) is { } problem)
                 throw new InvalidOperationException($"{ProxyOrleansOptions.Section}:Combinations:{name}:AnswerCue: {problem}");
         silo.Services.Configure<ProxyOrleansOptions>(section);
+        if (options.GatewayHandOffSeconds < 0)
+            throw new InvalidOperationException($"{ProxyOrleansOptions.Section}:GatewayHandOffSeconds must be 0 or more; got {options.GatewayHandOffSeconds}.");
+        // A stopping gateway relays its clients' calls in flight until they are answered, instead of dropping the answers.
+        silo.Configure<SiloMessagingOptions>(o => o.ClientGatewayShutdownNotificationTimeout = TimeSpan.FromSeconds(options.GatewayHandOffSeconds));
         // Trace context flows through grain calls: one request is one trace across silos (docs/gateway.md).
         silo.AddActivityPropagation();
         var metadata = configuration.GetSection("Orleans:Metadata").GetChildren()
