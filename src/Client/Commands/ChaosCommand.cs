@@ -211,6 +211,9 @@ public static class ChaosCommand
         var stopStreams = Enumerable.Range(0, o.Streams).Where(i => KindOf(i) == StreamKind.Stop).ToList();
         var probe = await RunStreamsAsync(cluster, gateways, http, o, stopStreams, Plan, "probe", ct);
         for (int k = 0; k < stopStreams.Count; k++) stops[stopStreams[k]] = MiddleOf(probe[k].Choices[0].Text);
+        progress?.WriteLine($"probe run: {stopStreams.Count} stop streams in {sw.Elapsed.TotalSeconds:F1} s; stop sequences " +
+                            string.Join(", ", stopStreams.Select(i => System.Text.Json.JsonSerializer.Serialize(stops[i]))));
+        sw.Restart();
         var plans = Enumerable.Range(0, o.Streams).Select(Plan).ToList();
         var all = Enumerable.Range(0, o.Streams).ToList();
         var reference = await RunStreamsAsync(cluster, gateways, http, o, all, Plan, "calm", ct);
