@@ -9,9 +9,10 @@ namespace ProxyOrleans.Client.Commands;
 /// <summary>
 /// proxyorleans chaos: real silo processes on loopback TCP with Redis membership (a silo hosting no model, base replicas,
 /// expert/anti-expert pair replicas) and gateway processes in front, many concurrent streamed completions (spread over
-/// the gateways) mixing greedy and seeded sampling, run once without faults and once while random silos are killed
+/// the gateways) cycling through greedy, top-p, top-k, a stop sequence and n = 2 (<see cref="StreamKind"/>), run once without faults and once while random silos are killed
 /// (SIGKILL) and others drained (SIGTERM) and a gateway is killed (SIGKILL); every stream of the faulty run is compared
-/// with its fault-free twin. A stream cut by its gateway's death fails cleanly (the client sees it end without [DONE]).
+/// with its fault-free twin, choice by choice. A choice cut by its gateway's death fails cleanly (the client sees the
+/// stream end without [DONE] before that choice's finish reason).
 /// Ends with one key=value line.
 /// </summary>
 public static class ChaosCommand
@@ -21,7 +22,7 @@ public static class ChaosCommand
         var baseOpt = new Option<string?>("--base") { Description = "Base model: name=dir (default: models/demo/base-large)." };
         var expertOpt = new Option<string?>("--expert") { Description = "Expert: name=dir (default: models/demo/tuned-small)." };
         var antiOpt = new Option<string?>("--anti-expert") { Description = "Anti-expert: name=dir (default: models/demo/base-small)." };
-        var streams = new Option<int>("--streams") { Description = "Concurrent streams per run (half greedy, half seeded sampling at temperature 0.8).", DefaultValueFactory = _ => 32 };
+        var streams = new Option<int>("--streams") { Description = "Concurrent streams per run, cycling through greedy, top_p 0.9, top_k 40, a stop sequence and n = 2 (seeded sampling at temperature 0.8 but the greedy ones).", DefaultValueFactory = _ => 32 };
         var tokens = new Option<int>("--tokens") { Description = "Tokens per stream.", DefaultValueFactory = _ => 32 };
         var kills = new Option<int>("--kills") { Description = "Silos killed (SIGKILL) during the faulty run.", DefaultValueFactory = _ => 2 };
         var drains = new Option<int>("--drains") { Description = "Silos drained (SIGTERM) during the faulty run.", DefaultValueFactory = _ => 1 };
@@ -82,21 +83,53 @@ public static class ChaosCommand
         public TimeSpan StreamLimit { get; init; } = TimeSpan.FromMinutes(3);
     }
 
-    /// <param name="Different">Streams that finished without an error but with another text than their fault-free twin.</param>
-    /// <param name="Lost">Streams that neither finished nor failed with an error (hung past the limit, or ended silently).</param>
-    /// <param name="GatewaysKilled">Gateway processes SIGKILLed mid-run (their cut streams count as <paramref name="FailedCleanly"/>).</param>
-    public sealed record ChaosResult(int Requests, int Identical, int Different, int FailedCleanly, int Lost, long KvLeakBytes, int DrainFailures,
-        int Killed, int Drained, double Seconds, int GatewaysKilled = 0)
+    /// <summary>What a stream asks for; stream i is kind i mod 5 (an odd count, so that every kind goes through each of two gateways).</summary>
+    public enum StreamKind
+    {
+        Greedy,
+        /// <summary>Seeded sampling at temperature 0.8 with top_p 0.9.</summary>
+        TopP,
+        /// <summary>Seeded sampling at temperature 0.8 with top_k 40.</summary>
+        TopK,
+        /// <summary>Seeded sampling at temperature 0.8 with a stop sequence taken from the middle of a probe run's text, so that it fires.</summary>
+        Stop,
+        /// <summary>Seeded sampling at temperature 0.8 with n = 2: two choices, each compared with its fault-free twin.</summary>
+        TwoChoices,
+    }
+
+    /// <param name="Requests">Streams (one request each) per run.</param>
+    /// <param name="Choices">Choices over all streams (a <see cref="StreamKind.TwoChoices"/> stream has two): what
+    /// <paramref name="Identical"/>, <paramref name="Different"/>, <paramref name="FailedCleanly"/> and <paramref name="Lost"/> count.</param>
+    /// <param name="Different">Choices that finished without an error but with another text than their fault-free twin.</param>
+    /// <param name="Lost">Choices that neither finished nor failed with an error (hung past the limit, or missing from a stream that ended with [DONE]).</param>
+    /// <param name="GatewaysKilled">Gateway processes SIGKILLed mid-run (the choices they cut count as <paramref name="FailedCleanly"/>).</param>
+    /// <param name="StopsFired">Stop-sequence streams whose stop sequence ended them in the fault-free run.</param>
+    /// <param name="Mix">Streams per kind, counted from what the requests really asked (top_p &lt; 1, top_k &gt; 0, a stop sequence, n = 2).</param>
+    /// <param name="IdenticalByKind">Identical choices per kind.</param>
+    public sealed record ChaosResult(int Requests, int Choices, int Identical, int Different, int FailedCleanly, int Lost, long KvLeakBytes, int DrainFailures,
+        int Killed, int Drained, double Seconds, int GatewaysKilled, int StopsFired,
+        IReadOnlyDictionary<StreamKind, int> Mix, IReadOnlyDictionary<StreamKind, int> IdenticalByKind)
     {
         public string KeyValues => string.Create(CultureInfo.InvariantCulture,
-            $"chaos_requests={Requests} identical={Identical} different={Different} failed_cleanly={FailedCleanly} lost={Lost} " +
-            $"kv_leak_bytes={KvLeakBytes} drain_failures={DrainFailures} killed={Killed} drained={Drained} gateways_killed={GatewaysKilled} seconds={Seconds:F1}");
+            $"chaos_requests={Requests} choices={Choices} identical={Identical} different={Different} failed_cleanly={FailedCleanly} lost={Lost} " +
+            $"kv_leak_bytes={KvLeakBytes} drain_failures={DrainFailures} killed={Killed} drained={Drained} gateways_killed={GatewaysKilled} " +
+            $"stops_fired={StopsFired} seconds={Seconds:F1}");
     }
 
     /// <summary>The combination's name at the gateways.</summary>
     private const string Combination = "chaos";
 
-    private sealed record Outcome(string? Text, FinishKind Finish, string? Error);
+    /// <summary>One choice's end: its text when it finished, else the error it failed with (both null: lost).</summary>
+    private sealed record ChoiceOutcome(string? Text, FinishKind Finish, string? Error);
+
+    private sealed record Outcome(ChoiceOutcome[] Choices)
+    {
+        public static Outcome Failed(int choices, string error) => new([.. Enumerable.Repeat(new ChoiceOutcome(null, FinishKind.Error, error), choices)]);
+        public static Outcome Lost(int choices) => new([.. Enumerable.Repeat(new ChoiceOutcome(null, FinishKind.None, null), choices)]);
+    }
+
+    /// <summary>One stream's request; <paramref name="Choices"/> is its n (the gateway seeds choice j with seed + j).</summary>
+    private sealed record StreamPlan(StreamKind Kind, GenerationRequest Request, int Choices);
 
     public static async Task<ChaosResult> RunAsync((string Name, string Path) baseModel, (string Name, string Path) expert, (string Name, string Path) anti,
         ChaosOptions o, TextWriter? progress, TextWriter? siloLog, CancellationToken ct)
@@ -152,18 +185,38 @@ public static class ChaosCommand
     private static async Task<ChaosResult> RunFaultsAsync(LoopbackCluster cluster, List<GatewayProcess> gateways, CombinationSpec spec, ChaosOptions o,
         Stopwatch total, List<LoopbackCluster.SiloSpec> silos, TextWriter? progress, CancellationToken ct)
     {
-
-        GenerationRequest Request(int i) => new()
+        var kinds = Enum.GetValues<StreamKind>();
+        StreamKind KindOf(int i) => kinds[i % kinds.Length];
+        var stops = new string?[o.Streams];
+        StreamPlan Plan(int i)
         {
-            Combination = spec, Prompt = Prompts[i % Prompts.Length], TenantId = "chaos",
-            Sampling = i % 2 == 0
-                ? new SamplingSpec { Temperature = 0, MaxNewTokens = o.Tokens, StopAtEos = false }
-                : new SamplingSpec { Temperature = 0.8f, Seed = (ulong)(1000 + i), MaxNewTokens = o.Tokens, StopAtEos = false },
-        };
+            var kind = KindOf(i);
+            var sampled = new SamplingSpec { Temperature = 0.8f, Seed = (ulong)(1000 + i), MaxNewTokens = o.Tokens, StopAtEos = false };
+            var sampling = kind switch
+            {
+                StreamKind.Greedy => new SamplingSpec { Temperature = 0, MaxNewTokens = o.Tokens, StopAtEos = false },
+                StreamKind.TopP => sampled with { TopP = 0.9f },
+                StreamKind.TopK => sampled with { TopK = 40 },
+                StreamKind.Stop => sampled with { Stop = stops[i] is { } stop ? [stop] : [] },
+                _ => sampled,
+            };
+            return new StreamPlan(kind, new GenerationRequest { Combination = spec, Prompt = Prompts[i % Prompts.Length], TenantId = "chaos", Sampling = sampling },
+                kind == StreamKind.TwoChoices ? 2 : 1);
+        }
 
         var sw = Stopwatch.StartNew();
         using var http = new HttpClient { Timeout = Timeout.InfiniteTimeSpan }; // each stream has its own limit
-        var reference = await RunStreamsAsync(cluster, gateways, http, o, Request, "calm", ct);
+        // A stop sequence fires only if the text contains it: a probe run of the stop streams without one gives their text,
+        // and the stop sequence is a few characters from its middle (the same seed gives the same text again).
+        var stopStreams = Enumerable.Range(0, o.Streams).Where(i => KindOf(i) == StreamKind.Stop).ToList();
+        var probe = await RunStreamsAsync(cluster, gateways, http, o, stopStreams, Plan, "probe", ct);
+        for (int k = 0; k < stopStreams.Count; k++) stops[stopStreams[k]] = MiddleOf(probe[k].Choices[0].Text);
+        progress?.WriteLine($"probe run: {stopStreams.Count} stop streams in {sw.Elapsed.TotalSeconds:F1} s; stop sequences " +
+                            string.Join(", ", stopStreams.Select(i => System.Text.Json.JsonSerializer.Serialize(stops[i]))));
+        sw.Restart();
+        var plans = Enumerable.Range(0, o.Streams).Select(Plan).ToList();
+        var all = Enumerable.Range(0, o.Streams).ToList();
+        var reference = await RunStreamsAsync(cluster, gateways, http, o, all, Plan, "calm", ct);
         var calmSeconds = sw.Elapsed.TotalSeconds;
         progress?.WriteLine($"fault-free run: {o.Streams} streams in {calmSeconds:F1} s");
 
@@ -186,7 +239,7 @@ public static class ChaosCommand
         // The gateways die first: a generation whose coordinator's silo dies after its gateway did is never resumed, and
         // its sessions on the surviving silos stay reserved until their idle timeout (no resume closes them).
         var gatewayVictims = Enumerable.Range(0, gateways.Count).OrderBy(_ => random.Next()).Take(o.GatewayKills).ToList();
-        var faulty = RunStreamsAsync(cluster, gateways, http, o, Request, "chaos", ct);
+        var faulty = RunStreamsAsync(cluster, gateways, http, o, all, Plan, "chaos", ct);
         var faults = Task.Run(async () =>
         {
             foreach (var g in gatewayVictims)
@@ -215,16 +268,41 @@ public static class ChaosCommand
         var kvLeak = await KvReservedAsync(cluster, TimeSpan.FromSeconds(10));
 
         int identical = 0, different = 0, failed = 0, lost = 0;
+        var identicalByKind = kinds.ToDictionary(k => k, _ => 0);
         for (int i = 0; i < o.Streams; i++)
+            for (int c = 0; c < plans[i].Choices; c++)
+            {
+                var (calm, chaos) = (reference[i].Choices[c], outcomes[i].Choices[c]);
+                var name = $"stream {i} ({plans[i].Kind}{(plans[i].Choices > 1 ? $", choice {c}" : "")})";
+                if (chaos.Error is not null) { failed++; progress?.WriteLine($"{name} failed cleanly: {chaos.Error}"); }
+                else if (chaos.Text is null || chaos.Finish == FinishKind.None) { lost++; progress?.WriteLine($"{name} lost"); }
+                else if (calm.Text == chaos.Text) { identical++; identicalByKind[plans[i].Kind]++; }
+                else { different++; progress?.WriteLine($"{name} differs from its fault-free twin"); }
+            }
+        // Fired: the fault-free text stops where the probe's (same request, no stop sequence) goes on with the stop sequence.
+        int stopsFired = stopStreams.Select((i, k) => (Probe: probe[k].Choices[0].Text, Calm: reference[i].Choices[0], Stop: stops[i]))
+            .Count(s => s is { Probe: { } p, Calm: { Text: { } t, Finish: FinishKind.Stop }, Stop: { } stop }
+                        && t.Length < p.Length && p.StartsWith(t, StringComparison.Ordinal) && p.AsSpan(t.Length).StartsWith(stop, StringComparison.Ordinal));
+        var mix = new Dictionary<StreamKind, int>
         {
-            var (calm, chaos) = (reference[i], outcomes[i]);
-            if (chaos.Error is not null) { failed++; progress?.WriteLine($"stream {i} failed cleanly: {chaos.Error}"); }
-            else if (chaos.Text is null || chaos.Finish == FinishKind.None) { lost++; progress?.WriteLine($"stream {i} lost"); }
-            else if (calm.Text == chaos.Text) identical++;
-            else { different++; progress?.WriteLine($"stream {i} ({(i % 2 == 0 ? "greedy" : "sampled")}) differs from its fault-free twin"); }
-        }
-        return new ChaosResult(o.Streams, identical, different, failed, lost, kvLeak, drainFailures,
-            victims.Count(v => !v.Drain), victims.Count(v => v.Drain), total.Elapsed.TotalSeconds, gatewayVictims.Count);
+            [StreamKind.Greedy] = plans.Count(p => p.Request.Sampling.Temperature == 0),
+            [StreamKind.TopP] = plans.Count(p => p.Request.Sampling.TopP < 1),
+            [StreamKind.TopK] = plans.Count(p => p.Request.Sampling.TopK > 0),
+            [StreamKind.Stop] = plans.Count(p => p.Request.Sampling.Stop.Length > 0),
+            [StreamKind.TwoChoices] = plans.Count(p => p.Choices == 2),
+        };
+        return new ChaosResult(o.Streams, plans.Sum(p => p.Choices), identical, different, failed, lost, kvLeak, drainFailures,
+            victims.Count(v => !v.Drain), victims.Count(v => v.Drain), total.Elapsed.TotalSeconds, gatewayVictims.Count, stopsFired, mix, identicalByKind);
+    }
+
+    /// <summary>Up to three characters from the middle of a text (not splitting a surrogate pair); null for a text too short to cut.</summary>
+    private static string? MiddleOf(string? text)
+    {
+        if (text is null || text.Length < 4) return null;
+        int start = text.Length / 2, end = Math.Min(text.Length, start + 3);
+        if (char.IsLowSurrogate(text[start])) start++;
+        if (end < text.Length && char.IsLowSurrogate(text[end])) end++;
+        return end > start ? text[start..end] : null;
     }
 
     private static readonly string[] Prompts =
@@ -233,92 +311,109 @@ public static class ChaosCommand
         "Where does Farid Keller live?", "Tell a long story about the sea",
     ];
 
-    /// <summary>Every stream at once: through the gateways (round robin) when there are some, else straight to the cluster.</summary>
+    /// <summary>The given streams at once, their outcomes in that order: through the gateways (stream i through gateway
+    /// i mod count) when there are some, else straight to the cluster.</summary>
     private static async Task<Outcome[]> RunStreamsAsync(LoopbackCluster cluster, List<GatewayProcess> gateways, HttpClient http, ChaosOptions o,
-        Func<int, GenerationRequest> request, string run, CancellationToken ct)
+        IReadOnlyList<int> streams, Func<int, StreamPlan> plan, string run, CancellationToken ct)
     {
         var id = Guid.NewGuid().ToString("N")[..8];
-        return await Task.WhenAll(Enumerable.Range(0, o.Streams).Select(async i =>
+        return await Task.WhenAll(streams.Select(async i =>
         {
+            var p = plan(i);
             using var limit = CancellationTokenSource.CreateLinkedTokenSource(ct);
             limit.CancelAfter(o.StreamLimit);
             try
             {
                 return gateways.Count > 0
-                    ? await StreamThroughGatewayAsync(http, gateways[i % gateways.Count], request(i), limit.Token)
-                    : await StreamFromClusterAsync(cluster, request(i), $"chaos:{run}-{id}-{i}", limit.Token);
+                    ? await StreamThroughGatewayAsync(http, gateways[i % gateways.Count], p, limit.Token)
+                    : await StreamFromClusterAsync(cluster, p, $"chaos:{run}-{id}-{i}", limit.Token);
             }
             catch (OperationCanceledException) when (limit.IsCancellationRequested && !ct.IsCancellationRequested)
             {
-                return new Outcome(null, FinishKind.None, null); // hung past the limit: lost
+                return Outcome.Lost(p.Choices); // hung past the limit
             }
             catch (Exception e) when (!ct.IsCancellationRequested)
             {
-                return new Outcome(null, FinishKind.Error, $"{e.GetType().Name}: {e.Message.Split('\n')[0]}");
+                return Outcome.Failed(p.Choices, $"{e.GetType().Name}: {e.Message.Split('\n')[0]}");
             }
         }));
     }
 
-    private static async Task<Outcome> StreamFromClusterAsync(LoopbackCluster cluster, GenerationRequest request, string id, CancellationToken ct)
-    {
-        var text = new System.Text.StringBuilder();
-        var finish = FinishKind.None;
-        await foreach (var ev in GenerationClient.StreamAsync(cluster.Grains, request, id, ct))
+    /// <summary>Each choice its own generation, seeded seed + j as the gateway seeds choice j.</summary>
+    private static async Task<Outcome> StreamFromClusterAsync(LoopbackCluster cluster, StreamPlan plan, string id, CancellationToken ct) =>
+        new(await Task.WhenAll(Enumerable.Range(0, plan.Choices).Select(async j =>
         {
-            text.Append(ev.Text);
-            if (ev.Finish != FinishKind.None) { finish = ev.Finish; break; }
-        }
-        if (finish == FinishKind.Error) return new Outcome(null, finish, "the coordinator reported an error");
-        return new Outcome(finish == FinishKind.None ? null : text.ToString(), finish, null);
-    }
+            var sampling = plan.Request.Sampling;
+            var request = plan.Request with { Sampling = sampling with { Seed = sampling.Seed is { } s ? s + (ulong)j : null } };
+            var text = new System.Text.StringBuilder();
+            var finish = FinishKind.None;
+            await foreach (var ev in GenerationClient.StreamAsync(cluster.Grains, request, plan.Choices > 1 ? $"{id}-{j}" : id, ct))
+            {
+                text.Append(ev.Text);
+                if (ev.Finish != FinishKind.None) { finish = ev.Finish; break; }
+            }
+            if (finish == FinishKind.Error) return new ChoiceOutcome(null, finish, "the coordinator reported an error");
+            return new ChoiceOutcome(finish == FinishKind.None ? null : text.ToString(), finish, null);
+        })));
 
     /// <summary>
-    /// One streamed POST /v1/completions. Ends with [DONE] and a finish reason; an error event, a refusal or a stream cut
-    /// without [DONE] (its gateway died: the connection drops) is a clean failure, which the client can tell and retry.
+    /// One streamed POST /v1/completions. Ends with [DONE] and a finish reason per choice; an error event, a refusal or a
+    /// stream cut without [DONE] (its gateway died: the connection drops) is a clean failure of every choice not finished
+    /// by then, which the client can tell and retry. A choice missing from a stream that ended with [DONE] is lost.
     /// </summary>
-    private static async Task<Outcome> StreamThroughGatewayAsync(HttpClient http, GatewayProcess gateway, GenerationRequest request, CancellationToken ct)
+    private static async Task<Outcome> StreamThroughGatewayAsync(HttpClient http, GatewayProcess gateway, StreamPlan plan, CancellationToken ct)
     {
-        var s = request.Sampling;
-        var body = System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
+        var s = plan.Request.Sampling;
+        var fields = new Dictionary<string, object?>
         {
-            ["model"] = Combination, ["prompt"] = request.Prompt, ["max_tokens"] = s.MaxNewTokens, ["temperature"] = s.Temperature,
+            ["model"] = Combination, ["prompt"] = plan.Request.Prompt, ["max_tokens"] = s.MaxNewTokens, ["temperature"] = s.Temperature,
             ["seed"] = s.Seed is { } seed ? (long)seed : null, ["stream"] = true,
-        });
+        };
+        // Only what differs from the API's defaults, so that a greedy stream's body stays the plain one.
+        if (s.TopP < 1) fields["top_p"] = s.TopP;
+        if (s.TopK > 0) fields["top_k"] = s.TopK;
+        if (s.Stop.Length > 0) fields["stop"] = s.Stop;
+        if (plan.Choices > 1) fields["n"] = plan.Choices;
+        var body = System.Text.Json.JsonSerializer.Serialize(fields);
         using var post = new HttpRequestMessage(HttpMethod.Post, new Uri(gateway.BaseUri, "/v1/completions"))
         {
             Content = new StringContent(body, System.Text.Encoding.UTF8, "application/json"),
         };
-        var text = new System.Text.StringBuilder();
-        string? finish = null;
+        var texts = Enumerable.Range(0, plan.Choices).Select(_ => new System.Text.StringBuilder()).ToArray();
+        var finishes = new string?[plan.Choices];
+        // A choice whose finish reason arrived is complete even if the stream is cut afterwards; the others fail with the cut.
+        Outcome Cut(string why) => new([.. finishes.Select((f, j) => f is null ? new ChoiceOutcome(null, FinishKind.Error, why) : Finished(j))]);
+        ChoiceOutcome Finished(int j) => new(texts[j].ToString(), finishes[j] == "length" ? FinishKind.Length : FinishKind.Stop, null);
         try
         {
             using var response = await http.SendAsync(post, HttpCompletionOption.ResponseHeadersRead, ct);
             if (!response.IsSuccessStatusCode)
-                return new Outcome(null, FinishKind.Error, $"{gateway.Name} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(ct)}");
+                return Outcome.Failed(plan.Choices, $"{gateway.Name} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(ct)}");
             using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(ct));
             while (await reader.ReadLineAsync(ct) is { } line)
             {
                 if (!line.StartsWith("data: ", StringComparison.Ordinal)) continue;
                 var data = line["data: ".Length..];
                 if (data == "[DONE]")
-                    return finish is null
-                        ? new Outcome(null, FinishKind.Error, $"{gateway.Name} ended the stream without a finish reason")
-                        : new Outcome(text.ToString(), finish == "length" ? FinishKind.Length : FinishKind.Stop, null);
+                    return new([.. finishes.Select((f, j) => f is null ? new ChoiceOutcome(null, FinishKind.None, null) : Finished(j))]);
                 using var json = System.Text.Json.JsonDocument.Parse(data);
                 if (json.RootElement.TryGetProperty("error", out var error))
-                    return new Outcome(null, FinishKind.Error, $"{gateway.Name} reported an error mid-stream: {error.GetRawText()}");
+                    return Outcome.Failed(plan.Choices, $"{gateway.Name} reported an error mid-stream: {error.GetRawText()}");
                 foreach (var choice in json.RootElement.GetProperty("choices").EnumerateArray())
                 {
-                    if (choice.TryGetProperty("text", out var t)) text.Append(t.GetString());
-                    if (choice.TryGetProperty("finish_reason", out var f) && f.ValueKind == System.Text.Json.JsonValueKind.String) finish = f.GetString();
+                    var j = choice.GetProperty("index").GetInt32();
+                    if (j < 0 || j >= plan.Choices)
+                        return Outcome.Failed(plan.Choices, $"{gateway.Name} sent choice {j} of a request with n = {plan.Choices}");
+                    if (choice.TryGetProperty("text", out var t)) texts[j].Append(t.GetString());
+                    if (choice.TryGetProperty("finish_reason", out var f) && f.ValueKind == System.Text.Json.JsonValueKind.String) finishes[j] = f.GetString();
                 }
             }
         }
         catch (Exception e) when (e is IOException or HttpRequestException && !ct.IsCancellationRequested)
         {
-            return new Outcome(null, FinishKind.Error, $"the stream through {gateway.Name} was cut{(gateway.HasExited ? " (the gateway was killed)" : "")}: {e.Message}");
+            return Cut($"the stream through {gateway.Name} was cut{(gateway.HasExited ? " (the gateway was killed)" : "")}: {e.Message}");
         }
-        return new Outcome(null, FinishKind.Error, $"the stream through {gateway.Name} ended without [DONE]{(gateway.HasExited ? " (the gateway was killed)" : "")}");
+        return Cut($"the stream through {gateway.Name} ended without [DONE]{(gateway.HasExited ? " (the gateway was killed)" : "")}");
     }
 
     /// <summary>KV bytes still reserved on the live silos once every stream ended (0 when every session was freed).</summary>
