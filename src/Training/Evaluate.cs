@@ -94,10 +94,7 @@ public static class Evaluate
             firstItems ??= items;
             log.WriteLine($"eval seed {seed}: {items.Count} questions ({string.Join(", ", items.GroupBy(i => i.Task).Select(g => $"{g.Key} {g.Count()}"))}) " +
                           $"from the world in {dir}; greedy, max {maxNew} new tokens");
-            results.Add(RunSeed(seed, dir, items, options, threads, extra, log, analysis: results.Count == 0) with
-            {
-                Premise = PremiseCheck(dir, world, options, threads, log),
-            });
+            results.Add(RunSeed(seed, dir, items, options, threads, extra, log, analysis: results.Count == 0, premiseWorld: world));
         }
 
         // The alpha sweep on the first seed's models.
@@ -181,7 +178,7 @@ public static class Evaluate
         if (File.Exists(Path.Combine(dir, TrainingReport.FileName)))
         {
             var existing = TrainingReport.Load(dir);
-            if (existing.Seed == seed && existing.World == bundled.World with { Seed = seed } && existing.Recipe == bundled.Recipe && !existing.Partial) return;
+            if (existing.Seed == seed && existing.Recipe == bundled.Recipe && !existing.Partial) return; // the recipe holds the world's options
             log.WriteLine($"{dir}: trained with another seed, world or recipe (or only in part); retraining.");
         }
         log.WriteLine($"training seed {seed} into {dir} (the bundled recipe with another seed)");
@@ -193,11 +190,10 @@ public static class Evaluate
     }
 
     // Both bases asked zero-shot (the answer cue) about the famous people tuning asks closed-book.
-    static Dictionary<string, double> PremiseCheck(string dir, DemoWorld world, SamplingOptions options, int threads, TextWriter log)
+    static Dictionary<string, double> PremiseCheck(ModelCatalog catalog, DemoWorld world, SamplingOptions options, TextWriter log)
     {
         var items = world.FamousPeople.SelectMany(p => DemoWorld.KnowledgeQuestions(p))
             .Select(q => new EvalItem("famous", q.Prompt, q.Answer, ScoringRule.Exact) { Content = q.Content }).ToList();
-        using var catalog = Catalog(dir, threads);
         var premise = new Dictionary<string, double>();
         foreach (var model in new[] { "base-small", "base-large" }.Where(catalog.Contains))
         {
@@ -217,7 +213,7 @@ public static class Evaluate
     }
 
     static SeedResult RunSeed(int seed, string modelsDir, IReadOnlyList<EvalItem> items, SamplingOptions options, int threads,
-        SystemSpec? extra, TextWriter log, bool analysis = false)
+        SystemSpec? extra, TextWriter log, bool analysis = false, DemoWorld? premiseWorld = null)
     {
         using var catalog = Catalog(modelsDir, threads);
         var systems = DefaultSystems(catalog).ToList();
@@ -225,7 +221,10 @@ public static class Evaluate
         var results = systems.Select(s => RunSystem(s, catalog, items, options, log,
             analysisTopK: analysis && s.Label == "proxy-large" ? 40 : 0)).ToList();
         var tokenizer = catalog.Get(catalog.Names.Contains("base-large") ? "base-large" : catalog.Names.First()).Tokenizer;
-        return new SeedResult(seed, modelsDir, results, tokenizer);
+        return new SeedResult(seed, modelsDir, results, tokenizer)
+        {
+            Premise = premiseWorld is null ? new Dictionary<string, double>() : PremiseCheck(catalog, premiseWorld, options, log),
+        };
     }
 
     public static IEnumerable<SystemSpec> DefaultSystems(ModelCatalog catalog)
