@@ -83,6 +83,10 @@ public static class GenerationClient
                 try { await e.DisposeAsync(); } catch { /* the coordinator may be gone */ }
             }
             if (!lost) yield break;
+            // Only the path to it may have failed (a stopping silo's gateway drops what it relays) while the coordinator
+            // lives on with its model sessions: cancel it, best effort, so its KV is freed now and not when Orleans drops
+            // the unread enumeration a minute later. The next attempt runs under another key and is not affected.
+            try { await grain.Cancel(request.TenantId).WaitAsync(TimeSpan.FromSeconds(2), CancellationToken.None); } catch { /* gone, or unreachable */ }
         }
     }
 
