@@ -11,17 +11,12 @@ public sealed class CommandLineTests
 {
     public static TheoryData<string> Programs => new() { "silo", "gateway", "client" };
 
-    static string Dll(string program)
+    static string Dll(string program) => program switch
     {
-        var silo = LoopbackCluster.FindSiloDll();
-        var bin = Path.GetRelativePath(Path.Combine(TestEnvironment.RepoRoot(), "src", "Silo"), Path.GetDirectoryName(silo)!); // bin/<cfg>/net10.0/linux-x64
-        return program switch
-        {
-            "silo" => silo,
-            "gateway" => Path.Combine(TestEnvironment.RepoRoot(), "src", "Gateway", bin, "ProxyOrleans.Gateway.dll"),
-            _ => Path.Combine(TestEnvironment.RepoRoot(), "src", "Client", bin, "proxyorleans.dll"),
-        };
-    }
+        "silo" => RepositoryLayout.BuiltDll("Silo"),
+        "gateway" => RepositoryLayout.BuiltDll("Gateway"),
+        _ => RepositoryLayout.BuiltDll("Client", assemblyName: "proxyorleans"),
+    };
 
     static async Task<(int Code, string Out, string Err)> RunAsync(string program, params string[] args)
     {

@@ -12,7 +12,7 @@ namespace ProxyOrleans.Cluster.Tests;
 public sealed class DashboardTests
 {
     static HostProcess Silo(int httpPort, params string[] more) =>
-        new("dashboard silo", LoopbackCluster.FindSiloDll(), new Dictionary<string, string>(), Environment.CurrentDirectory,
+        new("dashboard silo", RepositoryLayout.BuiltDll("Silo"), new Dictionary<string, string>(), Environment.CurrentDirectory,
             ["--models", $"{TinyTrio.Base}={TinyTrio.Dir(TinyTrio.Base)}",
              "--silo-port", LoopbackPorts.Next().ToString(), "--gateway-port", LoopbackPorts.Next().ToString(),
              "--http-port", httpPort.ToString(), "--no-demo", "--threads", "1", "--ProxyOrleans:Dashboard:Enabled=true", .. more]);

