@@ -35,17 +35,10 @@ public sealed record CombinationSpec(
     public CombinationSpec BaseAlone() => BaseOnly(Base) with { AnswerCue = AnswerCue };
 
     /// <summary>The placeholder an <see cref="AnswerCue"/> holds exactly once.</summary>
-    public const string PromptPlaceholder = "{prompt}";
+    public const string PromptPlaceholder = AnswerCueRule.Placeholder;
 
-    /// <summary>Why <paramref name="answerCue"/> cannot be used (null: it can), in words a caller can act on.</summary>
-    public static string? AnswerCueProblem(string? answerCue)
-    {
-        if (answerCue is null) return null;
-        int first = answerCue.IndexOf(PromptPlaceholder, StringComparison.Ordinal);
-        if (first >= 0 && answerCue.IndexOf(PromptPlaceholder, first + 1, StringComparison.Ordinal) < 0) return null;
-        return $"The answer cue must contain {PromptPlaceholder} exactly once (where the prompt goes), e.g. \"Question: {{prompt}}\\nAnswer:\"; " +
-               $"got \"{answerCue.Replace("\n", "\\n")}\".";
-    }
+    /// <summary>Why <paramref name="answerCue"/> cannot be used (null: it can), in words a caller can act on (src/Shared/AnswerCueRule.cs).</summary>
+    public static string? AnswerCueProblem(string? answerCue) => AnswerCueRule.Problem(answerCue);
 
     /// <summary>Every model the combination needs, base first, without duplicates.</summary>
     public IReadOnlyList<string> Models =>

@@ -46,11 +46,11 @@ public sealed record ProxyPrompt
     /// </summary>
     public bool BaseChatTemplate { get; init; }
 
-    /// <summary>The placeholder an <see cref="AnswerCue"/> must contain once.</summary>
-    public const string PromptPlaceholder = "{prompt}";
+    /// <summary>The placeholder an <see cref="AnswerCue"/> must contain once (the rule: src/Shared/AnswerCueRule.cs).</summary>
+    public const string PromptPlaceholder = AnswerCueRule.Placeholder;
 
     /// <summary>The reference's zero-shot question format for untuned models.</summary>
-    public const string QuestionAnswerCue = "Question: {prompt}\nAnswer:";
+    public const string QuestionAnswerCue = AnswerCueRule.QuestionAnswerCue;
 
     /// <summary>
     /// The prompt as sent, read alike by every model (no chat template, answer cue or response prefix): how a prompt is
@@ -117,8 +117,7 @@ public sealed record ProxyPrompt
         if (Messages is { Count: 0 }) throw new ArgumentException("The chat has no messages.");
         if (TokenIds is { Length: 0 }) throw new ArgumentException("The token-id prompt is an empty list: send at least one id.");
         if (TokenIds is not null && TokenIdsCueProblem(AnswerCue) is { } cueProblem) throw new ArgumentException(cueProblem);
-        if (AnswerCue is not null && CountOf(AnswerCue, PromptPlaceholder) != 1)
-            throw new ArgumentException($"The answer cue must contain {PromptPlaceholder} exactly once (where the prompt goes), e.g. \"{QuestionAnswerCue.Replace("\n", "\\n")}\"; got \"{AnswerCue.Replace("\n", "\\n")}\".");
+        if (AnswerCueRule.Problem(AnswerCue) is { } cueRuleProblem) throw new ArgumentException(cueRuleProblem);
     }
 
     /// <summary><see cref="TokenIds"/>, each checked to be an id of <paramref name="tokenizer"/>'s vocabulary.</summary>
@@ -129,13 +128,6 @@ public sealed record ProxyPrompt
                 throw new ArgumentException($"Prompt token id {TokenIds[i]} (at position {i}) is outside the vocabulary: ids run from 0 to {tokenizer.VocabSize - 1}. " +
                                             "Tokenize with the base model's tokenizer (POST /tokenize).");
         return TokenIds;
-    }
-
-    private static int CountOf(string s, string part)
-    {
-        int n = 0;
-        for (int i = s.IndexOf(part, StringComparison.Ordinal); i >= 0; i = s.IndexOf(part, i + part.Length, StringComparison.Ordinal)) n++;
-        return n;
     }
 
     private static int[] NonEmpty(int[] ids) => ids.Length > 0 ? ids
