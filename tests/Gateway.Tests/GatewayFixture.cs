@@ -28,6 +28,11 @@ public sealed class GatewayCollection : ICollectionFixture<GatewayFixture>
 /// anti-expert — three tiny real models (seeded random weights, a real byte-level BPE tokenizer, ChatML for the
 /// expert) and the real gateway on Kestrel as an Orleans client. The direct library path (ProxyDecoder) runs on
 /// the same model directories for comparison.
+/// The silos are generic hosts started here rather than an <see cref="InProcessCluster"/>: Orleans.TestingHost's
+/// silos talk over an in-memory transport that only its own client reaches, while the gateway under test must join
+/// as it does in production, an Orleans client of its own over TCP to the silos' gateway ports. Silo processes
+/// (<see cref="HostProcess"/>) would do that too, but the tests read each silo's open sessions in process
+/// (<see cref="ActiveSessions"/>), which a process would only show through its /metrics.
 /// </summary>
 public sealed class GatewayFixture : IAsyncLifetime
 {
