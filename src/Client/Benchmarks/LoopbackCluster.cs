@@ -155,13 +155,12 @@ public sealed class LoopbackCluster : IAsyncDisposable
     /// <summary>Index of the live silo whose /metrics shows an open session of <paramref name="model"/>, or −1.</summary>
     public async Task<int> SiloWithSessionAsync(string model)
     {
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
         for (int i = 0; i < Silos.Count; i++)
         {
-            if (!_processes.TryGetValue(i, out var proc) || proc.HasExited) continue;
+            if (!IsRunning(i)) continue;
             try
             {
-                var metrics = await http.GetStringAsync($"http://127.0.0.1:{HttpPorts[i]}/metrics");
+                var metrics = await GetAsync(i, "/metrics");
                 // proxyorleans_model_sessions{...,model="<model>",...} <value> (the exporter adds labels of its own)
                 var line = metrics.Split('\n').FirstOrDefault(l => l.StartsWith("proxyorleans_model_sessions{") && l[..l.IndexOf('}')].Contains($"model=\"{model}\""));
                 if (line is not null && double.Parse(line.Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture) > 0) return i;
