@@ -8,7 +8,9 @@ namespace ProxyOrleans.Cluster.Tests.Browser;
 /// <summary>
 /// The playground in a real headless Chromium against the real main job (bundled demo models) with API keys on:
 /// a missing key and a bad input show errors; both columns stream token by token; proxy-tuned tokens are coloured
-/// by the expert − anti-expert shift and hovering one shows every model's top tokens. Leaves docs/playground.png.
+/// by the expert − anti-expert shift and hovering one shows every model's top tokens. Leaves a screenshot in the test's
+/// temporary folder, or, with PROXYORLEANS_UPDATE_DOCS=1, as docs/playground.png (a test run never edits tracked files
+/// unless asked).
 /// </summary>
 public sealed class PlaygroundBrowserTests(ITestOutputHelper output)
 {
@@ -105,7 +107,9 @@ public sealed class PlaygroundBrowserTests(ITestOutputHelper output)
             Assert.Contains("proxy_analysis", await new HttpClient().GetStringAsync(new Uri(job.BaseUri, "/playground")));
 
             var png = await browser.ScreenshotAsync();
-            var shot = Path.Combine(RepositoryLayout.Root(), "docs", "playground.png");
+            var shot = Environment.GetEnvironmentVariable("PROXYORLEANS_UPDATE_DOCS") == "1"
+                ? Path.Combine(RepositoryLayout.Root(), "docs", "playground.png")
+                : Path.Combine(Path.GetDirectoryName(tenants)!, "playground.png");
             await File.WriteAllBytesAsync(shot, png);
             output.WriteLine($"screenshot: {shot} ({png.Length} bytes)");
         }
