@@ -17,17 +17,18 @@ public sealed class GatewayProcess : IDisposable
     public Uri BaseUri => new($"http://127.0.0.1:{Port}");
 
     /// <summary>A gateway reaching the running <paramref name="cluster"/> through its silos' gateway ports (static list).</summary>
-    public GatewayProcess(string name, LoopbackCluster cluster, IReadOnlyDictionary<string, string> config)
-        : this(name, cluster.ClusterId, StaticGateways(cluster).Concat(config).ToDictionary()) { }
+    /// <param name="port">Default: a free one. Given: a replacement process on its predecessor's port (that one must have exited).</param>
+    public GatewayProcess(string name, LoopbackCluster cluster, IReadOnlyDictionary<string, string> config, int? port = null)
+        : this(name, cluster.ClusterId, StaticGateways(cluster).Concat(config).ToDictionary(), port) { }
 
     /// <summary>
     /// A gateway of cluster <paramref name="clusterId"/>, found the way <paramref name="config"/> says (e.g.
     /// ProxyOrleans:Clustering=redis and ProxyOrleans:Redis): it may start before the silos, it connects once they are up.
     /// </summary>
-    public GatewayProcess(string name, string clusterId, IReadOnlyDictionary<string, string> config)
+    public GatewayProcess(string name, string clusterId, IReadOnlyDictionary<string, string> config, int? port = null)
     {
         Name = name;
-        Port = LoopbackPorts.Next();
+        Port = port ?? LoopbackPorts.Next();
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         psi.ArgumentList.Add(Dll());
         psi.ArgumentList.Add("--urls");
@@ -79,6 +80,22 @@ public sealed class GatewayProcess : IDisposable
         process.Kill();
         process.WaitForExit(10_000);
     }
+
+    /// <summary>SIGTERM, as Kubernetes stops a pod: the gateway drains (docs/gateway.md, "Stopping a gateway"), then exits.</summary>
+    public void Terminate()
+    {
+        if (!process.HasExited && SendSignal(process.Id, 15) != 0) throw new InvalidOperationException($"SIGTERM to gateway {Name} failed.");
+    }
+
+    /// <summary>The exit code once the process has exited, or null if it still runs after <paramref name="timeout"/>.</summary>
+    public async Task<int?> WaitForExitAsync(TimeSpan timeout)
+    {
+        try { await process.WaitForExitAsync().WaitAsync(timeout); return process.ExitCode; }
+        catch (TimeoutException) { return null; }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    static extern int SendSignal(int pid, int signal);
 
     public bool HasExited => process.HasExited;
 
