@@ -20,7 +20,8 @@ public sealed class GatewayDrainTests(ITestOutputHelper output)
 {
     const string Combination = "proxy-tiny";
     const string Key = "sk-gateway-drain";
-    const double DrainDelaySeconds = 1;
+    // Longer than the balancer below needs to take a gateway out (two failed probes 100 ms apart), shorter than a stream.
+    const double DrainDelaySeconds = 0.5;
     static readonly string[] Prompts = ["Once upon a time", "The best way to learn is", "In 1492, Columbus"];
 
     static string Hash(string key) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(key)));
@@ -92,8 +93,10 @@ public sealed class GatewayDrainTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// The load balancer: polls every backend's /readyz every 100 ms and hands out the ready ones in turn. It never
-    /// retries a request: what reaches a gateway must be answered by it.
+    /// The load balancer, a readiness probe scaled down from the manifest's (period 5 s, failure threshold 2): it
+    /// probes every backend's /readyz every 100 ms, takes a backend out after two failed probes in a row (a refused
+    /// connection is one) and back in after one success, and hands out the ready ones in turn. It never retries a
+    /// request: what reaches a gateway must be answered by it.
     /// </summary>
     sealed class ReadinessBalancer : IAsyncDisposable
     {
@@ -113,12 +116,17 @@ public sealed class GatewayDrainTests(ITestOutputHelper output)
         async Task PollAsync()
         {
             using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(1) };
+            var failures = new int[backends.Length];
             while (!stop.IsCancellationRequested)
             {
                 for (int i = 0; i < backends.Length; i++)
                 {
-                    try { using var r = await http.GetAsync(new Uri(backends[i], "/readyz"), stop.Token); Volatile.Write(ref ready[i], r.IsSuccessStatusCode); }
-                    catch (Exception) { Volatile.Write(ref ready[i], false); }
+                    bool ok;
+                    try { using var r = await http.GetAsync(new Uri(backends[i], "/readyz"), stop.Token); ok = r.IsSuccessStatusCode; }
+                    catch (Exception) { ok = false; }
+                    failures[i] = ok ? 0 : failures[i] + 1;
+                    if (ok) Volatile.Write(ref ready[i], true);
+                    else if (failures[i] >= 2) Volatile.Write(ref ready[i], false);
                 }
                 try { await Task.Delay(100, stop.Token); } catch (OperationCanceledException) { }
             }
@@ -151,7 +159,7 @@ public sealed class GatewayDrainTests(ITestOutputHelper output)
     [Fact]
     public async Task StoppingEachOfTwoGatewaysMidStreamUnderLoadFailsNoRequestAndChangesNoText()
     {
-        const int Tokens = 40, Workers = 6, Kinds = 6;
+        const int Tokens = 60, Workers = 6, Kinds = 6;
         var total = Stopwatch.StartNew();
         var log = new StringWriter();
         await using var cluster = await StartClusterAsync(log);
@@ -258,12 +266,18 @@ public sealed class GatewayDrainTests(ITestOutputHelper output)
             var differing = all.Where(o => o.Error is null && o.Text != twins[o.Kind]).ToList();
             var acrossSigterm = Enumerable.Range(0, 2)
                 .Select(g => all.Count(o => o.Gateway == g && o.Error is null && o.StartedTicks < terminatedAt[g] && o.EndedTicks > terminatedAt[g])).ToArray();
+            // Streams that Kestrel still served after it had closed its listeners (the delay's end).
+            var delayTicks = (long)(DrainDelaySeconds * Stopwatch.Frequency);
+            var afterListenersClosed = Enumerable.Range(0, 2)
+                .Select(g => all.Count(o => o.Gateway == g && o.Error is null && o.StartedTicks < terminatedAt[g] && o.EndedTicks > terminatedAt[g] + delayTicks)).ToArray();
             output.WriteLine($"requests={all.Count} failed={failed.Count} different={differing.Count} " +
-                             $"finished_across_sigterm={string.Join("/", acrossSigterm)} seconds={total.Elapsed.TotalSeconds:F1}");
+                             $"finished_across_sigterm={string.Join("/", acrossSigterm)} finished_after_listeners_closed={string.Join("/", afterListenersClosed)} " +
+                             $"seconds={total.Elapsed.TotalSeconds:F1}");
             foreach (var f in failed.Take(5)) output.WriteLine($"failed (kind {f.Kind}, gateway {f.Gateway}): {f.Error}");
             Assert.Empty(failed);
             Assert.Empty(differing);
             Assert.All(acrossSigterm, n => Assert.True(n >= 2, $"streams running across a SIGTERM: {string.Join("/", acrossSigterm)} (expected ≥ 2 per gateway)"));
+            Assert.True(afterListenersClosed.Sum() >= 1, "no stream outlived its gateway's listeners: the drain of running streams was not exercised");
 
             // Nothing left reserved: the tenant's slots (leases of 30 s would still hold a leaked one) and the KV.
             var deadline = Stopwatch.StartNew();
