@@ -29,7 +29,7 @@ public static class GatewayApp
             if (!double.IsFinite(value) || value < 0 || value > 3600)
                 throw new InvalidOperationException($"ProxyOrleans:Gateway:{name} is {value}: give a number of seconds from 0 to 3600 (see docs/gateway.md, \"Stopping a gateway\").");
         builder.Services.AddSingleton(options);
-        // Registered before the Orleans client and Kestrel: its StoppingAsync runs before either stops.
+        // The host calls its StoppingAsync before it stops any service (Kestrel, the Orleans client).
         builder.Services.AddSingleton<GatewayDrain>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<GatewayDrain>());
         // The host must wait for the whole drain (ASP.NET Core's default is 30 s; DOTNET_shutdownTimeoutSeconds may say more).
