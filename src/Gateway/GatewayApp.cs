@@ -25,7 +25,18 @@ public static class GatewayApp
         if (!double.IsFinite(options.CoordinatorLeaseSeconds) || options.CoordinatorLeaseSeconds < 0)
             throw new InvalidOperationException(
                 $"ProxyOrleans:Gateway:CoordinatorLeaseSeconds is {options.CoordinatorLeaseSeconds}: give 0 (off) or a positive number of seconds (default 5).");
+        foreach (var (name, value) in new[] { ("DrainDelaySeconds", options.DrainDelaySeconds), ("DrainGraceSeconds", options.DrainGraceSeconds) })
+            if (!double.IsFinite(value) || value < 0 || value > 3600)
+                throw new InvalidOperationException($"ProxyOrleans:Gateway:{name} is {value}: give a number of seconds from 0 to 3600 (see docs/gateway.md, \"Stopping a gateway\").");
         builder.Services.AddSingleton(options);
+        // The host calls its StoppingAsync before it stops any service (Kestrel, the Orleans client).
+        builder.Services.AddSingleton<GatewayDrain>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<GatewayDrain>());
+        // The host must wait for the whole drain (ASP.NET Core's default is 30 s; DOTNET_shutdownTimeoutSeconds may say more).
+        builder.Services.PostConfigure<HostOptions>(o =>
+        {
+            if (o.ShutdownTimeout < GatewayDrain.ShutdownTimeout(options)) o.ShutdownTimeout = GatewayDrain.ShutdownTimeout(options);
+        });
         builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.Encoder = JsonOut.Options.Encoder);
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton(_ => TenantStore.FromConfiguration(config));
@@ -101,8 +112,10 @@ public static class GatewayApp
         });
 
         app.MapGet("/healthz", () => Results.Json(new { status = "ok" }));
-        app.MapGet("/readyz", async (ModelCatalog catalog, IServiceProvider sp, CancellationToken ct) =>
+        app.MapGet("/readyz", async (ModelCatalog catalog, GatewayDrain drain, CancellationToken ct) =>
         {
+            // Stopping: not ready at once, so that the load balancer sends elsewhere while this replica finishes its requests.
+            if (drain.Draining) return Results.Json(new { status = "draining" }, statusCode: 503);
             await catalog.RefreshAsync(ct, force: true);
             var missing = catalog.MissingModels();
             var ready = catalog.Ready;

@@ -34,6 +34,18 @@ public sealed class GatewayOptions
     /// are delayed (three missed renewals in a row). 0 turns it off (Orleans then drops the stream after about a minute).
     /// </summary>
     public double CoordinatorLeaseSeconds { get; set; } = 5;
+    /// <summary>
+    /// On SIGTERM: seconds the gateway keeps accepting requests while /readyz already answers 503, so that a load
+    /// balancer reading /readyz stops sending before the listeners close. 0 under Kubernetes, whose preStop pause
+    /// does this (the pod leaves the Service's endpoints before SIGTERM).
+    /// </summary>
+    public double DrainDelaySeconds { get; set; }
+    /// <summary>
+    /// On SIGTERM, after the delay: seconds running requests (streams included) get to finish. Those still running then
+    /// end with a 503 / a last SSE error event (code gateway_draining) that says to retry, and free their quota slots
+    /// and model sessions. The host's shutdown timeout is raised to delay + grace + 10 s.
+    /// </summary>
+    public double DrainGraceSeconds { get; set; } = 20;
     /// <summary>How long the list of models hosted by the cluster is cached.</summary>
     public TimeSpan CatalogRefresh { get; set; } = TimeSpan.FromSeconds(5);
 }

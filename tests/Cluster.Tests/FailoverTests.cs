@@ -178,6 +178,68 @@ public sealed class DrainTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task PlacementStillAvoidsADrainingSiloAfterTheDrainRegistrysSiloDies()
+    {
+        // Three silos, each hosting the whole trio. The drain registry's silo is killed while another silo drains: the
+        // registry is re-activated elsewhere with an empty list, and the draining silo's watcher must refill it, or
+        // placement sends new coordinators (and model sessions) to the draining silo again.
+        string[] trio = [TinyTrio.Base, TinyTrio.Expert, TinyTrio.Anti];
+        await using var c = await InProcessCluster.StartAsync(TinyTrio.PathOf, trio, trio, trio);
+        const string prompt = "The best way to learn is";
+        var reference = TinyTrio.Reference(prompt, 6);
+        var registry = c.Grains.GetGrain<ProxyOrleans.Grains.Placement.IDrainRegistryGrain>(0);
+        var management = c.Grains.GetGrain<IManagementGrain>(0);
+        await registry.Draining(); // activates it somewhere
+        var silos = c.Cluster.Silos.ToList();
+        var registryHost = await management.GetActivationAddress(registry);
+        int host = silos.FindIndex(s => s.SiloAddress.Equals(registryHost));
+        Assert.True(host >= 0, $"the drain registry's silo {registryHost} is not one of the cluster's");
+        int drainingIndex = (host + 1) % 3, survivorIndex = (host + 2) % 3;
+        var draining = silos[drainingIndex].SiloAddress;
+        var drainingModels = c.Hosted(drainingIndex);
+        var survivorDirectory = silos[survivorIndex].ServiceProvider.GetRequiredService<ProxyOrleans.Grains.Placement.ModelDirectory>();
+        output.WriteLine($"registry on silo {host}; silo {drainingIndex} drains; silo {survivorIndex} survives");
+
+        var drain = drainingModels.StoppingAsync(CancellationToken.None);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!survivorDirectory.IsDraining(draining) && DateTime.UtcNow < deadline) await Task.Delay(50);
+        Assert.True(survivorDirectory.IsDraining(draining), "the surviving silo never learnt of the drain");
+
+        var killed = System.Diagnostics.Stopwatch.StartNew();
+        await c.Cluster.KillSiloAsync(silos[host]);
+        // Wait until the registry answers from a silo that is alive (membership declared its old silo dead).
+        SiloAddress? newHost = null;
+        while (killed.Elapsed < TimeSpan.FromSeconds(60))
+        {
+            try
+            {
+                await registry.Draining().WaitAsync(TimeSpan.FromSeconds(3));
+                newHost = await management.GetActivationAddress(registry);
+                if (newHost is not null && !newHost.Equals(registryHost)) break;
+            }
+            catch (Exception e) when (e is TimeoutException or OrleansException or SiloUnavailableException) { }
+            await Task.Delay(100);
+        }
+        Assert.True(newHost is not null && !newHost.Equals(registryHost), "the drain registry was not re-activated on a live silo within 60 s");
+        output.WriteLine($"registry re-activated on {newHost} {killed.Elapsed.TotalSeconds:F1} s after the kill");
+        // Refilled within one watcher interval, and the surviving silo's next poll reads it (three intervals of slack).
+        await Task.Delay(3 * ProxyOrleans.Grains.Placement.DrainWatcher.Interval);
+        Assert.Contains(draining, await registry.Draining());
+        Assert.True(survivorDirectory.IsDraining(draining), "after the registry's silo died the surviving silo no longer knows that the other one drains");
+
+        var refusalsBefore = drainingModels.DrainRefusals;
+        for (int i = 0; i < 6; i++)
+        {
+            var (tokens, _, events) = await TinyTrio.Collect(GenerationClient.StreamAsync(c.Grains, TinyTrio.Request(prompt, 6), $"drain-registry-{i}"));
+            Assert.Equal(reference.TokenIds, tokens);
+            Assert.NotEqual(draining.ToString(), events[^1].Stats!.CoordinatorSilo);
+        }
+        Assert.Equal(refusalsBefore, drainingModels.DrainRefusals); // nothing was even tried there
+        Assert.Equal(0, drainingModels.Workers.Sum(w => w.Prefills));
+        await drain;
+    }
+
+    [Fact]
     public async Task APrefillRefusedByADrainMovesToAnotherReplicaAtOnce()
     {
         // Two anti-expert replicas; silo 3 drains (no session there yet). Every request whose anti-expert replica is

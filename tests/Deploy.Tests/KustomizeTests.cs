@@ -71,7 +71,11 @@ public class KustomizeTests
         c.Env = c.Env.Where(e => e.Name is not ("POD_IP" or "ProxyOrleans__Models__0__Name")).ToList();
         silo.SecurityContext.RunAsNonRoot = null;
         demo.Named<V1NetworkPolicy>("silo")!.Spec.Ingress[0].Ports.RemoveAt(0);
+        // A gateway drain longer than its pod's grace period: the kubelet would SIGKILL streams the drain still serves.
+        demo.Named<V1Deployment>("gateway")!.Spec.Template.Spec.Containers.Single().Env
+            .Single(e => e.Name == "ProxyOrleans__Gateway__DrainGraceSeconds").Value = "60";
         var v = ManifestRules.Check(demo, ManifestRules.GpuExpectation.Forbidden);
+        Assert.Contains("gateway: terminationGracePeriodSeconds 45 is shorter than preStop (5 s) + shutdown (70 s) + 5.", v);
         Assert.Contains("silo-expert/silo has no readinessProbe.", v);
         Assert.Contains("silo-expert/silo has no memory limit.", v);
         Assert.Contains("silo-expert/silo: runAsNonRoot is not true.", v);

@@ -200,8 +200,12 @@ public static class ManifestRules
         if (env.GetValueOrDefault("ProxyOrleans__Clustering") != "redis") v.Add("gateway: ProxyOrleans__Clustering is not redis.");
         CheckRedis(m, "gateway", env.GetValueOrDefault("ProxyOrleans__Redis", ""), v);
 
-        // Streams in flight finish on SIGTERM: the preStop pause plus the host's shutdown fit in the grace period.
-        var gwShutdown = double.TryParse(env.GetValueOrDefault("DOTNET_shutdownTimeoutSeconds"), System.Globalization.CultureInfo.InvariantCulture, out var gs) ? gs : 30;
+        // Streams in flight finish on SIGTERM: the preStop pause plus the host's shutdown fit in the grace period. The
+        // gateway raises its host's shutdown timeout to its drain (DrainDelaySeconds + DrainGraceSeconds + 10 s).
+        static double Number(Dictionary<string, string> e, string key, double otherwise) =>
+            double.TryParse(e.GetValueOrDefault(key), System.Globalization.CultureInfo.InvariantCulture, out var x) ? x : otherwise;
+        var gwShutdown = Math.Max(Number(env, "DOTNET_shutdownTimeoutSeconds", 30),
+            Number(env, "ProxyOrleans__Gateway__DrainDelaySeconds", 0) + Number(env, "ProxyOrleans__Gateway__DrainGraceSeconds", 20) + 10);
         var preStop = c.Lifecycle?.PreStop?.Exec?.Command is ["sleep", var secs] && double.TryParse(secs, out var ps) ? ps : 0;
         var gwGrace = gw.Spec.Template.Spec.TerminationGracePeriodSeconds ?? 30;
         if (gwGrace < preStop + gwShutdown + 5)

@@ -13,16 +13,17 @@ public sealed class GatewayProcess : IDisposable
     public Uri BaseUri => new($"http://127.0.0.1:{Port}");
 
     /// <summary>A gateway reaching the running <paramref name="cluster"/> through its silos' gateway ports (static list).</summary>
-    public GatewayProcess(string name, LoopbackCluster cluster, IReadOnlyDictionary<string, string> config)
-        : this(name, cluster.ClusterId, StaticGateways(cluster).Concat(config).ToDictionary()) { }
+    /// <param name="port">Default: a free one. Given: a replacement process on its predecessor's port (that one must have exited).</param>
+    public GatewayProcess(string name, LoopbackCluster cluster, IReadOnlyDictionary<string, string> config, int? port = null)
+        : this(name, cluster.ClusterId, StaticGateways(cluster).Concat(config).ToDictionary(), port) { }
 
     /// <summary>
     /// A gateway of cluster <paramref name="clusterId"/>, found the way <paramref name="config"/> says (e.g.
     /// ProxyOrleans:Clustering=redis and ProxyOrleans:Redis): it may start before the silos, it connects once they are up.
     /// </summary>
-    public GatewayProcess(string name, string clusterId, IReadOnlyDictionary<string, string> config)
+    public GatewayProcess(string name, string clusterId, IReadOnlyDictionary<string, string> config, int? port = null)
     {
-        Port = LoopbackPorts.Next();
+        Port = port ?? LoopbackPorts.Next();
         var settings = new Dictionary<string, string>
         {
             ["ProxyOrleans:Clustering"] = "localhost",
@@ -56,6 +57,12 @@ public sealed class GatewayProcess : IDisposable
 
     /// <summary>SIGKILL: no drain, no release of leases, sockets closed by the kernel — a crashed or OOM-killed pod.</summary>
     public void Kill() => host.Kill(TimeSpan.FromSeconds(10));
+
+    /// <summary>SIGTERM, as Kubernetes stops a pod: the gateway drains (docs/gateway.md, "Stopping a gateway"), then exits.</summary>
+    public void Terminate() => host.SendTerminate();
+
+    /// <summary>The exit code once the process has exited, or null if it still runs after <paramref name="timeout"/>.</summary>
+    public async Task<int?> WaitForExitAsync(TimeSpan timeout) => await host.WaitForExitAsync(timeout) ? host.ExitCode : null;
 
     public bool HasExited => host.HasExited;
 

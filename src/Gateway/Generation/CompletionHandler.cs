@@ -14,7 +14,7 @@ namespace ProxyOrleans.Gateway.Generation;
 /// </summary>
 public sealed class CompletionHandler(
     GatewayOptions options, ModelCatalog catalog, IGenerationBackend backend, QuotaLimiter quotas,
-    RequestRegistry registry, ClusterRequests clusterRequests, GatewayMetrics metrics, TimeProvider time, ILogger<CompletionHandler> log)
+    RequestRegistry registry, ClusterRequests clusterRequests, GatewayMetrics metrics, GatewayDrain drain, TimeProvider time, ILogger<CompletionHandler> log)
 {
     static readonly byte[] DataPrefix = "data: "u8.ToArray(), EventEnd = "\n\n"u8.ToArray(), Done = "data: [DONE]\n\n"u8.ToArray();
 
@@ -49,7 +49,7 @@ public sealed class CompletionHandler(
         var keepAlive = quotas.KeepAliveAsync(tenant, lease, leaseAlive.Token);
         var id = (endpoint == ApiEndpoint.ChatCompletions ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
         var created = time.GetUtcNow().ToUnixTimeSeconds();
-        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, drain.GraceOver);
         registry.Add(new RequestRegistry.Entry(tenant.Name, id, req.Model, time.GetUtcNow(), req.GenerationCount, cancel));
         ctx.Response.Headers["x-request-id"] = id;
         span?.SetTag("proxyorleans.request_id", id);
@@ -157,6 +157,17 @@ public sealed class CompletionHandler(
             }
             log.LogInformation("Request {RequestId} done: {PromptTokens} prompt + {CompletionTokens} completion tokens, finish {Finish}, {Seconds:F3} s",
                 id, prompt, completion, string.Join(",", finish), time.GetElapsedTime(started).TotalSeconds);
+        }
+        catch (OperationCanceledException) when (drain.GraceOver.IsCancellationRequested && !ctx.RequestAborted.IsCancellationRequested)
+        {
+            // This replica is stopping and the request outlived the drain's grace period: the client retries elsewhere.
+            var error = new ApiError(StatusCodes.Status503ServiceUnavailable,
+                $"This gateway replica is shutting down and the request did not finish within its drain grace period ({options.DrainGraceSeconds:0.#} s); " +
+                "retry the request (another replica takes it).", "server_error", null, "gateway_draining", "gateway_draining", TimeSpan.FromSeconds(1));
+            log.LogWarning("Request {RequestId} ended by the drain's grace period; generations stopped on the cluster", id);
+            if (!ctx.Response.HasStarted) throw error; // answered (and counted) by the error middleware
+            metrics.Reject(error.RejectionReason);
+            await WriteEventAsync(ctx, error.WriteBody, CancellationToken.None);
         }
         catch (OperationCanceledException e) when (cancel.IsCancellationRequested || e is ClusterCancelledException)
         {
