@@ -89,35 +89,34 @@ internal static unsafe class RowMatMul
         }
     }
 
-    /// <summary>Writes a panel's 32 sums (a0..a3) of one row to outputs j..j+count-1: + bias, then = or += into y.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store(Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3,
-        float* bias, float* y, int j, int count, bool accumulate)
+    /// <summary>Writes one row's 32 panel sums (at s) to outputs j..j+count-1: + bias, then = or += into y. The tiles
+    /// hand their accumulators over through memory: vector values live across a call are spilled on every loop turn.</summary>
+    private static void Store(float* s, float* bias, float* y, int j, int count, bool accumulate)
     {
         if (count == W)
         {
-            if (bias != null)
+            for (int c = 0; c < W; c += 8)
             {
-                a0 += Vector256.Load(bias + j); a1 += Vector256.Load(bias + j + 8);
-                a2 += Vector256.Load(bias + j + 16); a3 += Vector256.Load(bias + j + 24);
+                var v = Vector256.Load(s + c);
+                if (bias != null) v += Vector256.Load(bias + j + c);
+                if (accumulate) v = Vector256.Load(y + j + c) + v;
+                v.Store(y + j + c);
             }
-            if (accumulate)
-            {
-                a0 = Vector256.Load(y + j) + a0; a1 = Vector256.Load(y + j + 8) + a1;
-                a2 = Vector256.Load(y + j + 16) + a2; a3 = Vector256.Load(y + j + 24) + a3;
-            }
-            a0.Store(y + j); a1.Store(y + j + 8); a2.Store(y + j + 16); a3.Store(y + j + 24);
             return;
         }
         // The last, partial panel: the same additions one output at a time.
-        float* s = stackalloc float[W];
-        a0.Store(s); a1.Store(s + 8); a2.Store(s + 16); a3.Store(s + 24);
         for (int c = 0; c < count; c++)
         {
             float v = s[c];
             if (bias != null) v += bias[j + c];
             if (accumulate) y[j + c] += v; else y[j + c] = v;
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Put(float* s, Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3)
+    {
+        a0.Store(s); a1.Store(s + 8); a2.Store(s + 16); a3.Store(s + 24);
     }
 
     private static void Tile1(float* x, float* p, int k, float* bias, float* y, int j, int count, bool accumulate)
@@ -131,7 +130,9 @@ internal static unsafe class RowMatMul
             a2 = Vector256.FusedMultiplyAdd(u, Vector256.Load(p + 16), a2);
             a3 = Vector256.FusedMultiplyAdd(u, Vector256.Load(p + 24), a3);
         }
-        Store(a0, a1, a2, a3, bias, y, j, count, accumulate);
+        float* s = stackalloc float[W];
+        Put(s, a0, a1, a2, a3);
+        Store(s, bias, y, j, count, accumulate);
     }
 
     /// <summary>Rows x0 and x0 + k; y0 is row x0's output row, the next one n further.</summary>
@@ -148,8 +149,10 @@ internal static unsafe class RowMatMul
             c = Vector256.Load(p + 16); a2 = Vector256.FusedMultiplyAdd(u, c, a2); b2 = Vector256.FusedMultiplyAdd(v, c, b2);
             c = Vector256.Load(p + 24); a3 = Vector256.FusedMultiplyAdd(u, c, a3); b3 = Vector256.FusedMultiplyAdd(v, c, b3);
         }
-        Store(a0, a1, a2, a3, bias, y0, j, count, accumulate);
-        Store(b0, b1, b2, b3, bias, y0 + n, j, count, accumulate);
+        float* s = stackalloc float[2 * W];
+        Put(s, a0, a1, a2, a3); Put(s + W, b0, b1, b2, b3);
+        Store(s, bias, y0, j, count, accumulate);
+        Store(s + W, bias, y0 + n, j, count, accumulate);
     }
 
     /// <summary>Rows x0 .. x0 + 3k (16 accumulators: AVX-512's 32 vector registers hold them with the weights).</summary>
@@ -176,9 +179,8 @@ internal static unsafe class RowMatMul
             d0 = Vector256.FusedMultiplyAdd(u, w0, d0); d1 = Vector256.FusedMultiplyAdd(u, w1, d1);
             d2 = Vector256.FusedMultiplyAdd(u, w2, d2); d3 = Vector256.FusedMultiplyAdd(u, w3, d3);
         }
-        Store(a0, a1, a2, a3, bias, y0, j, count, accumulate);
-        Store(b0, b1, b2, b3, bias, y0 + n, j, count, accumulate);
-        Store(c0, c1, c2, c3, bias, y0 + 2L * n, j, count, accumulate);
-        Store(d0, d1, d2, d3, bias, y0 + 3L * n, j, count, accumulate);
+        float* s = stackalloc float[4 * W];
+        Put(s, a0, a1, a2, a3); Put(s + W, b0, b1, b2, b3); Put(s + 2 * W, c0, c1, c2, c3); Put(s + 3 * W, d0, d1, d2, d3);
+        for (int r = 0; r < 4; r++) Store(s + r * W, bias, y0 + r * (long)n, j, count, accumulate);
     }
 }
