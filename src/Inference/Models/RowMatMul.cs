@@ -8,22 +8,29 @@ namespace ProxyOrleans.Inference.Models;
 /// A weight of HF layout [n, k] repacked once at load for <see cref="RowMatMul"/>: panels of
 /// <see cref="Width"/> outputs, and within a panel, for each k, the panel's weights contiguous ([panels, k, Width]).
 /// A product then reads one sequential array (the hardware prefetcher follows one stream, not 16 rows at once).
-/// Outputs past n in the last panel are zero rows and are never stored. The packed tensor replaces the [n, k] one.
+/// Outputs past n in the last panel are zero rows and are never stored. The packed copy replaces the [n, k] one.
+/// It lives in native memory aligned to 2 MiB and advised for transparent huge pages on Linux: on 4 KiB pages the
+/// stream crosses a page every 4 KiB, and one-row decode measured faster on huge pages (docs/model.md).
 /// </summary>
 internal sealed unsafe class PanelMatrix : IDisposable
 {
     public const int Width = 32;
+    private const nuint HugePage = 2 << 20;
+    private const int MadvHugePage = 14;   // MADV_HUGEPAGE in Linux's mman.h
 
-    private readonly Tensor packed;   // [panels, k, Width]
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "madvise")]
+    private static extern int Madvise(void* address, nuint length, int advice);
+
+    private float* data;
 
     public int Outputs { get; }
     public int Inputs { get; }
     public int Panels => (Outputs + Width - 1) / Width;
-    public float* Data => RowKernels.Data(packed);
+    public float* Data => data != null ? data : throw new ObjectDisposedException(nameof(PanelMatrix));
 
-    private PanelMatrix(Tensor packed, int outputs, int inputs)
+    private PanelMatrix(float* data, int outputs, int inputs)
     {
-        this.packed = packed;
+        this.data = data;
         Outputs = outputs;
         Inputs = inputs;
     }
@@ -38,11 +45,29 @@ internal sealed unsafe class PanelMatrix : IDisposable
         using var _ = no_grad();
         int panels = (n + Width - 1) / Width;
         var padded = panels * Width == n ? weight : nn.functional.pad(weight, [0, 0, 0, panels * Width - n]);
-        var packed = padded.reshape(panels, Width, k).transpose(1, 2).contiguous().DetachFromDisposeScope();
-        return new PanelMatrix(packed, n, k);
+        var packed = padded.reshape(panels, Width, k).transpose(1, 2).contiguous();
+        long count = (long)panels * Width * k;
+        nuint bytes = ((nuint)count * sizeof(float) + HugePage - 1) & ~(HugePage - 1);
+        var data = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(bytes, HugePage);
+        // Advice before the first touch, so the pages are faulted in huge; where it is refused (other OS, THP off)
+        // the memory is ordinary pages and only slower.
+        if (OperatingSystem.IsLinux()) Madvise(data, bytes, MadvHugePage);
+        Buffer.MemoryCopy(RowKernels.Data(packed), data, (long)bytes, count * sizeof(float));
+        return new PanelMatrix(data, n, k);
     }
 
-    public void Dispose() => packed.Dispose();
+    public void Dispose()
+    {
+        if (data == null) return;
+        System.Runtime.InteropServices.NativeMemory.AlignedFree(data);
+        data = null;
+        GC.SuppressFinalize(this);
+    }
+
+    ~PanelMatrix()
+    {
+        if (data != null) System.Runtime.InteropServices.NativeMemory.AlignedFree(data);
+    }
 }
 
 /// <summary>
