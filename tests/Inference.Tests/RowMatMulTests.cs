@@ -72,6 +72,31 @@ public class RowMatMulTests
         }
     }
 
+    /// <summary>The 256-bit tiles (CPUs without AVX-512) and the 512-bit ones give the same bits: lanes are outputs.
+    /// (Vector512 runs in software where the CPU lacks it, so this runs everywhere.)</summary>
+    [Fact]
+    public unsafe void The256And512BitTilesGiveTheSameBits()
+    {
+        const int n = 33, k = 53;   // two panels, the second partial
+        var weight = Random(n * k, 5);
+        var x = Random(4 * k, 6);
+        using var dense = tensor(weight, [n, k]);
+        using var packed = PanelMatrix.Pack(dense);
+        var narrow = new float[5 * n];   // row 0: the 1-row tile; rows 1-4: the 4-row tile
+        var wide = new float[5 * n];
+        fixed (float* xp = x, yn = narrow, yw = wide)
+            for (int panel = 0; panel < packed.Panels; panel++)
+            {
+                float* p = packed.Data + (long)panel * k * PanelMatrix.Width;
+                int j = panel * PanelMatrix.Width, count = Math.Min(PanelMatrix.Width, n - j);
+                RowMatMul.Tile1(xp, p, k, null, yn, j, count, accumulate: false);
+                RowMatMul.Tile1Wide(xp, p, k, null, yw, j, count, accumulate: false);
+                RowMatMul.Tile4(xp, p, k, null, yn + n, n, j, count, accumulate: false);
+                RowMatMul.Tile4Wide(xp, p, k, null, yw + n, n, j, count, accumulate: false);
+            }
+        Assert.True(MemoryMarshal.Cast<float, int>(narrow.AsSpan()).SequenceEqual(MemoryMarshal.Cast<float, int>(wide.AsSpan())));
+    }
+
     [Fact]
     public void PackingRejectsWhatIsNotAFloatMatrix()
     {

@@ -152,7 +152,7 @@ internal static unsafe class RowMatMul
         a0.Store(s); a1.Store(s + 8); a2.Store(s + 16); a3.Store(s + 24);
     }
 
-    private static void Tile1(float* x, float* p, int k, float* bias, float* y, int j, int count, bool accumulate)
+    internal static void Tile1(float* x, float* p, int k, float* bias, float* y, int j, int count, bool accumulate)
     {
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         for (int q = 0; q < k; q++, p += W)
@@ -189,7 +189,7 @@ internal static unsafe class RowMatMul
     }
 
     /// <summary>Rows x0 .. x0 + 3k (16 accumulators: AVX-512's 32 vector registers hold them with the weights).</summary>
-    private static void Tile4(float* x0, float* p, int k, float* bias, float* y0, int n, int j, int count, bool accumulate)
+    internal static void Tile4(float* x0, float* p, int k, float* bias, float* y0, int n, int j, int count, bool accumulate)
     {
         float* x1 = x0 + k, x2 = x1 + k, x3 = x2 + k;
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
@@ -218,7 +218,7 @@ internal static unsafe class RowMatMul
     }
 
     /// <summary><see cref="Tile1"/> with 16-lane vectors.</summary>
-    private static void Tile1Wide(float* x, float* p, int k, float* bias, float* y, int j, int count, bool accumulate)
+    internal static void Tile1Wide(float* x, float* p, int k, float* bias, float* y, int j, int count, bool accumulate)
     {
         Vector512<float> a0 = default, a1 = default;
         for (int q = 0; q < k; q++, p += W)
@@ -233,7 +233,7 @@ internal static unsafe class RowMatMul
     }
 
     /// <summary><see cref="Tile4"/> with 16-lane vectors.</summary>
-    private static void Tile4Wide(float* x0, float* p, int k, float* bias, float* y0, int n, int j, int count, bool accumulate)
+    internal static void Tile4Wide(float* x0, float* p, int k, float* bias, float* y0, int n, int j, int count, bool accumulate)
     {
         float* x1 = x0 + k, x2 = x1 + k, x3 = x2 + k;
         Vector512<float> a0 = default, a1 = default, b0 = default, b1 = default, c0 = default, c1 = default, d0 = default, d1 = default;
