@@ -14,15 +14,15 @@ namespace ProxyOrleans.Inference.Models;
 /// </summary>
 internal sealed unsafe class RowForward : IForwardPath
 {
-    /// <summary>One decoder layer in HF's [out, in] layout: RMSNorm weights folded into the columns of the matrix after
-    /// each norm, 1/sqrt(head_dim) into the q rows.</summary>
+    /// <summary>One decoder layer, matrices from HF's [out, in] layout packed into <see cref="PanelMatrix"/> panels:
+    /// RMSNorm weights folded into the columns of the matrix after each norm, 1/sqrt(head_dim) into the q rows.</summary>
     private sealed record Layer(
-        Tensor Qkv,        // [heads·hd + 2·kv·hd, hidden] = [q | k | v] rows
-        Tensor? QkvBias,   // [heads·hd + 2·kv·hd]
-        Tensor O,          // [hidden, heads·hd]
-        Tensor? OBias,     // [hidden]
-        Tensor GateUp,     // [2·inter, hidden] = [gate | up] rows
-        Tensor Down);      // [hidden, inter]
+        PanelMatrix Qkv,     // [heads·hd + 2·kv·hd, hidden] = [q | k | v] rows
+        Tensor? QkvBias,     // [heads·hd + 2·kv·hd]
+        PanelMatrix O,       // [hidden, heads·hd]
+        Tensor? OBias,       // [hidden]
+        PanelMatrix GateUp,  // [2·inter, hidden] = [gate | up] rows
+        PanelMatrix Down);   // [hidden, inter]
 
     /// <summary>Rows one call should hold at most: a longer prompt is run in pieces (same bits, bounded buffers).</summary>
     public const int MaxRows = 256;
@@ -32,7 +32,7 @@ internal sealed unsafe class RowForward : IForwardPath
     private readonly int threads;
     private readonly Tensor embedding;   // [V, hidden]
     private readonly Layer[] layers;
-    private readonly Tensor lmHead;      // [V, hidden], final norm folded in
+    private readonly PanelMatrix lmHead; // [V, hidden], final norm folded in
 
     public RowForward(LlamaConfig config, IReadOnlyDictionary<string, Tensor> w, RopeTable rope, int threads)
     {
@@ -42,6 +42,13 @@ internal sealed unsafe class RowForward : IForwardPath
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         static Tensor Keep(Tensor t) => t.contiguous().DetachFromDisposeScope();
+        // Each matrix is packed inside its own scope, so its [out, in] form is freed before the next one is made:
+        // loading never holds two copies of the weights.
+        static PanelMatrix Packed(Func<Tensor> weight)
+        {
+            using var inner = NewDisposeScope();
+            return PanelMatrix.Pack(weight());
+        }
         float qScale = (float)(1.0 / Math.Sqrt(config.HeadDim));
         embedding = Keep(w[LlamaCheckpointKeys.Embedding].clone());
         layers = new Layer[config.NumHiddenLayers];
@@ -51,15 +58,15 @@ internal sealed unsafe class RowForward : IForwardPath
             var inputNorm = w[k.InputNorm].unsqueeze(0);
             var postNorm = w[k.PostAttentionNorm].unsqueeze(0);
             layers[l] = new Layer(
-                Keep(cat([w[k.Q] * qScale, w[k.K], w[k.V]], 0) * inputNorm),
+                Packed(() => cat([w[k.Q] * qScale, w[k.K], w[k.V]], 0) * inputNorm),
                 config.AttentionBias ? Keep(cat([w[k.QBias] * qScale, w[k.KBias], w[k.VBias]], 0)) : null,
-                Keep(w[k.O].clone()),
+                Packed(() => w[k.O]),
                 config.OProjBias ? Keep(w[k.OBias].clone()) : null,
-                Keep(cat([w[k.Gate] * postNorm, w[k.Up] * postNorm], 0)),
-                Keep(w[k.Down].clone()));
+                Packed(() => cat([w[k.Gate] * postNorm, w[k.Up] * postNorm], 0)),
+                Packed(() => w[k.Down]));
         }
         var head = config.TieWordEmbeddings ? w[LlamaCheckpointKeys.Embedding] : w[LlamaCheckpointKeys.LmHead];
-        lmHead = Keep(head * w[LlamaCheckpointKeys.FinalNorm].unsqueeze(0));
+        lmHead = Packed(() => head * w[LlamaCheckpointKeys.FinalNorm].unsqueeze(0));
     }
 
     public void Run(KvCacheSession[] sessions, ReadOnlySpan<int> tokens, int[] counts, Span<float> logits, bool everyPosition = false)
@@ -67,7 +74,7 @@ internal sealed unsafe class RowForward : IForwardPath
         int n = tokens.Length, b = sessions.Length, longest = 0;
         for (int i = 0; i < b; i++) longest = Math.Max(longest, sessions[i].Length + counts[i]);
         var (cosTable, sinTable) = rope.Covering(longest);   // one consistent pair even if another session grows the tables
-        int hidden = config.HiddenSize, inter = config.IntermediateSize, hd = config.HeadDim, vocab = config.VocabSize;
+        int hidden = config.HiddenSize, inter = config.IntermediateSize, hd = config.HeadDim;
         int heads = config.NumAttentionHeads, kvHeads = config.NumKeyValueHeads, qDim = heads * hd, qkvDim = qDim + 2 * kvHeads * hd;
         float eps = (float)config.RmsNormEps;
 
@@ -91,7 +98,7 @@ internal sealed unsafe class RowForward : IForwardPath
                 {
                     var L = layers[l];
                     for (int r = 0; r < n; r++) RmsNormRow(residual + r * hidden, normed + r * hidden, hidden, eps);
-                    RowMatMul.Multiply(normed, n, Data(L.Qkv), qkvDim, hidden, Bias(L.QkvBias), qkv, accumulate: false, threads);
+                    RowMatMul.Multiply(normed, n, L.Qkv, Bias(L.QkvBias), qkv, accumulate: false, threads);
                     for (int i = 0, r = 0; i < b; i++)
                     {
                         var s = sessions[i];
@@ -103,12 +110,12 @@ internal sealed unsafe class RowForward : IForwardPath
                                 attention + r * qDim, heads, kvHeads, hd);
                         }
                     }
-                    RowMatMul.Multiply(attention, n, Data(L.O), hidden, qDim, Bias(L.OBias), residual, accumulate: true, threads);
+                    RowMatMul.Multiply(attention, n, L.O, Bias(L.OBias), residual, accumulate: true, threads);
                     for (int r = 0; r < n; r++) RmsNormRow(residual + r * hidden, normed + r * hidden, hidden, eps);
-                    RowMatMul.Multiply(normed, n, Data(L.GateUp), 2 * inter, hidden, null, gateUp, accumulate: false, threads);
+                    RowMatMul.Multiply(normed, n, L.GateUp, null, gateUp, accumulate: false, threads);
                     for (int r = 0; r < n; r++)
                         SwiGluRow(gateUp + r * 2 * inter, gateUp + r * 2 * inter + inter, activation + r * inter, inter);
-                    RowMatMul.Multiply(activation, n, Data(L.Down), hidden, inter, null, residual, accumulate: true, threads);
+                    RowMatMul.Multiply(activation, n, L.Down, null, residual, accumulate: true, threads);
                 }
 
                 // Only each session's last position needs logits (every position when scoring a prompt); they go
@@ -121,7 +128,7 @@ internal sealed unsafe class RowForward : IForwardPath
                         r += counts[i];
                         RmsNormRow(residual + (r - 1) * hidden, lastNormed + i * hidden, hidden, eps);
                     }
-                RowMatMul.Multiply(lastNormed, scored, Data(lmHead), vocab, hidden, null, output, accumulate: false, threads);
+                RowMatMul.Multiply(lastNormed, scored, lmHead, null, output, accumulate: false, threads);
             }
         }
         finally

@@ -94,20 +94,52 @@ internal static unsafe class RowKernels
             }
             float sum = 0;
             for (int t = 0; t < len; t++) sum += scores[t] = MathF.Exp(scores[t] - max);
-            // One pass over the value rows, accumulating into the (L1-resident) output row.
             float* o = output + head * hd;
-            new Span<float>(o, hd).Clear();
-            for (int t = 0; t < len; t++)
-            {
-                float p = scores[t];
-                float* vt = val + (long)t * hd;
-                int i = 0;
-                for (var pv = Vector256.Create(p); i + Lanes <= hd; i += Lanes)
-                    Vector256.FusedMultiplyAdd(pv, Vector256.Load(vt + i), Vector256.Load(o + i)).Store(o + i);
-                for (; i < hd; i++) o[i] = MathF.FusedMultiplyAdd(p, vt[i], o[i]);
-            }
+            fixed (float* p = scores) WeightedSum(p, val, len, hd, o);
             float inverse = 1f / sum;
             for (int i = 0; i < hd; i++) o[i] *= inverse;
+        }
+    }
+
+    /// <summary>
+    /// o[i] = Σ_t p[t]·v[t, i], for each i one FMA chain over t in order from 0. Blocks of 64 (then 8) outputs stay in
+    /// registers for the whole pass over the value rows: accumulating through memory made every row wait for the
+    /// previous row's store. The order per output is the same either way.
+    /// </summary>
+    private static void WeightedSum(float* p, float* v, int len, int hd, float* o)
+    {
+        int i = 0;
+        for (; i + 8 * Lanes <= hd; i += 8 * Lanes)
+        {
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+            float* vt = v + i;
+            for (int t = 0; t < len; t++, vt += hd)
+            {
+                var pv = Vector256.Create(p[t]);
+                a0 = Vector256.FusedMultiplyAdd(pv, Vector256.Load(vt), a0);
+                a1 = Vector256.FusedMultiplyAdd(pv, Vector256.Load(vt + 8), a1);
+                a2 = Vector256.FusedMultiplyAdd(pv, Vector256.Load(vt + 16), a2);
+                a3 = Vector256.FusedMultiplyAdd(pv, Vector256.Load(vt + 24), a3);
+                a4 = Vector256.FusedMultiplyAdd(pv, Vector256.Load(vt + 32), a4);
+                a5 = Vector256.FusedMultiplyAdd(pv, Vector256.Load(vt + 40), a5);
+                a6 = Vector256.FusedMultiplyAdd(pv, Vector256.Load(vt + 48), a6);
+                a7 = Vector256.FusedMultiplyAdd(pv, Vector256.Load(vt + 56), a7);
+            }
+            a0.Store(o + i); a1.Store(o + i + 8); a2.Store(o + i + 16); a3.Store(o + i + 24);
+            a4.Store(o + i + 32); a5.Store(o + i + 40); a6.Store(o + i + 48); a7.Store(o + i + 56);
+        }
+        for (; i + Lanes <= hd; i += Lanes)
+        {
+            var a = Vector256<float>.Zero;
+            float* vt = v + i;
+            for (int t = 0; t < len; t++, vt += hd) a = Vector256.FusedMultiplyAdd(Vector256.Create(p[t]), Vector256.Load(vt), a);
+            a.Store(o + i);
+        }
+        for (; i < hd; i++)
+        {
+            float a = 0;
+            for (int t = 0; t < len; t++) a = MathF.FusedMultiplyAdd(p[t], v[(long)t * hd + i], a);
+            o[i] = a;
         }
     }
 }

@@ -1,144 +1,253 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
-using static ProxyOrleans.Inference.Models.RowKernels;
+using static TorchSharp.torch;
 
 namespace ProxyOrleans.Inference.Models;
 
 /// <summary>
-/// y[i, j] = x[i]·w[j] (+ bias[j]), or y[i, j] += that, for rows x [m, k] and a weight in HF layout [n, k].
-/// Every output is one <see cref="RowKernels.Dot"/>-order reduction over k, whichever tile computes it (16 outputs ×
-/// 1 row, 8 × 2, 8 × 1 or 1 × 1) and on however many threads (threads split the outputs, never k): the result of a
-/// row does not depend on the number of rows in the call. Tiles only change speed: one row streams 16 weight rows at
-/// once (more loads in flight: ~28 GB/s against ~18 with 4 on this AVX-512 CPU, whose 32 vector registers hold the 16
-/// accumulators; docs/model.md), and a pair of rows shares each
-/// weight load (8 × 2: a weight row read once from memory serves both rows from L1).
+/// A weight of HF layout [n, k] repacked once at load for <see cref="RowMatMul"/>: panels of
+/// <see cref="Width"/> outputs, and within a panel, for each k, the panel's weights contiguous ([panels, k, Width]).
+/// A product then reads one sequential array (the hardware prefetcher follows one stream, not 16 rows at once).
+/// Outputs past n in the last panel are zero rows and are never stored. The packed copy replaces the [n, k] one.
+/// It lives in native memory aligned to 2 MiB and advised for transparent huge pages on Linux: on 4 KiB pages the
+/// stream crosses a page every 4 KiB, and one-row decode measured faster on huge pages (docs/model.md).
+/// </summary>
+internal sealed unsafe class PanelMatrix : IDisposable
+{
+    public const int Width = 32;
+    private const nuint HugePage = 2 << 20;
+    private const int MadvHugePage = 14;   // MADV_HUGEPAGE in Linux's mman.h
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "madvise")]
+    private static extern int Madvise(void* address, nuint length, int advice);
+
+    private float* data;
+
+    public int Outputs { get; }
+    public int Inputs { get; }
+    public int Panels => (Outputs + Width - 1) / Width;
+    public float* Data => data != null ? data : throw new ObjectDisposedException(nameof(PanelMatrix));
+
+    private PanelMatrix(float* data, int outputs, int inputs)
+    {
+        this.data = data;
+        Outputs = outputs;
+        Inputs = inputs;
+    }
+
+    /// <summary>Packs a float32 [n, k] weight; the caller keeps (and disposes) <paramref name="weight"/>.</summary>
+    public static PanelMatrix Pack(Tensor weight)
+    {
+        if (weight.dim() != 2 || weight.dtype != ScalarType.Float32)
+            throw new ArgumentException($"PanelMatrix.Pack needs a float32 [outputs, inputs] weight, got {weight.dtype} [{string.Join(", ", weight.shape)}].", nameof(weight));
+        int n = (int)weight.shape[0], k = (int)weight.shape[1];
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        int panels = (n + Width - 1) / Width;
+        var padded = panels * Width == n ? weight : nn.functional.pad(weight, [0, 0, 0, panels * Width - n]);
+        var packed = padded.reshape(panels, Width, k).transpose(1, 2).contiguous();
+        long count = (long)panels * Width * k;
+        nuint bytes = ((nuint)count * sizeof(float) + HugePage - 1) & ~(HugePage - 1);
+        var data = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(bytes, HugePage);
+        // Advice before the first touch, so the pages are faulted in huge; where it is refused (other OS, THP off)
+        // the memory is ordinary pages and only slower.
+        if (OperatingSystem.IsLinux()) Madvise(data, bytes, MadvHugePage);
+        Buffer.MemoryCopy(RowKernels.Data(packed), data, (long)bytes, count * sizeof(float));
+        return new PanelMatrix(data, n, k);
+    }
+
+    public void Dispose()
+    {
+        if (data == null) return;
+        System.Runtime.InteropServices.NativeMemory.AlignedFree(data);
+        data = null;
+        GC.SuppressFinalize(this);
+    }
+
+    ~PanelMatrix()
+    {
+        if (data != null) System.Runtime.InteropServices.NativeMemory.AlignedFree(data);
+    }
+}
+
+/// <summary>
+/// y[i, j] = x[i]·w[j] (+ bias[j]), or y[i, j] += that, for rows x [m, k] and a <see cref="PanelMatrix"/> w of n
+/// outputs. Every output is one FMA chain over k in index order (s = fma(x[p], w[j, p], s) from s = 0), then + bias,
+/// then into y: the lanes of a vector are different outputs, never parts of one sum, so the result is the same bits
+/// for any vector width, any tile (1, 2 or 4 rows × one panel) and any thread count (threads split the panels, never
+/// k): a row's outputs do not depend on the number of rows in the call. Tiles only change speed: one row streams
+/// the panel with 4 independent 8-lane chains (enough to hide FMA latency), and 2 or 4 rows share each weight load.
 /// </summary>
 internal static unsafe class RowMatMul
 {
     /// <summary>Below this many multiply-adds a call stays on the calling thread (the split costs more than it saves).</summary>
     private const long ParallelThreshold = 1 << 18;
 
-    public static void Multiply(float* x, int m, float* w, int n, int k, float* bias, float* y, bool accumulate, int threads)
+    private const int W = PanelMatrix.Width;
+
+    public static void Multiply(float* x, int m, PanelMatrix w, float* bias, float* y, bool accumulate, int threads)
     {
-        if (threads <= 1 || (long)m * n * k < ParallelThreshold || n < 16 * threads)
+        int n = w.Outputs, k = w.Inputs, panels = w.Panels;
+        float* data = w.Data;
+        if (threads <= 1 || (long)m * n * k < ParallelThreshold || panels < 2 * threads)
         {
-            Range(x, m, w, k, bias, y, n, 0, n, accumulate);
+            Range(x, m, data, n, k, bias, y, 0, panels, accumulate);
             return;
         }
-        nint xp = (nint)x, wp = (nint)w, bp = (nint)bias, yp = (nint)y;
-        int block = (n / threads + 15) & ~15;
+        nint xp = (nint)x, wp = (nint)data, bp = (nint)bias, yp = (nint)y;
+        int block = (panels + threads - 1) / threads;
         Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
-            Range((float*)xp, m, (float*)wp, k, (float*)bp, (float*)yp, n, Math.Min(n, t * block), Math.Min(n, (t + 1) * block), accumulate));
+            Range((float*)xp, m, (float*)wp, n, k, (float*)bp, (float*)yp, Math.Min(panels, t * block), Math.Min(panels, (t + 1) * block), accumulate));
+    }
+
+    /// <summary>Panels [from, to) for every row; y rows are n wide.</summary>
+    private static void Range(float* x, int m, float* w, int n, int k, float* bias, float* y, int from, int to, bool accumulate)
+    {
+        for (int panel = from; panel < to; panel++)
+        {
+            float* p = w + (long)panel * k * W;
+            int j = panel * W, count = Math.Min(W, n - j);
+            int i = 0;
+            // Vector512 where the CPU has it (half the instructions); the bits are the same either way.
+            if (Vector512.IsHardwareAccelerated)
+                for (; i + 4 <= m; i += 4) Tile4Wide(x + (long)i * k, p, k, bias, y + (long)i * n, n, j, count, accumulate);
+            else
+                for (; i + 4 <= m; i += 4) Tile4(x + (long)i * k, p, k, bias, y + (long)i * n, n, j, count, accumulate);
+            for (; i + 2 <= m; i += 2) Tile2(x + (long)i * k, p, k, bias, y + (long)i * n, n, j, count, accumulate);
+            if (i < m)
+            {
+                if (Vector512.IsHardwareAccelerated) Tile1Wide(x + (long)i * k, p, k, bias, y + (long)i * n, j, count, accumulate);
+                else Tile1(x + (long)i * k, p, k, bias, y + (long)i * n, j, count, accumulate);
+            }
+        }
+    }
+
+    /// <summary>Writes one row's 32 panel sums (at s) to outputs j..j+count-1: + bias, then = or += into y. The tiles
+    /// hand their accumulators over through memory: vector values live across a call are spilled on every loop turn.</summary>
+    private static void Store(float* s, float* bias, float* y, int j, int count, bool accumulate)
+    {
+        if (count == W)
+        {
+            for (int c = 0; c < W; c += 8)
+            {
+                var v = Vector256.Load(s + c);
+                if (bias != null) v += Vector256.Load(bias + j + c);
+                if (accumulate) v = Vector256.Load(y + j + c) + v;
+                v.Store(y + j + c);
+            }
+            return;
+        }
+        // The last, partial panel: the same additions one output at a time.
+        for (int c = 0; c < count; c++)
+        {
+            float v = s[c];
+            if (bias != null) v += bias[j + c];
+            if (accumulate) y[j + c] += v; else y[j + c] = v;
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Put(float* y, float s, float* bias, int j, bool accumulate)
+    private static void Put(float* s, Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3)
     {
-        if (bias != null) s += bias[j];
-        if (accumulate) y[j] += s; else y[j] = s;
+        a0.Store(s); a1.Store(s + 8); a2.Store(s + 16); a3.Store(s + 24);
     }
 
-    /// <summary>Outputs j in [from, to) of every row; y rows are n wide.</summary>
-    private static void Range(float* x, int m, float* w, int k, float* bias, float* y, int n, int from, int to, bool accumulate)
+    internal static void Tile1(float* x, float* p, int k, float* bias, float* y, int j, int count, bool accumulate)
     {
-        int j = from;
-        if (m == 1)
-            for (; j + 16 <= to; j += 16) Tile1x16(x, w + (long)j * k, k, bias, y, j, accumulate);
-        else
-            for (; j + 8 <= to; j += 8)
-            {
-                float* w8 = w + (long)j * k;
-                int i = 0;
-                for (; i + 2 <= m; i += 2) Tile2x8(x + (long)i * k, w8, k, bias, y + (long)i * n, n, j, accumulate);
-                if (i < m) Tile1x8(x + (long)i * k, w8, k, bias, y + (long)i * n, j, accumulate);
-            }
-        for (; j < to; j++)
-            for (int i = 0; i < m; i++)
-                Put(y + (long)i * n, Dot(x + (long)i * k, w + (long)j * k, k), bias, j, accumulate);
-    }
-
-    private static void Tile1x16(float* x, float* w, int k, float* bias, float* y, int j, bool accumulate)
-    {
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
-        Vector256<float> a8 = default, a9 = default, a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default;
-        float* v = w + 8L * k;
-        for (int p = 0; p + Lanes <= k; p += Lanes)
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (int q = 0; q < k; q++, p += W)
         {
-            var u = Vector256.Load(x + p);
-            a0 = Vector256.FusedMultiplyAdd(u, Vector256.Load(w + p), a0);
-            a1 = Vector256.FusedMultiplyAdd(u, Vector256.Load(w + k + p), a1);
-            a2 = Vector256.FusedMultiplyAdd(u, Vector256.Load(w + 2 * k + p), a2);
-            a3 = Vector256.FusedMultiplyAdd(u, Vector256.Load(w + 3 * k + p), a3);
-            a4 = Vector256.FusedMultiplyAdd(u, Vector256.Load(w + 4 * k + p), a4);
-            a5 = Vector256.FusedMultiplyAdd(u, Vector256.Load(w + 5 * k + p), a5);
-            a6 = Vector256.FusedMultiplyAdd(u, Vector256.Load(w + 6 * k + p), a6);
-            a7 = Vector256.FusedMultiplyAdd(u, Vector256.Load(w + 7 * k + p), a7);
-            a8 = Vector256.FusedMultiplyAdd(u, Vector256.Load(v + p), a8);
-            a9 = Vector256.FusedMultiplyAdd(u, Vector256.Load(v + k + p), a9);
-            a10 = Vector256.FusedMultiplyAdd(u, Vector256.Load(v + 2 * k + p), a10);
-            a11 = Vector256.FusedMultiplyAdd(u, Vector256.Load(v + 3 * k + p), a11);
-            a12 = Vector256.FusedMultiplyAdd(u, Vector256.Load(v + 4 * k + p), a12);
-            a13 = Vector256.FusedMultiplyAdd(u, Vector256.Load(v + 5 * k + p), a13);
-            a14 = Vector256.FusedMultiplyAdd(u, Vector256.Load(v + 6 * k + p), a14);
-            a15 = Vector256.FusedMultiplyAdd(u, Vector256.Load(v + 7 * k + p), a15);
+            var u = Vector256.Create(x[q]);
+            a0 = Vector256.FusedMultiplyAdd(u, Vector256.Load(p), a0);
+            a1 = Vector256.FusedMultiplyAdd(u, Vector256.Load(p + 8), a1);
+            a2 = Vector256.FusedMultiplyAdd(u, Vector256.Load(p + 16), a2);
+            a3 = Vector256.FusedMultiplyAdd(u, Vector256.Load(p + 24), a3);
         }
-        Put(y, Finish(a0, x, w, k), bias, j, accumulate); Put(y, Finish(a1, x, w + k, k), bias, j + 1, accumulate);
-        Put(y, Finish(a2, x, w + 2 * k, k), bias, j + 2, accumulate); Put(y, Finish(a3, x, w + 3 * k, k), bias, j + 3, accumulate);
-        Put(y, Finish(a4, x, w + 4 * k, k), bias, j + 4, accumulate); Put(y, Finish(a5, x, w + 5 * k, k), bias, j + 5, accumulate);
-        Put(y, Finish(a6, x, w + 6 * k, k), bias, j + 6, accumulate); Put(y, Finish(a7, x, w + 7 * k, k), bias, j + 7, accumulate);
-        Put(y, Finish(a8, x, v, k), bias, j + 8, accumulate); Put(y, Finish(a9, x, v + k, k), bias, j + 9, accumulate);
-        Put(y, Finish(a10, x, v + 2 * k, k), bias, j + 10, accumulate); Put(y, Finish(a11, x, v + 3 * k, k), bias, j + 11, accumulate);
-        Put(y, Finish(a12, x, v + 4 * k, k), bias, j + 12, accumulate); Put(y, Finish(a13, x, v + 5 * k, k), bias, j + 13, accumulate);
-        Put(y, Finish(a14, x, v + 6 * k, k), bias, j + 14, accumulate); Put(y, Finish(a15, x, v + 7 * k, k), bias, j + 15, accumulate);
+        float* s = stackalloc float[W];
+        Put(s, a0, a1, a2, a3);
+        Store(s, bias, y, j, count, accumulate);
     }
 
-    /// <summary>8 outputs of rows x0 and x0 + k; y0 is row x0's output row, the next output row n further.</summary>
-    private static void Tile2x8(float* x0, float* w, int k, float* bias, float* y0, int n, int j, bool accumulate)
+    /// <summary>Rows x0 and x0 + k; y0 is row x0's output row, the next one n further.</summary>
+    private static void Tile2(float* x0, float* p, int k, float* bias, float* y0, int n, int j, int count, bool accumulate)
     {
         float* x1 = x0 + k;
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
-        Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default, b4 = default, b5 = default, b6 = default, b7 = default;
-        for (int p = 0; p + Lanes <= k; p += Lanes)
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
+        for (int q = 0; q < k; q++, p += W)
         {
-            var u = Vector256.Load(x0 + p); var v = Vector256.Load(x1 + p);
-            var c = Vector256.Load(w + p); a0 = Vector256.FusedMultiplyAdd(u, c, a0); b0 = Vector256.FusedMultiplyAdd(v, c, b0);
-            c = Vector256.Load(w + k + p); a1 = Vector256.FusedMultiplyAdd(u, c, a1); b1 = Vector256.FusedMultiplyAdd(v, c, b1);
-            c = Vector256.Load(w + 2 * k + p); a2 = Vector256.FusedMultiplyAdd(u, c, a2); b2 = Vector256.FusedMultiplyAdd(v, c, b2);
-            c = Vector256.Load(w + 3 * k + p); a3 = Vector256.FusedMultiplyAdd(u, c, a3); b3 = Vector256.FusedMultiplyAdd(v, c, b3);
-            c = Vector256.Load(w + 4 * k + p); a4 = Vector256.FusedMultiplyAdd(u, c, a4); b4 = Vector256.FusedMultiplyAdd(v, c, b4);
-            c = Vector256.Load(w + 5 * k + p); a5 = Vector256.FusedMultiplyAdd(u, c, a5); b5 = Vector256.FusedMultiplyAdd(v, c, b5);
-            c = Vector256.Load(w + 6 * k + p); a6 = Vector256.FusedMultiplyAdd(u, c, a6); b6 = Vector256.FusedMultiplyAdd(v, c, b6);
-            c = Vector256.Load(w + 7 * k + p); a7 = Vector256.FusedMultiplyAdd(u, c, a7); b7 = Vector256.FusedMultiplyAdd(v, c, b7);
+            var u = Vector256.Create(x0[q]); var v = Vector256.Create(x1[q]);
+            var c = Vector256.Load(p); a0 = Vector256.FusedMultiplyAdd(u, c, a0); b0 = Vector256.FusedMultiplyAdd(v, c, b0);
+            c = Vector256.Load(p + 8); a1 = Vector256.FusedMultiplyAdd(u, c, a1); b1 = Vector256.FusedMultiplyAdd(v, c, b1);
+            c = Vector256.Load(p + 16); a2 = Vector256.FusedMultiplyAdd(u, c, a2); b2 = Vector256.FusedMultiplyAdd(v, c, b2);
+            c = Vector256.Load(p + 24); a3 = Vector256.FusedMultiplyAdd(u, c, a3); b3 = Vector256.FusedMultiplyAdd(v, c, b3);
         }
-        float* y1 = y0 + n;
-        Put(y0, Finish(a0, x0, w, k), bias, j, accumulate); Put(y1, Finish(b0, x1, w, k), bias, j, accumulate);
-        Put(y0, Finish(a1, x0, w + k, k), bias, j + 1, accumulate); Put(y1, Finish(b1, x1, w + k, k), bias, j + 1, accumulate);
-        Put(y0, Finish(a2, x0, w + 2 * k, k), bias, j + 2, accumulate); Put(y1, Finish(b2, x1, w + 2 * k, k), bias, j + 2, accumulate);
-        Put(y0, Finish(a3, x0, w + 3 * k, k), bias, j + 3, accumulate); Put(y1, Finish(b3, x1, w + 3 * k, k), bias, j + 3, accumulate);
-        Put(y0, Finish(a4, x0, w + 4 * k, k), bias, j + 4, accumulate); Put(y1, Finish(b4, x1, w + 4 * k, k), bias, j + 4, accumulate);
-        Put(y0, Finish(a5, x0, w + 5 * k, k), bias, j + 5, accumulate); Put(y1, Finish(b5, x1, w + 5 * k, k), bias, j + 5, accumulate);
-        Put(y0, Finish(a6, x0, w + 6 * k, k), bias, j + 6, accumulate); Put(y1, Finish(b6, x1, w + 6 * k, k), bias, j + 6, accumulate);
-        Put(y0, Finish(a7, x0, w + 7 * k, k), bias, j + 7, accumulate); Put(y1, Finish(b7, x1, w + 7 * k, k), bias, j + 7, accumulate);
+        float* s = stackalloc float[2 * W];
+        Put(s, a0, a1, a2, a3); Put(s + W, b0, b1, b2, b3);
+        Store(s, bias, y0, j, count, accumulate);
+        Store(s + W, bias, y0 + n, j, count, accumulate);
     }
 
-    private static void Tile1x8(float* x, float* w, int k, float* bias, float* y, int j, bool accumulate)
+    /// <summary>Rows x0 .. x0 + 3k (16 accumulators: AVX-512's 32 vector registers hold them with the weights).</summary>
+    internal static void Tile4(float* x0, float* p, int k, float* bias, float* y0, int n, int j, int count, bool accumulate)
     {
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
-        for (int p = 0; p + Lanes <= k; p += Lanes)
+        float* x1 = x0 + k, x2 = x1 + k, x3 = x2 + k;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+        Vector256<float> d0 = default, d1 = default, d2 = default, d3 = default;
+        for (int q = 0; q < k; q++, p += W)
         {
-            var u = Vector256.Load(x + p);
-            a0 = Vector256.FusedMultiplyAdd(u, Vector256.Load(w + p), a0);
-            a1 = Vector256.FusedMultiplyAdd(u, Vector256.Load(w + k + p), a1);
-            a2 = Vector256.FusedMultiplyAdd(u, Vector256.Load(w + 2 * k + p), a2);
-            a3 = Vector256.FusedMultiplyAdd(u, Vector256.Load(w + 3 * k + p), a3);
-            a4 = Vector256.FusedMultiplyAdd(u, Vector256.Load(w + 4 * k + p), a4);
-            a5 = Vector256.FusedMultiplyAdd(u, Vector256.Load(w + 5 * k + p), a5);
-            a6 = Vector256.FusedMultiplyAdd(u, Vector256.Load(w + 6 * k + p), a6);
-            a7 = Vector256.FusedMultiplyAdd(u, Vector256.Load(w + 7 * k + p), a7);
+            var w0 = Vector256.Load(p); var w1 = Vector256.Load(p + 8); var w2 = Vector256.Load(p + 16); var w3 = Vector256.Load(p + 24);
+            var u = Vector256.Create(x0[q]);
+            a0 = Vector256.FusedMultiplyAdd(u, w0, a0); a1 = Vector256.FusedMultiplyAdd(u, w1, a1);
+            a2 = Vector256.FusedMultiplyAdd(u, w2, a2); a3 = Vector256.FusedMultiplyAdd(u, w3, a3);
+            u = Vector256.Create(x1[q]);
+            b0 = Vector256.FusedMultiplyAdd(u, w0, b0); b1 = Vector256.FusedMultiplyAdd(u, w1, b1);
+            b2 = Vector256.FusedMultiplyAdd(u, w2, b2); b3 = Vector256.FusedMultiplyAdd(u, w3, b3);
+            u = Vector256.Create(x2[q]);
+            c0 = Vector256.FusedMultiplyAdd(u, w0, c0); c1 = Vector256.FusedMultiplyAdd(u, w1, c1);
+            c2 = Vector256.FusedMultiplyAdd(u, w2, c2); c3 = Vector256.FusedMultiplyAdd(u, w3, c3);
+            u = Vector256.Create(x3[q]);
+            d0 = Vector256.FusedMultiplyAdd(u, w0, d0); d1 = Vector256.FusedMultiplyAdd(u, w1, d1);
+            d2 = Vector256.FusedMultiplyAdd(u, w2, d2); d3 = Vector256.FusedMultiplyAdd(u, w3, d3);
         }
-        Put(y, Finish(a0, x, w, k), bias, j, accumulate); Put(y, Finish(a1, x, w + k, k), bias, j + 1, accumulate);
-        Put(y, Finish(a2, x, w + 2 * k, k), bias, j + 2, accumulate); Put(y, Finish(a3, x, w + 3 * k, k), bias, j + 3, accumulate);
-        Put(y, Finish(a4, x, w + 4 * k, k), bias, j + 4, accumulate); Put(y, Finish(a5, x, w + 5 * k, k), bias, j + 5, accumulate);
-        Put(y, Finish(a6, x, w + 6 * k, k), bias, j + 6, accumulate); Put(y, Finish(a7, x, w + 7 * k, k), bias, j + 7, accumulate);
+        float* s = stackalloc float[4 * W];
+        Put(s, a0, a1, a2, a3); Put(s + W, b0, b1, b2, b3); Put(s + 2 * W, c0, c1, c2, c3); Put(s + 3 * W, d0, d1, d2, d3);
+        for (int r = 0; r < 4; r++) Store(s + r * W, bias, y0 + r * (long)n, j, count, accumulate);
+    }
+
+    /// <summary><see cref="Tile1"/> with 16-lane vectors.</summary>
+    internal static void Tile1Wide(float* x, float* p, int k, float* bias, float* y, int j, int count, bool accumulate)
+    {
+        Vector512<float> a0 = default, a1 = default;
+        for (int q = 0; q < k; q++, p += W)
+        {
+            var u = Vector512.Create(x[q]);
+            a0 = Vector512.FusedMultiplyAdd(u, Vector512.Load(p), a0);
+            a1 = Vector512.FusedMultiplyAdd(u, Vector512.Load(p + 16), a1);
+        }
+        float* s = stackalloc float[W];
+        a0.Store(s); a1.Store(s + 16);
+        Store(s, bias, y, j, count, accumulate);
+    }
+
+    /// <summary><see cref="Tile4"/> with 16-lane vectors.</summary>
+    internal static void Tile4Wide(float* x0, float* p, int k, float* bias, float* y0, int n, int j, int count, bool accumulate)
+    {
+        float* x1 = x0 + k, x2 = x1 + k, x3 = x2 + k;
+        Vector512<float> a0 = default, a1 = default, b0 = default, b1 = default, c0 = default, c1 = default, d0 = default, d1 = default;
+        for (int q = 0; q < k; q++, p += W)
+        {
+            var w0 = Vector512.Load(p); var w1 = Vector512.Load(p + 16);
+            var u = Vector512.Create(x0[q]); a0 = Vector512.FusedMultiplyAdd(u, w0, a0); a1 = Vector512.FusedMultiplyAdd(u, w1, a1);
+            u = Vector512.Create(x1[q]); b0 = Vector512.FusedMultiplyAdd(u, w0, b0); b1 = Vector512.FusedMultiplyAdd(u, w1, b1);
+            u = Vector512.Create(x2[q]); c0 = Vector512.FusedMultiplyAdd(u, w0, c0); c1 = Vector512.FusedMultiplyAdd(u, w1, c1);
+            u = Vector512.Create(x3[q]); d0 = Vector512.FusedMultiplyAdd(u, w0, d0); d1 = Vector512.FusedMultiplyAdd(u, w1, d1);
+        }
+        float* s = stackalloc float[4 * W];
+        a0.Store(s); a1.Store(s + 16); b0.Store(s + W); b1.Store(s + W + 16);
+        c0.Store(s + 2 * W); c1.Store(s + 2 * W + 16); d0.Store(s + 3 * W); d1.Store(s + 3 * W + 16);
+        for (int r = 0; r < 4; r++) Store(s + r * W, bias, y0 + r * (long)n, j, count, accumulate);
     }
 }
