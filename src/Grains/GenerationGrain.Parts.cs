@@ -6,7 +6,7 @@ using ProxyOrleans.Inference.Tokenization;
 namespace ProxyOrleans.Grains;
 
 // The coordinator's parts: how it reaches each model (slots), how each pair's logits are read from the step's
-// results (routes), and its timing figures. The stepping itself is in GenerationGrain.cs.
+// results (routes), and its timing figures. The step loop is in GenerationGrain.cs, each step's work in GenerationGrain.Run.cs.
 public sealed partial class GenerationGrain
 {
     /// <summary>

@@ -4,7 +4,7 @@ using ProxyOrleans.Inference.Decoding;
 namespace ProxyOrleans.Grains;
 
 // The coordinator's scores: log-probabilities (the scored prompt of echo, each step's token) and the per-model top
-// tokens of the analysis. The stepping itself is in GenerationGrain.cs.
+// tokens of the analysis. The step loop is in GenerationGrain.cs, each step's work in GenerationGrain.Run.cs.
 public sealed partial class GenerationGrain
 {
     private sealed partial class Run

@@ -1,4 +1,4 @@
-using ProxyOrleans.Client.Commands;
+using ProxyOrleans.Client.Benchmarks;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -16,8 +16,8 @@ public sealed class ChaosCommandTests(ITestOutputHelper output)
     public async Task KillsAndDrainsUnderLoadLoseNothingAndLeakNoKv()
     {
         var progress = new StringWriter();
-        var result = await ChaosCommand.RunAsync(TinyTrio.Model(TinyTrio.Base), TinyTrio.Model(TinyTrio.Expert), TinyTrio.Model(TinyTrio.Anti),
-            new ChaosCommand.ChaosOptions { Streams = 12, Tokens = 40, BaseReplicas = 2, PairReplicas = 2, Kills = 1, Drains = 1, Gateways = 2, GatewayKills = 1, Seed = 3 },
+        var result = await ChaosRun.RunAsync(TinyTrio.Model(TinyTrio.Base), TinyTrio.Model(TinyTrio.Expert), TinyTrio.Model(TinyTrio.Anti),
+            new ChaosOptions { Streams = 12, Tokens = 40, BaseReplicas = 2, PairReplicas = 2, Kills = 1, Drains = 1, Gateways = 2, GatewayKills = 1, Seed = 3 },
             TextWriter.Synchronized(progress), null, CancellationToken.None);
         output.WriteLine(progress.ToString());
         output.WriteLine(result.KeyValues);
@@ -36,7 +36,7 @@ public sealed class ChaosCommandTests(ITestOutputHelper output)
         // either identical to its fault-free twin or cut by the gateway kill.
         Assert.Equal(14, result.Choices);
         Assert.Equal(result.Choices, result.Identical + result.FailedCleanly);
-        foreach (var kind in Enum.GetValues<ChaosCommand.StreamKind>())
+        foreach (var kind in Enum.GetValues<ChaosStreamKind>())
         {
             Assert.True(result.Mix[kind] >= 2, $"the mix has {result.Mix[kind]} {kind} streams; expected at least 2.");
             // Each kind goes through both gateways, so the surviving one carried at least one of it to the end.

@@ -35,23 +35,35 @@ public static class TinyTrio
 
     private static Dictionary<string, string> Create()
     {
-        var root = Path.Combine(Path.GetTempPath(), "proxyorleans-cluster-tests", Version);
         var result = new Dictionary<string, string>();
         int seed = 11;
         foreach (var name in new[] { Base, Expert, Anti })
         {
-            var dir = Path.Combine(root, name);
-            result[name] = dir;
             seed += 10;
-            if (File.Exists(Path.Combine(dir, "done"))) continue;
-            // std 0.3: large enough that the top tokens are well separated.
-            TinyHfModels.SaveWeights(TinyHfModels.Config(vocabSize: 32000, maxPos: 256, bosId: 1, eosId: 2, intermediateSize: 128), dir, seed, std: 0.3);
-            TinyHfModels.WriteLlama2Tokenizer(dir, name == Expert
-                ? "\"{% if messages[0]['role'] == 'system' %}<<SYS>>{% endif %}{% for message in messages %}{{ bos_token + '[INST] ' + message['content'] + ' [/INST]' }}{% endfor %}\""
-                : null);
-            File.WriteAllText(Path.Combine(dir, "done"), "");
+            var modelSeed = seed;
+            result[name] = WrittenOnce(name, dir =>
+            {
+                // std 0.3: large enough that the top tokens are well separated.
+                TinyHfModels.SaveWeights(TinyHfModels.Config(vocabSize: 32000, maxPos: 256, bosId: 1, eosId: 2, intermediateSize: 128), dir, modelSeed, std: 0.3);
+                TinyHfModels.WriteLlama2Tokenizer(dir, name == Expert
+                    ? "\"{% if messages[0]['role'] == 'system' %}<<SYS>>{% endif %}{% for message in messages %}{{ bos_token + '[INST] ' + message['content'] + ' [/INST]' }}{% endfor %}\""
+                    : null);
+            });
         }
         return result;
+    }
+
+    /// <summary>
+    /// A model folder under $TMPDIR/proxyorleans-cluster-tests/<see cref="Version"/>, kept between test runs: written
+    /// only while its "done" marker is missing (the marker comes last, so a run cut mid-write writes it again).
+    /// </summary>
+    private static string WrittenOnce(string name, Action<string> write)
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "proxyorleans-cluster-tests", Version, name);
+        if (File.Exists(Path.Combine(dir, "done"))) return dir;
+        write(dir);
+        File.WriteAllText(Path.Combine(dir, "done"), "");
+        return dir;
     }
 
     public const string Alien = "tiny-alien";
@@ -63,17 +75,13 @@ public static class TinyTrio
     /// </summary>
     public static string AlienPath => AlienDir.Value;
 
-    private static string CreateAlien()
+    private static string CreateAlien() => WrittenOnce(Alien, dir =>
     {
-        var dir = Path.Combine(Path.GetTempPath(), "proxyorleans-cluster-tests", Version, Alien);
-        if (File.Exists(Path.Combine(dir, "done"))) return dir;
         Directory.CreateDirectory(dir);
         foreach (var f in new[] { "config.json", "model.safetensors" }) File.Copy(Path.Combine(Dir(Anti), f), Path.Combine(dir, f), overwrite: true);
         TinyHfModels.WriteByteLevelTokenizer(dir, ["t|h", "th|e", "e| ", "i|n"], ["<s>", "</s>"],
             new ByteLevelBpeFileOptions { BosToken = "<s>", EosToken = "</s>", AddBosToken = true });
-        File.WriteAllText(Path.Combine(dir, "done"), "");
-        return dir;
-    }
+    });
 
     public const string Extra = "tiny-extra";
     private static readonly Lazy<string> ExtraDir = new(CreateExtra);
@@ -81,15 +89,11 @@ public static class TinyTrio
     /// <summary>An expert whose tokenizer adds two special tokens (32002 logits): allowed, the extra logits are truncated.</summary>
     public static string ExtraPath => ExtraDir.Value;
 
-    private static string CreateExtra()
+    private static string CreateExtra() => WrittenOnce(Extra, dir =>
     {
-        var dir = Path.Combine(Path.GetTempPath(), "proxyorleans-cluster-tests", Version, Extra);
-        if (File.Exists(Path.Combine(dir, "done"))) return dir;
         TinyHfModels.SaveWeights(TinyHfModels.Config(vocabSize: 32002, maxPos: 256, bosId: 1, eosId: 2, intermediateSize: 128), dir, 77, std: 0.3);
         TinyHfModels.WriteLlama2Tokenizer(dir, addedTokens: ["<pad>", "<|sep|>"]);
-        File.WriteAllText(Path.Combine(dir, "done"), "");
-        return dir;
-    }
+    });
 
     /// <summary>The single-process path over the same checkpoints.</summary>
     public static ModelCatalog NewCatalog() => new(

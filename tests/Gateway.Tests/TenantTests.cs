@@ -97,13 +97,8 @@ public sealed class TenantTests(GatewayFixture fx)
         // Alice streams through this gateway; a second replica (another process' worth of state) lists the request
         // and cancels it through the cluster: the stream ends early and every model session closes.
         await using var other = await GatewayFixture.StartGatewayAsync(fx, new Dictionary<string, string?>());
-        using var stream = await fx.Http.SendAsync(Http.Post("/v1/completions",
-            JsonSerializer.Serialize(new { model = fx.Combination, prompt = "Tell a long story", max_tokens = fx.LongMaxTokens, temperature = 0, stream = true }),
-            GatewayFixture.AliceKey), HttpCompletionOption.ResponseHeadersRead);
-        Assert.Equal(HttpStatusCode.OK, stream.StatusCode);
-        var id = stream.Headers.GetValues("x-request-id").Single();
-        using var reader = new StreamReader(await stream.Content.ReadAsStreamAsync());
-        Assert.StartsWith("data: ", await reader.ReadLineAsync());
+        using var running = await StartAlicesLongStreamAsync();
+        var (id, reader) = (running.Id, running.Reader);
 
         using var list = await other.Http.SendAsync(Http.Get("/v1/requests", GatewayFixture.AliceKey));
         Assert.Contains(id, await list.Content.ReadAsStringAsync());
@@ -126,13 +121,8 @@ public sealed class TenantTests(GatewayFixture fx)
     public async Task A_tenant_cannot_see_or_cancel_another_tenants_request()
     {
         // Alice streams a long generation; while it runs, Bob neither sees it nor can cancel it; Alice can.
-        using var stream = await fx.Http.SendAsync(Http.Post("/v1/completions",
-            JsonSerializer.Serialize(new { model = fx.Combination, prompt = "Tell a long story", max_tokens = fx.LongMaxTokens, temperature = 0, stream = true }),
-            GatewayFixture.AliceKey), HttpCompletionOption.ResponseHeadersRead);
-        Assert.Equal(HttpStatusCode.OK, stream.StatusCode);
-        var id = stream.Headers.GetValues("x-request-id").Single();
-        using var reader = new StreamReader(await stream.Content.ReadAsStreamAsync());
-        Assert.StartsWith("data: ", await reader.ReadLineAsync()); // first chunk: the generation is running
+        using var running = await StartAlicesLongStreamAsync();
+        var (id, reader) = (running.Id, running.Reader);
 
         using var bobList = await fx.Http.SendAsync(Http.Get("/v1/requests", GatewayFixture.BobKey));
         Assert.DoesNotContain(id, await bobList.Content.ReadAsStringAsync());
@@ -153,5 +143,28 @@ public sealed class TenantTests(GatewayFixture fx)
         Assert.DoesNotContain("[DONE]", rest);
         Assert.DoesNotContain("\"finish_reason\":\"length\"", rest);
 
+    }
+
+    /// <summary>A long streamed generation of Alice's through this gateway, running: its first chunk has been read.</summary>
+    private async Task<RunningStream> StartAlicesLongStreamAsync()
+    {
+        var stream = await fx.Http.SendAsync(Http.Post("/v1/completions",
+            JsonSerializer.Serialize(new { model = fx.Combination, prompt = "Tell a long story", max_tokens = fx.LongMaxTokens, temperature = 0, stream = true }),
+            GatewayFixture.AliceKey), HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, stream.StatusCode);
+        var id = stream.Headers.GetValues("x-request-id").Single();
+        var reader = new StreamReader(await stream.Content.ReadAsStreamAsync());
+        Assert.StartsWith("data: ", await reader.ReadLineAsync()); // first chunk: the generation is running
+        return new RunningStream(stream, id, reader);
+    }
+
+    /// <summary>A streamed response, its request id and the reader of the rest of its chunks.</summary>
+    private sealed record RunningStream(HttpResponseMessage Response, string Id, StreamReader Reader) : IDisposable
+    {
+        public void Dispose()
+        {
+            Reader.Dispose();
+            Response.Dispose();
+        }
     }
 }

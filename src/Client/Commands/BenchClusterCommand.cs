@@ -17,13 +17,10 @@ public static class BenchClusterCommand
 {
     public static Command Create()
     {
-        var baseOpt = new Option<string?>("--base") { Description = "Base model: name=dir (default: models/demo/base-large)." };
-        var expertOpt = new Option<string?>("--expert") { Description = "Expert: name=dir (default: models/demo/tuned-small)." };
-        var antiOpt = new Option<string?>("--anti-expert") { Description = "Anti-expert: name=dir (default: models/demo/base-small)." };
+        var trio = new ModelTrioOptions();
         var tokens = new Option<int>("--tokens") { Description = "Tokens per generation.", DefaultValueFactory = _ => 48 };
         var runs = new Option<int>("--runs") { Description = "Measured generations per layout.", DefaultValueFactory = _ => 3 };
         var prompt = new Option<string>("--prompt") { DefaultValueFactory = _ => "Question: What is the capital of Elbonia?\nAnswer:" };
-        var verbose = new Option<bool>("--verbose") { Description = "Show the silos' output." };
         var larger = new Option<bool>("--larger") { Description = "Also measure a random-weight trio of 24M-parameter models (the same tokenizers): how the overhead scales with model size." };
         var plot = new Option<string?>("--plot") { Description = "Write the latency breakdown as a PNG (e.g. docs/cluster-latency.png)." };
         var sim = new Option<bool>("--accelerator-sim") { Description = "SIMULATION instead: every model a real 32k-vocabulary model whose forwards are padded to simulated H200 latencies (70B base, 7B experts); with --plot P writes P-latency.png and P-throughput.png." };
@@ -32,7 +29,7 @@ public static class BenchClusterCommand
         var simTokenizer = new Option<string?>("--sim-tokenizer") { Description = "With --accelerator-sim: the Llama-2 tokenizer.model (default: ../shared/data/llama2-tokenizer beside the repository)." };
         var cmd = new Command("cluster", "Benchmark distributed proxy-tuning over loopback TCP (3-4 silo processes) in several layouts.")
         {
-            baseOpt, expertOpt, antiOpt, tokens, runs, prompt, verbose, larger, plot, sim, quick, simTokenizer, simWindow,
+            trio.Base, trio.Expert, trio.AntiExpert, tokens, runs, prompt, trio.Verbose, larger, plot, sim, quick, simTokenizer, simWindow,
         };
         cmd.SetAction(async (p, ct) =>
         {
@@ -41,14 +38,12 @@ public static class BenchClusterCommand
                 if (p.GetValue(sim))
                 {
                     var figures = await AcceleratorSimBench.RunAsync(new(p.GetValue(quick), p.GetValue(simTokenizer),
-                        p.GetValue(plot) is { } prefix ? Path.ChangeExtension(prefix, null) : null, p.GetValue(verbose) ? Console.Out : null, p.GetValue(simWindow)), Console.Out, ct);
+                        p.GetValue(plot) is { } prefix ? Path.ChangeExtension(prefix, null) : null, p.GetValue(trio.Verbose) ? Console.Out : null, p.GetValue(simWindow)), Console.Out, ct);
                     Console.WriteLine(AcceleratorSimBench.KeyValueLine(figures));
                     return 0;
                 }
-                var b = Model(p.GetValue(baseOpt), "base-large");
-                var e = Model(p.GetValue(expertOpt), "tuned-small");
-                var a = Model(p.GetValue(antiOpt), "base-small");
-                var log = p.GetValue(verbose) ? Console.Out : null;
+                var (b, e, a) = trio.Models(p);
+                var log = p.GetValue(trio.Verbose) ? Console.Out : null;
                 var results = new List<TrioResult> { await RunAsync("", b, e, a, p.GetValue(tokens), p.GetValue(runs), p.GetValue(prompt)!, log, ct) };
                 if (p.GetValue(larger))
                 {
@@ -76,21 +71,6 @@ public static class BenchClusterCommand
             }
         });
         return cmd;
-    }
-
-    internal static (string Name, string Path) Model(string? spec, string demoName)
-    {
-        if (spec is not null)
-        {
-            var eq = spec.IndexOf('=');
-            var path = Path.GetFullPath(eq > 0 ? spec[(eq + 1)..] : spec);
-            if (!Directory.Exists(path)) throw new DirectoryNotFoundException($"Model directory '{path}' does not exist.");
-            return (eq > 0 ? spec[..eq] : new DirectoryInfo(path).Name, path);
-        }
-        var dir = Path.Combine(RepositoryLayout.Root(), "models", "demo", demoName);
-        if (!File.Exists(Path.Combine(dir, "config.json")))
-            throw new DirectoryNotFoundException($"Demo model '{demoName}' not found in {dir}: train the demo models (see README) or pass --base/--expert/--anti-expert name=dir.");
-        return (demoName, dir);
     }
 
     /// <param name="BaseOnly">The base alone (no experts): one remote model, so no two models compete for the cores;

@@ -54,19 +54,12 @@ public sealed partial class RequestParser
         var presence = Penalty("presence_penalty");
         var minP = OptionalFinite(root, "min_p") ?? 0;
         if (minP < 0 || minP > 1) throw ApiError.Invalid("min_p", $"'min_p' must be between 0 and 1 (0 = off); got {minP}.");
-        List<int> stopIds = [];
+        int[] stopIds = [];
         if (Get(root, "stop_token_ids") is { } st)
         {
             if (st.ValueKind != JsonValueKind.Array)
                 throw ApiError.Invalid("stop_token_ids", "'stop_token_ids' must be a list of token ids, e.g. [2].", "invalid_type");
-            var i = 0;
-            foreach (var e in st.EnumerateArray())
-            {
-                if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out var id) || id < 0)
-                    throw ApiError.Invalid("stop_token_ids", $"'stop_token_ids[{i}]' must be a non-negative integer token id.", "invalid_type");
-                stopIds.Add(id);
-                i++;
-            }
+            stopIds = TokenIds(st, "stop_token_ids", "stop_token_ids");
         }
         return new SamplingSpec
         {

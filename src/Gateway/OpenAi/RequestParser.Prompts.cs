@@ -6,6 +6,8 @@ namespace ProxyOrleans.Gateway.OpenAi;
 // What is generated from: the completions prompt in its four shapes and the chat messages.
 public sealed partial class RequestParser
 {
+    const string PromptIdsHint = "A list of token ids holds only integers; send text as a string.";
+
     /// <summary>
     /// OpenAI's four prompt shapes: a string, a list of strings, a list of token ids, a list of lists of token ids (one
     /// prompt each). Ids are checked here to be non-negative integers; against the vocabulary by the models that read them.
@@ -23,7 +25,7 @@ public sealed partial class RequestParser
             case JsonValueKind.Array when p.GetArrayLength() == 0:
                 throw ApiError.Invalid("prompt", "'prompt' is an empty list.");
             case JsonValueKind.Array when p[0].ValueKind == JsonValueKind.Number:
-                prompts.Add(new(null, TokenIds(p, "prompt")));
+                prompts.Add(new(null, TokenIds(p, "prompt", "prompt", PromptIdsHint)));
                 break;
             case JsonValueKind.Array:
                 var i = 0;
@@ -33,7 +35,7 @@ public sealed partial class RequestParser
                     prompts.Add(e.ValueKind switch
                     {
                         JsonValueKind.String => new(Text(e, "prompt"), null),
-                        JsonValueKind.Array => new(null, TokenIds(e, at)),
+                        JsonValueKind.Array => new(null, TokenIds(e, "prompt", at, PromptIdsHint)),
                         _ => throw ApiError.Invalid("prompt", $"{shapes}; '{at}' is a {e.ValueKind.ToString().ToLowerInvariant()}.", "invalid_type"),
                     });
                 }
@@ -44,21 +46,6 @@ public sealed partial class RequestParser
         if (prompts.Any(q => q.Length == 0))
             throw ApiError.Invalid("prompt", "'prompt' must not be empty (a token-id prompt needs at least one id).");
         return prompts;
-    }
-
-    /// <summary>A list of token ids (<paramref name="at"/> names it in errors); the parameter is always "prompt".</summary>
-    static int[] TokenIds(JsonElement list, string at)
-    {
-        var ids = new int[list.GetArrayLength()];
-        var i = 0;
-        foreach (var e in list.EnumerateArray())
-        {
-            if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out var id) || id < 0)
-                throw ApiError.Invalid("prompt", $"'{at}[{i}]' must be a token id (an integer from 0 to the vocabulary size − 1); got {Trim(e.GetRawText())}. " +
-                                                 "A list of token ids holds only integers; send text as a string.", "invalid_type");
-            ids[i++] = id;
-        }
-        return ids;
     }
 
     internal static IReadOnlyList<ChatMessageSpec> ParseMessages(JsonElement root)

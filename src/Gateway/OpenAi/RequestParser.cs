@@ -290,6 +290,24 @@ public sealed partial class RequestParser(GatewayOptions options, Func<string, C
         };
     }
 
+    /// <summary>
+    /// A JSON list of token ids (integers from 0 up; the vocabulary's bound is the models' check); <paramref name="at"/>
+    /// names the list in errors about <paramref name="param"/>, <paramref name="hint"/> ends them.
+    /// </summary>
+    internal static int[] TokenIds(JsonElement list, string param, string at, string? hint = null)
+    {
+        var ids = new int[list.GetArrayLength()];
+        var i = 0;
+        foreach (var e in list.EnumerateArray())
+        {
+            if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out var id) || id < 0)
+                throw ApiError.Invalid(param, $"'{at}[{i}]' must be a token id (an integer from 0 to the vocabulary size − 1); got {Trim(e.GetRawText())}." +
+                                              (hint is null ? "" : " " + hint), "invalid_type");
+            ids[i++] = id;
+        }
+        return ids;
+    }
+
     /// <summary>A JSON string as text; lone surrogates ("\ud800") are a 400 naming the field, not an exception.</summary>
     internal static string Text(JsonElement v, string param)
     {

@@ -80,16 +80,8 @@ public sealed class TokenizeEndpoints(GatewayOptions options, ModelCatalog catal
         var model = await ResolveAsync(ctx, root);
         var t = RequestParser.Get(root, "tokens") ?? throw ApiError.Invalid("tokens", "'tokens' is required: a list of token ids.", "missing_required_parameter");
         if (t.ValueKind != JsonValueKind.Array) throw ApiError.Invalid("tokens", "'tokens' must be a list of token ids, e.g. [1, 15043].", "invalid_type");
-        List<int> ids = [];
-        var i = 0;
-        foreach (var e in t.EnumerateArray())
-        {
-            if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out var id) || id < 0)
-                throw ApiError.Invalid("tokens", $"'tokens[{i}]' must be a non-negative integer token id.", "invalid_type");
-            ids.Add(id);
-            i++;
-        }
-        var text = await backend.DetokenizeAsync(model, [.. ids], ctx.RequestAborted);
+        var ids = RequestParser.TokenIds(t, "tokens", "tokens");
+        var text = await backend.DetokenizeAsync(model, ids, ctx.RequestAborted);
         await WriteJsonAsync(ctx, w =>
         {
             w.WriteStartObject();
