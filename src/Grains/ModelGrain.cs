@@ -188,11 +188,12 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
     private static StepResult Difference(PairSession session, int step, (ReadOnlyMemory<float> Logits, double Ms) e, (ReadOnlyMemory<float> Logits, double Ms) a)
     {
         int vocab = session.OutputVocab > 0 ? session.OutputVocab : Math.Min(e.Logits.Length, a.Logits.Length);
-        var d = new float[vocab];
-        ProxyCombiner.WeightedDifference(e.Logits.Span, a.Logits.Span, session.Weight, d);
+        // Written straight into the wire bytes: no float[vocab] per session per step to copy from.
+        var wire = LogitsCodec.EncodeFrom(vocab, session.Precision, (e.Logits, a.Logits, session.Weight),
+            static (d, x) => ProxyCombiner.WeightedDifference(x.Item1.Span, x.Item2.Span, x.Weight, d));
         return new StepResult
         {
-            Step = step, Logits = new(LogitsCodec.Encode(d, session.Precision)), Precision = session.Precision, ModelMs = Math.Max(e.Ms, a.Ms),
+            Step = step, Logits = new(wire), Precision = session.Precision, ModelMs = Math.Max(e.Ms, a.Ms),
         };
     }
 

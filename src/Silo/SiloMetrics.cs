@@ -23,6 +23,8 @@ public sealed class SiloMetrics : IDisposable
         meter.CreateObservableCounter("proxyorleans_model_batches", () => Per(w => Interlocked.Read(ref w.Batches)), description: "Batched forwards run");
         meter.CreateObservableCounter("proxyorleans_model_prefills", () => Per(w => Interlocked.Read(ref w.Prefills)), description: "Prefills run");
         meter.CreateObservableCounter("proxyorleans_model_compute_seconds", () => Per(w => Volatile.Read(ref w.ComputeMs) / 1000), description: "Time spent in the model");
+        meter.CreateObservableCounter("proxyorleans_model_host_compute_seconds", () => Per(w => w.HostComputeMs / 1000),
+            description: "Time the model's forwards ran on this host's CPU (less than compute time on a simulated accelerator)");
     }
 
     public void Dispose() => meter.Dispose();

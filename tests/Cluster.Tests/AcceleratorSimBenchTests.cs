@@ -31,6 +31,12 @@ public sealed class AcceleratorSimBenchTests(ITestOutputHelper output)
         // Sessions were batched across streams.
         Assert.True(kv["sim_rows_per_forward_64_base"] > 2, $"rows per base forward at 64 streams: {kv["sim_rows_per_forward_64_base"]:F1}");
         Assert.True(kv["sim_tok_s_64_proxy"] > 0);
+        // Where the CPU went: the silos' real forwards (a part of each padded forward) and every process's CPU per token.
+        Assert.Contains("Where this machine's CPU went", text.ToString());
+        Assert.InRange(kv["sim_real_forward_ms_64_base"], 0.001, kv["sim_ms_per_forward_64_base"]);
+        Assert.True(kv["sim_real_forward_ms_64_proxy_pair"] > 0, "the pair silo's real forwards were not counted");
+        Assert.True(kv["sim_cpu_ms_per_token_64_proxy"] > 0 && kv["sim_cpu_ms_per_token_64_base"] > 0);
+        Assert.InRange(kv["sim_cpu_share_64_proxy"], 0.001, 1.01);
         // A failure here so far was libtorch's "Expected false to be true" (Scalar::toFloat) in LlamaInferenceModel.RmsNorm
         // under load: the implicit Scalar of add_(eps) finalized during the call (docs/distributed.md, simulation section).
         Assert.True(kv["sim_failed_generations"] == 0, $"{kv["sim_failed_generations"]} generations failed:\n{text}");

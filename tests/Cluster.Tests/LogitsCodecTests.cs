@@ -23,4 +23,16 @@ public sealed class LogitsCodecTests
         var half = LogitsCodec.ToFloats(new StepResult { Logits = new(LogitsCodec.Encode(logits, LogitsPrecision.Float16)), Precision = LogitsPrecision.Float16 });
         for (int i = 0; i < logits.Length; i++) Assert.Equal(logits[i], half.Span[i], 3);
     }
+
+    [Theory]
+    [InlineData(LogitsPrecision.Float32)]
+    [InlineData(LogitsPrecision.Float16)]
+    public void Filling_the_wire_bytes_in_place_gives_the_bytes_of_encoding_a_vector(LogitsPrecision precision)
+    {
+        var rng = new Random(3);
+        float[] logits = [.. Enumerable.Range(0, 32003).Select(_ => (float)(rng.NextDouble() * 40 - 20))];
+        var expected = LogitsCodec.Encode(logits, precision);
+        for (int run = 0; run < 2; run++) // the fp16 path's buffer is pooled: a second fill must not see the first
+            Assert.Equal(expected, LogitsCodec.EncodeFrom(logits.Length, precision, logits, static (d, src) => src.CopyTo(d)));
+    }
 }

@@ -43,7 +43,10 @@ public sealed class MultiProcessTests(ITestOutputHelper output)
             Assert.True(worst <= 1e-5f, $"max |Δlogit| {worst}");
             Assert.Contains("ready", await c.GetAsync(1, "/readyz"));
             // Exported by the OpenTelemetry Prometheus exporter (which adds its otel_scope_name label).
-            Assert.Matches("proxyorleans_model_steps_total\\{[^}]*model=\"tiny-base\"[^}]*\\} [1-9]", await c.GetAsync(1, "/metrics"));
+            var metrics = await c.GetAsync(1, "/metrics");
+            Assert.Matches("proxyorleans_model_steps_total\\{[^}]*model=\"tiny-base\"[^}]*\\} [1-9]", metrics);
+            // Not simulated: all of the model's compute ran on this host's CPU.
+            Assert.Matches("proxyorleans_model_host_compute_seconds_total\\{[^}]*model=\"tiny-base\"[^}]*\\} [0-9.eE-]*[1-9]", metrics);
 
             // 2. A second base process joins; the base process serving the generation is killed mid-way.
             await c.AddSiloAsync(new("base2", TinyTrio.Model(TinyTrio.Base)));

@@ -44,6 +44,9 @@ public sealed class AcceleratorLatencyModelTests(ITestOutputHelper output)
         Assert.Equal(expectedBoth, both);
         Assert.Equal(0, sim.Overruns);
         Assert.Equal(3, sim.Calls);
+        // The host's share: the tiny model's real forwards, not the 45 + 3-token prefill + 50 ms the calls were padded to.
+        output.WriteLine($"host compute over the 3 calls: {sim.HostComputeMs:F2} ms");
+        Assert.InRange(sim.HostComputeMs, 0.001, 40);
 
         // Sessions of another model are refused with a message saying what to do.
         var e = Assert.Throws<ArgumentException>(() => sim.StepBatch([p0], [1], new float[v]));

@@ -114,6 +114,7 @@ public static class AcceleratorSimBench
             sw.Restart();
             var failures = new List<(string What, int Count)>();
             var throughput = new List<(int Streams, Throughput Base, Throughput Proxy, Throughput Fp16)>();
+            double loadBefore = double.NaN;
             await using (var c = await LoopbackCluster.StartAsync([Silo("base", BasePreset, b), Silo("pair", ExpertPreset, e, a)], o.SiloLog, common, ct))
             {
                 output.WriteLine($"cluster 2 (2 processes: base | expert+anti-expert) up in {sw.Elapsed.TotalSeconds:F1} s");
@@ -122,6 +123,7 @@ public static class AcceleratorSimBench
 
                 // 3. Aggregate throughput with sessions joining and leaving at different positions.
                 double warmup = o.Quick ? 1 : 1.5, window = o.Quick ? 2 : 4;
+                loadBefore = LoadAverage();
                 foreach (var n in concurrency)
                 {
                     var baseRun = await ThroughputAsync(c, baseOnly, false, n, warmup, window, minTokens, maxTokens, failures, ct);
@@ -175,6 +177,17 @@ public static class AcceleratorSimBench
             output.WriteLine("different positions); prefills/fwd = base prefills (one at a time, between decode forwards) per decode forward; ms/fwd = the base's");
             output.WriteLine("mean forward time (decode and prefill) from its silo's counters; profile ms = the latency model's decode time at the proxy's rows/fwd:");
             output.WriteLine("where ms/fwd is far above it, this machine's CPUs, not the simulated accelerator, set the pace.");
+            output.WriteLine();
+            output.WriteLine($"Where this machine's CPU went in the throughput runs ({Environment.ProcessorCount} cores; load average {loadBefore:F1} before, {LoadAverage():F1} after, other jobs included)");
+            output.WriteLine($"{"streams",7} {"run",6} {"real fwd ms base|pair",22} {"CPU ms/token base silo|pair silo|client",40} {"CPU ms/token all",17} {"our CPU share",14}");
+            foreach (var (n, tb, tp, _) in throughput)
+                foreach (var (name, t) in new[] { ("base", tb), ("proxy", tp) })
+                    output.WriteLine($"{n,7} {name,6} {t.HostMsPerForward,10:F2} | {t.PairHostMsPerForward,-9:F2} {t.CpuMsPerToken.Base,14:F3} | {t.CpuMsPerToken.Pair,-9:F3} | {t.CpuMsPerToken.Client,-12:F3} " +
+                                     $"{t.CpuMsPerToken.Base + t.CpuMsPerToken.Pair + t.CpuMsPerToken.Client,17:F3} {100 * t.CpuBusy,13:F0}%");
+            output.WriteLine("real fwd ms = CPU wall time of the real small models' forwards (the part of each simulated forward that is not waiting),");
+            output.WriteLine("per base forward and per expert forward (expert + anti-expert together); CPU ms/token = each process's CPU time over the");
+            output.WriteLine("window per token counted; our CPU share = all three processes' CPU time / (window x cores). A GPU node runs the models' compute");
+            output.WriteLine("on the accelerators, not on the host CPU: the real forwards' time is this simulation's cost, not the design's.");
 
             foreach (var r in rows)
             {
@@ -201,6 +214,12 @@ public static class AcceleratorSimBench
                 kv[$"sim_rows_per_forward_{n}_base"] = tb.RowsPerForward;
                 kv[$"sim_ms_per_forward_{n}_proxy"] = tp.MsPerForward;
                 kv[$"sim_ms_per_forward_{n}_base"] = tb.MsPerForward;
+                kv[$"sim_real_forward_ms_{n}_base"] = tb.HostMsPerForward;
+                kv[$"sim_real_forward_ms_{n}_proxy_base"] = tp.HostMsPerForward;
+                kv[$"sim_real_forward_ms_{n}_proxy_pair"] = tp.PairHostMsPerForward;
+                kv[$"sim_cpu_ms_per_token_{n}_base"] = tb.CpuMsPerToken.Base + tb.CpuMsPerToken.Pair + tb.CpuMsPerToken.Client;
+                kv[$"sim_cpu_ms_per_token_{n}_proxy"] = tp.CpuMsPerToken.Base + tp.CpuMsPerToken.Pair + tp.CpuMsPerToken.Client;
+                kv[$"sim_cpu_share_{n}_proxy"] = tp.CpuBusy;
             }
             kv["sim_failed_generations"] = failures.Sum(f => f.Count);
             foreach (var f in failures) output.WriteLine("FAILED generations in the throughput run at " + f.What);
@@ -292,7 +311,13 @@ public static class AcceleratorSimBench
     /// <param name="RowsPerForward">Mean sessions per decode forward of the base.</param>
     /// <param name="PrefillsPerForward">Base prefills (run one at a time, between decode forwards) per decode forward.</param>
     /// <param name="MsPerForward">Mean wall time of the base's forwards (decode and prefill): the simulated latency unless the CPU overran it.</param>
-    private sealed record Throughput(double TokensPerSecond, double RowsPerForward, double PrefillsPerForward, double MsPerForward);
+    /// <param name="HostMsPerForward">The base's real forwards' CPU time per forward (decode and prefill; the rest of each was simulated wait).</param>
+    /// <param name="PairHostMsPerForward">The same for the expert and the anti-expert together, per expert forward (0: not stepped).</param>
+    /// <param name="CpuMsPerToken">CPU time per counted token of the base's silo (coordinators + base), the pair's silo and
+    /// the client (this process), from the processes' own CPU clocks over the window.</param>
+    /// <param name="CpuBusy">CPU time of all three processes over the window ÷ (window × cores): how much of the machine they got.</param>
+    private sealed record Throughput(double TokensPerSecond, double RowsPerForward, double PrefillsPerForward, double MsPerForward,
+        double HostMsPerForward, double PairHostMsPerForward, (double Base, double Pair, double Client) CpuMsPerToken, double CpuBusy);
 
     private static async Task<Throughput> ThroughputAsync(LoopbackCluster c, CombinationSpec spec, bool pairs, int streams,
         double warmupS, double windowS, int minTokens, int maxTokens, List<(string What, int Count)> failures, CancellationToken ct,
@@ -328,28 +353,47 @@ public static class AcceleratorSimBench
         }
         var clients = Enumerable.Range(0, streams).Select(Client).ToList();
         await Task.Delay(TimeSpan.FromSeconds(warmupS), ct);
-        var before = await BaseCountersAsync(c);
+        var before = await CountersAsync(c, 0, BaseName);
+        var (pairBefore, antiBefore) = (await CountersAsync(c, 1, ExpertName), await CountersAsync(c, 1, AntiName));
+        var cpuBefore = (Base: c.CpuTime(0), Pair: c.CpuTime(1), Client: Process.GetCurrentProcess().TotalProcessorTime);
         await Task.Delay(TimeSpan.FromSeconds(windowS), ct);
-        var after = await BaseCountersAsync(c);
+        var cpuAfter = (Base: c.CpuTime(0), Pair: c.CpuTime(1), Client: Process.GetCurrentProcess().TotalProcessorTime);
+        var after = await CountersAsync(c, 0, BaseName);
+        var (pairAfter, antiAfter) = (await CountersAsync(c, 1, ExpertName), await CountersAsync(c, 1, AntiName));
         stop.Cancel();
         await Task.WhenAll(clients);
         await Task.Delay(300, ct); // let the cancelled sessions close before the next run
         double batches = after.Batches - before.Batches, prefills = after.Prefills - before.Prefills;
         if (failed > 0) failures.Add(($"{streams} streams ({(spec.Experts.Length == 0 ? "base alone" : "proxy-tuned")}): {failed} failed, first: {firstError}", failed));
+        double pairForwards = pairAfter.Batches - pairBefore.Batches + pairAfter.Prefills - pairBefore.Prefills;
+        double PerToken(TimeSpan from, TimeSpan to) => counted > 0 ? (to - from).TotalMilliseconds / counted : 0;
+        var cpu = (PerToken(cpuBefore.Base, cpuAfter.Base), PerToken(cpuBefore.Pair, cpuAfter.Pair), PerToken(cpuBefore.Client, cpuAfter.Client));
+        double busy = (cpuAfter.Base - cpuBefore.Base + cpuAfter.Pair - cpuBefore.Pair + cpuAfter.Client - cpuBefore.Client).TotalSeconds
+                      / (windowS * Environment.ProcessorCount);
         return new(counted / windowS, batches > 0 ? (after.Steps - before.Steps) / batches : 0, batches > 0 ? prefills / batches : 0,
-            batches + prefills > 0 ? 1000 * (after.Seconds - before.Seconds) / (batches + prefills) : 0);
+            batches + prefills > 0 ? 1000 * (after.Seconds - before.Seconds) / (batches + prefills) : 0,
+            batches + prefills > 0 ? 1000 * (after.HostSeconds - before.HostSeconds) / (batches + prefills) : 0,
+            pairForwards > 0 ? 1000 * (pairAfter.HostSeconds - pairBefore.HostSeconds + antiAfter.HostSeconds - antiBefore.HostSeconds) / pairForwards : 0,
+            cpu, busy);
     }
 
-    /// <summary>The base model's decode counters from its silo's /metrics (silo 0 in every simulated cluster).</summary>
-    private static async Task<(double Steps, double Batches, double Prefills, double Seconds)> BaseCountersAsync(LoopbackCluster c)
+    /// <summary>Load average over the last minute (Linux; NaN elsewhere): the machine's other jobs, reported beside the figures.</summary>
+    private static double LoadAverage()
     {
-        var metrics = await c.GetAsync(0, "/metrics");
+        try { return double.Parse(File.ReadAllText("/proc/loadavg").Split(' ')[0], CultureInfo.InvariantCulture); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException) { return double.NaN; }
+    }
+
+    /// <summary>A model's decode counters from its silo's /metrics (the base: silo 0 in every simulated cluster; the pair: silo 1).</summary>
+    private static async Task<(double Steps, double Batches, double Prefills, double Seconds, double HostSeconds)> CountersAsync(LoopbackCluster c, int silo, string model)
+    {
+        var metrics = await c.GetAsync(silo, "/metrics");
         // Prometheus text from the OpenTelemetry exporter: name{model="…",otel_scope_name="…"} value (labels in any order).
         double Read(string name) => metrics.Split('\n')
-            .Where(l => l.StartsWith(name + "{", StringComparison.Ordinal) && l[..l.IndexOf('}')].Contains($"model=\"{BaseName}\"", StringComparison.Ordinal))
+            .Where(l => l.StartsWith(name + "{", StringComparison.Ordinal) && l[..l.IndexOf('}')].Contains($"model=\"{model}\"", StringComparison.Ordinal))
             .Select(l => double.Parse(l.Split(' ')[^1], CultureInfo.InvariantCulture)).FirstOrDefault();
         return (Read("proxyorleans_model_steps_total"), Read("proxyorleans_model_batches_total"), Read("proxyorleans_model_prefills_total"),
-            Read("proxyorleans_model_compute_seconds_total"));
+            Read("proxyorleans_model_compute_seconds_total"), Read("proxyorleans_model_host_compute_seconds_total"));
     }
 
     private static void WritePlots(string prefix, IReadOnlyList<(double S, double Base, double Proxy, double Model, double Sum)> sweep,

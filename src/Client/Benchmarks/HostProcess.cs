@@ -66,6 +66,8 @@ public sealed class HostProcess : IDisposable
     }
 
     public bool HasExited => process.HasExited;
+    /// <summary>CPU time the process has used so far (user and system, all threads).</summary>
+    public TimeSpan CpuTime { get { process.Refresh(); return process.TotalProcessorTime; } }
     public int ExitCode => process.ExitCode;
 
     /// <summary>Everything the host wrote so far, stdout and stderr interleaved.</summary>

@@ -198,6 +198,9 @@ public sealed class LoopbackCluster : IAsyncDisposable
     }
 
     /// <summary>Kills silo <paramref name="index"/>'s process at once (no drain), as a crash would.</summary>
+    /// <summary>CPU time silo <paramref name="index"/>'s process has used so far.</summary>
+    public TimeSpan CpuTime(int index) => _processes[index].CpuTime;
+
     public void Kill(int index) => _processes[index].Kill(TimeSpan.FromSeconds(10));
 
     /// <summary>Asks silo <paramref name="index"/> to stop (SIGTERM, as Kubernetes does in a rolling update): it drains, then exits.</summary>

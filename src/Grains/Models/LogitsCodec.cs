@@ -17,6 +17,27 @@ public static class LogitsCodec
         return bytes;
     }
 
+    /// <summary>
+    /// The wire bytes of <paramref name="count"/> logits that <paramref name="fill"/> writes: in fp32 it writes straight
+    /// into the bytes (no float array first, then a copy), in fp16 into a pooled buffer that is then rounded.
+    /// </summary>
+    public static byte[] EncodeFrom<TState>(int count, LogitsPrecision precision, TState state, System.Buffers.SpanAction<float, TState> fill)
+    {
+        if (precision == LogitsPrecision.Float32)
+        {
+            var bytes = GC.AllocateUninitializedArray<byte>(count * sizeof(float)); // fill writes every entry
+            fill(MemoryMarshal.Cast<byte, float>(bytes.AsSpan()), state);
+            return bytes;
+        }
+        var buffer = System.Buffers.ArrayPool<float>.Shared.Rent(count);
+        try
+        {
+            fill(buffer.AsSpan(0, count), state);
+            return Encode(buffer.AsSpan(0, count), precision);
+        }
+        finally { System.Buffers.ArrayPool<float>.Shared.Return(buffer); }
+    }
+
     public static float[] Decode(byte[] bytes, LogitsPrecision precision)
     {
         if (precision == LogitsPrecision.Float32) return MemoryMarshal.Cast<byte, float>(bytes.AsSpan()).ToArray();

@@ -47,6 +47,8 @@ public sealed partial class ModelWorker : IDisposable
     public long Batches;
     public long Prefills;
     public double ComputeMs;
+    /// <summary>The part of <see cref="ComputeMs"/> this host's CPU computed: all of it, except on a simulated accelerator.</summary>
+    public double HostComputeMs => _model is AcceleratorLatencyModel simulated ? simulated.HostComputeMs : ComputeMs;
 
     public ModelWorker(string name, string path, LoadedModel loaded, long budgetBytes,
         TimeSpan batchWindow, int maxBatch, TimeSpan idleTimeout, ILogger log)

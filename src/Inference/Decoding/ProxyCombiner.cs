@@ -69,7 +69,7 @@ public static class ProxyCombiner
         // s accumulates in destination: s = d_0, then s += d_i in pair order, then base + alpha * s.
         weightedDifferences[..n].CopyTo(destination);
         for (int i = 1; i < pairs; i++) AddInPlace(destination, weightedDifferences.Slice(i * n, n));
-        FinishInPlace(baseLogits, alpha, destination);
+        Finish(baseLogits, alpha, destination, destination);
     }
 
     /// <summary>
@@ -90,7 +90,8 @@ public static class ProxyCombiner
         CombineDifferences(baseLogits, differences, alpha, destination);
     }
 
-    private static void AddInPlace(Span<float> sum, ReadOnlySpan<float> d)
+    /// <summary>sum += d, element by element (the accumulation step of <see cref="CombineDifferences"/>).</summary>
+    internal static void AddInPlace(Span<float> sum, ReadOnlySpan<float> d)
     {
         int n = sum.Length, j = 0;
         if (Vector.IsHardwareAccelerated && n >= Vector<float>.Count)
@@ -103,25 +104,30 @@ public static class ProxyCombiner
         for (; j < n; j++) sum[j] += d[j];
     }
 
-    private static void FinishInPlace(ReadOnlySpan<float> baseLogits, float alpha, Span<float> sum)
+    /// <summary>
+    /// destination = base + alpha * sum, element by element (the last step of <see cref="CombineDifferences"/>);
+    /// <paramref name="sum"/> may be <paramref name="destination"/> itself.
+    /// </summary>
+    internal static void Finish(ReadOnlySpan<float> baseLogits, float alpha, ReadOnlySpan<float> sum, Span<float> destination)
     {
-        int n = sum.Length, j = 0;
+        int n = destination.Length, j = 0;
         if (Vector.IsHardwareAccelerated && n >= Vector<float>.Count)
         {
-            var s = MemoryMarshal.Cast<float, Vector<float>>(sum);
+            var s = MemoryMarshal.Cast<float, Vector<float>>(sum[..n]);
+            var d = MemoryMarshal.Cast<float, Vector<float>>(destination);
             var b = MemoryMarshal.Cast<float, Vector<float>>(baseLogits);
             var a = new Vector<float>(alpha);
-            for (int v = 0; v < s.Length; v++)
+            for (int v = 0; v < d.Length; v++)
             {
                 var scaled = a * s[v]; // a separate rounding step, like the scalar tail below
-                s[v] = b[v] + scaled;
+                d[v] = b[v] + scaled;
             }
-            j = s.Length * Vector<float>.Count;
+            j = d.Length * Vector<float>.Count;
         }
         for (; j < n; j++)
         {
             float scaled = alpha * sum[j];
-            sum[j] = baseLogits[j] + scaled;
+            destination[j] = baseLogits[j] + scaled;
         }
     }
 }

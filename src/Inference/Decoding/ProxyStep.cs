@@ -70,18 +70,28 @@ public sealed class ProxyStep
         long start = Stopwatch.GetTimestamp();
         int n = baseLogits.Length;
         if (combined.Length != n) combined = new float[n];
-        if (differences.Length != pairs.Length * n) differences = new float[pairs.Length * n];
+        // The arithmetic of ProxyCombiner.CombineDifferences (s = d_0, s += d_i in pair order, base + alpha·s), with each
+        // d_i read where it is: a difference a pair host sent is not copied into a buffer first (at a 32k vocabulary that
+        // copy was 128 KiB per pair per step, every step of every stream).
+        if (pairs.Length == 0) baseLogits.CopyTo(combined);
         for (int i = 0; i < pairs.Length; i++)
         {
-            var destination = differences.AsSpan(i * n, n);
             var pair = pairs[i];
+            ReadOnlySpan<float> d;
             if (!pair.IsWeightedDifference)
-                ProxyCombiner.WeightedDifference(pair.Expert.Span, pair.AntiExpert.Span, weights[i], destination);
+            {
+                if (differences.Length != n) differences = new float[n];
+                ProxyCombiner.WeightedDifference(pair.Expert.Span, pair.AntiExpert.Span, weights[i], differences);
+                d = differences;
+            }
             else if (pair.Expert.Length < n)
                 throw new ArgumentException($"Pair {i} sent a difference of {pair.Expert.Length} logits; the base has {n}.", nameof(pairs));
-            else pair.Expert.Span[..n].CopyTo(destination);
+            else d = pair.Expert.Span[..n];
+            if (pairs.Length == 1) { ProxyCombiner.Finish(baseLogits, alpha, d, combined); break; } // base + alpha·d_0 in one pass
+            if (i == 0) d.CopyTo(combined);
+            else ProxyCombiner.AddInPlace(combined, d);
+            if (i == pairs.Length - 1) ProxyCombiner.Finish(baseLogits, alpha, combined, combined);
         }
-        ProxyCombiner.CombineDifferences(baseLogits, differences, alpha, combined);
         CombineTicks += Stopwatch.GetTimestamp() - start;
         Combines++;
         return combined;

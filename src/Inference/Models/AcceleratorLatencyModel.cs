@@ -99,7 +99,12 @@ public sealed class AcceleratorLatencyModel(ILogitsModel inner, AcceleratorLaten
     public int MaxSequenceLength => Inner.MaxSequenceLength;
     public long KvBytesPerToken => Inner.KvBytesPerToken;
 
-    private long _calls, _overruns;
+    private long _calls, _overruns, _hostTicks;
+    /// <summary>
+    /// Wall time the inner model's real forwards took on this host's CPU, all calls together (the rest of each call was
+    /// the simulated wait): what the simulation costs the CPU that a real accelerator would not.
+    /// </summary>
+    public double HostComputeMs => Interlocked.Read(ref _hostTicks) * 1000.0 / Stopwatch.Frequency;
     /// <summary>Forward calls made (prefills and decode batches).</summary>
     public long Calls => Interlocked.Read(ref _calls);
     /// <summary>Calls in which the inner model alone took longer than the profile (the figures then overstate the accelerator).</summary>
@@ -128,6 +133,7 @@ public sealed class AcceleratorLatencyModel(ILogitsModel inner, AcceleratorLaten
     private void PadTo(long start, double targetMs)
     {
         Interlocked.Increment(ref _calls);
+        Interlocked.Add(ref _hostTicks, Stopwatch.GetTimestamp() - start);
         long deadline = start + (long)(targetMs * Stopwatch.Frequency / 1000);
         if (Stopwatch.GetTimestamp() > deadline) Interlocked.Increment(ref _overruns);
         else SleepUntil(deadline);

@@ -24,6 +24,38 @@ public class ProxyStepTests
         Assert.Equal(expected, step.Combine(baseLogits, [PairLogits.Of(e1, a1), PairLogits.Difference(d2)]).ToArray());
     }
 
+    [Theory]
+    [InlineData(1, 32000)] // one pair, as the deployed layout sends it: base + alpha·d in one pass
+    [InlineData(1, 37)]    // a vector tail shorter than a lane
+    [InlineData(3, 1003)]  // the accumulation across pairs, differences and full logits mixed
+    public void Received_differences_combine_to_the_bits_of_ProxyCombiner_step_after_step(int pairs, int vocab)
+    {
+        var rng = new Random(11 + pairs);
+        float[] weights = [.. Enumerable.Range(0, pairs).Select(i => 0.4f + 0.3f * i)];
+        var step = new ProxyStep(1.7f, weights);
+        for (int t = 0; t < 3; t++) // the step's buffers are reused: every step must still give its own bits
+        {
+            float[] baseLogits = ProxyCombinerTests.RandomLogits(rng, vocab);
+            var experts = Enumerable.Range(0, pairs).Select(_ => ProxyCombinerTests.RandomLogits(rng, vocab)).ToArray();
+            var antis = Enumerable.Range(0, pairs).Select(_ => ProxyCombinerTests.RandomLogits(rng, vocab)).ToArray();
+            var expected = new float[vocab];
+            ProxyCombiner.Combine(baseLogits, [.. experts.Select(e => (ReadOnlyMemory<float>)e)], [.. antis.Select(a => (ReadOnlyMemory<float>)a)], weights, 1.7f, expected);
+
+            var sent = new PairLogits[pairs];
+            for (int i = 0; i < pairs; i++)
+            {
+                if (i % 2 == 1) { sent[i] = PairLogits.Of(experts[i], antis[i]); continue; }
+                var d = new float[vocab];
+                ProxyCombiner.WeightedDifference(experts[i], antis[i], weights[i], d);
+                sent[i] = PairLogits.Difference(d);
+            }
+            var sentBefore = sent.Select(p => p.Expert.ToArray()).ToArray();
+            Assert.Equal(expected, step.Combine(baseLogits, sent).ToArray());
+            // The received vectors are read in place, never written.
+            for (int i = 0; i < pairs; i++) Assert.Equal(sentBefore[i], sent[i].Expert.ToArray());
+        }
+    }
+
     [Fact]
     public void Advance_samples_the_combined_logits()
     {
