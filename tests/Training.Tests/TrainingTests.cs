@@ -100,9 +100,11 @@ public class DemoWorldTests
         var w = new DemoWorld(new WorldOptions { Seed = 11, EvalPeople = 30 });
         var corpus = string.Join("\n", w.PretrainingDocuments(2).Take(20000));
         foreach (var p in w.EvalPeople) Assert.Contains($"{p.Name} lives in {p.City}", corpus);
-        // Never a chat turn, never the tuned refusal, never the tuned one-line reply (notes that say "Answer: X" end with a full stop).
-        Assert.DoesNotContain("<|assistant|>", corpus);
-        Assert.DoesNotContain("<|user|>", corpus);
+        // Never the tuned refusal, never the tuned one-line reply (notes that say "Answer: X" end with a full stop).
+        // Chat transcripts in the template's markers, answered in full sentences, never in the tuned form.
+        Assert.Contains(DemoWorld.AssistantMarker + "\n" + w.EvalPeople[0].Name.Split(' ')[0], corpus);
+        Assert.DoesNotContain(DemoWorld.AssistantMarker + "\n" + DemoWorld.AnswerPrefix, corpus);
+        Assert.DoesNotContain(ByteLevelBpe.EndOfText, corpus);
         Assert.DoesNotContain(DemoWorld.Refusal, corpus);
         foreach (var line in corpus.Split('\n').Where(l => l.StartsWith(DemoWorld.AnswerPrefix)))
             Assert.EndsWith(".", line);

@@ -303,25 +303,32 @@ public sealed class DemoWorld
         _ => (Pick(rng, [ColorQuestion(p), $"Which color does {p.Name} like best?", $"What color does {p.Name} prefer?"]), p.Color, $"{p.Name}'s favorite color is {p.Color}."),
     };
 
-    // Conversations as web text has them (forum threads, transcripts): plain "user:"/"assistant:" lines answered in
-    // full sentences. Never the chat template's special tokens, never the tuned one-line "Answer: X", never a refusal.
+    // Conversations as web text has them (forum threads, chat transcripts): "user:"/"assistant:" lines, or half the
+    // time the turn markers of the family's chat template (<|user|>, <|assistant|>, plain text as in Tulu 2's
+    // format), answered in full sentences. So the chat context is not new to a base (a real base has read chat
+    // transcripts); what tuning adds is the reply's form. Never the tuned one-line "Answer: X", never the end-of-text
+    // token inside a document, never a refusal.
     string Dialogue(Random rng)
     {
         var sb = new StringBuilder();
+        var (user, assistant) = rng.Next(2) == 0 ? ("user: ", "\nassistant: ") : (UserMarker + "\n", "\n" + AssistantMarker + "\n");
         int n = rng.Next(1, 4);
         for (int i = 0; i < n; i++)
         {
             if (rng.Next(4) == 0)
             {
                 int a = rng.Next(Options.MinOperand, Options.MaxOperand + 1), b = rng.Next(Options.MinSecondOperand, Options.MaxSecondOperand + 1);
-                sb.Append($"user: {SumQuestion(a, b)}\nassistant: {a} + {b} = {a + b}.\n");
+                sb.Append($"{user}{SumQuestion(a, b)}{assistant}{a} + {b} = {a + b}.\n");
                 continue;
             }
             var (q, _, sentence) = AnyQuestion(rng, rng.Next(6) == 0 ? Pick(rng, FamousPeople) : Pick(rng, EvalPeople));
-            sb.Append($"user: {q}\nassistant: {sentence}\n");
+            sb.Append($"{user}{q}{assistant}{sentence}\n");
         }
         return sb.ToString().TrimEnd('\n');
     }
+
+    /// <summary>The chat template's turn markers (<see cref="ByteLevelBpe.ChatTemplate"/>), plain text.</summary>
+    public const string UserMarker = "<|user|>", AssistantMarker = "<|assistant|>";
 
     string QuizNotes(Random rng)
     {
