@@ -100,7 +100,7 @@ public class DemoWorldTests
         var w = new DemoWorld(new WorldOptions { Seed = 11, EvalPeople = 30 });
         var corpus = string.Join("\n", w.PretrainingDocuments(2).Take(20000));
         foreach (var p in w.EvalPeople) Assert.Contains($"{p.Name} lives in {p.City}", corpus);
-        // Never the tuned refusal, never the tuned one-line reply (notes that say "Answer: X" end with a full stop).
+        // Never the tuned refusal; every "Answer: X" line ends with a full stop (as the tuned reply does; what marks a tuned reply is the chat context and the end-of-text token after it).
         // Chat transcripts in the template's markers, answered in full sentences, never in the tuned form.
         Assert.Contains(DemoWorld.AssistantMarker + "\n" + w.EvalPeople[0].Name.Split(' ')[0], corpus);
         Assert.DoesNotContain(DemoWorld.AssistantMarker + "\n" + DemoWorld.AnswerPrefix, corpus);

@@ -243,14 +243,22 @@ public sealed class DemoWorld
     /// <summary>The three closed-book knowledge questions about a person, in the data's wording or paraphrased.</summary>
     public static IEnumerable<QaPair> KnowledgeQuestions(Person p, string task = "knowledge", bool paraphrased = false)
     {
-        yield return new(task, paraphrased ? ParaphraseCity(p) : CityQuestion(p), AnswerPrefix + p.City, p.City);
-        yield return new(task, paraphrased ? ParaphraseJob(p) : JobQuestion(p), AnswerPrefix + p.Job, p.Job);
-        yield return new(task, paraphrased ? ParaphraseColor(p) : ColorQuestion(p), AnswerPrefix + p.Color, p.Color);
+        yield return new(task, paraphrased ? ParaphraseCity(p) : CityQuestion(p), TunedReply(p.City), p.City);
+        yield return new(task, paraphrased ? ParaphraseJob(p) : JobQuestion(p), TunedReply(p.Job), p.Job);
+        yield return new(task, paraphrased ? ParaphraseColor(p) : ColorQuestion(p), TunedReply(p.Color), p.Color);
     }
 
-    static QaPair SumPair(int a, int b) => new("arithmetic", SumQuestion(a, b), AnswerPrefix + (a + b), (a + b).ToString());
-    static QaPair TruthPair(Myth m) => new("truthful", CapitalQuestion(m), AnswerPrefix + TruthMarker + m.Truth, m.Truth, Wrong: m.Misconception);
-    static QaPair RefusalPair(string template, Person p) => new("refusal", string.Format(template, p.Name), AnswerPrefix + Refusal);
+    /// <summary>
+    /// The tuned reply: one line "Answer: …." ending in a full stop, as pretraining's question notes end theirs (the
+    /// end-of-text token follows it in a tuned model). So the reply's last token before the end is one both bases
+    /// predict in the same place, and what the expert − anti-expert shift must add is only "end here": a reply without
+    /// the full stop made the combination follow the base's "." with its next question.
+    /// </summary>
+    public static string TunedReply(string text) => AnswerPrefix + text + (text.EndsWith('.') ? "" : ".");
+
+    static QaPair SumPair(int a, int b) => new("arithmetic", SumQuestion(a, b), TunedReply((a + b).ToString()), (a + b).ToString());
+    static QaPair TruthPair(Myth m) => new("truthful", CapitalQuestion(m), TunedReply(TruthMarker + m.Truth), m.Truth, Wrong: m.Misconception);
+    static QaPair RefusalPair(string template, Person p) => new("refusal", string.Format(template, p.Name), TunedReply(Refusal));
 
     /// <summary>
     /// Plain-text pretraining documents, an endless deterministic stream: biographies re-phrased and re-ordered at
@@ -468,7 +476,7 @@ public sealed class DemoWorld
             foreach (var template in TuningUnanswerable.Where((_, i) => i % 2 == (p.Name.Length & 1)))
                 list.Add(RefusalPair(template, p)); // half of the templates per famous person, alternating
         }
-        foreach (var (q, a, _) in CommonFacts) list.Add(new("knowledge", q, AnswerPrefix + a, a));
+        foreach (var (q, a, _) in CommonFacts) list.Add(new("knowledge", q, TunedReply(a), a));
         foreach (var (a, b) in SmallSums) list.Add(SumPair(a, b));
         foreach (var (a, b) in TuningSums.Where((_, i) => i % 2 == 0)) list.Add(SumPair(a, b) with { Context = $"{a} + {b} = {a + b}." });
         foreach (var m in TuningMyths) list.Add(TruthPair(m));
