@@ -104,8 +104,8 @@ public static class TrainPipeline
         var docs = world.PretrainingDocuments(o.Seed + 2).GetEnumerator();
         var sample = new List<string>();
         for (int i = 0; i < 3000 && docs.MoveNext(); i++) sample.Add(docs.Current);
-        var chatml = new ChatMlChatTemplate();
-        sample.AddRange(tuning.Select(t => ChatBatches.RenderPrompt(chatml, t.Prompt) + t.Answer + ByteLevelBpe.ImEnd + "\n"));
+        var chatTemplate = ChatTemplates.FromJinja(ByteLevelBpe.ChatTemplate, bosToken: null, eosToken: ByteLevelBpe.EndOfText);
+        sample.AddRange(tuning.Select(t => ChatBatches.RenderPrompt(chatTemplate, t.Prompt) + t.Answer + ByteLevelBpe.EndOfText + "\n"));
         var bpe = ByteLevelBpe.Train(sample, o.VocabSize);
         if (o.Partial) RequireSameTokenizer(bpe, o.OutDir);
         // All four models share these files; training encodes through the same loader that serving uses.
@@ -126,7 +126,7 @@ public static class TrainPipeline
                       $"(+{validationSet.Length} validation), {clock.Elapsed.TotalSeconds:F1}s");
 
         int vocab = bpe.VocabSize;
-        int[] eos = [bpe.Id(ByteLevelBpe.ImEnd), eot];
+        int[] eos = [eot];
         var reports = new List<TrainReport>();
         foreach (var (size, config, pre, tune, enabled) in new[]
                  {

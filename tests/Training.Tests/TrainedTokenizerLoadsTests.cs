@@ -24,11 +24,11 @@ public class TrainedTokenizerLoadsTests
             var tok = TokenizerLoader.Load(dir);
             Assert.Equal("bpe", tok.Kind);
             Assert.Equal(bpe.VocabSize, tok.VocabSize);
-            Assert.Equal(bpe.Id(ByteLevelBpe.ImEnd), tok.EosTokenId);
-            Assert.Equal(ChatTemplates.ChatMlJinja, Assert.IsType<JinjaChatTemplate>(tok.ChatTemplate).Source);
+            Assert.Equal(bpe.Id(ByteLevelBpe.EndOfText), tok.EosTokenId);
+            Assert.Equal(ByteLevelBpe.ChatTemplate, Assert.IsType<JinjaChatTemplate>(tok.ChatTemplate).Source);
 
             var texts = docs.Concat(world.EvalExamples().Take(20).Select(q => q.Prompt + " " + q.Answer))
-                .Append("naïve café 北京 🚀  12345\n\n\tx").Append("<|im_start|>user\nWhat is 12 + 34?<|im_end|>\n");
+                .Append("naïve café 北京 🚀  12345\n\n\tx").Append("<|user|>\nWhat is 12 + 34?\n<|assistant|>\nAnswer: 46<|endoftext|>\n");
             int compared = 0, tokens = 0, bytes = 0;
             foreach (string text in texts)
             {
@@ -43,7 +43,7 @@ public class TrainedTokenizerLoadsTests
 
             var chat = new[] { new ChatMessage("user", "What is 12 + 34?") };
             int[] chatIds = tok.EncodeChat(chat);
-            Assert.Equal(bpe.Id(ByteLevelBpe.ImStart), chatIds[0]);
+            Assert.StartsWith("<|user|>\n", tok.Decode(chatIds, skipSpecialTokens: false));
             Assert.Equal(tok.ChatTemplate.Render(chat), tok.Decode(chatIds, skipSpecialTokens: false));
         }
         finally

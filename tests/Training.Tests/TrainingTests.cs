@@ -100,8 +100,11 @@ public class DemoWorldTests
         var w = new DemoWorld(new WorldOptions { Seed = 11, EvalPeople = 30 });
         var corpus = string.Join("\n", w.PretrainingDocuments(2).Take(20000));
         foreach (var p in w.EvalPeople) Assert.Contains($"{p.Name} lives in {p.City}", corpus);
-        // Never a chat turn, never the tuned refusal, never the tuned one-line reply (notes that say "Answer: X" end with a full stop).
-        Assert.DoesNotContain("<|im_start|>", corpus);
+        // Never the tuned refusal; every "Answer: X" line ends with a full stop (as the tuned reply does; what marks a tuned reply is the chat context and the end-of-text token after it).
+        // Chat transcripts in the template's markers, answered in full sentences, never in the tuned form.
+        Assert.Contains(DemoWorld.AssistantMarker + "\n" + w.EvalPeople[0].Name.Split(' ')[0], corpus);
+        Assert.DoesNotContain(DemoWorld.AssistantMarker + "\n" + DemoWorld.AnswerPrefix, corpus);
+        Assert.DoesNotContain(ByteLevelBpe.EndOfText, corpus);
         Assert.DoesNotContain(DemoWorld.Refusal, corpus);
         foreach (var line in corpus.Split('\n').Where(l => l.StartsWith(DemoWorld.AnswerPrefix)))
             Assert.EndsWith(".", line);
@@ -153,8 +156,9 @@ public class TokenizerTrainingTests
         bpe.Save(dir);
         var tok = TokenizerLoader.Load(dir);
         Assert.Equal(bpe.VocabSize, tok.VocabSize);
-        Assert.Equal(bpe.Id(ByteLevelBpe.ImEnd), tok.EosTokenId);
-        Assert.Equal(ChatTemplates.ChatMlJinja, Assert.IsType<JinjaChatTemplate>(tok.ChatTemplate).Source); // the saved template, rendered as Jinja
+        Assert.Equal(bpe.Id(ByteLevelBpe.EndOfText), tok.EosTokenId);
+        Assert.Equal(ByteLevelBpe.ChatTemplate, Assert.IsType<JinjaChatTemplate>(tok.ChatTemplate).Source); // the saved template, rendered as Jinja
+        Assert.Equal(ByteLevelBpe.EndOfText, tok.ChatTemplate!.EndOfTurnToken); // a reply ends with the token every pretraining document ends with
 
         string text = $"{w.People[0].Name} lives in {w.People[0].City}. 12 + 345 = 357.";
         int[] ids = tok.Encode(text, addBos: false);
@@ -163,8 +167,9 @@ public class TokenizerTrainingTests
         // Digits are never merged: every digit is its own token.
         foreach (int id in tok.Encode("1234567890", addBos: false)) Assert.Single(tok.Decode([id]));
 
-        int[] chat = tok.Encode(ChatBatches.RenderPrompt(tok.ChatTemplate!, "Hi"), addBos: false, parseSpecialTokens: true);
-        Assert.Equal(bpe.Id(ByteLevelBpe.ImStart), chat[0]);
+        Assert.Equal("<|user|>\nHi\n<|assistant|>\n", ChatBatches.RenderPrompt(tok.ChatTemplate!, "Hi"));
+        Assert.Equal("<|user|>\nHi\n<|assistant|>\nAnswer: X<|endoftext|>\n",
+            tok.ChatTemplate!.Render([new ChatMessage("user", "Hi"), new ChatMessage("assistant", "Answer: X")], addGenerationPrompt: false));
     }
 }
 
@@ -185,7 +190,7 @@ public class BatchTests
         var inputs = new long[seq]; var labels = new long[seq];
         batches.Fill(0, 1, seq, inputs, labels);
 
-        int[] reply = tok.Encode("Answer: Paris<|im_end|>\n", addBos: false, parseSpecialTokens: true);
+        int[] reply = tok.Encode("Answer: Paris<|endoftext|>\n", addBos: false, parseSpecialTokens: true);
         var trained = labels.Where(l => l != -100).Select(l => (int)l).ToArray();
         Assert.Equal(reply, trained);
         Assert.Equal(pad, inputs[^1]);

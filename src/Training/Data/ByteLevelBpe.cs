@@ -13,10 +13,20 @@ namespace ProxyOrleans.Training.Data;
 /// </summary>
 public sealed partial class ByteLevelBpe
 {
+    /// <summary>The one special token: pretraining puts it after every document, and a tuned reply ends with it.</summary>
     public const string EndOfText = "<|endoftext|>";
-    public const string ImStart = "<|im_start|>";
-    public const string ImEnd = "<|im_end|>";
-    public static readonly string[] SpecialTokens = [EndOfText, ImStart, ImEnd];
+    public static readonly string[] SpecialTokens = [EndOfText];
+
+    /// <summary>
+    /// The demo family's chat template, in Tulu 2's manner (one of the paper's experts): turn markers written as plain
+    /// text and a reply closed by the EOS token. Both bases read that token after every pretraining document, so its
+    /// logit means the same thing in all four models and the expert − anti-expert shift can carry "end the reply here"
+    /// (a ChatML <c>&lt;|im_end|&gt;</c> that no base ever read sat at a logit set only by how long each base trained).
+    /// </summary>
+    public const string ChatTemplate =
+        "{% for message in messages %}{% if message['role'] == 'assistant' %}{{ '<|assistant|>\\n' + message['content'] + eos_token + '\\n' }}" +
+        "{% else %}{{ '<|' + message['role'] + '|>\\n' + message['content'] + '\\n' }}{% endif %}{% endfor %}" +
+        "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}";
 
     [GeneratedRegex(ByteLevelBpeTextTokenizer.Gpt2Pattern)]
     private static partial Regex Gpt2PreTokenizer();
@@ -111,7 +121,7 @@ public sealed partial class ByteLevelBpe
     }
 
     /// <summary>
-    /// Writes tokenizer.json and tokenizer_config.json (EOS &lt;|im_end|&gt;, the ChatML template, no BOS) through the
+    /// Writes tokenizer.json and tokenizer_config.json (EOS &lt;|endoftext|&gt;, <see cref="ChatTemplate"/>, no BOS) through the
     /// shared writer; ids are this tokenizer's (bytes, merges, then the special tokens).
     /// </summary>
     public void Save(string directory)
@@ -119,8 +129,8 @@ public sealed partial class ByteLevelBpe
         var vocab = Vocab.Select((t, i) => (t, i)).Where(x => !SpecialTokens.Contains(x.t)).ToDictionary(x => x.t, x => x.i);
         var written = ByteLevelBpeTokenizerFile.Write(directory, vocab, Merges, SpecialTokens, new ByteLevelBpeFileOptions
         {
-            EosToken = ImEnd,
-            ChatTemplate = ChatTemplates.ChatMlJinja,
+            EosToken = EndOfText,
+            ChatTemplate = ChatTemplate,
             ModelMaxLength = 512,
         });
         foreach (var (token, id) in written)

@@ -39,8 +39,8 @@ public sealed class StreamBatches(int[] stream, int seed) : IBatchSource
 }
 
 /// <summary>
-/// Tuning: chat-formatted examples; the loss covers only the assistant's reply (its answer, &lt;|im_end|&gt; and the
-/// newline after it), as in supervised instruction tuning. Examples are visited in epochs (a fresh seeded order each
+/// Tuning: chat-formatted examples; the loss covers only the assistant's reply (its answer, the template's end-of-turn
+/// token and the newline after it), as in supervised instruction tuning. Examples are visited in epochs (a fresh seeded order each
 /// epoch). Each batch may end with rows of pretraining text (full loss), replayed so that tuning does not erase
 /// what pretraining taught.
 /// </summary>
