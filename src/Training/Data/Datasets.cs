@@ -52,7 +52,7 @@ public sealed class ChatBatches : IBatchSource
     readonly StreamBatches? replay;
     readonly int replayRows;
 
-    /// <param name="tokenizer">The models' tokenizer as serving loads it (its ChatML template renders the prompt).</param>
+    /// <param name="tokenizer">The models' tokenizer as serving loads it (its chat template renders the prompt).</param>
     /// <param name="padId">Id that fills rows after an example (no loss there).</param>
     /// <param name="replay">Pretraining windows mixed into every batch (null: none).</param>
     /// <param name="replayRows">How many rows of each batch come from <paramref name="replay"/>.</param>

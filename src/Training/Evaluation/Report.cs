@@ -268,7 +268,7 @@ public sealed class Report
             d.AppendLine();
             d.AppendLine("Prompts as the reference implementation builds them: **base-large** and the anti-expert see the question zero-shot inside " +
                          "the answer cue `Question: …\\nAnswer:`; the expert (tuned-small inside **proxy-large** = base-large + alpha · (tuned-small − base-small), " +
-                         "alpha 1) and the tuned models alone (**tuned-large**, **tuned-small**) see it through their ChatML template followed by the response " +
+                         "alpha 1) and the tuned models alone (**tuned-large**, **tuned-small**) see it through their chat template followed by the response " +
                          "prefix `Answer:`. Replies are what follows the prompt.");
             d.AppendLine();
             d.AppendLine("Tasks (all held out from tuning; see training.md for the world): **knowledge** (every fact of the evaluation people, closed-book), " +
