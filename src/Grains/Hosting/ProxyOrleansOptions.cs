@@ -75,7 +75,7 @@ public sealed class ProxyOrleansOptions
     /// <summary>Torch intra-op threads per silo (0 = leave as is).</summary>
     public int Threads { get; set; }
     /// <summary>
-    /// Benchmarks only: pad every forward of the hosted models to a simulated accelerator's latency (a preset such as
+    /// Benchmarks and tests only: pad every forward of the hosted models to a simulated accelerator's latency (a preset such as
     /// base-70b-h200, or fixed=&lt;ms&gt;,row=&lt;ms&gt;,...; see AcceleratorLatencyProfile). Logits stay the real model's.
     /// </summary>
     public string? LatencyModel { get; set; }

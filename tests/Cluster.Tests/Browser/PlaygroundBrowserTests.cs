@@ -21,7 +21,13 @@ public sealed class PlaygroundBrowserTests(ITestOutputHelper output)
     {
         var tenants = Path.Combine(Directory.CreateTempSubdirectory("proxyorleans-playground-").FullName, "tenants.json");
         File.WriteAllText(tenants, JsonSerializer.Serialize(new[] { new { name = "playground", keySha256 = Gateway.Tenants.Tenant.HashKey(Key), models = new[] { "*" } } }));
-        using var job = new MainJobProcess(new Dictionary<string, string> { ["ProxyOrleans__TenantsFile"] = tenants });
+        // Each forward padded to 25 ms, as a model on an accelerator takes its time: the bundled models' short replies
+        // (a few tokens) would otherwise reach the page in one network read and the columns could not be seen growing.
+        using var job = new MainJobProcess(new Dictionary<string, string>
+        {
+            ["ProxyOrleans__TenantsFile"] = tenants,
+            ["ProxyOrleans__LatencyModel"] = "fixed=25",
+        });
         await using var browser = await Chromium.LaunchAsync();
         try
         {
