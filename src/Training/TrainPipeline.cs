@@ -105,7 +105,7 @@ public static class TrainPipeline
         var sample = new List<string>();
         for (int i = 0; i < 3000 && docs.MoveNext(); i++) sample.Add(docs.Current);
         var chatTemplate = ChatTemplates.FromJinja(ByteLevelBpe.ChatTemplate, bosToken: null, eosToken: ByteLevelBpe.EndOfText);
-        sample.AddRange(tuning.Select(t => ChatBatches.RenderPrompt(chatTemplate, t.Prompt) + t.Answer + ByteLevelBpe.EndOfText + "\n"));
+        sample.AddRange(tuning.Select(t => chatTemplate.Render([new ChatMessage("user", t.Prompt), new ChatMessage("assistant", t.Answer)], addGenerationPrompt: false)));
         var bpe = ByteLevelBpe.Train(sample, o.VocabSize);
         if (o.Partial) RequireSameTokenizer(bpe, o.OutDir);
         // All four models share these files; training encodes through the same loader that serving uses.
