@@ -45,6 +45,12 @@ public sealed class LoopbackCluster : IAsyncDisposable
         _httpPorts = silos.Select(_ => LoopbackPorts.Next()).ToList();
     }
 
+    /// <summary>
+    /// The client's response timeout: a generation's next token normally comes within milliseconds, so a dead
+    /// coordinator (or a call dropped by a stopping gateway) is noticed within seconds, not Orleans' default 30 s.
+    /// </summary>
+    public static readonly TimeSpan ClientResponseTimeout = TimeSpan.FromSeconds(10);
+
     /// <param name="clusterId">Default: <see cref="NewClusterId"/>. Given, so that clients (gateway processes) can be started alongside.</param>
     public static async Task<LoopbackCluster> StartAsync(IReadOnlyList<SiloSpec> silos, TextWriter? log = null,
         IReadOnlyDictionary<string, string>? extraConfig = null, CancellationToken ct = default, string? clusterId = null)
@@ -56,8 +62,7 @@ public sealed class LoopbackCluster : IAsyncDisposable
             await c.StartSiloAsync(dll, 0, extraConfig, ct); // the primary first
             await Task.WhenAll(Enumerable.Range(1, silos.Count - 1).Select(i => c.StartSiloAsync(dll, i, extraConfig, ct)));
             c._extra = extraConfig;
-            // A generation's next token normally comes within milliseconds: notice a dead coordinator within seconds.
-            c.Client = await ClusterConnection.ConnectAsync([.. c.GatewayPorts], null, c.ClusterId, ct, TimeSpan.FromSeconds(10));
+            c.Client = await ClusterConnection.ConnectAsync([.. c.GatewayPorts], null, c.ClusterId, ct, ClientResponseTimeout);
             await c.WaitForModelsAsync(silos.SelectMany(s => s.Models.Select(m => m.Name)).Distinct().ToArray(), ct);
             return c;
         }
