@@ -84,9 +84,29 @@ public static class GenerationClient
             }
             if (!lost) yield break;
             // Only the path to it may have failed (a stopping silo's gateway drops what it relays) while the coordinator
-            // lives on with its model sessions: cancel it, best effort, so its KV is freed now and not when Orleans drops
-            // the unread enumeration a minute later. The next attempt runs under another key and is not affected.
-            try { await grain.Cancel(request.TenantId).WaitAsync(TimeSpan.FromSeconds(2), CancellationToken.None); } catch { /* gone, or unreachable */ }
+            // lives on with its model sessions: cancel it, so its KV is freed now and not when Orleans drops the unread
+            // enumeration a minute later. The next attempt runs under another key and is not affected.
+            if (!await TryCancelAsync(grain, request.TenantId)) _ = RetryCancelAsync(grain, request.TenantId);
+        }
+    }
+
+    private static async Task<bool> TryCancelAsync(IGenerationGrain grain, string tenantId)
+    {
+        try { await grain.Cancel(tenantId).WaitAsync(TimeSpan.FromSeconds(2), CancellationToken.None); return true; }
+        catch { return false; /* gone, or unreachable */ }
+    }
+
+    /// <summary>
+    /// The first cancel can be dropped by the same stopping gateway that dropped the stream (its silo's log: "Failed to
+    /// address message … Cancel"); seen in a rolling restart, where the old coordinator's sessions then held their KV for
+    /// a minute. Later tries go through the other gateways. In the background: the resume does not wait for them.
+    /// </summary>
+    private static async Task RetryCancelAsync(IGenerationGrain grain, string tenantId)
+    {
+        for (int attempt = 0; attempt < 4; attempt++)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(250 << attempt));
+            if (await TryCancelAsync(grain, tenantId)) return;
         }
     }
 
