@@ -28,8 +28,10 @@ namespace ProxyOrleans.Training
             ("tune-lr", "Peak tuning learning rates SMALL,LARGE.", false),
             ("replay-rows", "Rows of each tuning batch that replay pretraining text.", false),
             ("small-hidden", "Width of the small models (head_dim N/4, ffn 3N).", false),
+            ("large-hidden", "Width of the large models (heads of 32, ffn 2.6875N; learning rates scaled by 256/N).", false),
             ("tokens", "Pretraining corpus size in tokens.", false),
             ("eval-people", "People whose facts pretraining states and evaluation asks.", false),
+            ("myths", "Countries with a misconception (half tuned, half evaluated).", false),
         ];
 
         static readonly (string Name, string Description, bool Flag)[] EvalOptions =
@@ -115,7 +117,7 @@ namespace ProxyOrleans.Training
                 Seed = Int(a, "seed", o.Seed),
                 Threads = Int(a, "threads", o.Threads),
                 PretrainTokens = Int(a, "tokens", o.PretrainTokens),
-                World = o.World with { EvalPeople = Int(a, "eval-people", o.World.EvalPeople) },
+                World = o.World with { EvalPeople = Int(a, "eval-people", o.World.EvalPeople), Myths = Int(a, "myths", o.World.Myths) },
                 PretrainSmall = o.PretrainSmall with { Steps = Int(a, "small-steps", o.PretrainSmall.Steps) },
                 PretrainLarge = o.PretrainLarge with { Steps = Int(a, "large-steps", o.PretrainLarge.Steps) },
                 TuneEpochs = a.TryGetValue("tune-epochs", out var ep) ? Double(ep, "tune-epochs") : o.TuneEpochs,
@@ -129,6 +131,17 @@ namespace ProxyOrleans.Training
                 int hidden = Int(a, "small-hidden", o.Small.HiddenSize);
                 if (hidden < 8 || hidden % 8 != 0) throw new FormatException($"--small-hidden must be a positive multiple of 8, got {hidden}.");
                 o = o with { Small = o.Small with { HiddenSize = hidden, HeadDim = hidden / 4, IntermediateSize = 3 * hidden } };
+            }
+            if (a.ContainsKey("large-hidden"))
+            {
+                int hidden = Int(a, "large-hidden", o.Large.HiddenSize);
+                if (hidden < 64 || hidden % 64 != 0) throw new FormatException($"--large-hidden must be a positive multiple of 64, got {hidden}.");
+                o = o with
+                {
+                    Large = o.Large with { HiddenSize = hidden, NumAttentionHeads = hidden / 32, HeadDim = 32, IntermediateSize = hidden * 43 / 16 },
+                    PretrainLarge = PipelineOptions.PretrainLargeFor(hidden) with { Steps = o.PretrainLarge.Steps },
+                    TuneLarge = PipelineOptions.TuneLargeFor(hidden),
+                };
             }
             if (a.TryGetValue("tune-lr", out var lrs))
             {

@@ -20,11 +20,19 @@ public sealed record PipelineOptions
     public LlamaConfig Small { get; init; } = SmallConfig(0);
     public LlamaConfig Large { get; init; } = LargeConfig(0);
     public TrainOptions PretrainSmall { get; init; } = new() { Steps = 520, BatchSize = 32, SeqLen = 64, LearningRate = 3e-3, MinLearningRate = 3e-4, WarmupSteps = 25 };
-    public TrainOptions PretrainLarge { get; init; } = new() { Steps = 640, BatchSize = 32, SeqLen = 64, LearningRate = 1.5e-3, MinLearningRate = 1.5e-4, WarmupSteps = 25 };
+    public TrainOptions PretrainLarge { get; init; } = PretrainLargeFor(LargeConfig(0).HiddenSize);
     // Tuning as the reference fine-tunes do it: a learning rate well below pretraining's, a few epochs, the best
     // checkpoint on a validation split, and pretraining text replayed in every batch. Steps follow from the epochs.
     public TrainOptions TuneSmall { get; init; } = new() { BatchSize = 16, SeqLen = 40, LearningRate = 2e-3, MinLearningRate = 2e-4, WarmupSteps = 5, WeightDecay = 0 };
-    public TrainOptions TuneLarge { get; init; } = new() { BatchSize = 16, SeqLen = 40, LearningRate = 5e-4, MinLearningRate = 5e-5, WarmupSteps = 5, WeightDecay = 0 };
+    public TrainOptions TuneLarge { get; init; } = TuneLargeFor(LargeConfig(0).HiddenSize);
+
+    // The large models' learning rates were found at 256 wide (pretraining 1.5e-3, tuning 5e-4) and scale by 256 / width
+    // (`train --large-hidden`), muP's rule for Adam on hidden layers: a wider layer sums more inputs, so each weight's
+    // step must be smaller. At 256 the factor is exactly 1: the bundled recipe's rates, bit for bit.
+    public static TrainOptions PretrainLargeFor(int width) =>
+        new() { Steps = 640, BatchSize = 32, SeqLen = 64, LearningRate = 1.5e-3 * (256.0 / width), MinLearningRate = 1.5e-4 * (256.0 / width), WarmupSteps = 25 };
+    public static TrainOptions TuneLargeFor(int width) =>
+        new() { BatchSize = 16, SeqLen = 40, LearningRate = 5e-4 * (256.0 / width), MinLearningRate = 5e-5 * (256.0 / width), WarmupSteps = 5, WeightDecay = 0 };
     /// <summary>Passes over the tuning examples (at most; early stopping may end sooner).</summary>
     public double TuneEpochs { get; init; } = 3;
     /// <summary>Rows of each tuning batch that replay pretraining text.</summary>
