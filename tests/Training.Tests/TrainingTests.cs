@@ -420,6 +420,21 @@ public class BundledModelTests
     }
 }
 
+public class RecipeTests
+{
+    [Fact]
+    public void The_bundled_models_were_trained_with_the_default_recipe_and_wider_large_models_scale_their_learning_rates()
+    {
+        string report = Path.Combine(ProxyOrleans.Client.Benchmarks.RepositoryLayout.Root(), "models", "demo", "training-report.json");
+        var recipe = System.Text.Json.JsonDocument.Parse(File.ReadAllText(report)).RootElement.GetProperty("Recipe").GetString();
+        Assert.Equal(new PipelineOptions().Recipe(), recipe); // `train --out models/demo` retrains exactly these
+
+        Assert.Equal(new PipelineOptions().PretrainLarge, PipelineOptions.PretrainLargeFor(256));
+        Assert.Equal(1e-3, PipelineOptions.PretrainLargeFor(384).LearningRate, 15);
+        Assert.Equal(5e-4 * 256 / 512, PipelineOptions.TuneLargeFor(512).LearningRate, 15);
+    }
+}
+
 public class TrainedForwardTests
 {
     /// <summary>The training module and the serving engine compute the same logits at every position of a longer prompt.</summary>
