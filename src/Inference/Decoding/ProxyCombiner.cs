@@ -66,10 +66,23 @@ public static class ProxyCombiner
         int pairs = weightedDifferences.Length / n;
         if (pairs == 0) { baseLogits.CopyTo(destination); return; }
 
-        // s accumulates in destination: s = d_0, then s += d_i in pair order, then base + alpha * s.
-        weightedDifferences[..n].CopyTo(destination);
-        for (int i = 1; i < pairs; i++) AddInPlace(destination, weightedDifferences.Slice(i * n, n));
-        Finish(baseLogits, alpha, destination, destination);
+        for (int i = 0; i < pairs; i++) AddDifference(baseLogits, alpha, weightedDifferences.Slice(i * n, n), i, pairs, destination);
+    }
+
+    /// <summary>
+    /// Takes d_i, the <paramref name="index"/>-th of <paramref name="count"/> weighted differences, into
+    /// <paramref name="destination"/>, which after the last one holds base + alpha · Σ d_i. The one place the combine's
+    /// order of arithmetic is written (s = d_0, s += d_i in pair order, then base + alpha · s; one pair in one pass), so
+    /// that a caller holding each d_i somewhere else (<see cref="ProxyStep"/>: where the wire put it) gets the bits of
+    /// <see cref="CombineDifferences"/> without copying them side by side first.
+    /// </summary>
+    internal static void AddDifference(ReadOnlySpan<float> baseLogits, float alpha, ReadOnlySpan<float> difference, int index, int count,
+        Span<float> destination)
+    {
+        if (count == 1) { Finish(baseLogits, alpha, difference, destination); return; }
+        if (index == 0) difference.CopyTo(destination);
+        else AddInPlace(destination, difference);
+        if (index == count - 1) Finish(baseLogits, alpha, destination, destination);
     }
 
     /// <summary>
@@ -90,8 +103,8 @@ public static class ProxyCombiner
         CombineDifferences(baseLogits, differences, alpha, destination);
     }
 
-    /// <summary>sum += d, element by element (the accumulation step of <see cref="CombineDifferences"/>).</summary>
-    internal static void AddInPlace(Span<float> sum, ReadOnlySpan<float> d)
+    /// <summary>sum += d, element by element.</summary>
+    private static void AddInPlace(Span<float> sum, ReadOnlySpan<float> d)
     {
         int n = sum.Length, j = 0;
         if (Vector.IsHardwareAccelerated && n >= Vector<float>.Count)
@@ -104,11 +117,8 @@ public static class ProxyCombiner
         for (; j < n; j++) sum[j] += d[j];
     }
 
-    /// <summary>
-    /// destination = base + alpha * sum, element by element (the last step of <see cref="CombineDifferences"/>);
-    /// <paramref name="sum"/> may be <paramref name="destination"/> itself.
-    /// </summary>
-    internal static void Finish(ReadOnlySpan<float> baseLogits, float alpha, ReadOnlySpan<float> sum, Span<float> destination)
+    /// <summary>destination = base + alpha * sum, element by element; <paramref name="sum"/> may be <paramref name="destination"/> itself.</summary>
+    private static void Finish(ReadOnlySpan<float> baseLogits, float alpha, ReadOnlySpan<float> sum, Span<float> destination)
     {
         int n = destination.Length, j = 0;
         if (Vector.IsHardwareAccelerated && n >= Vector<float>.Count)

@@ -70,9 +70,8 @@ public sealed class ProxyStep
         long start = Stopwatch.GetTimestamp();
         int n = baseLogits.Length;
         if (combined.Length != n) combined = new float[n];
-        // The arithmetic of ProxyCombiner.CombineDifferences (s = d_0, s += d_i in pair order, base + alpha·s), with each
-        // d_i read where it is: a difference a pair host sent is not copied into a buffer first (at a 32k vocabulary that
-        // copy was 128 KiB per pair per step, every step of every stream).
+        // Each d_i is read where it is: a difference a pair host sent is not copied into a buffer first (at a 32k
+        // vocabulary that copy was 128 KiB per pair per step, every step of every stream).
         if (pairs.Length == 0) baseLogits.CopyTo(combined);
         for (int i = 0; i < pairs.Length; i++)
         {
@@ -87,10 +86,7 @@ public sealed class ProxyStep
             else if (pair.Expert.Length < n)
                 throw new ArgumentException($"Pair {i} sent a difference of {pair.Expert.Length} logits; the base has {n}.", nameof(pairs));
             else d = pair.Expert.Span[..n];
-            if (pairs.Length == 1) { ProxyCombiner.Finish(baseLogits, alpha, d, combined); break; } // base + alpha·d_0 in one pass
-            if (i == 0) d.CopyTo(combined);
-            else ProxyCombiner.AddInPlace(combined, d);
-            if (i == pairs.Length - 1) ProxyCombiner.Finish(baseLogits, alpha, combined, combined);
+            ProxyCombiner.AddDifference(baseLogits, alpha, d, i, pairs.Length, combined);
         }
         CombineTicks += Stopwatch.GetTimestamp() - start;
         Combines++;
