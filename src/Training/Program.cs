@@ -32,6 +32,8 @@ namespace ProxyOrleans.Training
             ("tokens", "Pretraining corpus size in tokens.", false),
             ("eval-people", "People whose facts pretraining states and evaluation asks.", false),
             ("myths", "Countries with a misconception (half tuned, half evaluated).", false),
+            ("famous-asked-twice", "Ask each famous fact twice in tuning, in two wordings.", true),
+            ("extra-capital-wordings", "Also ask each tuning country's capital in N more wordings (0-2).", false),
         ];
 
         static readonly (string Name, string Description, bool Flag)[] EvalOptions =
@@ -117,7 +119,12 @@ namespace ProxyOrleans.Training
                 Seed = Int(a, "seed", o.Seed),
                 Threads = Int(a, "threads", o.Threads),
                 PretrainTokens = Int(a, "tokens", o.PretrainTokens),
-                World = o.World with { EvalPeople = Int(a, "eval-people", o.World.EvalPeople), Myths = Int(a, "myths", o.World.Myths) },
+                World = o.World with
+                {
+                    EvalPeople = Int(a, "eval-people", o.World.EvalPeople), Myths = Int(a, "myths", o.World.Myths),
+                    FamousAskedTwice = a.ContainsKey("famous-asked-twice") || o.World.FamousAskedTwice,
+                    ExtraCapitalWordings = Int(a, "extra-capital-wordings", o.World.ExtraCapitalWordings),
+                },
                 PretrainSmall = o.PretrainSmall with { Steps = Int(a, "small-steps", o.PretrainSmall.Steps) },
                 PretrainLarge = o.PretrainLarge with { Steps = Int(a, "large-steps", o.PretrainLarge.Steps) },
                 TuneEpochs = a.TryGetValue("tune-epochs", out var ep) ? Double(ep, "tune-epochs") : o.TuneEpochs,

@@ -95,6 +95,29 @@ public class DemoWorldTests
     }
 
     [Fact]
+    public void Recipe_variants_add_tuning_examples_and_leave_the_default_world_and_its_recipe_as_they_were()
+    {
+        var plain = new DemoWorld(new WorldOptions()).TuningExamples(1235);
+        var variant = new DemoWorld(new WorldOptions { FamousAskedTwice = true, ExtraCapitalWordings = 2 }).TuningExamples(1235);
+        var w = new DemoWorld(new WorldOptions());
+        var famous = w.FamousPeople.Select(p => p.Name).ToArray();
+        int FamousQuestions(IEnumerable<QaPair> list) => list.Count(t => t.Task == "knowledge" && t.Context is null && famous.Any(t.Question.Contains));
+        Assert.Equal(2 * FamousQuestions(plain), FamousQuestions(variant));
+        Assert.Equal(3 * plain.Count(t => t.Task == "truthful"), variant.Count(t => t.Task == "truthful"));
+        foreach (var m in w.TuningMyths) // every wording asks the same country for the same reply; the first is evaluation's wording
+        {
+            var asked = variant.Where(t => t.Task == "truthful" && t.Question.EndsWith($" {m.Country}?")).ToArray();
+            Assert.Equal(3, asked.Select(t => t.Question).Distinct().Count());
+            Assert.Single(asked.Select(t => t.Answer).Distinct());
+            Assert.Contains(asked, t => t.Question == DemoWorld.CapitalQuestion(m));
+        }
+        // At their defaults the variants are not in the recipe's JSON, so the bundled recipe reads as before.
+        Assert.DoesNotContain("FamousAskedTwice", new PipelineOptions().Recipe());
+        Assert.Contains("\"ExtraCapitalWordings\":2", new PipelineOptions { World = new WorldOptions { ExtraCapitalWordings = 2 } }.Recipe());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DemoWorld(new WorldOptions { ExtraCapitalWordings = 3 }));
+    }
+
+    [Fact]
     public void Pretraining_states_the_facts_as_plain_text_and_the_misconception_more_often_than_the_truth()
     {
         var w = new DemoWorld(new WorldOptions { Seed = 11, EvalPeople = 30 });

@@ -1,4 +1,5 @@
 using System.Text;
+using System.Text.Json.Serialization;
 
 namespace ProxyOrleans.Training.Data;
 
@@ -36,6 +37,15 @@ public sealed record WorldOptions
     public int MaxOperand { get; init; } = 29;
     public int MinSecondOperand { get; init; } = 1;
     public int MaxSecondOperand { get; init; } = 9;
+
+    // Recipe variants that were tried (docs/training.md); left out of the recipe's JSON at their defaults, so the
+    // bundled models' recorded recipe stays what it was.
+    /// <summary>Each famous fact is asked twice closed-book in tuning, in two wordings drawn apart (runs M, N, R).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool FamousAskedTwice { get; init; }
+    /// <summary>Each tuning country's capital is also asked in this many more wordings (0–2; run R: 2).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public int ExtraCapitalWordings { get; init; }
 }
 
 /// <summary>
@@ -197,6 +207,8 @@ public sealed partial class DemoWorld
         int maxMyths = Math.Min(Countries.Length, Capitals.Length / 2);
         if (o.Myths < 2 || o.Myths > maxMyths)
             throw new ArgumentOutOfRangeException(nameof(options), $"Myths must be in [2, {maxMyths}], got {o.Myths}.");
+        if (o.ExtraCapitalWordings < 0 || o.ExtraCapitalWordings >= TuningCapitalWordings.Length)
+            throw new ArgumentOutOfRangeException(nameof(options), $"ExtraCapitalWordings must be in [0, {TuningCapitalWordings.Length - 1}], got {o.ExtraCapitalWordings}.");
 
         Person[] Draw(string[] first, string[] last, int count)
         {
@@ -240,6 +252,11 @@ public sealed partial class DemoWorld
     public static string SumQuestion(int a, int b) => $"What is {a} + {b}?";
     public static string CapitalQuestion(Myth m) => $"What is the capital of {m.Country}?";
 
+    /// <summary>The wordings tuning may ask a tuning country's capital in; the first is <see cref="CapitalQuestion"/>'s,
+    /// the only one evaluation uses.</summary>
+    public static readonly string[] TuningCapitalWordings =
+        ["What is the capital of {0}?", "Which city is the capital of {0}?", "What city is the capital of {0}?"];
+
     /// <summary>The three closed-book knowledge questions about a person, in the data's wording or paraphrased.</summary>
     public static IEnumerable<QaPair> KnowledgeQuestions(Person p, string task = "knowledge", bool paraphrased = false)
     {
@@ -280,14 +297,17 @@ public sealed partial class DemoWorld
         }
         foreach (var p in FamousPeople)
         {
-            list.AddRange(KnowledgeQuestions(p).Select(q => q with { Question = TuningWording(rng, p, q.Content!) }));
+            for (int asked = Options.FamousAskedTwice ? 2 : 1; asked > 0; asked--)
+                list.AddRange(KnowledgeQuestions(p).Select(q => q with { Question = TuningWording(rng, p, q.Content!) }));
             foreach (var template in TuningUnanswerable.Where((_, i) => i % 2 == (p.Name.Length & 1)))
                 list.Add(RefusalPair(template, p)); // half of the templates per famous person, alternating
         }
         foreach (var (q, a, _) in CommonFacts) list.Add(new("knowledge", q, TunedReply(a), a));
         foreach (var (a, b) in SmallSums) list.Add(SumPair(a, b));
         foreach (var (a, b) in TuningSums.Where((_, i) => i % 2 == 0)) list.Add(SumPair(a, b) with { Context = $"{a} + {b} = {a + b}." });
-        foreach (var m in TuningMyths) list.Add(TruthPair(m));
+        foreach (var m in TuningMyths)
+            foreach (var wording in TuningCapitalWordings.Take(1 + Options.ExtraCapitalWordings))
+                list.Add(TruthPair(m) with { Question = string.Format(wording, m.Country) });
         var array = list.ToArray();
         rng.Shuffle(array);
         return array;
