@@ -203,7 +203,7 @@ public static class Evaluate
         return premise;
     }
 
-    static ModelCatalog Catalog(string modelsDir, int threads)
+    internal static ModelCatalog Catalog(string modelsDir, int threads)
     {
         var sources = Directory.GetDirectories(modelsDir).Where(d => File.Exists(Path.Combine(d, "config.json")))
             .Select(d => new ModelSource(Path.GetFileName(d), d)).ToList();

@@ -52,12 +52,19 @@ namespace ProxyOrleans.Training
             ("max-new-tokens", "Tokens per reply at most (12).", false),
         ];
 
+        static readonly (string Name, string Description, bool Flag)[] ProbeOptions =
+        [
+            ("models", "The models directory (models/demo found above the working directory).", false),
+            ("threads", "Torch threads (1).", false),
+        ];
+
         public static int Run(string[] args)
         {
             var root = new RootCommand("Trains the bundled demo family and evaluates proxy-tuning on it.\n" +
                                        "Exit codes: 0 done (and --help); 1 the work failed; 2 bad command line or input (the message says what to fix).");
             root.Subcommands.Add(Command("train", "Reproduces the four bundled models (seeded, deterministic for a seed and thread count).", TrainOptions, Train));
             root.Subcommands.Add(Command("eval", "The paper's experiment on the demo family over several training seeds; writes docs/evaluation.md.", EvalOptions, Evaluate.Run));
+            root.Subcommands.Add(Command("probe", "Where proxy-large decides: per model, the first reply token's probabilities on the truthful, knowledge and paraphrase questions.", ProbeOptions, Evaluation.Probe.Run));
             var file = new Argument<string>("file") { Description = "The JSON file written by scripts/hf_crosscheck.py (run where transformers is installed)." };
             var hfModels = new Option<string?>("--models") { Description = "The models directory (models/demo)." };
             var hf = new Command("hfcompare", "Compares our tokenizer, model and proxy answers with Hugging Face transformers' output.") { file, hfModels };

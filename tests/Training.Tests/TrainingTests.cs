@@ -334,6 +334,18 @@ public class SmokeTrainingTests
         TrainPipeline.Run(PipelineOptions.Smoke(outDir) with { TuneOnly = true, TrainLarge = false }, TextWriter.Null);
         Assert.True(TrainingReport.Load(outDir).Partial);
         Assert.Equal(tokenizerBefore, File.ReadAllText(Path.Combine(outDir, "base-small", "tokenizer.json")));
+
+        // `probe` measures the first token the evaluation's own proxy-large decode chooses.
+        var figures = ProxyOrleans.Training.Evaluation.Probe.Measure(outDir, 1, TextWriter.Null);
+        var world = Evaluate.WorldOf(outDir, report.Seed);
+        using var probed = new ModelCatalog(TrainPipeline.ModelNames.Select(n => new ModelSource(n, Path.Combine(outDir, n))),
+            (d, n) => LlamaInferenceModel.Load(d, new InferenceOptions { Name = n }), d => TokenizerLoader.Load(d), includeDemoModels: false);
+        var proxy = Evaluate.DefaultSystems(probed).Single(s => s.Label == "proxy-large");
+        double startsActually = world.EvalMyths.Count(m => new ProxyDecoder(probed).Generate(proxy.Combination, proxy.Prompt(DemoWorld.CapitalQuestion(m)),
+            new SamplingOptions { Temperature = 0, MaxNewTokens = 1 }).Text == " Actually") / (double)world.EvalMyths.Count;
+        Assert.Equal(startsActually, figures["probe_actually_chosen_eval"]);
+        foreach (var key in new[] { "probe_actually_chosen_tuned", "probe_sorry_chosen_knowledge", "probe_sorry_chosen_paraphrases", "probe_truth_named_base_large", "probe_truth_named_proxy_large" })
+            Assert.InRange(figures[key], 0, 1);
     }
 }
 
