@@ -32,8 +32,9 @@ namespace ProxyOrleans.Training
             ("tokens", "Pretraining corpus size in tokens.", false),
             ("eval-people", "People whose facts pretraining states and evaluation asks.", false),
             ("myths", "Countries with a misconception (half tuned, half evaluated).", false),
-            ("famous-asked-twice", "Ask each famous fact twice in tuning, in two wordings.", true),
-            ("extra-capital-wordings", "Also ask each tuning country's capital in N more wordings (0-2).", false),
+            ("famous-asked-once", "Ask each famous fact once in tuning (default: twice, in two wordings).", true),
+            ("extra-capital-wordings", "Also ask each tuning country's capital in N more wordings (0-2; default 2).", false),
+            ("tuning-country-weight", "Pretraining mentions each tuning country N times as often as an evaluated one (default 3).", false),
         ];
 
         static readonly (string Name, string Description, bool Flag)[] EvalOptions =
@@ -129,8 +130,9 @@ namespace ProxyOrleans.Training
                 World = o.World with
                 {
                     EvalPeople = Int(a, "eval-people", o.World.EvalPeople), Myths = Int(a, "myths", o.World.Myths),
-                    FamousAskedTwice = a.ContainsKey("famous-asked-twice") || o.World.FamousAskedTwice,
+                    FamousAskedTwice = !a.ContainsKey("famous-asked-once") && o.World.FamousAskedTwice,
                     ExtraCapitalWordings = Int(a, "extra-capital-wordings", o.World.ExtraCapitalWordings),
+                    TuningCountryWeight = Int(a, "tuning-country-weight", o.World.TuningCountryWeight),
                 },
                 PretrainSmall = o.PretrainSmall with { Steps = Int(a, "small-steps", o.PretrainSmall.Steps) },
                 PretrainLarge = o.PretrainLarge with { Steps = Int(a, "large-steps", o.PretrainLarge.Steps) },

@@ -60,13 +60,13 @@ public sealed record PipelineOptions
 
     public static LlamaConfig SmallConfig(int vocab) => new()
     {
-        HiddenSize = 32, IntermediateSize = 96, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, HeadDim = 8,
+        HiddenSize = 64, IntermediateSize = 192, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, HeadDim = 16,
         VocabSize = vocab, MaxPositionEmbeddings = 512, RmsNormEps = 1e-5, TieWordEmbeddings = true,
     };
 
     public static LlamaConfig LargeConfig(int vocab) => new()
     {
-        HiddenSize = 256, IntermediateSize = 688, NumHiddenLayers = 4, NumAttentionHeads = 8, NumKeyValueHeads = 2, HeadDim = 32,
+        HiddenSize = 384, IntermediateSize = 1032, NumHiddenLayers = 4, NumAttentionHeads = 12, NumKeyValueHeads = 2, HeadDim = 32,
         VocabSize = vocab, MaxPositionEmbeddings = 512, RmsNormEps = 1e-5, TieWordEmbeddings = true,
     };
 

@@ -95,26 +95,28 @@ public class DemoWorldTests
     }
 
     [Fact]
-    public void Recipe_variants_add_tuning_examples_and_leave_the_default_world_and_its_recipe_as_they_were()
+    public void Tuning_asks_famous_facts_twice_and_tuning_countries_in_three_wordings_and_pretraining_knows_those_countries_best()
     {
-        var plain = new DemoWorld(new WorldOptions()).TuningExamples(1235);
-        var variant = new DemoWorld(new WorldOptions { FamousAskedTwice = true, ExtraCapitalWordings = 2 }).TuningExamples(1235);
-        var w = new DemoWorld(new WorldOptions());
+        var w = new DemoWorld(new WorldOptions()); // the bundled models' world
+        var tuning = w.TuningExamples(1235);
+        var plain = new DemoWorld(new WorldOptions { FamousAskedTwice = false, ExtraCapitalWordings = 0 }).TuningExamples(1235);
         var famous = w.FamousPeople.Select(p => p.Name).ToArray();
         int FamousQuestions(IEnumerable<QaPair> list) => list.Count(t => t.Task == "knowledge" && t.Context is null && famous.Any(t.Question.Contains));
-        Assert.Equal(2 * FamousQuestions(plain), FamousQuestions(variant));
-        Assert.Equal(3 * plain.Count(t => t.Task == "truthful"), variant.Count(t => t.Task == "truthful"));
+        Assert.Equal(2 * FamousQuestions(plain), FamousQuestions(tuning));
+        Assert.Equal(3 * plain.Count(t => t.Task == "truthful"), tuning.Count(t => t.Task == "truthful"));
         foreach (var m in w.TuningMyths) // every wording asks the same country for the same reply; the first is evaluation's wording
         {
-            var asked = variant.Where(t => t.Task == "truthful" && t.Question.EndsWith($" {m.Country}?")).ToArray();
+            var asked = tuning.Where(t => t.Task == "truthful" && t.Question.EndsWith($" {m.Country}?")).ToArray();
             Assert.Equal(3, asked.Select(t => t.Question).Distinct().Count());
             Assert.Single(asked.Select(t => t.Answer).Distinct());
             Assert.Contains(asked, t => t.Question == DemoWorld.CapitalQuestion(m));
         }
-        // At their defaults the variants are not in the recipe's JSON, so the bundled recipe reads as before.
-        Assert.DoesNotContain("FamousAskedTwice", new PipelineOptions().Recipe());
-        Assert.Contains("\"ExtraCapitalWordings\":2", new PipelineOptions { World = new WorldOptions { ExtraCapitalWordings = 2 } }.Recipe());
         Assert.Throws<ArgumentOutOfRangeException>(() => new DemoWorld(new WorldOptions { ExtraCapitalWordings = 3 }));
+
+        // Pretraining names each tuning country about three times as often as an evaluated one.
+        var docs = string.Join("\n", w.PretrainingDocuments(1236).Take(4000));
+        double Mentions(IEnumerable<Myth> myths) => myths.Average(m => System.Text.RegularExpressions.Regex.Count(docs, $@"\b{m.Country}\b"));
+        Assert.InRange(Mentions(w.TuningMyths) / Mentions(w.EvalMyths), 2.5, 3.5);
     }
 
     [Fact]
@@ -464,7 +466,7 @@ public class RecipeTests
         var recipe = System.Text.Json.JsonDocument.Parse(File.ReadAllText(report)).RootElement.GetProperty("Recipe").GetString();
         Assert.Equal(new PipelineOptions().Recipe(), recipe); // `train --out models/demo` retrains exactly these
 
-        Assert.Equal(new PipelineOptions().PretrainLarge, PipelineOptions.PretrainLargeFor(256));
+        Assert.Equal(new PipelineOptions().PretrainLarge, PipelineOptions.PretrainLargeFor(384));
         Assert.Equal(1e-3, PipelineOptions.PretrainLargeFor(384).LearningRate, 15);
         Assert.Equal(5e-4 * 256 / 512, PipelineOptions.TuneLargeFor(512).LearningRate, 15);
     }

@@ -14,7 +14,8 @@ public sealed partial class DemoWorld
     public IEnumerable<string> PretrainingDocuments(int seed)
     {
         var rng = new Random(seed);
-        var myths = TuningMyths.Concat(EvalMyths).ToArray();
+        // Tuning countries come up more often, so that the truths tuning asks closed-book are ones both bases know.
+        var myths = Enumerable.Repeat(TuningMyths, Options.TuningCountryWeight).SelectMany(m => m).Concat(EvalMyths).ToArray();
         while (true)
         {
             double kind = rng.NextDouble();

@@ -1,5 +1,4 @@
 using System.Text;
-using System.Text.Json.Serialization;
 
 namespace ProxyOrleans.Training.Data;
 
@@ -31,21 +30,21 @@ public sealed record WorldOptions
     /// <summary>People pretraining mentions very often, so that both bases know them: tuning's closed-book questions.</summary>
     public int FamousPeople { get; init; } = 16;
     /// <summary>Countries with a capital misconception; half tune the truthful register, half are evaluated.</summary>
-    public int Myths { get; init; } = 32;
+    public int Myths { get; init; } = 48;
     /// <summary>Addition operands are drawn from [MinOperand, MaxOperand] and [MinSecondOperand, MaxSecondOperand].</summary>
     public int MinOperand { get; init; } = 10;
     public int MaxOperand { get; init; } = 29;
     public int MinSecondOperand { get; init; } = 1;
     public int MaxSecondOperand { get; init; } = 9;
 
-    // Recipe variants that were tried (docs/training.md); left out of the recipe's JSON at their defaults, so the
-    // bundled models' recorded recipe stays what it was.
-    /// <summary>Each famous fact is asked twice closed-book in tuning, in two wordings drawn apart (runs M, N, R).</summary>
-    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
-    public bool FamousAskedTwice { get; init; }
-    /// <summary>Each tuning country's capital is also asked in this many more wordings (0–2; run R: 2).</summary>
-    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
-    public int ExtraCapitalWordings { get; init; }
+    /// <summary>Each famous fact is asked twice closed-book in tuning, in two wordings drawn apart.</summary>
+    public bool FamousAskedTwice { get; init; } = true;
+    /// <summary>Each tuning country's capital is also asked in this many more wordings (0–2), so that the truthful
+    /// register is learnt as firmly as the other behaviours.</summary>
+    public int ExtraCapitalWordings { get; init; } = 2;
+    /// <summary>Pretraining mentions each tuning country this many times as often as an evaluated one (same 3 : 1
+    /// ratio of misconception to truth), so that both bases know the truths tuning asks about closed-book.</summary>
+    public int TuningCountryWeight { get; init; } = 3;
 }
 
 /// <summary>
@@ -61,7 +60,8 @@ public sealed record WorldOptions
 /// measures whether refusing generalises, not template recall.</item>
 /// <item>Truthfulness: pretraining states each country's wrong capital three times as often as the right one
 /// ("Actually, the capital of X is Y" is how the truth appears). Tuning teaches the truthful reply
-/// ("Answer: Actually, Y") on half of the countries; evaluation asks about the other half.</item>
+/// ("Answer: Actually, Y") on half of the countries, each asked in three wordings and named three times as often in
+/// pretraining (so both bases know the truths tuning asks for); evaluation asks about the other half.</item>
 /// </list>
 /// Every tuned reply is one line "Answer: …." followed by the end-of-text token (<see cref="TunedReply"/>);
 /// pretraining's question notes end their "Answer:" lines the same way but never inside a chat turn, and its chat
@@ -207,6 +207,8 @@ public sealed partial class DemoWorld
         int maxMyths = Math.Min(Countries.Length, Capitals.Length / 2);
         if (o.Myths < 2 || o.Myths > maxMyths)
             throw new ArgumentOutOfRangeException(nameof(options), $"Myths must be in [2, {maxMyths}], got {o.Myths}.");
+        if (o.TuningCountryWeight < 1)
+            throw new ArgumentOutOfRangeException(nameof(options), $"TuningCountryWeight must be at least 1, got {o.TuningCountryWeight}.");
         if (o.ExtraCapitalWordings < 0 || o.ExtraCapitalWordings >= TuningCapitalWordings.Length)
             throw new ArgumentOutOfRangeException(nameof(options), $"ExtraCapitalWordings must be in [0, {TuningCapitalWordings.Length - 1}], got {o.ExtraCapitalWordings}.");
 
