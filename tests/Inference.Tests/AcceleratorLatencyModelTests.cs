@@ -28,7 +28,15 @@ public sealed class AcceleratorLatencyModelTests(ITestOutputHelper output)
         p0.Append(prompt, expected);
         var (wall, cpu) = Timed(() => s0.Append(prompt, got));
         Assert.Equal(expected, got);
-        Assert.InRange(wall, 45, 45 + 40); // above: a loaded machine wakes threads late
+        Assert.True(wall >= 45, $"prefill took {wall:F1} ms, under the profile's 45 ms");
+        // Above the profile only by a loaded machine's late wake-ups: the fastest of three prefills (two more on
+        // fresh sessions) is within 40 ms, which one stalled call alone could exceed but padding twice could not pass.
+        for (int i = 0; i < 2; i++)
+        {
+            using var again = sim.CreateSession(32);
+            wall = Math.Min(wall, Timed(() => again.Append(prompt, new float[v])).WallMs);
+        }
+        Assert.InRange(wall, 45, 45 + 40);
         s1.Append(prompt[..3], new float[v]);
         p1.Append(prompt[..3], new float[v]);
 
@@ -43,9 +51,9 @@ public sealed class AcceleratorLatencyModelTests(ITestOutputHelper output)
         Assert.True(cpu < 10, $"the wait used {cpu:F1} ms of CPU: it must sleep, as a thread waiting on a GPU does");
         Assert.Equal(expectedBoth, both);
         Assert.Equal(0, sim.Overruns);
-        Assert.Equal(3, sim.Calls);
-        // The host's share: the tiny model's real forwards, not the 45 + 3-token prefill + 50 ms the calls were padded to.
-        output.WriteLine($"host compute over the 3 calls: {sim.HostComputeMs:F2} ms");
+        Assert.Equal(5, sim.Calls);
+        // The host's share: the tiny model's real forwards, not the 3 · 45 + 3-token prefill + 50 ms the calls were padded to.
+        output.WriteLine($"host compute over the 5 calls: {sim.HostComputeMs:F2} ms");
         Assert.InRange(sim.HostComputeMs, 0.001, 40);
 
         // Sessions of another model are refused with a message saying what to do.
