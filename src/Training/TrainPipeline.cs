@@ -217,8 +217,8 @@ public sealed record TrainingReport(int Seed, WorldOptions World, string? Recipe
     {
         string path = Path.Combine(dir, FileName);
         if (!File.Exists(path))
-            throw new FileNotFoundException($"{path} is missing: the built-in evaluation needs the training report to rebuild the models' world " +
-                                            "(train the models with `train --out DIR`, or evaluate your own questions with --tasks FILE).", path);
+            throw new FileNotFoundException($"{path} is missing: eval's built-in tasks and probe rebuild the models' world from the training " +
+                                            "report; pass the directory `train --out DIR` wrote (eval --tasks FILE, for your own questions, needs none).", path);
         var report = JsonSerializer.Deserialize<TrainingReport>(File.ReadAllText(path), Json);
         if (report?.World is null)
             throw new InvalidDataException($"{path} records no world (written by an older trainer): retrain with `train --out {dir}`.");

@@ -29,9 +29,6 @@ public static class Probe
     /// <summary>Prints the tables to <paramref name="log"/> and returns the headline figures (shares and mean margins).</summary>
     public static IReadOnlyDictionary<string, double> Measure(string dir, int threads, TextWriter log)
     {
-        if (!File.Exists(Path.Combine(dir, TrainingReport.FileName)))
-            throw new FileNotFoundException($"{Path.Combine(dir, TrainingReport.FileName)} is missing: probe rebuilds the world the models were trained on " +
-                                            "from it; pass the --models directory that `train --out DIR` wrote.");
         var report = TrainingReport.Load(dir);
         var world = Evaluate.WorldOf(dir, report.Seed);
         using var catalog = Evaluate.Catalog(dir, threads);
