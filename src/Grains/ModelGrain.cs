@@ -50,7 +50,8 @@ public sealed class ModelGrain(HostedModels hosted) : Grain, IModelGrain
         var precision = _worker.PrecisionOf(sessionId);
         return new StepResult
         {
-            Step = step, Logits = new(LogitsCodec.Encode(logits.Span, precision)), Precision = precision, ModelMs = ms,
+            Step = step, Logits = new(precision == LogitsPrecision.Float32 && LogitsCodec.TryGetWireBytes(logits, out var wire) ? wire : LogitsCodec.Encode(logits.Span, precision)),
+            Precision = precision, ModelMs = ms,
             ServerMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds,
         };
     }
@@ -118,7 +119,11 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
     private ModelWorker _expert = null!, _anti = null!;
 
     /// <summary>What a pair session sends: w·(expert − anti) over the base's vocabulary, in this precision.</summary>
-    private sealed record PairSession(float Weight, int OutputVocab, LogitsPrecision Precision);
+    private sealed record PairSession(float Weight, int OutputVocab, LogitsPrecision Precision)
+    {
+        /// <summary>The wire bytes, rewritten at every step: the coordinator reads a step's before it asks for the next.</summary>
+        public byte[]? Wire;
+    }
 
     // Per session, set at open. Lost with the activation: a step then finds no entry and the coordinator re-opens.
     private readonly Dictionary<string, PairSession> _sessions = new(StringComparer.Ordinal);
@@ -189,8 +194,8 @@ public sealed class ModelPairGrain(HostedModels hosted) : Grain, IModelPairGrain
     {
         int vocab = session.OutputVocab > 0 ? session.OutputVocab : Math.Min(e.Logits.Length, a.Logits.Length);
         // Written straight into the wire bytes: no float[vocab] per session per step to copy from.
-        var wire = LogitsCodec.EncodeFrom(vocab, session.Precision, (e.Logits, a.Logits, session.Weight),
-            static (d, x) => ProxyCombiner.WeightedDifference(x.Item1.Span, x.Item2.Span, x.Weight, d));
+        var wire = session.Wire = LogitsCodec.EncodeFrom(vocab, session.Precision, (e.Logits, a.Logits, session.Weight),
+            static (d, x) => ProxyCombiner.WeightedDifference(x.Item1.Span, x.Item2.Span, x.Weight, d), into: session.Wire);
         return new StepResult
         {
             Step = step, Logits = new(wire), Precision = session.Precision, ModelMs = Math.Max(e.Ms, a.Ms),

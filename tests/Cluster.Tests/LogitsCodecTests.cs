@@ -35,4 +35,20 @@ public sealed class LogitsCodecTests
         for (int run = 0; run < 2; run++) // the fp16 path's buffer is pooled: a second fill must not see the first
             Assert.Equal(expected, LogitsCodec.EncodeFrom(logits.Length, precision, logits, static (d, src) => src.CopyTo(d)));
     }
+
+    [Theory]
+    [InlineData(LogitsPrecision.Float32)]
+    [InlineData(LogitsPrecision.Float16)]
+    public void Encoding_into_a_session_buffer_reuses_it_when_its_size_fits(LogitsPrecision precision)
+    {
+        float[] logits = [0.5f, -1f, 2f];
+        var fresh = LogitsCodec.EncodeFrom(3, precision, logits, static (d, x) => x.CopyTo(d));
+        var reused = LogitsCodec.EncodeFrom(3, precision, logits, static (d, x) => x.CopyTo(d), into: fresh);
+        Assert.Same(fresh, reused);
+        Assert.Equal(LogitsCodec.Encode(logits, precision), reused);
+        // A buffer of another size (the session's precision or vocabulary differs) is not written into.
+        var other = new byte[fresh.Length + 4];
+        Assert.NotSame(other, LogitsCodec.EncodeFrom(3, precision, logits, static (d, x) => x.CopyTo(d), into: other));
+        Assert.All(other, b => Assert.Equal(0, b));
+    }
 }

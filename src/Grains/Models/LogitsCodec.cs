@@ -19,13 +19,15 @@ public static class LogitsCodec
 
     /// <summary>
     /// The wire bytes of <paramref name="count"/> logits that <paramref name="fill"/> writes: in fp32 it writes straight
-    /// into the bytes (no float array first, then a copy), in fp16 into a pooled buffer that is then rounded.
+    /// into the bytes (no float array first, then a copy), in fp16 into a pooled buffer that is then rounded. Written
+    /// into <paramref name="into"/> when it has the right size (a session's buffer, reused every step), else into new bytes.
     /// </summary>
-    public static byte[] EncodeFrom<TState>(int count, LogitsPrecision precision, TState state, System.Buffers.SpanAction<float, TState> fill)
+    public static byte[] EncodeFrom<TState>(int count, LogitsPrecision precision, TState state, System.Buffers.SpanAction<float, TState> fill, byte[]? into = null)
     {
+        int size = count * (precision == LogitsPrecision.Float32 ? sizeof(float) : 2);
+        var bytes = into?.Length == size ? into : GC.AllocateUninitializedArray<byte>(size); // every entry is written
         if (precision == LogitsPrecision.Float32)
         {
-            var bytes = GC.AllocateUninitializedArray<byte>(count * sizeof(float)); // fill writes every entry
             fill(MemoryMarshal.Cast<byte, float>(bytes.AsSpan()), state);
             return bytes;
         }
@@ -33,9 +35,26 @@ public static class LogitsCodec
         try
         {
             fill(buffer.AsSpan(0, count), state);
-            return Encode(buffer.AsSpan(0, count), precision);
+            var halves = MemoryMarshal.Cast<byte, Half>(bytes.AsSpan());
+            for (int i = 0; i < count; i++) halves[i] = (Half)buffer[i];
+            return bytes;
         }
         finally { System.Buffers.ArrayPool<float>.Shared.Return(buffer); }
+    }
+
+    /// <summary>
+    /// The fp32 wire bytes behind <paramref name="logits"/> when they are a whole <see cref="FloatBytes"/> row (a model
+    /// worker's session row): sent as they are, with no copy.
+    /// </summary>
+    public static bool TryGetWireBytes(ReadOnlyMemory<float> logits, out byte[] bytes)
+    {
+        if (MemoryMarshal.TryGetMemoryManager(logits, out FloatBytes? row, out int start, out int length) && start == 0 && length * sizeof(float) == row.Bytes.Length)
+        {
+            bytes = row.Bytes;
+            return true;
+        }
+        bytes = [];
+        return false;
     }
 
     public static float[] Decode(byte[] bytes, LogitsPrecision precision)
@@ -55,22 +74,28 @@ public static class LogitsCodec
     /// </remarks>
     public static ReadOnlyMemory<float> ToFloats(StepResult result) =>
         result.Precision == LogitsPrecision.Float32
-            ? new FloatView(result.Logits.Value).Memory
+            ? new FloatBytes(result.Logits.Value).Memory
             : Decode(result.Logits.Value, result.Precision);
 
-    /// <summary>fp32 bytes seen as floats (Memory, unlike a span, can be held across awaits).</summary>
-    private sealed class FloatView(byte[] bytes) : System.Buffers.MemoryManager<float>
+}
+
+/// <summary>fp32 bytes seen as floats (Memory, unlike a span, can be held across awaits).</summary>
+public sealed class FloatBytes(byte[] bytes) : System.Buffers.MemoryManager<float>
+{
+    /// <summary>New uninitialized bytes for <paramref name="count"/> floats.</summary>
+    public FloatBytes(int count) : this(GC.AllocateUninitializedArray<byte>(count * sizeof(float))) { }
+
+    public byte[] Bytes { get; } = bytes;
+
+    public override Span<float> GetSpan() => MemoryMarshal.Cast<byte, float>(Bytes.AsSpan());
+
+    public override unsafe System.Buffers.MemoryHandle Pin(int elementIndex = 0)
     {
-        public override Span<float> GetSpan() => MemoryMarshal.Cast<byte, float>(bytes.AsSpan());
-
-        public override unsafe System.Buffers.MemoryHandle Pin(int elementIndex = 0)
-        {
-            var handle = GCHandle.Alloc(bytes, GCHandleType.Pinned);
-            return new System.Buffers.MemoryHandle((float*)handle.AddrOfPinnedObject() + elementIndex, handle);
-        }
-
-        public override void Unpin() { }
-
-        protected override void Dispose(bool disposing) { }
+        var handle = GCHandle.Alloc(Bytes, GCHandleType.Pinned);
+        return new System.Buffers.MemoryHandle((float*)handle.AddrOfPinnedObject() + elementIndex, handle);
     }
+
+    public override void Unpin() { }
+
+    protected override void Dispose(bool disposing) { }
 }

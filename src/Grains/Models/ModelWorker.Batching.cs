@@ -60,6 +60,8 @@ public sealed partial class ModelWorker
         }
     }
 
+    private float[] _batchLogits = [];
+
     private void RunPrefill(Work w)
     {
         try
@@ -82,18 +84,25 @@ public sealed partial class ModelWorker
         {
             var sw = Stopwatch.StartNew();
             int v = _model.VocabSize;
-            var all = GC.AllocateUninitializedArray<float>(steps.Count * v); // StepBatch writes every row (8 MiB at 64 rows: not zeroed first)
+            // One batch buffer for the worker's life and one row per session: 8 MiB per forward at 64 rows of a 32k
+            // vocabulary, and 128 KiB per step, were large-object allocations that kept the background GC busy.
+            int need = steps.Count * v;
+            if (_batchLogits.Length < need) _batchLogits = GC.AllocateUninitializedArray<float>(need); // StepBatch writes every row
+            var all = _batchLogits.AsSpan(0, need);
             var tokens = steps.Select(s => s.Tokens[0]).ToArray();
             _model.StepBatch(steps.Select(s => s.Session.Inner!).ToList(), tokens, all);
             double ms = sw.Elapsed.TotalMilliseconds;
             ComputeMs += ms;
             Steps += steps.Count;
             Batches++;
-            // Each session's row of the batch, without a copy: the grain's encoding for the wire is the one copy.
+            // Each session's row into the session's own buffer: valid until the session's next step (a coordinator
+            // reads a step's logits before it asks for the next), and for fp32 already the wire bytes.
             for (int i = 0; i < steps.Count; i++)
             {
+                var row = steps[i].Session.Row ??= new FloatBytes(v);
+                all.Slice(i * v, v).CopyTo(row.GetSpan());
                 steps[i].ModelMs = ms;
-                steps[i].Result.TrySetResult(all.AsMemory(i * v, v));
+                steps[i].Result.TrySetResult(row.Memory);
             }
         }
         catch (Exception e) when (steps.Count > 1)

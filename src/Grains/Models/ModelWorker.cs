@@ -281,6 +281,8 @@ public sealed partial class ModelWorker : IDisposable
         public IModelSession? Inner;
         public int Step;                 // step whose logits LastLogits holds
         public ReadOnlyMemory<float>? LastLogits;
+        /// <summary>Where the worker writes this session's logits at every step (allocated at the first).</summary>
+        public FloatBytes? Row;
         public Task<(ReadOnlyMemory<float>, double)>? Pending;
         public long LastUsed = Environment.TickCount64;
         public LogitsPrecision Precision;
