@@ -11,9 +11,8 @@ public static class LogitsCodec
     public static byte[] Encode(ReadOnlySpan<float> logits, LogitsPrecision precision)
     {
         if (precision == LogitsPrecision.Float32) return MemoryMarshal.AsBytes(logits).ToArray();
-        var bytes = new byte[logits.Length * 2];
-        var halves = MemoryMarshal.Cast<byte, Half>(bytes.AsSpan());
-        for (int i = 0; i < logits.Length; i++) halves[i] = (Half)logits[i];
+        var bytes = GC.AllocateUninitializedArray<byte>(logits.Length * 2);
+        WriteHalves(logits, bytes);
         return bytes;
     }
 
@@ -35,11 +34,16 @@ public static class LogitsCodec
         try
         {
             fill(buffer.AsSpan(0, count), state);
-            var halves = MemoryMarshal.Cast<byte, Half>(bytes.AsSpan());
-            for (int i = 0; i < count; i++) halves[i] = (Half)buffer[i];
+            WriteHalves(buffer.AsSpan(0, count), bytes);
             return bytes;
         }
         finally { System.Buffers.ArrayPool<float>.Shared.Return(buffer); }
+    }
+
+    private static void WriteHalves(ReadOnlySpan<float> logits, Span<byte> bytes)
+    {
+        var halves = MemoryMarshal.Cast<byte, Half>(bytes);
+        for (int i = 0; i < logits.Length; i++) halves[i] = (Half)logits[i];
     }
 
     /// <summary>
@@ -76,7 +80,6 @@ public static class LogitsCodec
         result.Precision == LogitsPrecision.Float32
             ? new FloatBytes(result.Logits.Value).Memory
             : Decode(result.Logits.Value, result.Precision);
-
 }
 
 /// <summary>fp32 bytes seen as floats (Memory, unlike a span, can be held across awaits).</summary>
