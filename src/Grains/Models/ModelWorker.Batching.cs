@@ -30,12 +30,12 @@ public sealed partial class ModelWorker
                 while (batch.Count < _maxBatch && lastBatch.Any(s => !s.Closed && !batch.Any(w => ReferenceEquals(w.Session, s))))
                 {
                     var left = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline);
-                    if (left <= TimeSpan.Zero) break;
+                    if (left <= TimeSpan.Zero) { WindowTimeouts++; break; }
                     if (!reader.TryRead(out var w))
                     {
                         using var timeout = new CancellationTokenSource(left);
                         try { if (!await reader.WaitToReadAsync(timeout.Token).ConfigureAwait(false)) break; }
-                        catch (OperationCanceledException) { break; }
+                        catch (OperationCanceledException) { WindowTimeouts++; break; }
                         continue;
                     }
                     batch.Add(w);

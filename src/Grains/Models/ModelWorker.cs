@@ -45,6 +45,8 @@ public sealed partial class ModelWorker : IDisposable
     // Counters for /metrics and the benchmark.
     public long Steps;
     public long Batches;
+    /// <summary>Decode batches that ran after waiting the whole batch window for a session of the previous batch.</summary>
+    public long WindowTimeouts;
     public long Prefills;
     public double ComputeMs;
     /// <summary>The part of <see cref="ComputeMs"/> this host's CPU computed: all of it, except on a simulated accelerator.</summary>
