@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using Microsoft.Extensions.Logging.Abstractions;
-using ProxyOrleans.Grains.Models;
 using ProxyOrleans.Inference.Decoding;
 using ProxyOrleans.Inference.Models;
 using Xunit;
@@ -14,11 +12,10 @@ public sealed class BatchWindowTests(ITestOutputHelper output)
     [Fact]
     public async Task StragglersOfThePreviousBatchJoinItAndAnIdleSessionHoldsNothingUp()
     {
-        var plain = new CatalogModelLoader(Microsoft.Extensions.Options.Options.Create(new ProxyOrleans.Grains.Hosting.ProxyOrleansOptions())).Load("window", TinyTrio.Dir(TinyTrio.Base));
+        var plain = TinyTrio.LoadBase("window");
         // A simulated 5 ms forward, so that a step that comes 1 ms late finds the batch already running.
         var loaded = new LoadedModel(plain.Name, plain.Directory, new AcceleratorLatencyModel(plain.Model, AcceleratorLatencyProfile.Parse("fixed=5")), plain.Tokenizer, plain.Config);
-        using var worker = new ModelWorker("window", TinyTrio.Dir(TinyTrio.Base), loaded, budgetBytes: 1L << 30,
-            TimeSpan.FromMilliseconds(30), 8, TimeSpan.FromMinutes(1), NullLogger.Instance);
+        using var worker = TinyTrio.Worker(loaded, TimeSpan.FromMilliseconds(30));
         var prompt = worker.Tokenize(new ProxyOrleans.Abstractions.OpenSessionRequest { SessionId = "window", Prompt = "Hello world" });
         foreach (var s in new[] { "a", "b", "idle" }) await worker.OpenAsync(s, prompt, [], 64);
 

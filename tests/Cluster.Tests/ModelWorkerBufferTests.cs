@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Logging.Abstractions;
 using ProxyOrleans.Grains.Models;
 using Xunit;
 using Xunit.Abstractions;
@@ -11,9 +10,7 @@ public sealed class ModelWorkerBufferTests(ITestOutputHelper output)
     [Fact]
     public async Task Steps_allocate_no_logits_rows_and_each_session_keeps_its_own_row_until_its_next_step()
     {
-        var loaded = new CatalogModelLoader(Microsoft.Extensions.Options.Options.Create(new ProxyOrleans.Grains.Hosting.ProxyOrleansOptions())).Load("buffers", TinyTrio.Dir(TinyTrio.Base));
-        using var worker = new ModelWorker("buffers", TinyTrio.Dir(TinyTrio.Base), loaded, budgetBytes: 1L << 30,
-            TimeSpan.Zero, 8, TimeSpan.FromMinutes(1), NullLogger.Instance);
+        using var worker = TinyTrio.Worker(TinyTrio.LoadBase("buffers"), TimeSpan.Zero);
         var prompt = worker.Tokenize(new ProxyOrleans.Abstractions.OpenSessionRequest { SessionId = "buffers", Prompt = "Hello world" });
         string[] sessions = ["a", "b", "c", "d"];
         foreach (var s in sessions) await worker.OpenAsync(s, prompt, [], 64);

@@ -1,8 +1,6 @@
 using System.Diagnostics;
-using Microsoft.Extensions.Logging.Abstractions;
 using Orleans.Streams;
 using ProxyOrleans.Abstractions;
-using ProxyOrleans.Grains.Models;
 using ProxyOrleans.Inference.Decoding;
 using Xunit;
 using Xunit.Abstractions;
@@ -66,10 +64,9 @@ public sealed class SessionTests(TrioClusterFixture fixture, ITestOutputHelper o
     [Fact]
     public async Task KvBudgetIsEnforcedWithAClearErrorAndFreedOnClose()
     {
-        var loaded = new CatalogModelLoader(Microsoft.Extensions.Options.Options.Create(new ProxyOrleans.Grains.Hosting.ProxyOrleansOptions())).Load("budget", TinyTrio.Dir(TinyTrio.Base));
+        var loaded = TinyTrio.LoadBase("budget");
         // Room for one 100-token session only.
-        using var worker = new ModelWorker("budget", TinyTrio.Dir(TinyTrio.Base), loaded, budgetBytes: 150 * loaded.Model.KvBytesPerToken,
-            TimeSpan.Zero, 8, TimeSpan.FromMinutes(1), NullLogger.Instance);
+        using var worker = TinyTrio.Worker(loaded, TimeSpan.Zero, budgetBytes: 150 * loaded.Model.KvBytesPerToken);
         var prompt = worker.Tokenize(new OpenSessionRequest { SessionId = "s", Prompt = "Hello world" });
         await worker.OpenAsync("a", prompt, [], 96);
         var e = await Assert.ThrowsAsync<CapacityExceededException>(() => worker.OpenAsync("b", prompt, [], 96));
@@ -85,10 +82,9 @@ public sealed class SessionTests(TrioClusterFixture fixture, ITestOutputHelper o
     [Fact]
     public async Task AFailingRowFailsOnlyItsOwnSessionWhichIsClosedAndFreed()
     {
-        var loaded = new CatalogModelLoader(Microsoft.Extensions.Options.Options.Create(new ProxyOrleans.Grains.Hosting.ProxyOrleansOptions())).Load("fault", TinyTrio.Dir(TinyTrio.Base));
+        var loaded = TinyTrio.LoadBase("fault");
         // A wide batch window so that both steps below run as one batch.
-        using var worker = new ModelWorker("fault", TinyTrio.Dir(TinyTrio.Base), loaded, budgetBytes: 1L << 30,
-            TimeSpan.FromMilliseconds(500), 8, TimeSpan.FromMinutes(1), NullLogger.Instance);
+        using var worker = TinyTrio.Worker(loaded, TimeSpan.FromMilliseconds(500));
         var prompt = worker.Tokenize(new OpenSessionRequest { SessionId = "s", Prompt = "Hello world" });
         // "full" has room for one generated token only: its second step cannot fit (the forward throws for its row).
         await worker.OpenAsync("full", prompt, [], 1);

@@ -95,6 +95,15 @@ public static class TinyTrio
         TinyHfModels.WriteLlama2Tokenizer(dir, addedTokens: ["<pad>", "<|sep|>"]);
     });
 
+    /// <summary>The base checkpoint loaded as a silo loads it (default options), under <paramref name="name"/>.</summary>
+    public static LoadedModel LoadBase(string name) =>
+        new ProxyOrleans.Grains.Models.CatalogModelLoader(Microsoft.Extensions.Options.Options.Create(new ProxyOrleans.Grains.Hosting.ProxyOrleansOptions())).Load(name, Dir(Base));
+
+    /// <summary>A model worker over <paramref name="model"/> (the base's folder), driven directly by a test: this batch
+    /// window, budget and largest batch, a one-minute idle timeout.</summary>
+    public static ProxyOrleans.Grains.Models.ModelWorker Worker(LoadedModel model, TimeSpan batchWindow, long budgetBytes = 1L << 30, int maxBatch = 8) =>
+        new(model.Name, Dir(Base), model, budgetBytes, batchWindow, maxBatch, TimeSpan.FromMinutes(1), Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+
     /// <summary>The single-process path over the same checkpoints.</summary>
     public static ModelCatalog NewCatalog() => new(
         [new ModelSource(Base, Dir(Base)), new ModelSource(Expert, Dir(Expert)), new ModelSource(Anti, Dir(Anti)), new ModelSource(Extra, ExtraPath)],
